@@ -1,0 +1,50 @@
+/**
+ * The contract between the model layer (model.ts, tokenizer.ts) and the server/batcher.
+ * Everything that runs a model goes through LoadedModel.
+ */
+
+/** embedctl-model.json: what a model directory says about itself. */
+export interface ModelManifest {
+  name: string;
+  /** Output vector size before any Matryoshka truncation. */
+  dimensions: number;
+  /** Longest input in tokens (special tokens included); longer inputs are truncated or refused. */
+  maxTokens: number;
+  pooling: 'mean' | 'cls' | 'none';
+  /** Whether vectors are L2-normalised (by the graph or by the runtime). */
+  normalize: boolean;
+  /** Dimensions a caller may truncate to (re-normalised); [] = only `dimensions`. */
+  matryoshkaDimensions: number[];
+  /** Jina-style task -> text prefix, e.g. {"retrieval.query": "query: "}. */
+  taskPrefixes: Record<string, string>;
+  license: string;
+  /** ONNX graph inputs the model takes: input_ids, attention_mask, token_type_ids. */
+  inputs: string[];
+  /** ONNX output to read: "sentence_embedding" (already pooled) or "last_hidden_state". */
+  output: string;
+  /** Whether the graph already pools/normalises (output is [batch, dim]). */
+  pooledByGraph: boolean;
+  /** sha256 of model.onnx, recorded at build or fetch time. */
+  sha256?: string;
+  source?: string;
+}
+
+export interface Encoded {
+  ids: number[];
+  /** Tokens before truncation (what usage counts and `truncate:false` checks). */
+  fullLength: number;
+}
+
+export interface LoadedModel {
+  manifest: ModelManifest;
+  /** Execution provider actually in use: "cuda" | "webgpu" | "cpu". */
+  provider: string;
+  /** Tokenise one text (with the task prefix already applied by the caller). */
+  encode(text: string): Encoded;
+  /**
+   * Run one padded batch; returns one vector per input, pooled and (if manifest.normalize)
+   * L2-normalised, length manifest.dimensions.
+   */
+  embed(batch: Encoded[]): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,2 @@
+// The hybrid client (rollout issue) is exported from here: import { createHybridClient } from 'embedctl/client'.
+export {};

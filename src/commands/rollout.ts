@@ -1,0 +1,14 @@
+import type { Command } from 'commander';
+import type { Context } from '../context.js';
+import { ExternalError } from '../errors.js';
+import { action, examples, type ExitHolder } from './shared.js';
+
+export function register(program: Command, ctx: Context, holder: ExitHolder): void {
+  const cmd = program.command('rollout').description('(not implemented yet)');
+  examples(cmd, ['embedctl rollout --help']);
+  cmd.action(
+    action(ctx, holder, async () => {
+      throw new ExternalError('embedctl', 'rollout is not implemented yet');
+    }),
+  );
+}

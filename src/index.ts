@@ -1,0 +1,3 @@
+export { main, buildProgram } from './cli.js';
+export type { Context } from './context.js';
+export { EmbedctlError, UsageError, ExternalError, GateFailed, RolledBack, ExitCode } from './errors.js';
