@@ -47,6 +47,9 @@ export function buildProgram(ctx: Context, holder: ExitHolder): Command {
     .configureOutput({
       writeOut: (s) => void ctx.stdout.write(s),
       writeErr: (s) => void ctx.stderr.write(s),
+      // A fixed width keeps --help identical everywhere, so docs/reference.md can be checked.
+      getOutHelpWidth: () => 100,
+      getErrHelpWidth: () => 100,
       // commander's own errors (unknown command, bad flag): one line, then a pointer to --help.
       outputError: (s, write) => write(`embedctl: ${s.trim().replace(/^error: /, 'error: ')}\n`),
     })
