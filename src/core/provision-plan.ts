@@ -1,0 +1,335 @@
+import type {
+  AuthorizeSecurityGroupIngressCommandInput,
+  CreateSecurityGroupCommandInput,
+  IpPermission,
+  RunInstancesCommandInput,
+  Tag,
+  TagSpecification,
+} from '@aws-sdk/client-ec2';
+import type { MetricDataQuery, PutMetricAlarmCommandInput } from '@aws-sdk/client-cloudwatch';
+
+/**
+ * The exact AWS request parameters of `embedctl provision`, built from options alone (no I/O),
+ * so tests and `--dry-run` see precisely what would be sent.
+ */
+
+/** Public SSM parameter: AWS Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04), x86_64. */
+export const DLAMI_SSM_PARAMETER = '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id';
+/** The DLAMI Ubuntu images boot from /dev/sda1 (not /dev/xvda as Amazon Linux does). */
+export const ROOT_DEVICE = '/dev/sda1';
+
+export const MANAGED_TAG = 'embedctl:managed';
+export const DEPLOYMENT_TAG = 'embedctl:deployment';
+
+/** nginx in front (80) and the runtime itself (8080: health, readiness and metrics for `status`). */
+export const SERVICE_PORTS = [80, 8080] as const;
+export const SSH_PORT = 22;
+
+/** Metrics the instance publishes (CloudWatch agent) and the alarms read. */
+export const SERVICE_NAMESPACE = 'Embedctl';
+export const SERVICE_METRICS = {
+  /** Count of requests, dimension Deployment=<name>, Sum per minute. */
+  requests: 'Requests',
+  /** Count of 5xx responses, dimension Deployment=<name>. */
+  errors: 'Errors',
+  /** Per-request latency in milliseconds, dimension Deployment=<name> (alarm on p95). */
+  latency: 'RequestLatency',
+} as const;
+
+export type Market = 'on-demand' | 'spot';
+
+export interface ProvisionOptions {
+  name: string;
+  region: string;
+  instanceType: string;
+  market: Market;
+  allowCidrs: string[];
+  keyName?: string;
+  subnetId?: string;
+  volumeSize: number;
+  iamInstanceProfile?: string;
+  /** SNS topic the alarms notify; none = alarms only show in the console. */
+  alarmTopicArn?: string;
+}
+
+const NAME_RE = /^[a-z][a-z0-9-]{0,39}$/;
+
+/** Returns an error message, or undefined when the name is usable in tags, SG names and tokens. */
+export function checkDeploymentName(name: string): string | undefined {
+  if (!NAME_RE.test(name)) return `expected 1-40 characters of a-z, 0-9 and "-", starting with a letter, got ${JSON.stringify(name)}`;
+  return undefined;
+}
+
+export interface CidrCheck {
+  cidr: string;
+  ipv6: boolean;
+  world: boolean;
+}
+
+/** Validates one IPv4 or IPv6 CIDR; throws an Error with a one-line message. */
+export function parseCidr(raw: string): CidrCheck {
+  const s = raw.trim();
+  const m4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(s);
+  if (m4) {
+    const octets = m4.slice(1, 5).map(Number);
+    const bits = Number(m4[5]);
+    if (octets.some((o) => o > 255) || bits > 32) throw new Error(`${JSON.stringify(raw)} is not a valid IPv4 CIDR`);
+    return { cidr: s, ipv6: false, world: bits === 0 };
+  }
+  const m6 = /^([0-9a-fA-F:]+)\/(\d{1,3})$/.exec(s);
+  if (m6 && m6[1]!.includes(':') && Number(m6[2]) <= 128) {
+    return { cidr: s.toLowerCase(), ipv6: true, world: Number(m6[2]) === 0 };
+  }
+  throw new Error(`${JSON.stringify(raw)} is not a CIDR; use an address with a prefix length, e.g. 203.0.113.7/32`);
+}
+
+export function managedTags(name: string, resourceName: string): Array<Tag & { Key: string; Value: string }> {
+  return [
+    { Key: 'Name', Value: resourceName },
+    { Key: MANAGED_TAG, Value: 'true' },
+    { Key: DEPLOYMENT_TAG, Value: name },
+  ];
+}
+
+/** Whether a resource's tags say embedctl manages it for this deployment. */
+export function tagsConfirm(tags: Array<{ Key?: string; Value?: string }> | undefined, name: string): boolean {
+  const get = (k: string) => tags?.find((t) => t.Key === k)?.Value;
+  return get(MANAGED_TAG) === 'true' && get(DEPLOYMENT_TAG) === name;
+}
+
+export const securityGroupName = (name: string) => `embedctl-${name}`;
+export const instanceName = (name: string) => `embedctl-${name}`;
+
+/** ClientToken: deterministic per deployment and attempt (EC2 allows 64 ASCII characters). */
+export function clientToken(name: string, attempt: number): string {
+  return `embedctl-${name}-${attempt}`;
+}
+
+export function buildCreateSecurityGroup(o: ProvisionOptions, vpcId: string): CreateSecurityGroupCommandInput {
+  const groupName = securityGroupName(o.name);
+  return {
+    GroupName: groupName,
+    Description: `embedctl ${o.name}: embeddings runtime, inbound only from the allowed CIDRs`,
+    VpcId: vpcId,
+    TagSpecifications: [{ ResourceType: 'security-group', Tags: managedTags(o.name, groupName) }],
+  };
+}
+
+export interface IngressRule {
+  port: number;
+  cidr: string;
+  ipv6: boolean;
+  description: string;
+}
+
+export function ingressRules(o: ProvisionOptions): IngressRule[] {
+  const ports: Array<[number, string]> = SERVICE_PORTS.map((p) => [p, p === 80 ? 'embedctl nginx' : 'embedctl runtime']);
+  // SSH only exists when a key pair does: without one nobody could log in anyway.
+  if (o.keyName) ports.push([SSH_PORT, 'embedctl ssh (docker over ssh)']);
+  const rules: IngressRule[] = [];
+  for (const [port, description] of ports) {
+    for (const raw of o.allowCidrs) {
+      const c = parseCidr(raw);
+      rules.push({ port, cidr: c.cidr, ipv6: c.ipv6, description });
+    }
+  }
+  return rules;
+}
+
+export function buildIngress(o: ProvisionOptions, groupId: string): AuthorizeSecurityGroupIngressCommandInput {
+  const byPort = new Map<number, IpPermission>();
+  for (const r of ingressRules(o)) {
+    let perm = byPort.get(r.port);
+    if (!perm) {
+      perm = { IpProtocol: 'tcp', FromPort: r.port, ToPort: r.port, IpRanges: [], Ipv6Ranges: [] };
+      byPort.set(r.port, perm);
+    }
+    if (r.ipv6) perm.Ipv6Ranges!.push({ CidrIpv6: r.cidr, Description: r.description });
+    else perm.IpRanges!.push({ CidrIp: r.cidr, Description: r.description });
+  }
+  const perms = [...byPort.values()].map((p) => {
+    const out: IpPermission = { IpProtocol: p.IpProtocol, FromPort: p.FromPort, ToPort: p.ToPort };
+    if (p.IpRanges!.length) out.IpRanges = p.IpRanges;
+    if (p.Ipv6Ranges!.length) out.Ipv6Ranges = p.Ipv6Ranges;
+    return out;
+  });
+  return {
+    GroupId: groupId,
+    IpPermissions: perms,
+    TagSpecifications: [{ ResourceType: 'security-group-rule', Tags: managedTags(o.name, securityGroupName(o.name)) }],
+  };
+}
+
+export interface RunInputs {
+  amiId: string;
+  /** Undefined only in a dry run before the group exists (EC2 then checks with the default group). */
+  securityGroupId?: string;
+  userData: string;
+  clientToken: string;
+}
+
+export function buildRunInstances(o: ProvisionOptions, r: RunInputs): RunInstancesCommandInput {
+  const nameTag = instanceName(o.name);
+  const tagSpecs: TagSpecification[] = (['instance', 'volume', 'network-interface'] as const).map((ResourceType) => ({
+    ResourceType,
+    Tags: managedTags(o.name, nameTag),
+  }));
+  if (o.market === 'spot') tagSpecs.push({ ResourceType: 'spot-instances-request', Tags: managedTags(o.name, nameTag) });
+  const input: RunInstancesCommandInput = {
+    ImageId: r.amiId,
+    InstanceType: o.instanceType as RunInstancesCommandInput['InstanceType'],
+    MinCount: 1,
+    MaxCount: 1,
+    ClientToken: r.clientToken,
+    // IMDSv2 only; hop limit 2 so containers (one extra hop through the docker bridge) still reach it.
+    MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled' },
+    BlockDeviceMappings: [
+      {
+        DeviceName: ROOT_DEVICE,
+        Ebs: { VolumeSize: o.volumeSize, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true },
+      },
+    ],
+    TagSpecifications: tagSpecs,
+    UserData: Buffer.from(r.userData, 'utf8').toString('base64'),
+    Monitoring: { Enabled: false },
+  };
+  if (o.subnetId) {
+    // A custom subnet may not auto-assign public IPs; ask for one on the primary interface.
+    input.NetworkInterfaces = [
+      {
+        DeviceIndex: 0,
+        SubnetId: o.subnetId,
+        AssociatePublicIpAddress: true,
+        DeleteOnTermination: true,
+        ...(r.securityGroupId ? { Groups: [r.securityGroupId] } : {}),
+      },
+    ];
+  } else if (r.securityGroupId) {
+    input.SecurityGroupIds = [r.securityGroupId];
+  }
+  if (o.keyName) input.KeyName = o.keyName;
+  if (o.iamInstanceProfile) {
+    input.IamInstanceProfile = o.iamInstanceProfile.startsWith('arn:') ? { Arn: o.iamInstanceProfile } : { Name: o.iamInstanceProfile };
+  }
+  if (o.market === 'spot') {
+    input.InstanceMarketOptions = {
+      MarketType: 'spot',
+      SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' },
+    };
+  }
+  return input;
+}
+
+export const alarmName = (name: string, what: string) => `embedctl-${name}-${what}`;
+
+/**
+ * The runbook's alarms. Host metrics: AWS/EC2 CPUUtilization and the CloudWatch agent's
+ * `nvidia_smi_utilization_gpu` and `mem_used_percent` (agent configured with InstanceId as the
+ * only dimension). Service metrics in namespace `Embedctl` with dimension Deployment=<name>:
+ * `Requests` and `Errors` (counts) and `RequestLatency` (milliseconds).
+ */
+export function buildAlarms(o: ProvisionOptions, instanceId: string): PutMetricAlarmCommandInput[] {
+  const tags = managedTags(o.name, instanceName(o.name));
+  const actions = o.alarmTopicArn ? { AlarmActions: [o.alarmTopicArn], OKActions: [o.alarmTopicArn] } : {};
+  const host = (what: string, namespace: string, metric: string, threshold: number, desc: string): PutMetricAlarmCommandInput => ({
+    AlarmName: alarmName(o.name, what),
+    AlarmDescription: `embedctl ${o.name}: ${desc}`,
+    Namespace: namespace,
+    MetricName: metric,
+    Dimensions: [{ Name: 'InstanceId', Value: instanceId }],
+    Statistic: 'Average',
+    Period: 300,
+    EvaluationPeriods: 2,
+    DatapointsToAlarm: 2,
+    Threshold: threshold,
+    ComparisonOperator: 'GreaterThanThreshold',
+    TreatMissingData: 'missing',
+    Tags: tags,
+    ...actions,
+  });
+  const dim = [{ Name: 'Deployment', Value: o.name }];
+  const stat = (Id: string, MetricName: string): MetricDataQuery => ({
+    Id,
+    MetricStat: { Metric: { Namespace: SERVICE_NAMESPACE, MetricName, Dimensions: dim }, Period: 60, Stat: 'Sum' },
+    ReturnData: false,
+  });
+  return [
+    host('cpu-high', 'AWS/EC2', 'CPUUtilization', 80, 'CPU above 80% for 10 minutes'),
+    host('gpu-high', 'CWAgent', 'nvidia_smi_utilization_gpu', 90, 'GPU utilisation above 90% for 10 minutes'),
+    host('memory-high', 'CWAgent', 'mem_used_percent', 85, 'memory above 85% for 10 minutes'),
+    {
+      AlarmName: alarmName(o.name, 'error-rate'),
+      AlarmDescription: `embedctl ${o.name}: more than 5% of requests failed (5xx) in 3 of 5 minutes`,
+      Metrics: [
+        stat('errors', SERVICE_METRICS.errors),
+        stat('requests', SERVICE_METRICS.requests),
+        { Id: 'rate', Expression: 'IF(requests > 0, 100 * errors / requests, 0)', Label: 'error rate %', ReturnData: true },
+      ],
+      EvaluationPeriods: 5,
+      DatapointsToAlarm: 3,
+      Threshold: 5,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'notBreaching',
+      Tags: tags,
+      ...actions,
+    },
+    {
+      AlarmName: alarmName(o.name, 'latency-p95'),
+      AlarmDescription: `embedctl ${o.name}: p95 latency above 500 ms in 3 of 5 minutes`,
+      Namespace: SERVICE_NAMESPACE,
+      MetricName: SERVICE_METRICS.latency,
+      Dimensions: dim,
+      ExtendedStatistic: 'p95',
+      Unit: 'Milliseconds',
+      Period: 60,
+      EvaluationPeriods: 5,
+      DatapointsToAlarm: 3,
+      Threshold: 500,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'notBreaching',
+      Tags: tags,
+      ...actions,
+    },
+  ];
+}
+
+/**
+ * Approximate us-east-1 on-demand list prices (USD/hour) for the usual embedding GPUs, shown in
+ * the plan so nobody launches a p4d by typo. `cost-report` has the real Pricing API lookup.
+ */
+const LIST_PRICE_USD_HOUR: Record<string, number> = {
+  'g4dn.xlarge': 0.526,
+  'g4dn.2xlarge': 0.752,
+  'g4dn.4xlarge': 1.204,
+  'g5.xlarge': 1.006,
+  'g5.2xlarge': 1.212,
+  'g5.4xlarge': 1.624,
+  'g6.xlarge': 0.8048,
+  'g6.2xlarge': 0.9776,
+  'g6e.xlarge': 1.861,
+  'g6e.2xlarge': 2.24208,
+};
+
+export function approxHourlyUsd(instanceType: string): number | undefined {
+  return LIST_PRICE_USD_HOUR[instanceType];
+}
+
+/** GPU families the runtime's CUDA image runs on; anything else gets a warning, not a refusal. */
+export function isGpuInstanceType(t: string): boolean {
+  return /^(g4dn|g4ad|g5|g5g|g6|g6e|gr6|p3|p3dn|p4d|p4de|p5|p5e|p5en|p6-[a-z0-9]+)\./.test(t);
+}
+
+/** Regions as of 2025 (incl. opt-in ones); used to reject typos before any network call. */
+export const AWS_REGIONS = [
+  'us-east-1', 'us-east-2', 'us-west-1', 'us-west-2', 'af-south-1', 'ap-east-1', 'ap-east-2', 'ap-south-1', 'ap-south-2',
+  'ap-southeast-1', 'ap-southeast-2', 'ap-southeast-3', 'ap-southeast-4', 'ap-southeast-5', 'ap-southeast-7',
+  'ap-northeast-1', 'ap-northeast-2', 'ap-northeast-3', 'ca-central-1', 'ca-west-1', 'eu-central-1', 'eu-central-2',
+  'eu-west-1', 'eu-west-2', 'eu-west-3', 'eu-south-1', 'eu-south-2', 'eu-north-1', 'il-central-1', 'me-south-1',
+  'me-central-1', 'mx-central-1', 'sa-east-1', 'us-gov-east-1', 'us-gov-west-1', 'cn-north-1', 'cn-northwest-1',
+] as const;
+
+export function checkRegion(region: string): string | undefined {
+  if ((AWS_REGIONS as readonly string[]).includes(region)) return undefined;
+  const near = AWS_REGIONS.filter((r) => r.startsWith(region.split('-')[0] ?? '')).slice(0, 4);
+  return `unknown AWS region ${JSON.stringify(region)}${near.length ? `; did you mean ${near.join(', ')}?` : ''}`;
+}
