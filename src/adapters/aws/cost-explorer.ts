@@ -1,0 +1,140 @@
+import {
+  CostExplorerClient,
+  GetCostAndUsageCommand,
+  GetCostForecastCommand,
+  type Expression,
+  type ResultByTime,
+} from '@aws-sdk/client-cost-explorer';
+import type { Context } from '../../context.js';
+import { mapAwsError } from './pricing.js';
+
+/**
+ * What embedctl's resources actually cost, from Cost Explorer. Every Cost Explorer request is billed
+ * ($0.01 each), so the command warns and this adapter counts its requests.
+ * Injected client: ctx.adapters.costExplorerClient.
+ */
+
+export const MANAGED_TAG = { key: 'embedctl:managed', value: 'true' } as const;
+
+export const TAG_FILTER: Expression = {
+  Tags: { Key: MANAGED_TAG.key, Values: [MANAGED_TAG.value], MatchOptions: ['EQUALS'] },
+};
+
+export interface PeriodCost {
+  start: string;
+  end: string;
+  total: number;
+  estimated: boolean;
+  byService: Array<{ service: string; amount: number }>;
+}
+
+export interface ActualCosts {
+  lastMonth: PeriodCost | null;
+  monthToDate: PeriodCost | null;
+  /** Forecast for the rest of this month; null when Cost Explorer has too little data. */
+  forecastRestOfMonth: { start: string; end: string; amount: number } | null;
+  forecastNote?: string;
+  currency: string;
+  costExplorerRequests: number;
+}
+
+const day = (d: Date) => d.toISOString().slice(0, 10);
+
+/** [first of last month, first of this month, today, first of next month], UTC dates. */
+export function costPeriods(now: Date) {
+  const y = now.getUTCFullYear();
+  const m = now.getUTCMonth();
+  return {
+    lastMonthStart: day(new Date(Date.UTC(y, m - 1, 1))),
+    monthStart: day(new Date(Date.UTC(y, m, 1))),
+    today: day(new Date(Date.UTC(y, m, now.getUTCDate()))),
+    nextMonthStart: day(new Date(Date.UTC(y, m + 1, 1))),
+  };
+}
+
+function toPeriod(r: ResultByTime): PeriodCost {
+  const byService = (r.Groups ?? [])
+    .map((g) => ({ service: g.Keys?.[0] ?? '?', amount: Number(g.Metrics?.UnblendedCost?.Amount ?? 0) }))
+    .filter((g) => Number.isFinite(g.amount))
+    .sort((a, b) => b.amount - a.amount);
+  return {
+    start: r.TimePeriod?.Start ?? '',
+    end: r.TimePeriod?.End ?? '',
+    total: byService.reduce((a, g) => a + g.amount, 0),
+    estimated: Boolean(r.Estimated),
+    byService,
+  };
+}
+
+export async function fetchActualCosts(ctx: Context): Promise<ActualCosts> {
+  // Cost Explorer has one endpoint, in us-east-1.
+  const ce = (ctx.adapters.costExplorerClient as CostExplorerClient | undefined) ?? new CostExplorerClient({ region: 'us-east-1' });
+  const p = costPeriods(ctx.now());
+  let requests = 0;
+  const results: ResultByTime[] = [];
+  let currency = 'USD';
+  try {
+    let token: string | undefined;
+    do {
+      requests++;
+      const out = await ce.send(
+        new GetCostAndUsageCommand({
+          // End is exclusive: on the 1st of a month only last month comes back.
+          TimePeriod: { Start: p.lastMonthStart, End: p.today },
+          Granularity: 'MONTHLY',
+          Metrics: ['UnblendedCost'],
+          GroupBy: [{ Type: 'DIMENSION', Key: 'SERVICE' }],
+          Filter: TAG_FILTER,
+          NextPageToken: token,
+        }),
+        { abortSignal: ctx.signal },
+      );
+      results.push(...(out.ResultsByTime ?? []));
+      const unit = out.ResultsByTime?.[0]?.Groups?.[0]?.Metrics?.UnblendedCost?.Unit;
+      if (unit) currency = unit;
+      token = out.NextPageToken;
+    } while (token && requests < 10);
+  } catch (err) {
+    throw mapAwsError('aws ce', 'ce:GetCostAndUsage', err);
+  }
+  // Merge pages: the same month can be split across pages by its groups.
+  const byStart = new Map<string, ResultByTime>();
+  for (const r of results) {
+    const k = r.TimePeriod?.Start ?? '';
+    const prev = byStart.get(k);
+    if (prev) prev.Groups = [...(prev.Groups ?? []), ...(r.Groups ?? [])];
+    else byStart.set(k, { ...r, Groups: [...(r.Groups ?? [])] });
+  }
+  const last = byStart.get(p.lastMonthStart);
+  const mtd = byStart.get(p.monthStart);
+
+  let forecast: ActualCosts['forecastRestOfMonth'] = null;
+  let forecastNote: string | undefined;
+  try {
+    requests++;
+    const out = await ce.send(
+      new GetCostForecastCommand({
+        TimePeriod: { Start: p.today, End: p.nextMonthStart },
+        Metric: 'UNBLENDED_COST',
+        Granularity: 'MONTHLY',
+        Filter: TAG_FILTER,
+      }),
+      { abortSignal: ctx.signal },
+    );
+    const amount = Number(out.Total?.Amount);
+    if (Number.isFinite(amount)) forecast = { start: p.today, end: p.nextMonthStart, amount };
+  } catch (err) {
+    const code = (err as { name?: string })?.name;
+    // A young account or tag has too little history to forecast: a gap in the report, not a failure.
+    if (code === 'DataUnavailableException') forecastNote = 'Cost Explorer has too little history to forecast yet';
+    else throw mapAwsError('aws ce', 'ce:GetCostForecast', err);
+  }
+  return {
+    lastMonth: last ? toPeriod(last) : null,
+    monthToDate: mtd ? toPeriod(mtd) : null,
+    forecastRestOfMonth: forecast,
+    forecastNote,
+    currency,
+    costExplorerRequests: requests,
+  };
+}

@@ -1,0 +1,129 @@
+import type { OptionResult, PricingOption } from './model.js';
+
+/**
+ * The migration guide's triggers: any one of them is a reason to look at self-hosting. A trigger
+ * whose input is unknown (e.g. no corpus size given) is reported as not evaluated, never as false.
+ */
+export const THRESHOLDS = {
+  indexedDataGb: 20,
+  queriesPerMonth: 100_000,
+  hostedSpendPerMonth: 150,
+  p95Ms: 500,
+  embeddingsPerMinute: 1_500,
+} as const;
+
+export type TriggerId = keyof typeof THRESHOLDS;
+
+export interface Trigger {
+  id: TriggerId;
+  description: string;
+  threshold: number;
+  unit: string;
+  value: number | null;
+  /** null when the input was not given. */
+  fired: boolean | null;
+  basis: string;
+}
+
+export interface TriggerInputs {
+  /** Bytes of the vectors the user keeps today; undefined when the corpus size is unknown. */
+  indexedDataBytes?: number;
+  indexedDataBasis?: string;
+  queriesPerMonth?: number;
+  hostedMonthly: number;
+  p95Ms?: number;
+  p95Basis?: string;
+  peakEmbeddingsPerMinute: number;
+}
+
+export function evaluateTriggers(t: TriggerInputs): Trigger[] {
+  const mk = (id: TriggerId, description: string, unit: string, value: number | undefined, basis: string): Trigger => ({
+    id,
+    description,
+    threshold: THRESHOLDS[id],
+    unit,
+    value: value ?? null,
+    fired: value === undefined ? null : value > THRESHOLDS[id],
+    basis,
+  });
+  return [
+    mk(
+      'indexedDataGb',
+      'indexed data > 20 GB',
+      'GB',
+      t.indexedDataBytes === undefined ? undefined : t.indexedDataBytes / 1e9,
+      t.indexedDataBasis ?? 'not evaluated: pass --corpus-tokens',
+    ),
+    mk(
+      'queriesPerMonth',
+      '> 100K queries/month',
+      'queries/month',
+      t.queriesPerMonth,
+      t.queriesPerMonth === undefined ? 'not evaluated: pass --queries-per-month' : 'from the workload',
+    ),
+    mk('hostedSpendPerMonth', '> $150/month hosted spend', 'USD/month', t.hostedMonthly, 'hosted price x tokens/month'),
+    mk('p95Ms', 'p95 latency > 500 ms', 'ms', t.p95Ms, t.p95Basis ?? 'not evaluated: pass --hosted-p95-ms or --capacity-from'),
+    mk(
+      'embeddingsPerMinute',
+      '> 1,500 embeddings/min needed',
+      'embeddings/min',
+      t.peakEmbeddingsPerMinute,
+      'peak minute: average embeddings/min x peak factor',
+    ),
+  ];
+}
+
+export type Decision = 'stay-hosted' | 'migrate' | 'hybrid';
+
+export interface Recommendation {
+  decision: Decision;
+  /** The pricing option the sentence is about (the cheapest self-hosted one). */
+  option: PricingOption | null;
+  reason: string;
+}
+
+const LABEL: Record<PricingOption, string> = { onDemand: 'on-demand', reserved: '1-year reserved', spot: 'spot' };
+
+const usd = (n: number) => `$${n.toLocaleString('en-US', { maximumFractionDigits: 2, minimumFractionDigits: 2 })}`;
+const tokens = (n: number) => {
+  for (const [d, s] of [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'K']] as const) {
+    if (n >= d) return `${Number((n / d).toPrecision(3))}${s}`;
+  }
+  return String(Math.round(n));
+};
+
+/**
+ * migrate: the cheapest self-hosted option saves money and its set-up pays back within the horizon.
+ * hybrid: a trigger fires but full self-hosting does not pay (yet): self-host the part that fires
+ * it and keep hosted for the rest. stay hosted: no trigger fires and self-hosting does not pay.
+ */
+export function recommend(hostedMonthly: number, options: OptionResult[], triggers: Trigger[], months: number): Recommendation {
+  const fired = triggers.filter((t) => t.fired === true);
+  const best = [...options].sort((a, b) => a.monthly.total - b.monthly.total)[0];
+  if (!best) {
+    return { decision: 'stay-hosted', option: null, reason: 'no self-hosted pricing option is available to compare against.' };
+  }
+  const firedText = fired.map((t) => t.description).join(', ');
+  const be = best.breakEvenTokensPerMonth;
+  const beText = be === null ? 'it does not break even at any volume' : `it breaks even at ${tokens(be)} tokens/month`;
+  if (best.savingsPerMonth > 0 && best.paybackMonths !== null && best.paybackMonths <= months) {
+    const payback = best.oneTime.total > 0 ? `; the one-time set-up of ${usd(best.oneTime.total)} pays back in ${best.paybackMonths.toFixed(1)} months` : '';
+    return {
+      decision: 'migrate',
+      option: best.option,
+      reason: `self-hosting on ${LABEL[best.option]} instances costs ${usd(best.monthly.total)}/month against ${usd(hostedMonthly)} hosted, saving ${usd(best.savingsPerMonth)}/month${payback}${fired.length ? ` (triggers: ${firedText})` : ''}.`,
+    };
+  }
+  const why =
+    best.savingsPerMonth > 0
+      ? `self-hosting on ${LABEL[best.option]} saves ${usd(best.savingsPerMonth)}/month but the set-up of ${usd(best.oneTime.total)} does not pay back within ${months} months`
+      : `self-hosting costs at least ${usd(best.monthly.total)}/month (${LABEL[best.option]}) against ${usd(hostedMonthly)} hosted; ${beText}`;
+  if (fired.length > 0) {
+    return {
+      decision: 'hybrid',
+      option: best.option,
+      reason: `${fired.length === 1 ? 'a migration trigger fires' : `${fired.length} migration triggers fire`} (${firedText}) but ${why}: run self-hosted for the traffic behind the trigger (latency-critical queries or bulk re-indexing) and keep the hosted API for the rest and as fallback.`,
+    };
+  }
+  return { decision: 'stay-hosted', option: best.option, reason: `no migration trigger fires and ${why}.` };
+}
