@@ -1,0 +1,341 @@
+import type { Encoded } from './types.js';
+
+/**
+ * Dynamic batching in front of one model worker, the way text-embeddings-inference does it:
+ * inputs from many requests wait in one queue, and the worker takes batches bounded by a token
+ * budget (padded length x count) and a size cap, choosing inputs of similar length so little of
+ * the budget goes to padding. The oldest waiting input is always in the next batch, so nothing
+ * starves. Batches run one at a time (onnxruntime uses its own thread pool); the next batch forms
+ * while one runs.
+ */
+
+export interface BatchRunner {
+  embed(batch: Encoded[]): Promise<Float32Array[]>;
+}
+
+export interface BatcherOptions {
+  /** Sum of padded tokens (longest input x count) one batch may hold. */
+  maxBatchTokens: number;
+  /** Most inputs in one batch. */
+  maxBatchSize: number;
+  /** How long the oldest input may wait for company before a partial batch runs. */
+  maxWaitMs: number;
+  /** Most inputs admitted and not yet answered (queued + running); more -> QueueFull. */
+  maxQueue: number;
+}
+
+export interface BatchReport {
+  size: number;
+  /** Real tokens in the batch. */
+  tokens: number;
+  /** Longest input x count: what the model actually computes. */
+  paddedTokens: number;
+  /** Requests that had inputs in this batch. */
+  requests: number;
+  ms: number;
+}
+
+export interface BatcherStats {
+  /** Inputs waiting for a batch. */
+  queued: number;
+  queuedTokens: number;
+  /** Inputs in the batch the worker is running now. */
+  running: number;
+  batches: number;
+  inputs: number;
+  draining: boolean;
+}
+
+/** The queue cannot take this request now; the caller should answer 429 with Retry-After. */
+export class QueueFull extends Error {
+  constructor(
+    readonly retryAfterSeconds: number,
+    readonly pending: number,
+  ) {
+    super(`the server is at capacity (${pending} inputs pending); retry in ${retryAfterSeconds}s`);
+    this.name = 'QueueFull';
+  }
+}
+
+/** submit() after close(). */
+export class Closed extends Error {
+  constructor() {
+    super('the batcher is closed');
+    this.name = 'Closed';
+  }
+}
+
+interface Job {
+  results: Array<Float32Array | undefined>;
+  remaining: number;
+  resolve(v: Float32Array[]): void;
+  reject(e: unknown): void;
+  done: boolean;
+}
+
+interface Item {
+  job: Job;
+  index: number;
+  enc: Encoded;
+  len: number;
+  arrived: number;
+  seq: number;
+}
+
+export class Batcher {
+  private queue: Item[] = [];
+  private queuedTokens = 0;
+  private running = 0;
+  private seq = 0;
+  private batches = 0;
+  private inputsDone = 0;
+  /** Set by drain(): partial batches run at once instead of waiting for company. */
+  private draining = false;
+  private closing = false;
+  private wake: (() => void) | undefined;
+  private idleWaiters: Array<() => void> = [];
+  /** Inputs/s over recent batches; Retry-After is the backlog divided by this. */
+  private rate = 0;
+  private readonly loop: Promise<void>;
+  private stopped = false;
+
+  constructor(
+    private readonly model: BatchRunner,
+    readonly opts: BatcherOptions,
+    private readonly onBatch?: (r: BatchReport) => void,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    for (const k of ['maxBatchTokens', 'maxBatchSize', 'maxQueue'] as const) {
+      if (!Number.isInteger(opts[k]) || opts[k] < 1) throw new RangeError(`${k} must be a whole number >= 1, got ${opts[k]}`);
+    }
+    if (!(opts.maxWaitMs >= 0)) throw new RangeError(`maxWaitMs must be >= 0, got ${opts.maxWaitMs}`);
+    this.loop = this.work();
+  }
+
+  /** Inputs admitted and not yet answered. */
+  get pending(): number {
+    return this.queue.length + this.running;
+  }
+
+  stats(): BatcherStats {
+    return {
+      queued: this.queue.length,
+      queuedTokens: this.queuedTokens,
+      running: this.running,
+      batches: this.batches,
+      inputs: this.inputsDone,
+      draining: this.draining,
+    };
+  }
+
+  /**
+   * Embeds `inputs` and resolves with one vector per input, in input order. Throws QueueFull
+   * (synchronously, as a rejected promise) when admitting them would pass maxQueue; a request
+   * larger than maxQueue is still admitted into an idle server so it can ever be served.
+   */
+  submit(inputs: Encoded[], signal?: AbortSignal): Promise<Float32Array[]> {
+    if (this.closing) return Promise.reject(new Closed());
+    if (inputs.length === 0) return Promise.resolve([]);
+    if (this.pending > 0 && this.pending + inputs.length > this.opts.maxQueue) {
+      return Promise.reject(new QueueFull(this.retryAfter(), this.pending));
+    }
+    return new Promise<Float32Array[]>((resolve, reject) => {
+      const job: Job = { results: new Array(inputs.length), remaining: inputs.length, resolve, reject, done: false };
+      const at = this.now();
+      inputs.forEach((enc, index) => {
+        const len = Math.max(1, enc.ids.length);
+        this.queue.push({ job, index, enc, len, arrived: at, seq: this.seq++ });
+        this.queuedTokens += len;
+      });
+      // A client that hung up frees its queued inputs; a batch already running finishes anyway.
+      signal?.addEventListener(
+        'abort',
+        () => {
+          if (job.done) return;
+          job.done = true;
+          this.removeJob(job);
+          reject(signal.reason ?? new Error('aborted'));
+        },
+        { once: true },
+      );
+      this.wake?.();
+    });
+  }
+
+  /**
+   * Resolves once every admitted input has been answered; meanwhile batches run without waiting
+   * for company. Still admits (the server decides when to stop taking requests).
+   */
+  async drain(): Promise<void> {
+    this.draining = true;
+    this.wake?.();
+    if (this.pending > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+  }
+
+  /** Stops admitting, drains, then ends the worker loop. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.drain();
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private retryAfter(): number {
+    const perSecond = this.rate > 0 ? this.rate : 100;
+    return Math.min(30, Math.max(1, Math.ceil(this.pending / perSecond)));
+  }
+
+  private removeJob(job: Job): void {
+    const keep: Item[] = [];
+    for (const it of this.queue) {
+      if (it.job === job) this.queuedTokens -= it.len;
+      else keep.push(it);
+    }
+    this.queue = keep;
+    this.notifyIdle();
+  }
+
+  private notifyIdle(): void {
+    if (this.pending === 0 && this.idleWaiters.length) {
+      const ws = this.idleWaiters;
+      this.idleWaiters = [];
+      ws.forEach((w) => w());
+    }
+  }
+
+  private sleepUntilWoken(ms?: number): Promise<void> {
+    return new Promise((resolve) => {
+      let t: NodeJS.Timeout | undefined;
+      this.wake = () => {
+        this.wake = undefined;
+        if (t) clearTimeout(t);
+        resolve();
+      };
+      if (ms !== undefined) t = setTimeout(() => this.wake?.(), Math.max(0, ms));
+    });
+  }
+
+  /** Whether the queue already holds a batch that could not grow (by count or budget). */
+  private full(): boolean {
+    if (this.queue.length >= this.opts.maxBatchSize) return true;
+    let maxLen = 0;
+    for (const it of this.queue) maxLen = Math.max(maxLen, it.len);
+    return maxLen * this.queue.length >= this.opts.maxBatchTokens;
+  }
+
+  private async work(): Promise<void> {
+    for (;;) {
+      if (this.queue.length === 0) {
+        if (this.stopped) return;
+        await this.sleepUntilWoken();
+        continue;
+      }
+      if (!this.full() && !this.draining) {
+        const oldest = this.queue[0]!.arrived;
+        const wait = oldest + this.opts.maxWaitMs - this.now();
+        if (wait > 0) {
+          // Woken early by every new arrival, so a batch that fills up runs at once.
+          await this.sleepUntilWoken(wait);
+          continue;
+        }
+      }
+      await this.runBatch(this.takeBatch());
+    }
+  }
+
+  /**
+   * Picks the next batch: the oldest input plus the inputs nearest to it in length, grown one
+   * neighbour at a time (the closer in length first) while count and padded tokens fit.
+   */
+  private takeBatch(): Item[] {
+    const { maxBatchSize, maxBatchTokens } = this.opts;
+    const fits = (count: number, maxLen: number) => count <= maxBatchSize && count * maxLen <= maxBatchTokens;
+    const all = this.queue;
+    let maxLenAll = 0;
+    for (const it of all) maxLenAll = Math.max(maxLenAll, it.len);
+    let chosen: Item[];
+    if (fits(all.length, maxLenAll)) {
+      chosen = all;
+      this.queue = [];
+    } else {
+      // Only the oldest inputs compete for a place, which bounds both the sort and how long a
+      // long input can be passed over for shorter ones.
+      const window = all.slice(0, maxBatchSize * 8);
+      const sorted = window.sort((a, b) => a.len - b.len || a.seq - b.seq);
+      const headSeq = all[0]!.seq;
+      const h = sorted.findIndex((it) => it.seq === headSeq);
+      let lo = h;
+      let hi = h;
+      let maxLen = sorted[h]!.len;
+      for (;;) {
+        const down = lo > 0 ? sorted[lo - 1]! : undefined;
+        const up = hi < sorted.length - 1 ? sorted[hi + 1]! : undefined;
+        const minLen = sorted[lo]!.len;
+        const count = hi - lo + 2;
+        // Growing downwards never raises the padded length; upwards may.
+        const canDown = down !== undefined && fits(count, maxLen);
+        const canUp = up !== undefined && fits(count, Math.max(maxLen, up.len));
+        if (!canDown && !canUp) break;
+        const pickDown = canDown && (!canUp || minLen - down.len <= up!.len - maxLen);
+        if (pickDown) lo--;
+        else {
+          hi++;
+          maxLen = Math.max(maxLen, up!.len);
+        }
+      }
+      chosen = sorted.slice(lo, hi + 1);
+      const picked = new Set(chosen);
+      this.queue = all.filter((it) => !picked.has(it));
+    }
+    for (const it of chosen) this.queuedTokens -= it.len;
+    return chosen;
+  }
+
+  private async runBatch(batch: Item[]): Promise<void> {
+    // Inputs of requests cancelled while queued were removed; these belong to live requests.
+    this.running = batch.length;
+    const started = this.now();
+    let vectors: Float32Array[] | undefined;
+    let error: unknown;
+    try {
+      vectors = await this.model.embed(batch.map((it) => it.enc));
+      if (vectors.length !== batch.length) throw new Error(`model returned ${vectors.length} vectors for ${batch.length} inputs`);
+    } catch (err) {
+      error = err;
+    }
+    const ms = this.now() - started;
+    const jobs = new Set<Job>();
+    batch.forEach((it, i) => {
+      jobs.add(it.job);
+      const job = it.job;
+      if (job.done) return;
+      if (error !== undefined) {
+        job.done = true;
+        this.removeJob(job);
+        job.reject(error);
+        return;
+      }
+      job.results[it.index] = vectors![i];
+      if (--job.remaining === 0) {
+        job.done = true;
+        job.resolve(job.results as Float32Array[]);
+      }
+    });
+    this.running = 0;
+    this.batches++;
+    this.inputsDone += batch.length;
+    if (ms > 0) {
+      const inst = (batch.length / ms) * 1000;
+      this.rate = this.rate === 0 ? inst : 0.8 * this.rate + 0.2 * inst;
+    }
+    let maxLen = 0;
+    let tokens = 0;
+    for (const it of batch) {
+      maxLen = Math.max(maxLen, it.len);
+      tokens += it.len;
+    }
+    this.onBatch?.({ size: batch.length, tokens, paddedTokens: maxLen * batch.length, requests: jobs.size, ms });
+    this.notifyIdle();
+  }
+}

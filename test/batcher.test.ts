@@ -1,0 +1,187 @@
+import { describe, expect, it } from 'vitest';
+import { Batcher, Closed, QueueFull, type BatchReport, type BatcherOptions } from '../runtime/batcher.js';
+import type { Encoded } from '../runtime/types.js';
+
+/**
+ * The batcher's only dependency is "something that embeds a padded batch". This one computes a
+ * vector from the ids alone (so any cross-talk between requests shows), records every batch, and
+ * can be held shut to let a queue build up.
+ */
+class RecordingModel {
+  batches: number[][] = [];
+  lengths: number[][] = [];
+  running = 0;
+  maxConcurrent = 0;
+  failNext = false;
+  private gate: Promise<void> | undefined;
+  private openGate: (() => void) | undefined;
+
+  hold() {
+    this.gate = new Promise((r) => (this.openGate = r));
+  }
+  release() {
+    this.openGate?.();
+    this.gate = undefined;
+  }
+
+  async embed(batch: Encoded[]): Promise<Float32Array[]> {
+    this.running++;
+    this.maxConcurrent = Math.max(this.maxConcurrent, this.running);
+    this.batches.push(batch.map((e) => e.ids[0]!));
+    this.lengths.push(batch.map((e) => e.ids.length));
+    try {
+      if (this.gate) await this.gate;
+      await new Promise((r) => setTimeout(r, 1));
+      if (this.failNext) {
+        this.failNext = false;
+        throw new Error('model exploded');
+      }
+      return batch.map((e) => expected(e));
+    } finally {
+      this.running--;
+    }
+  }
+}
+
+const expected = (e: Encoded) => Float32Array.from([e.ids[0]!, e.ids.length, e.ids.reduce((a, b) => a + b, 0)]);
+const enc = (id: number, len = 3): Encoded => ({ ids: Array.from({ length: len }, (_, i) => id + i), fullLength: len });
+const opts = (o: Partial<BatcherOptions> = {}): BatcherOptions => ({ maxBatchTokens: 100_000, maxBatchSize: 64, maxWaitMs: 5, maxQueue: 100_000, ...o });
+
+describe('Batcher', () => {
+  it('merges concurrent requests into one batch and answers each with its own vectors, in order', async () => {
+    const model = new RecordingModel();
+    const reports: BatchReport[] = [];
+    const b = new Batcher(model, opts({ maxWaitMs: 20 }), (r) => reports.push(r));
+    const reqs = Array.from({ length: 10 }, (_, r) => [enc(r * 1000), enc(r * 1000 + 500, 7)]);
+    const out = await Promise.all(reqs.map((inputs) => b.submit(inputs)));
+    out.forEach((vectors, r) => {
+      expect(vectors).toHaveLength(2);
+      vectors.forEach((v, i) => expect(Array.from(v)).toEqual(Array.from(expected(reqs[r]![i]!))));
+    });
+    expect(model.batches).toHaveLength(1);
+    expect(reports[0]).toMatchObject({ size: 20, requests: 10, tokens: 100, paddedTokens: 140 });
+    await b.close();
+  });
+
+  it('runs a lone request after maxWaitMs without waiting for company', async () => {
+    const model = new RecordingModel();
+    const b = new Batcher(model, opts({ maxWaitMs: 5 }));
+    const t0 = performance.now();
+    const [v] = await b.submit([enc(42)]);
+    expect(Array.from(v!)).toEqual([42, 3, 42 + 43 + 44]);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    await b.close();
+  });
+
+  it('splits a 2048-input request into batches within size and token budget and reassembles it in order', async () => {
+    const model = new RecordingModel();
+    const reports: BatchReport[] = [];
+    const b = new Batcher(model, opts({ maxBatchSize: 64, maxBatchTokens: 1000 }), (r) => reports.push(r));
+    const inputs = Array.from({ length: 2048 }, (_, i) => enc(i * 10, 1 + (i % 37)));
+    const out = await b.submit(inputs);
+    expect(out).toHaveLength(2048);
+    out.forEach((v, i) => expect(Array.from(v)).toEqual(Array.from(expected(inputs[i]!))));
+    expect(reports.length).toBeGreaterThanOrEqual(2048 / 64);
+    for (const r of reports) {
+      expect(r.size).toBeLessThanOrEqual(64);
+      expect(r.paddedTokens).toBeLessThanOrEqual(1000);
+    }
+    expect(reports.reduce((a, r) => a + r.size, 0)).toBe(2048);
+    await b.close();
+  });
+
+  it('groups inputs of similar length so less of the budget goes to padding than first-come order', async () => {
+    const model = new RecordingModel();
+    const reports: BatchReport[] = [];
+    const b = new Batcher(model, opts({ maxBatchSize: 16, maxWaitMs: 1 }), (r) => reports.push(r));
+    model.hold();
+    const first = b.submit([enc(1)]);
+    await new Promise((r) => setTimeout(r, 20)); // the worker is now busy with `first`
+    // Short and long inputs interleaved, as they arrive from different clients.
+    const lens = Array.from({ length: 64 }, (_, i) => (i % 2 === 0 ? 4 : 120));
+    const pending = lens.map((len, i) => b.submit([enc(10_000 + i * 200, len)]));
+    model.release();
+    await Promise.all([first, ...pending]);
+    const later = reports.slice(1);
+    const padded = later.reduce((a, r) => a + r.paddedTokens, 0);
+    // First-come batches of 16 would each hold a 120-token input: 4 x 16 x 120 padded tokens.
+    expect(padded).toBeLessThan(4 * 16 * 120 * 0.75);
+    for (const l of model.lengths.slice(1)) expect(new Set(l).size).toBe(1);
+    await b.close();
+  });
+
+  it('never runs two batches at once', async () => {
+    const model = new RecordingModel();
+    const b = new Batcher(model, opts({ maxBatchSize: 4, maxWaitMs: 0 }));
+    await Promise.all(Array.from({ length: 40 }, (_, i) => b.submit([enc(i), enc(i + 100)])));
+    expect(model.maxConcurrent).toBe(1);
+    expect(model.batches.length).toBeGreaterThanOrEqual(20);
+    await b.close();
+  });
+
+  it('refuses with QueueFull (and a Retry-After) when admitting would pass maxQueue, and admits again once drained', async () => {
+    const model = new RecordingModel();
+    const b = new Batcher(model, opts({ maxQueue: 100, maxBatchSize: 8 }));
+    model.hold();
+    // Larger than maxQueue, but into an idle batcher: admitted, or it could never be served.
+    const big = b.submit(Array.from({ length: 150 }, (_, i) => enc(i)));
+    const refused = b.submit([enc(7)]);
+    await expect(refused).rejects.toBeInstanceOf(QueueFull);
+    const err = await refused.catch((e: QueueFull) => e);
+    expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(err.pending).toBe(150);
+    expect(b.pending).toBe(150);
+    model.release();
+    await big;
+    expect(b.pending).toBe(0);
+    await expect(b.submit([enc(7)])).resolves.toHaveLength(1);
+    await b.close();
+  });
+
+  it('drops the queued inputs of a request whose client went away, without touching others', async () => {
+    const model = new RecordingModel();
+    const b = new Batcher(model, opts({ maxBatchSize: 2 }));
+    model.hold();
+    const busy = b.submit([enc(1)]);
+    await new Promise((r) => setTimeout(r, 20));
+    const ac = new AbortController();
+    const gone = b.submit(Array.from({ length: 50 }, (_, i) => enc(5000 + i)), ac.signal);
+    const stays = b.submit([enc(9000)]);
+    ac.abort(new Error('client closed'));
+    await expect(gone).rejects.toThrow('client closed');
+    expect(b.stats().queued).toBe(1);
+    model.release();
+    await busy;
+    expect(Array.from((await stays)[0]!)).toEqual(Array.from(expected(enc(9000))));
+    expect(model.batches.flat().some((id) => id >= 5000 && id < 5050)).toBe(false);
+    await b.close();
+  });
+
+  it('fails only the requests in a batch the model failed on, and keeps serving', async () => {
+    const model = new RecordingModel();
+    const b = new Batcher(model, opts());
+    model.failNext = true;
+    await expect(b.submit([enc(1)])).rejects.toThrow('model exploded');
+    expect(b.pending).toBe(0);
+    await expect(b.submit([enc(2)])).resolves.toHaveLength(1);
+    await b.close();
+  });
+
+  it('drain() answers everything admitted; close() then refuses new work', async () => {
+    const model = new RecordingModel();
+    const b = new Batcher(model, opts({ maxWaitMs: 1000, maxBatchSize: 1000 }));
+    const t0 = performance.now();
+    const work = Promise.all(Array.from({ length: 5 }, (_, i) => b.submit([enc(i)])));
+    await b.drain();
+    // Draining runs the partial batch at once instead of waiting out maxWaitMs.
+    expect(performance.now() - t0).toBeLessThan(900);
+    expect(await work).toHaveLength(5);
+    await b.close();
+    await expect(b.submit([enc(1)])).rejects.toBeInstanceOf(Closed);
+  });
+
+  it('rejects nonsensical limits up front', () => {
+    expect(() => new Batcher(new RecordingModel(), opts({ maxBatchSize: 0 }))).toThrow(/maxBatchSize/);
+    expect(() => new Batcher(new RecordingModel(), opts({ maxQueue: 1.5 }))).toThrow(/maxQueue/);
+  });
+});
