@@ -1,2 +1,265 @@
-// The hybrid client (rollout issue) is exported from here: import { createHybridClient } from 'embedctl/client'.
-export {};
+import { readFileSync } from 'node:fs';
+import { routesToSelfHosted } from './route.js';
+
+/**
+ * The hybrid client: for applications that route between the hosted API and the self-hosted
+ * runtime in code instead of through nginx.
+ *
+ *   import { createHybridClient } from 'embedctl/client';
+ *   const client = createHybridClient({
+ *     selfHosted: { url: 'http://10.0.0.5:8080', model: 'jina-embeddings-v3' },
+ *     hosted: { url: 'https://api.jina.ai/v1/embeddings', apiKey: process.env.JINA_API_KEY, model: 'jina-embeddings-v3', shape: 'jina' },
+ *     percentFrom: { env: 'SELF_HOSTED_TRAFFIC_PERCENT', envFile: '.embedctl/traffic.env' },
+ *   });
+ *   const { vectors, backend } = await client.embed(['hello'], { key: tenantId });
+ *
+ * Imported by user applications: Node built-ins and global fetch only, no dependencies.
+ */
+
+export { bucketOf, murmurhash2, routesToSelfHosted } from './route.js';
+
+export type Backend = 'selfhosted' | 'hosted';
+
+export interface EndpointConfig {
+  /** Base URL (http://host:port) or the full embeddings endpoint. */
+  url: string;
+  apiKey?: string;
+  model: string;
+  /** Request body shape; both answer in the OpenAI list shape. */
+  shape?: 'openai' | 'jina';
+  /** Jina task (retrieval.query, retrieval.passage, ...), sent with shape 'jina'. */
+  task?: string;
+}
+
+export interface HybridClientOptions {
+  selfHosted: EndpointConfig;
+  hosted: EndpointConfig;
+  /** A fixed share (0..100) or a function read on every call. Wins over percentFrom. */
+  percent?: number | (() => number);
+  /**
+   * Where the share comes from when `percent` is not given, first found wins:
+   * env (variable name), envFile (SELF_HOSTED_TRAFFIC_PERCENT=N, as `rollout --driver env` writes),
+   * stateFile (.embedctl/rollout.json). Nothing found or unreadable -> 0 (all hosted).
+   */
+  percentFrom?: { env?: string; envFile?: string; stateFile?: string };
+  /**
+   * Whether both sides serve the same model. Only then does a self-hosted failure fall back to
+   * hosted: vectors of two different models are not comparable, so mixing them silently would
+   * corrupt an index. Default: the two model names are equal.
+   */
+  sameModel?: boolean;
+  /** Retries after the first attempt on 408/429/5xx/network errors (default 2). */
+  retries?: number;
+  /** Per-attempt timeout (default 30 s). */
+  timeoutMs?: number;
+  backoffBaseMs?: number;
+  maxBackoffMs?: number;
+  /** A Retry-After longer than this is not waited for: the call fails (or falls back) at once. */
+  maxRetryAfterMs?: number;
+  /** How long a percentage read from a file is reused before reading again (default 1 s). */
+  refreshMs?: number;
+  fetch?: typeof fetch;
+  env?: Record<string, string | undefined>;
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+}
+
+export interface EmbedOptions {
+  /** Tenant or user id: routing is sticky per key. */
+  key: string;
+  signal?: AbortSignal;
+}
+
+export interface HybridResult {
+  vectors: number[][];
+  backend: Backend;
+  fellBack: boolean;
+  /** The share in force when the call was routed. */
+  percent: number;
+}
+
+export interface HybridStats {
+  selfhosted: number;
+  hosted: number;
+  fallbacks: number;
+  retries: number;
+  errors: { selfhosted: number; hosted: number };
+}
+
+export interface HybridClient {
+  embed(texts: string[], opts: EmbedOptions): Promise<HybridResult>;
+  /** The side a key goes to right now. */
+  route(key: string): Backend;
+  percent(): number;
+  stats(): HybridStats;
+}
+
+export class HybridClientError extends Error {
+  readonly backend: Backend;
+  readonly status: number | undefined;
+  /** Server-side or transport failure (a fallback candidate), as opposed to a bad request. */
+  readonly serverSide: boolean;
+  constructor(backend: Backend, message: string, o: { status?: number; serverSide: boolean; cause?: unknown }) {
+    super(`${backend}: ${message}`, o.cause === undefined ? undefined : { cause: o.cause });
+    this.name = 'HybridClientError';
+    this.backend = backend;
+    this.status = o.status;
+    this.serverSide = o.serverSide;
+  }
+}
+
+export const PERCENT_ENV = 'SELF_HOSTED_TRAFFIC_PERCENT';
+
+export function createHybridClient(o: HybridClientOptions): HybridClient {
+  const f = o.fetch ?? globalThis.fetch;
+  const env = o.env ?? process.env;
+  const retries = o.retries ?? 2;
+  const timeoutMs = o.timeoutMs ?? 30_000;
+  const base = o.backoffBaseMs ?? 100;
+  const maxBackoff = o.maxBackoffMs ?? 5_000;
+  const maxRetryAfter = o.maxRetryAfterMs ?? 30_000;
+  const refreshMs = o.refreshMs ?? 1_000;
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const random = o.random ?? Math.random;
+  const sameModel = o.sameModel ?? o.selfHosted.model === o.hosted.model;
+  const stats: HybridStats = { selfhosted: 0, hosted: 0, fallbacks: 0, retries: 0, errors: { selfhosted: 0, hosted: 0 } };
+  const fileCache = new Map<string, { at: number; value: number | undefined }>();
+
+  const cached = (path: string, read: (text: string) => number | undefined): number | undefined => {
+    const hit = fileCache.get(path);
+    if (hit && Date.now() - hit.at < refreshMs) return hit.value;
+    let value: number | undefined;
+    try {
+      value = read(readFileSync(path, 'utf8'));
+    } catch {
+      value = undefined;
+    }
+    fileCache.set(path, { at: Date.now(), value });
+    return value;
+  };
+
+  const currentPercent = (): number => {
+    let p: number | undefined;
+    if (typeof o.percent === 'function') p = o.percent();
+    else if (typeof o.percent === 'number') p = o.percent;
+    else {
+      const from = o.percentFrom ?? { env: PERCENT_ENV };
+      if (from.env && env[from.env] !== undefined && env[from.env] !== '') p = Number(env[from.env]);
+      if (p === undefined && from.envFile) p = cached(from.envFile, (t) => envFileValue(t, PERCENT_ENV));
+      if (p === undefined && from.stateFile) p = cached(from.stateFile, (t) => (JSON.parse(t) as { percent?: unknown }).percent as number);
+    }
+    // Anything unreadable routes to hosted: the safe side before and during a migration.
+    return typeof p === 'number' && Number.isFinite(p) ? Math.min(100, Math.max(0, p)) : 0;
+  };
+
+  const endpointUrl = (e: EndpointConfig) => (/\/embed(dings)?\/?$/.test(e.url) ? e.url : `${e.url.replace(/\/+$/, '')}/v1/embeddings`);
+
+  async function call(side: Backend, e: EndpointConfig, texts: string[], signal?: AbortSignal): Promise<number[][]> {
+    const body =
+      e.shape === 'jina'
+        ? { model: e.model, input: texts, ...(e.task ? { task: e.task } : {}) }
+        : { model: e.model, input: texts, encoding_format: 'float' };
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
+    if (e.apiKey) headers.authorization = `Bearer ${e.apiKey}`;
+    for (let attempt = 0; ; attempt++) {
+      let failure: HybridClientError;
+      let delay: number | undefined;
+      try {
+        const res = await f(endpointUrl(e), {
+          method: 'POST',
+          headers,
+          body: JSON.stringify(body),
+          signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
+        });
+        if (res.ok) return parseVectors(side, await res.json(), texts.length);
+        const text = (await res.text().catch(() => '')).slice(0, 200);
+        const retryable = res.status === 408 || res.status === 429 || res.status >= 500;
+        failure = new HybridClientError(side, `HTTP ${res.status}${text ? `: ${text}` : ''}`, { status: res.status, serverSide: retryable });
+        if (!retryable) throw failure;
+        delay = retryAfterMs(res.headers.get('retry-after'));
+        // Waiting longer than the caller allows is worse than failing (or falling back) now.
+        if (delay !== undefined && delay > maxRetryAfter) throw failure;
+      } catch (err) {
+        if (err instanceof HybridClientError) throw err;
+        if (signal?.aborted) throw signal.reason;
+        failure = new HybridClientError(side, (err as Error).message, { serverSide: true, cause: err });
+      }
+      if (attempt >= retries) throw failure;
+      stats.retries++;
+      await sleep(delay ?? random() * Math.min(maxBackoff, base * 2 ** attempt));
+    }
+  }
+
+  return {
+    percent: currentPercent,
+    route: (key) => (routesToSelfHosted(key, currentPercent()) ? 'selfhosted' : 'hosted'),
+    stats: () => ({ ...stats, errors: { ...stats.errors } }),
+    async embed(texts, opts) {
+      if (!opts || typeof opts.key !== 'string' || opts.key === '') {
+        throw new TypeError('embed(texts, { key }) needs a key (tenant or user id): routing is sticky per key');
+      }
+      const percent = currentPercent();
+      if (routesToSelfHosted(opts.key, percent)) {
+        try {
+          const vectors = await call('selfhosted', o.selfHosted, texts, opts.signal);
+          stats.selfhosted++;
+          return { vectors, backend: 'selfhosted', fellBack: false, percent };
+        } catch (err) {
+          stats.errors.selfhosted++;
+          if (!sameModel || !(err instanceof HybridClientError) || !err.serverSide) throw err;
+          try {
+            const vectors = await call('hosted', o.hosted, texts, opts.signal);
+            stats.hosted++;
+            stats.fallbacks++;
+            return { vectors, backend: 'hosted', fellBack: true, percent };
+          } catch (err2) {
+            stats.errors.hosted++;
+            throw err2;
+          }
+        }
+      }
+      try {
+        const vectors = await call('hosted', o.hosted, texts, opts.signal);
+        stats.hosted++;
+        return { vectors, backend: 'hosted', fellBack: false, percent };
+      } catch (err) {
+        stats.errors.hosted++;
+        throw err;
+      }
+    },
+  };
+}
+
+function parseVectors(side: Backend, doc: unknown, n: number): number[][] {
+  const data = (doc as { data?: unknown })?.data;
+  if (!Array.isArray(data) || data.length !== n) {
+    throw new HybridClientError(side, `malformed response: expected data with ${n} embeddings`, { serverSide: true });
+  }
+  const out: number[][] = new Array(n);
+  data.forEach((d: { index?: unknown; embedding?: unknown }, i) => {
+    const idx = typeof d?.index === 'number' ? d.index : i;
+    if (!Array.isArray(d?.embedding) || idx < 0 || idx >= n) {
+      throw new HybridClientError(side, `malformed response: item ${i} has no embedding array`, { serverSide: true });
+    }
+    out[idx] = d.embedding as number[];
+  });
+  return out;
+}
+
+/** Retry-After in seconds or as an HTTP date. */
+function retryAfterMs(h: string | null): number | undefined {
+  if (!h) return undefined;
+  const secs = Number(h);
+  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
+  const at = Date.parse(h);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+function envFileValue(text: string, key: string): number | undefined {
+  let v: number | undefined;
+  for (const line of text.split('\n')) {
+    const m = new RegExp(`^\\s*(?:export\\s+)?${key}\\s*=\\s*["']?([^"'\\s#]*)`).exec(line);
+    if (m) v = m[1] === '' ? undefined : Number(m[1]);
+  }
+  return v;
+}

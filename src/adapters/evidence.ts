@@ -1,0 +1,253 @@
+import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { CloudWatchClient, GetMetricDataCommand, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
+import type { Evidence, Observation } from '../core/rollout/gates.js';
+import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
+
+/**
+ * Reads what the rollout gates judge: the latest reports written by verify-consistency,
+ * rag-overlap, load-test and cost-report (`--out`), the runtime's Prometheus /metrics, and
+ * CloudWatch. Never throws for missing or odd evidence: it returns an Observation whose note says
+ * what is missing, so the gate turns inconclusive and names the command that produces it.
+ */
+
+export const REPORT_FILES = {
+  consistency: 'verify-consistency.json',
+  overlap: 'rag-overlap.json',
+  loadTest: 'load-test.json',
+  cost: 'cost-report.json',
+} as const;
+
+export interface CloudWatchSource {
+  region: string;
+  namespace: string;
+  dimensions: Array<{ Name: string; Value: string }>;
+  requestsMetric: string;
+  errorsMetric: string;
+  /** A latency metric in milliseconds; p95 is asked for as an extended statistic. */
+  latencyMetric: string;
+  windowSeconds: number;
+}
+
+export interface EvidenceOptions {
+  evidenceDir: string;
+  metricsUrl?: string;
+  metricsApiKey?: string;
+  cloudwatch?: CloudWatchSource;
+  /** The previous /metrics snapshot: rates are then computed over the interval between the two. */
+  previous?: TrafficSnapshot;
+  now: Date;
+  timeoutMs?: number;
+  /** Injected CloudWatch client (tests put aws-sdk-client-mock in front of the real one). */
+  cloudwatchClient?: CloudWatchClient;
+  fetch?: typeof fetch;
+}
+
+export interface CollectedEvidence {
+  evidence: Evidence;
+  /** The raw /metrics snapshot taken, to pass back as `previous` next time. */
+  snapshot?: TrafficSnapshot;
+}
+
+export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedEvidence> {
+  const evidence: Evidence = {};
+  const [consistency, overlap, load, cost] = await Promise.all([
+    readReport(join(opts.evidenceDir, REPORT_FILES.consistency), 'verify-consistency'),
+    readReport(join(opts.evidenceDir, REPORT_FILES.overlap), 'rag-overlap'),
+    readReport(join(opts.evidenceDir, REPORT_FILES.loadTest), 'load-test'),
+    readReport(join(opts.evidenceDir, REPORT_FILES.cost), 'cost-report'),
+  ]);
+
+  evidence.consistency = fromReport(consistency, (doc) => {
+    const min = num(get(doc, 'cosine.min'));
+    if (min !== undefined) return { value: min, note: meanNote(doc) };
+    const mean = num(get(doc, 'cosine.mean'));
+    if (mean !== undefined) return { value: mean, note: 'cosine.min missing; judged on cosine.mean' };
+    return 'cosine.min (and cosine.mean)';
+  });
+  evidence.overlap = fromReport(overlap, (doc) => {
+    const v = num(get(doc, 'overlap.mean')) ?? num(get(doc, 'overlapAt10.mean')) ?? num(get(doc, 'overlap.meanAt10'));
+    if (v === undefined) return 'overlap.mean';
+    return { value: v > 1 ? v / 100 : v };
+  });
+  evidence.monthlyCost = fromReport(cost, (doc) => {
+    const v = monthlyFromCost(doc);
+    return v === undefined ? 'a projected self-hosted monthly cost (e.g. recommendation.monthly.total)' : { value: v };
+  });
+
+  const fromLoad = {
+    errorRate: fromReport(load, (doc) => {
+      const v = num(get(doc, 'errorRate')) ?? num(get(doc, 'errors.rate')) ?? num(get(doc, 'summary.errorRate'));
+      return v === undefined ? 'errorRate' : { value: v };
+    }),
+    p95LatencyMs: fromReport(load, (doc) => {
+      const v = num(get(doc, 'latencyMs.p95')) ?? num(get(doc, 'latency.p95')) ?? num(get(doc, 'summary.latencyMs.p95'));
+      return v === undefined ? 'latencyMs.p95' : { value: v };
+    }),
+  };
+  evidence.errorRate = fromLoad.errorRate;
+  evidence.p95LatencyMs = fromLoad.p95LatencyMs;
+
+  // Live traffic beats a load test: it is what users see right now.
+  let snap: TrafficSnapshot | undefined;
+  if (opts.metricsUrl) {
+    const live = await scrapeMetrics(opts.metricsUrl, opts);
+    if ('error' in live) {
+      evidence.errorRate = { value: null, source: opts.metricsUrl, note: live.error };
+      evidence.p95LatencyMs = { value: null, source: opts.metricsUrl, note: live.error };
+    } else {
+      snap = live.snapshot;
+      const window = delta(opts.previous, snap);
+      const src = `${opts.metricsUrl}${opts.previous ? ' (since last scrape)' : ' (since runtime start)'}`;
+      if (!snap.found.requests) {
+        evidence.errorRate = { value: null, source: src, note: 'no embedctl_requests_total counter in /metrics' };
+      } else if (window.total <= 0) {
+        evidence.errorRate = { value: null, source: src, note: 'no requests in the window' };
+      } else {
+        evidence.errorRate = { value: window.errors / window.total, source: src, observedAt: opts.now, note: `${window.errors}/${window.total} requests failed` };
+      }
+      const p95 = histogramQuantile(0.95, window.buckets);
+      evidence.p95LatencyMs =
+        p95 === null
+          ? { value: null, source: src, note: snap.found.histogram ? 'no requests in the window' : 'no embedctl_request_duration_seconds histogram in /metrics' }
+          : { value: p95 * 1000, source: src, observedAt: opts.now };
+    }
+  } else if (opts.cloudwatch) {
+    const cw = await cloudwatchTraffic(opts.cloudwatch, opts);
+    evidence.errorRate = cw.errorRate;
+    evidence.p95LatencyMs = cw.p95LatencyMs;
+  }
+  return { evidence, snapshot: snap };
+}
+
+type Report = { path: string; doc?: Record<string, unknown>; observedAt?: Date; problem?: string };
+
+async function readReport(path: string, command: string): Promise<Report> {
+  let text: string;
+  let mtime: Date;
+  try {
+    [text, mtime] = await Promise.all([fsp.readFile(path, 'utf8'), fsp.stat(path).then((s) => s.mtime)]);
+  } catch {
+    return { path, problem: `no ${command} report at ${path}` };
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return { path, problem: `${path} is not valid JSON` };
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return { path, problem: `${path} is not a report object` };
+  const d = doc as Record<string, unknown>;
+  const schema = d.schema;
+  if (typeof schema === 'string' && schema !== `embedctl.${command}/v1`) {
+    return { path, problem: `${path} has schema ${schema}, expected embedctl.${command}/v1` };
+  }
+  // The report's own timestamp says when it was measured; mtime only when it has none (a copy
+  // keeps the date of the measurement, a touch does not make old evidence fresh).
+  const stamp = ['generatedAt', 'createdAt', 'finishedAt', 'endedAt', 'time', 'timestamp', 'at'].map((k) => d[k]).find((v) => typeof v === 'string' && !Number.isNaN(Date.parse(v)));
+  return { path, doc: d, observedAt: stamp ? new Date(Date.parse(stamp as string)) : mtime };
+}
+
+function fromReport(r: Report, pick: (doc: Record<string, unknown>) => { value: number; note?: string } | string): Observation {
+  if (!r.doc) return { value: null, source: r.path, note: r.problem ?? 'missing' };
+  const got = pick(r.doc);
+  if (typeof got === 'string') return { value: null, source: r.path, observedAt: r.observedAt ?? null, note: `${r.path} has no ${got}` };
+  return { value: got.value, source: r.path, observedAt: r.observedAt ?? null, ...(got.note ? { note: got.note } : {}) };
+}
+
+function get(obj: unknown, dotted: string): unknown {
+  let cur = obj;
+  for (const k of dotted.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[k];
+  }
+  return cur;
+}
+
+function num(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+function meanNote(doc: unknown): string | undefined {
+  const mean = num(get(doc, 'cosine.mean'));
+  return mean === undefined ? undefined : `min cosine; mean ${mean.toFixed(4)}`;
+}
+
+/** cost-report is written concurrently with this: accept the shapes it may reasonably take. */
+function monthlyFromCost(doc: Record<string, unknown>): number | undefined {
+  for (const p of [
+    'projectedMonthlyUsd',
+    'selfHosted.monthlyUsd',
+    'selfHosted.monthly.total',
+    'recommendation.monthly.total',
+    'recommendation.monthlyUsd',
+    'recommended.monthly.total',
+    'monthly.selfHosted',
+    'monthly.total',
+  ]) {
+    const v = num(get(doc, p));
+    if (v !== undefined) return v;
+  }
+  const options = get(doc, 'options');
+  if (Array.isArray(options)) {
+    const rec = get(doc, 'recommendation.option') ?? get(doc, 'recommendation');
+    const totals = options
+      .map((o) => ({ name: get(o, 'option') ?? get(o, 'name'), total: num(get(o, 'monthly.total')) ?? num(get(o, 'monthlyUsd')) }))
+      .filter((o): o is { name: unknown; total: number } => o.total !== undefined);
+    const chosen = totals.find((o) => o.name !== undefined && o.name === rec) ?? totals.sort((a, b) => a.total - b.total)[0];
+    return chosen?.total;
+  }
+  return undefined;
+}
+
+async function scrapeMetrics(url: string, opts: EvidenceOptions): Promise<{ snapshot: TrafficSnapshot } | { error: string }> {
+  const f = opts.fetch ?? fetch;
+  try {
+    const res = await f(url, {
+      headers: opts.metricsApiKey ? { authorization: `Bearer ${opts.metricsApiKey}` } : {},
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
+    });
+    if (!res.ok) return { error: `GET ${url} answered HTTP ${res.status}` };
+    return { snapshot: snapshot(parsePrometheus(await res.text())) };
+  } catch (err) {
+    return { error: `GET ${url} failed: ${(err as Error).message}` };
+  }
+}
+
+async function cloudwatchTraffic(cw: CloudWatchSource, opts: EvidenceOptions): Promise<Pick<Evidence, 'errorRate' | 'p95LatencyMs'>> {
+  const source = `cloudwatch:${cw.namespace} (${cw.region})`;
+  const client = opts.cloudwatchClient ?? new CloudWatchClient({ region: cw.region });
+  const period = Math.max(60, Math.ceil(cw.windowSeconds / 60) * 60);
+  const metric = (id: string, name: string, stat: string): MetricDataQuery => ({
+    Id: id,
+    MetricStat: { Metric: { Namespace: cw.namespace, MetricName: name, Dimensions: cw.dimensions }, Period: period, Stat: stat },
+    ReturnData: true,
+  });
+  try {
+    const out = await client.send(
+      new GetMetricDataCommand({
+        StartTime: new Date(opts.now.getTime() - period * 1000),
+        EndTime: opts.now,
+        MetricDataQueries: [metric('requests', cw.requestsMetric, 'Sum'), metric('errors', cw.errorsMetric, 'Sum'), metric('p95', cw.latencyMetric, 'p95')],
+      }),
+    );
+    const latest = (id: string) => {
+      const r = out.MetricDataResults?.find((m) => m.Id === id);
+      const idx = r?.Timestamps && r.Timestamps.length > 0 ? r.Timestamps.map((t, i) => [t.getTime(), i] as const).sort((a, b) => b[0] - a[0])[0]![1] : -1;
+      return idx >= 0 ? { value: r!.Values![idx]!, at: r!.Timestamps![idx]! } : undefined;
+    };
+    const req = latest('requests');
+    const err = latest('errors');
+    const p95 = latest('p95');
+    return {
+      errorRate:
+        req && req.value > 0
+          ? { value: (err?.value ?? 0) / req.value, source, observedAt: req.at }
+          : { value: null, source, note: `no ${cw.requestsMetric} datapoints in the last ${period}s` },
+      p95LatencyMs: p95 ? { value: p95.value, source, observedAt: p95.at } : { value: null, source, note: `no ${cw.latencyMetric} p95 datapoints in the last ${period}s` },
+    };
+  } catch (e) {
+    const note = `GetMetricData failed: ${(e as Error).message} (check credentials and cloudwatch:GetMetricData permission)`;
+    return { errorRate: { value: null, source, note }, p95LatencyMs: { value: null, source, note } };
+  }
+}

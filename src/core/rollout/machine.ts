@@ -1,0 +1,155 @@
+import { dwellEndsAt, fmtDuration, stepIndexOf } from './plan.js';
+import type { DriverName, GateResult, GateStatus, HistoryAction, HistoryEntry, RolloutState } from './types.js';
+
+/**
+ * The rollout state machine. It only decides; the command asks the driver to move traffic and
+ * writes the state. Rules (Argo Rollouts' canary steps, Flagger's analysis):
+ * - forward one step at a time, and only after the current step's dwell;
+ * - --force with a reason lifts those two rules, never a failed or inconclusive gate;
+ * - moving back (or rolling back) is always allowed: less exposure is always safe;
+ * - a paused rollout does not move forward until --resume; a rollback does not pause (the runbook
+ *   restarts with --percent 10 once the cause is fixed), it is recorded in lastRollback and history.
+ */
+export type Refusal = { ok: false; exit: 'usage' | 'gate'; message: string; hint?: string };
+
+export interface MovePlan {
+  ok: true;
+  kind: 'advance' | 'back' | 'noop';
+  from: number;
+  to: number;
+  /** The rules --force lifted, e.g. ["skips 2 steps", "dwell ends in 3d 4h"]. */
+  overridden: string[];
+  forced: boolean;
+  /** Forward moves are gated; moves back are not. */
+  needsGates: boolean;
+}
+
+export interface MoveRequest {
+  target: number;
+  force: boolean;
+  reason: string | null;
+  now: Date;
+}
+
+export function targetOfNext(state: RolloutState): number | Refusal {
+  const next = state.steps[state.stepIndex + 1];
+  if (next === undefined) return { ok: false, exit: 'usage', message: `the rollout is complete (${state.percent}% self-hosted); there is no next step` };
+  return next;
+}
+
+export function planMove(state: RolloutState, req: MoveRequest): MovePlan | Refusal {
+  const { target } = req;
+  const from = state.percent;
+  if (target !== 0 && !state.steps.includes(target)) {
+    return {
+      ok: false,
+      exit: 'usage',
+      message: `--percent: ${target} is not a step of the plan (${state.steps.join(', ')})`,
+      hint: 'use a plan step, or change the plan with --steps / rollout.steps in embedctl.yaml',
+    };
+  }
+  if (target === from) return { ok: true, kind: 'noop', from, to: target, overridden: [], forced: false, needsGates: false };
+  if (target < from) return { ok: true, kind: 'back', from, to: target, overridden: [], forced: false, needsGates: false };
+
+  if (state.paused) {
+    return {
+      ok: false,
+      exit: 'usage',
+      message: `the rollout is paused (${state.pausedReason ?? 'no reason given'}); it does not move forward`,
+      hint: 'fix the cause, then run `embedctl rollout --resume`',
+    };
+  }
+  const targetIdx = state.steps.indexOf(target);
+  const blocked: string[] = [];
+  const skipped = targetIdx - (state.stepIndex + 1);
+  if (skipped > 0) {
+    blocked.push(`moving ${from}% -> ${target}% skips ${skipped} step${skipped > 1 ? 's' : ''} (next step is ${state.steps[state.stepIndex + 1]}%)`);
+  }
+  const dwellEnd = dwellEndsAt(state);
+  if (dwellEnd && req.now.getTime() < dwellEnd.getTime()) {
+    blocked.push(
+      `the ${from}% step's dwell ends ${dwellEnd.toISOString()} (in ${fmtDuration(dwellEnd.getTime() - req.now.getTime())})`,
+    );
+  }
+  if (blocked.length > 0 && !req.force) {
+    return {
+      ok: false,
+      exit: 'usage',
+      message: `refused: ${blocked.join('; ')}`,
+      hint: '--force --reason "<why>" lifts the step and dwell rules (gates still apply)',
+    };
+  }
+  return { ok: true, kind: 'advance', from, to: target, overridden: blocked, forced: blocked.length > 0, needsGates: true };
+}
+
+export type Verdict = GateStatus;
+
+/** fail beats inconclusive beats pass: one failing gate is enough to stop. */
+export function verdict(gates: GateResult[]): Verdict {
+  if (gates.some((g) => g.status === 'fail')) return 'fail';
+  if (gates.some((g) => g.status === 'inconclusive')) return 'inconclusive';
+  return 'pass';
+}
+
+/** Failed gates that pull traffic back under --watch (cost never does: it does not hurt users). */
+export function rollbackTriggers(gates: GateResult[]): GateResult[] {
+  return gates.filter((g) => g.status === 'fail' && g.rollbackTrigger);
+}
+
+export interface Change {
+  action: HistoryAction;
+  to: number;
+  now: Date;
+  user: string;
+  reason: string | null;
+  forced: boolean;
+  gates: GateResult[];
+  driver: DriverName;
+  confirmed?: boolean | null;
+  observedPercent?: number | null;
+  durationMs?: number;
+}
+
+/** The next state after a change, with its history entry appended. Never mutates `state`. */
+export function applyChange(state: RolloutState, c: Change): RolloutState {
+  const time = c.now.toISOString();
+  const entry: HistoryEntry = {
+    time,
+    user: c.user,
+    action: c.action,
+    from: state.percent,
+    to: c.to,
+    reason: c.reason,
+    forced: c.forced,
+    gates: c.gates,
+    driver: c.driver,
+    ...(c.confirmed !== undefined ? { confirmed: c.confirmed } : {}),
+    ...(c.observedPercent !== undefined ? { observedPercent: c.observedPercent } : {}),
+    ...(c.durationMs !== undefined ? { durationMs: c.durationMs } : {}),
+  };
+  const next: RolloutState = { ...state, history: [...state.history, entry], driver: c.driver };
+  if (c.gates.length > 0) {
+    next.lastGates = c.gates;
+    next.lastGatesAt = time;
+  }
+  if (c.action === 'pause') {
+    next.paused = true;
+    next.pausedReason = c.reason ?? 'paused by hand';
+    return next;
+  }
+  if (c.action === 'resume') {
+    next.paused = false;
+    next.pausedReason = null;
+    return next;
+  }
+  if (c.to !== state.percent) {
+    next.percent = c.to;
+    next.stepIndex = stepIndexOf(state.steps, c.to);
+    next.stepStartedAt = c.to === 0 ? null : time;
+    if (state.percent === 0 && c.to > 0) next.startedAt = time;
+  }
+  if (c.action === 'rollback' || c.action === 'auto-rollback') {
+    next.lastRollback = { at: time, reason: c.reason ?? 'manual', durationMs: c.durationMs ?? 0, from: state.percent };
+  }
+  return next;
+}
