@@ -17,6 +17,9 @@ export interface CliOptions {
   isTTY?: boolean;
   adapters?: Record<string, unknown>;
   signal?: AbortSignal;
+  /** Replaces the real sleep, so polling commands finish in milliseconds. */
+  sleep?: Context['sleep'];
+  stdin?: Context['stdin'];
 }
 
 /** Runs `embedctl <args>` in-process with captured streams, the way the habits describe. */
@@ -33,7 +36,8 @@ export async function runCli(args: string[], o: CliOptions = {}): Promise<CliRes
     env: { PATH: process.env.PATH, HOME: process.env.HOME, CI: 'true', ...o.env },
     cwd: o.cwd ?? process.cwd(),
     now: o.now ?? (() => new Date()),
-    sleep,
+    sleep: o.sleep ?? sleep,
+    stdin: o.stdin,
     isTTY: o.isTTY ?? false,
     signal: o.signal,
     adapters: o.adapters ?? {},
