@@ -1,0 +1,76 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { Encoded } from './types.js';
+
+export interface BundleTokenizer {
+  /** Token ids with special tokens, cut to maxTokens keeping the special tokens at both ends. */
+  encode(text: string): Encoded;
+  /** The id padding uses (attention mask 0 there, so its value only has to be in range). */
+  padId: number;
+  vocabSize: number;
+}
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as unknown;
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Loads `<dir>/tokenizer.json` (and tokenizer_config.json when present, as hub bundles ship it)
+ * with @huggingface/tokenizers. That library has no truncation, so it is done here: the text is
+ * encoded once with special tokens and, only when too long, its content is cut and the template's
+ * leading and trailing special tokens are kept ([CLS] ... [SEP]).
+ */
+export function loadTokenizer(dir: string, maxTokens: number): BundleTokenizer {
+  const tokenizerJson = readJson(join(dir, 'tokenizer.json')) as Record<string, unknown>;
+  const configPath = join(dir, 'tokenizer_config.json');
+  const config = existsSync(configPath) ? (readJson(configPath) as Record<string, unknown>) : {};
+  const tok = new Tokenizer(tokenizerJson, config);
+  const vocab = tok.get_vocab(true);
+  const unkToken = ((tokenizerJson.model as { unk_token?: string } | undefined)?.unk_token ?? '[UNK]') as string;
+  const unkId = vocab.get(unkToken);
+  const padId = vocab.get('[PAD]') ?? vocab.get('<pad>') ?? 0;
+
+  const ids = (text: string, addSpecial: boolean): number[] => {
+    const out = tok.encode(text, { add_special_tokens: addSpecial }).ids;
+    // Some model types hand back `undefined` for out-of-vocabulary words; never let that reach a tensor.
+    for (let i = 0; i < out.length; i++) {
+      if (out[i] === undefined || Number.isNaN(out[i])) {
+        if (unkId === undefined) throw new Error(`tokenizer in ${dir} produced an unknown token and has no unk_token`);
+        out[i] = unkId;
+      }
+    }
+    return out;
+  };
+
+  return {
+    padId,
+    vocabSize: vocab.size,
+    encode(text: string): Encoded {
+      const full = ids(text, true);
+      if (full.length <= maxTokens) return { ids: full, fullLength: full.length };
+      const content = ids(text, false);
+      const specials = full.length - content.length;
+      const start = findRun(full, content);
+      if (start < 0 || specials >= maxTokens) return { ids: full.slice(0, maxTokens), fullLength: full.length };
+      const kept = content.slice(0, maxTokens - specials);
+      return {
+        ids: [...full.slice(0, start), ...kept, ...full.slice(start + content.length)],
+        fullLength: full.length,
+      };
+    },
+  };
+}
+
+/** Where `needle` starts inside `hay` (the content between the template's special tokens). */
+function findRun(hay: number[], needle: number[]): number {
+  outer: for (let s = 0; s + needle.length <= hay.length; s++) {
+    for (let i = 0; i < needle.length; i++) if (hay[s + i] !== needle[i]) continue outer;
+    return s;
+  }
+  return -1;
+}

