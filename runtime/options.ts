@@ -1,0 +1,104 @@
+/**
+ * The runtime's settings, shared by `embedctl serve` (flags > EMBEDCTL_* env > embedctl.yaml
+ * `serve:` > defaults) and the container entry point runtime/main.ts (flags > env > defaults).
+ * Each parser throws an Error whose message says what is expected; callers prefix the source.
+ */
+import { DEFAULTS } from './server.js';
+
+export const PROVIDERS = ['cuda', 'webgpu', 'cpu'] as const;
+
+export interface RuntimeOptions {
+  model: string;
+  host: string;
+  port: number;
+  providers: string[];
+  maxBatchTokens: number;
+  maxBatchSize: number;
+  maxQueue: number;
+  maxWaitMs: number;
+  maxBodyBytes: number;
+  apiKey: string | undefined;
+  modelName: string | undefined;
+  drainTimeoutMs: number;
+}
+
+export interface OptionSpec<K extends keyof RuntimeOptions = keyof RuntimeOptions> {
+  key: K;
+  /** Flag as typed, with its value placeholder for help: "--port <n>". */
+  flag: string;
+  env: string;
+  description: string;
+  default: RuntimeOptions[K];
+  parse(raw: unknown): RuntimeOptions[K];
+  /** Never echoed in logs or errors. */
+  secret?: boolean;
+}
+
+function int(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (raw: unknown): number => {
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw.replace(/_/g, '')) : NaN;
+    if (!Number.isInteger(n)) throw new Error(`expected a whole number, got ${JSON.stringify(raw)}`);
+    if (n < min || n > max) throw new Error(`must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+function str(raw: unknown): string {
+  if (typeof raw !== 'string' || raw.trim() === '') throw new Error('expected a non-empty value');
+  return raw.trim();
+}
+
+function providers(raw: unknown): string[] {
+  const list = (Array.isArray(raw) ? raw.map(String) : String(raw).split(',')).map((s) => s.trim().toLowerCase()).filter(Boolean);
+  if (list.length === 0) throw new Error(`expected a comma-separated list of ${PROVIDERS.join(', ')}`);
+  for (const p of list) {
+    if (!(PROVIDERS as readonly string[]).includes(p)) throw new Error(`unknown execution provider "${p}"; use ${PROVIDERS.join(', ')}`);
+  }
+  return [...new Set(list)];
+}
+
+const spec = <K extends keyof RuntimeOptions>(s: OptionSpec<K>) => s as unknown as OptionSpec;
+
+export const OPTION_SPECS: OptionSpec[] = [
+  spec({ key: 'model', flag: '--model <name|dir>', env: 'EMBEDCTL_MODEL', description: 'model bundle: default, default-q, tiny-bert or a directory', default: 'default', parse: str }),
+  spec({ key: 'host', flag: '--host <addr>', env: 'EMBEDCTL_HOST', description: 'address to listen on (0.0.0.0 in a container)', default: DEFAULTS.host, parse: str }),
+  spec({ key: 'port', flag: '--port <n>', env: 'EMBEDCTL_PORT', description: 'port to listen on (0 = any free port)', default: DEFAULTS.port, parse: int(0, 65535) }),
+  spec({ key: 'providers', flag: '--ep <list>', env: 'EMBEDCTL_EP', description: 'execution providers to try, in order (cuda,webgpu,cpu)', default: ['cpu'], parse: providers }),
+  spec({ key: 'maxBatchTokens', flag: '--max-batch-tokens <n>', env: 'EMBEDCTL_MAX_BATCH_TOKENS', description: 'padded tokens per model batch', default: DEFAULTS.maxBatchTokens, parse: int(1) }),
+  spec({ key: 'maxBatchSize', flag: '--max-batch-size <n>', env: 'EMBEDCTL_MAX_BATCH_SIZE', description: 'inputs per model batch', default: DEFAULTS.maxBatchSize, parse: int(1, 100_000) }),
+  spec({ key: 'maxQueue', flag: '--max-queue <n>', env: 'EMBEDCTL_MAX_QUEUE', description: 'inputs admitted and not yet answered before 429', default: DEFAULTS.maxQueue, parse: int(1) }),
+  spec({ key: 'maxWaitMs', flag: '--max-wait-ms <ms>', env: 'EMBEDCTL_MAX_WAIT_MS', description: 'how long a partial batch waits for company', default: DEFAULTS.maxWaitMs, parse: int(0, 10_000) }),
+  spec({ key: 'maxBodyBytes', flag: '--max-body-bytes <n>', env: 'EMBEDCTL_MAX_BODY_BYTES', description: 'largest request body before 413', default: DEFAULTS.maxBodyBytes, parse: int(1024) }),
+  spec({ key: 'apiKey', flag: '--api-key <key>', env: 'EMBEDCTL_API_KEY', description: 'require "Authorization: Bearer <key>" (prefer the env var: flags show in ps)', default: undefined, parse: str, secret: true }),
+  spec({ key: 'modelName', flag: '--model-name <name>', env: 'EMBEDCTL_MODEL_NAME', description: 'model name reported to clients (default: the bundle name)', default: undefined, parse: str }),
+  spec({ key: 'drainTimeoutMs', flag: '--drain-timeout-ms <ms>', env: 'EMBEDCTL_DRAIN_TIMEOUT_MS', description: 'longest wait for in-flight requests on shutdown', default: 30_000, parse: int(0) }),
+];
+
+/** "--max-batch-tokens <n>" -> "--max-batch-tokens". */
+export const flagName = (s: OptionSpec) => s.flag.split(' ')[0]!;
+
+/**
+ * Resolves every option from `get(spec)` (a flag value or undefined), then the env var, then the
+ * default. Throws an Error naming the flag or variable the bad value came from.
+ */
+export function resolveRuntimeOptions(
+  get: (s: OptionSpec) => unknown,
+  env: Record<string, string | undefined>,
+): RuntimeOptions {
+  const out: Record<string, unknown> = {};
+  for (const s of OPTION_SPECS) {
+    const flagVal = get(s);
+    const envVal = env[s.env];
+    const [raw, origin] = flagVal !== undefined ? [flagVal, flagName(s)] : envVal !== undefined && envVal !== '' ? [envVal, s.env] : [undefined, ''];
+    if (raw === undefined) {
+      out[s.key] = s.default;
+      continue;
+    }
+    try {
+      out[s.key] = s.parse(raw);
+    } catch (err) {
+      throw new Error(`${origin}: ${(err as Error).message}`);
+    }
+  }
+  return out as unknown as RuntimeOptions;
+}

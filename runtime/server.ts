@@ -1,0 +1,325 @@
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Batcher, Closed, QueueFull } from './batcher.js';
+import { RuntimeMetrics, routeLabel } from './metrics.js';
+import { ApiError, encodeVector, parseEmbedRequest, shapeVector } from './request.js';
+import type { Encoded, LoadedModel } from './types.js';
+
+/**
+ * The inference HTTP server: OpenAI- and Jina-shaped /v1/embeddings in front of a dynamic batcher
+ * and one model, plus health, readiness, metrics and model listing. `embedctl serve` and the
+ * container entry point (runtime/main.ts) both start it through startServer().
+ */
+
+export interface ServerOptions {
+  /** The model, or a promise of it: the server listens (and answers /ready 503) while it loads. */
+  model: LoadedModel | Promise<LoadedModel>;
+  host?: string;
+  port?: number;
+  maxBatchTokens?: number;
+  maxBatchSize?: number;
+  /** Most inputs admitted and not yet answered before 429. */
+  maxQueue?: number;
+  maxWaitMs?: number;
+  /** Bearer key clients must send; none = open. */
+  apiKey?: string;
+  /** Name reported in responses and /v1/models (default: the manifest's name). */
+  modelName?: string;
+  maxBodyBytes?: number;
+  /** One structured event per call (access log, lifecycle); the caller decides where it goes. */
+  log?: (event: Record<string, unknown>) => void;
+  /** Also export Node process metrics (CPU, memory, event loop) on /metrics. */
+  processMetrics?: boolean;
+}
+
+export const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8080,
+  maxBatchTokens: 16384,
+  maxBatchSize: 64,
+  maxQueue: 8192,
+  maxWaitMs: 2,
+  maxBodyBytes: 8 * 1024 * 1024,
+} as const;
+
+export type ServerState = 'loading' | 'ready' | 'draining' | 'failed' | 'closed';
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  /** Resolves once the model is loaded and warmed up; rejects if loading failed. */
+  ready: Promise<void>;
+  state(): ServerState;
+  metrics: RuntimeMetrics;
+  /** Stops taking requests (503, /ready 503), answers everything admitted, then closes. */
+  close(): Promise<void>;
+}
+
+const EMBED_ROUTES = new Set(['/v1/embeddings', '/embeddings']);
+const GET_ROUTES = new Set(['/health', '/ready', '/metrics', '/v1/models', '/models']);
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const cfg = {
+    host: opts.host ?? DEFAULTS.host,
+    port: opts.port ?? DEFAULTS.port,
+    maxBatchTokens: opts.maxBatchTokens ?? DEFAULTS.maxBatchTokens,
+    maxBatchSize: opts.maxBatchSize ?? DEFAULTS.maxBatchSize,
+    maxQueue: opts.maxQueue ?? DEFAULTS.maxQueue,
+    maxWaitMs: opts.maxWaitMs ?? DEFAULTS.maxWaitMs,
+    maxBodyBytes: opts.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+  };
+  const log = opts.log ?? (() => {});
+  const keyDigest = opts.apiKey ? digest(opts.apiKey) : undefined;
+  const started = Date.now();
+
+  let state: ServerState = 'loading';
+  let model: LoadedModel | undefined;
+  let batcher: Batcher | undefined;
+  let loadError: string | undefined;
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  const metrics = new RuntimeMetrics(() => batcher?.stats(), { processMetrics: opts.processMetrics });
+  const modelName = () => opts.modelName ?? model?.manifest.name ?? 'loading';
+
+  const ready = (async () => {
+    const m = await opts.model;
+    if (cfg.maxBatchTokens < m.manifest.maxTokens) {
+      throw new Error(`max batch tokens (${cfg.maxBatchTokens}) is below the model's max tokens (${m.manifest.maxTokens}); raise it`);
+    }
+    // Warm-up: the first runs allocate and (on GPU) compile kernels; do them before /ready says yes.
+    const t0 = performance.now();
+    const one = m.encode('warm up the model');
+    await m.embed([one]);
+    await m.embed(Array.from({ length: Math.min(8, cfg.maxBatchSize) }, (_, i) => m.encode(`warm up input ${i} `.repeat(i + 1))));
+    model = m;
+    batcher = new Batcher(m, cfg, (r) => metrics.observeBatch(r));
+    metrics.setModel(modelName(), m.provider);
+    if (state === 'loading') state = 'ready';
+    log({ event: 'ready', model: modelName(), provider: m.provider, dimensions: m.manifest.dimensions, warmupMs: Math.round(performance.now() - t0) });
+  })();
+  ready.catch((err: unknown) => {
+    loadError = err instanceof Error ? err.message : String(err);
+    if (state === 'loading') state = 'failed';
+    log({ event: 'load_failed', error: loadError });
+  });
+
+  const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    res.writeHead(status, {
+      'content-type': typeof body === 'string' ? 'text/plain; version=0.0.4; charset=utf-8' : 'application/json',
+      'content-length': Buffer.byteLength(text),
+      ...(state === 'draining' ? { connection: 'close' } : {}),
+      ...headers,
+    });
+    res.end(text);
+  };
+  const sendError = (res: ServerResponse, err: ApiError) => send(res, err.status, err.body(), err.headers);
+
+  const authorized = (req: IncomingMessage): boolean => {
+    if (!keyDigest) return true;
+    const h = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(.+)$/i.exec(h);
+    // Compare digests: equal lengths, and the time taken says nothing about the key.
+    return m !== null && timingSafeEqual(digest(m[1]!.trim()), keyDigest);
+  };
+
+  const readBody = (req: IncomingMessage): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      const declared = Number(req.headers['content-length'] ?? NaN);
+      const tooLarge = () =>
+        new ApiError(413, `the request body is over the limit of ${cfg.maxBodyBytes} bytes; send fewer or shorter inputs per request`, null, 'request_too_large');
+      if (declared > cfg.maxBodyBytes) return reject(tooLarge());
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let failed = false;
+      req.on('data', (c: Buffer) => {
+        if (failed) return;
+        size += c.length;
+        if (size > cfg.maxBodyBytes) {
+          failed = true;
+          chunks.length = 0;
+          reject(tooLarge());
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('end', () => !failed && resolve(Buffer.concat(chunks)));
+      req.on('error', (e) => !failed && reject(e));
+    });
+
+  async function embeddings(req: IncomingMessage, res: ServerResponse, note: { inputs?: number; tokens?: number }) {
+    if (state === 'loading' || state === 'failed') {
+      throw new ApiError(503, state === 'failed' ? `the model failed to load: ${loadError}` : 'the model is still loading; retry shortly', null, 'model_not_ready', 'server_error', { 'retry-after': '1' });
+    }
+    if (state !== 'ready') throw new ApiError(503, 'the server is shutting down; retry on another replica', null, 'shutting_down', 'server_error', { 'retry-after': '1' });
+    if (!authorized(req)) {
+      throw new ApiError(401, 'missing or wrong API key; send "Authorization: Bearer <key>"', null, 'invalid_api_key', 'invalid_request_error');
+    }
+    const raw = await readBody(req);
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch (err) {
+      throw new ApiError(400, `the request body is not valid JSON (${(err as Error).message}); send {"input": [...], "model": "..."}`, null, 'invalid_json');
+    }
+    const m = model!;
+    const parsed = parseEmbedRequest(body, m.manifest);
+    note.inputs = parsed.inputs.length;
+    const encoded: Encoded[] = new Array(parsed.inputs.length);
+    let tokens = 0;
+    for (let i = 0; i < parsed.inputs.length; i++) {
+      const enc = m.encode(parsed.prefix + parsed.inputs[i]!);
+      if (!parsed.truncate && enc.fullLength > m.manifest.maxTokens) {
+        throw new ApiError(
+          400,
+          `'input[${i}]' is ${enc.fullLength} tokens, over the model's limit of ${m.manifest.maxTokens}; shorten it or send "truncate": true`,
+          'input',
+          'input_too_long',
+        );
+      }
+      tokens += enc.fullLength;
+      encoded[i] = enc;
+    }
+    note.tokens = tokens;
+    // A client that hangs up frees its queued inputs.
+    const ac = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) ac.abort(new Error('client closed the connection'));
+    });
+    let vectors: Float32Array[];
+    try {
+      vectors = await batcher!.submit(encoded, ac.signal);
+    } catch (err) {
+      if (err instanceof QueueFull) {
+        metrics.rejected.inc({ reason: 'queue_full' });
+        throw new ApiError(429, err.message, null, 'queue_full', 'rate_limit_error', { 'retry-after': String(err.retryAfterSeconds) });
+      }
+      if (err instanceof Closed) throw new ApiError(503, 'the server is shutting down; retry on another replica', null, 'shutting_down');
+      throw err;
+    }
+    metrics.inputs.inc(parsed.inputs.length);
+    metrics.tokens.inc(tokens);
+    const data = vectors.map((v, index) => ({
+      object: 'embedding',
+      index,
+      embedding: encodeVector(shapeVector(v, parsed.dimensions, parsed.normalized), parsed.encoding),
+    }));
+    send(res, 200, { object: 'list', data, model: modelName(), usage: { prompt_tokens: tokens, total_tokens: tokens } });
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse, note: { inputs?: number; tokens?: number }) {
+    const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '') || '/';
+    if (EMBED_ROUTES.has(path)) {
+      if (req.method !== 'POST') throw new ApiError(405, `${path} takes POST, not ${req.method}`, null, 'method_not_allowed', 'invalid_request_error', { allow: 'POST' });
+      return embeddings(req, res, note);
+    }
+    if (GET_ROUTES.has(path)) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw new ApiError(405, `${path} takes GET, not ${req.method}`, null, 'method_not_allowed', 'invalid_request_error', { allow: 'GET, HEAD' });
+      switch (path) {
+        case '/health':
+          return send(res, state === 'failed' ? 503 : 200, {
+            status: state,
+            model: modelName(),
+            provider: model?.provider ?? null,
+            dimensions: model?.manifest.dimensions ?? null,
+            maxTokens: model?.manifest.maxTokens ?? null,
+            uptimeSeconds: Math.round((Date.now() - started) / 1000),
+            ...(loadError ? { error: loadError } : {}),
+          });
+        case '/ready':
+          return send(res, state === 'ready' ? 200 : 503, { ready: state === 'ready', status: state });
+        case '/metrics': {
+          const text = await metrics.registry.metrics();
+          return send(res, 200, text, { 'content-type': metrics.registry.contentType });
+        }
+        default: {
+          if (!authorized(req)) throw new ApiError(401, 'missing or wrong API key; send "Authorization: Bearer <key>"', null, 'invalid_api_key', 'invalid_request_error');
+          return send(res, 200, {
+            object: 'list',
+            data: [{ id: modelName(), object: 'model', created: Math.floor(started / 1000), owned_by: 'embedctl' }],
+          });
+        }
+      }
+    }
+    throw new ApiError(404, `no route ${req.method} ${path}; embeddings are at POST /v1/embeddings`, null, 'not_found');
+  }
+
+  const server: Server = createServer((req, res) => {
+    const t0 = performance.now();
+    const idHeader = req.headers['x-request-id'];
+    const id = typeof idHeader === 'string' && /^[\x21-\x7e]{1,128}$/.test(idHeader) ? idHeader : randomUUID();
+    res.setHeader('x-request-id', id);
+    const path = (req.url ?? '/').split('?')[0]!;
+    const route = routeLabel(path.replace(/\/+$/, '') || '/');
+    const isEmbed = EMBED_ROUTES.has(route);
+    const note: { inputs?: number; tokens?: number } = {};
+    if (isEmbed) {
+      inFlight++;
+      metrics.inFlight.inc();
+    }
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      const ms = performance.now() - t0;
+      metrics.requests.inc({ route, status: String(res.statusCode) });
+      metrics.duration.observe({ route }, ms / 1000);
+      if (isEmbed) {
+        inFlight--;
+        metrics.inFlight.dec();
+        if (inFlight === 0) idle?.();
+      }
+      log({ event: 'request', id, method: req.method, path, status: res.statusCode, ms: Math.round(ms * 100) / 100, ...note, ...(res.writableFinished ? {} : { aborted: true }) });
+    };
+    res.on('finish', finish);
+    res.on('close', finish);
+    handle(req, res, note).catch((err: unknown) => {
+      if (res.headersSent) return;
+      if (err instanceof ApiError) {
+        if (err.status === 413) {
+          // The rest of an oversized body is not worth reading: answer, then close.
+          res.setHeader('connection', 'close');
+          res.once('finish', () => req.destroy());
+        }
+        return sendError(res, err);
+      }
+      log({ event: 'error', id, error: err instanceof Error ? err.message : String(err) });
+      sendError(res, new ApiError(500, 'internal error while embedding; see the server log for request ' + id, null, 'internal_error'));
+    });
+  });
+  server.keepAliveTimeout = 65_000; // longer than typical load balancer idle timeouts (ALB: 60 s)
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.port, cfg.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${addr.port}`;
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      if (state === 'ready' || state === 'loading') state = 'draining';
+      log({ event: 'draining', inFlight });
+      if (inFlight > 0) await new Promise<void>((r) => (idle = r));
+      await batcher?.close();
+      state = 'closed';
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      });
+      await ready.catch(() => {});
+      log({ event: 'closed' });
+    })());
+
+  return { url, port: addr.port, ready, state: () => state, metrics, close };
+}
