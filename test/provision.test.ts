@@ -1,0 +1,434 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  AuthorizeSecurityGroupIngressCommand,
+  CreateSecurityGroupCommand,
+  DescribeInstancesCommand,
+  DescribeSecurityGroupsCommand,
+  RunInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { GetParameterCommand } from '@aws-sdk/client-ssm';
+import { PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
+import { runCli } from './helpers/cli.js';
+import { AMI, awsError, cw, ec2, fakeSleep, happyAccount, readHistory, readState, resetAws, ssm, tempProject } from './provision-fakes.js';
+
+const CIDR = '203.0.113.7/32';
+const base = ['provision', '--region', 'us-east-1', '--allow-cidr', CIDR];
+
+const managed = (name = 'main') => [
+  { Key: 'Name', Value: `embedctl-${name}` },
+  { Key: 'embedctl:managed', Value: 'true' },
+  { Key: 'embedctl:deployment', Value: name },
+];
+
+beforeEach(() => resetAws());
+afterAll(() => resetAws());
+
+describe('provision: the exact AWS calls', () => {
+  it('on-demand in the default VPC: IMDSv2, encrypted gp3 125 GiB, tags, token, SG only from the CIDR, alarms, state', async () => {
+    const { id, dns } = happyAccount();
+    const cwd = tempProject();
+    const s = fakeSleep();
+    const r = await runCli([...base, '--yes'], { cwd, sleep: s.sleep });
+    expect(r.stderr).not.toMatch(/error:/);
+    expect(r.code).toBe(0);
+
+    expect(ssm.commandCalls(GetParameterCommand)[0]!.args[0].input).toEqual({
+      Name: '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
+    });
+    const sg = ec2.commandCalls(CreateSecurityGroupCommand);
+    expect(sg).toHaveLength(1);
+    expect(sg[0]!.args[0].input).toMatchObject({
+      GroupName: 'embedctl-main',
+      VpcId: 'vpc-default',
+      TagSpecifications: [{ ResourceType: 'security-group', Tags: managed() }],
+    });
+    const ingress = ec2.commandCalls(AuthorizeSecurityGroupIngressCommand);
+    expect(ingress).toHaveLength(1);
+    const perms = ingress[0]!.args[0].input.IpPermissions!;
+    expect(perms.map((p) => p.FromPort)).toEqual([80, 8080]);
+    for (const p of perms) {
+      expect(p.ToPort).toBe(p.FromPort);
+      expect(p.IpRanges!.map((x) => x.CidrIp)).toEqual([CIDR]);
+      expect(p.Ipv6Ranges).toBeUndefined();
+    }
+
+    const runs = ec2.commandCalls(RunInstancesCommand);
+    expect(runs).toHaveLength(1);
+    const input = runs[0]!.args[0].input;
+    const { UserData, ...rest } = input;
+    expect(Buffer.from(UserData!, 'base64').toString('utf8')).toMatch(/^#!\/bin\/bash/);
+    expect(rest).toEqual({
+      ImageId: AMI,
+      InstanceType: 'g4dn.xlarge',
+      MinCount: 1,
+      MaxCount: 1,
+      ClientToken: 'embedctl-main-1',
+      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled' },
+      BlockDeviceMappings: [
+        { DeviceName: '/dev/sda1', Ebs: { VolumeSize: 125, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } },
+      ],
+      TagSpecifications: [
+        { ResourceType: 'instance', Tags: managed() },
+        { ResourceType: 'volume', Tags: managed() },
+        { ResourceType: 'network-interface', Tags: managed() },
+      ],
+      SecurityGroupIds: ['sg-0new'],
+      Monitoring: { Enabled: false },
+    });
+    expect(input.InstanceMarketOptions).toBeUndefined();
+    expect(input.DryRun).toBeUndefined();
+
+    const alarms = cw.commandCalls(PutMetricAlarmCommand).map((c) => c.args[0].input);
+    expect(alarms.map((a) => a.AlarmName)).toEqual([
+      'embedctl-main-cpu-high',
+      'embedctl-main-gpu-high',
+      'embedctl-main-memory-high',
+      'embedctl-main-error-rate',
+      'embedctl-main-latency-p95',
+    ]);
+    expect(alarms[0]).toMatchObject({ Namespace: 'AWS/EC2', MetricName: 'CPUUtilization', Threshold: 80, Dimensions: [{ Name: 'InstanceId', Value: id }] });
+    expect(alarms[1]).toMatchObject({ Namespace: 'CWAgent', MetricName: 'nvidia_smi_utilization_gpu', Threshold: 90 });
+    expect(alarms[2]).toMatchObject({ Namespace: 'CWAgent', MetricName: 'mem_used_percent', Threshold: 85 });
+    expect(alarms[3]!.Threshold).toBe(5);
+    expect(alarms[3]!.Metrics!.find((m) => m.ReturnData)!.Expression).toMatch(/100 \* errors \/ requests/);
+    expect(alarms[4]).toMatchObject({ Namespace: 'Embedctl', ExtendedStatistic: 'p95', Threshold: 500, Unit: 'Milliseconds' });
+    for (const a of alarms) expect(a.Tags).toEqual(managed());
+
+    const st = readState(cwd);
+    expect(st.version).toBe(1);
+    expect(st.deployments.main).toMatchObject({
+      name: 'main',
+      region: 'us-east-1',
+      amiId: AMI,
+      clientToken: 'embedctl-main-1',
+      instance: { id, instanceType: 'g4dn.xlarge', market: 'on-demand', state: 'running', publicDns: dns, availabilityZone: 'us-east-1a' },
+      securityGroup: { id: 'sg-0new', vpcId: 'vpc-default', name: 'embedctl-main', createdByUs: true },
+      endpoints: [`http://${dns}:8080`],
+    });
+    expect(st.deployments.main.alarms).toHaveLength(5);
+    const actions = readHistory(cwd).map((h) => h.action);
+    expect(actions).toEqual(expect.arrayContaining(['start', 'create-security-group', 'run-instances', 'instance', 'running', 'alarms']));
+    expect(actions.indexOf('run-instances')).toBeLessThan(actions.indexOf('instance'));
+
+    // Waits went through ctx.sleep: one poll for running (5 s), one for status checks (15 s).
+    expect(s.calls).toEqual([5000, 15000]);
+    expect(r.stderr).toMatch(new RegExp(`instance ${id}: pending`));
+    expect(r.stderr).toMatch(/status checks: system ok, instance ok/);
+    expect(r.stdout).toMatch(/Provisioned "main" in us-east-1/);
+    expect(r.stdout).toContain(dns);
+  });
+
+  it('spot in a given subnet with a key pair: market options, public IP on the interface, SSH from the CIDR only', async () => {
+    happyAccount();
+    const cwd = tempProject();
+    const r = await runCli(
+      [...base, '--market', 'spot', '--subnet', 'subnet-0aa', '--key-name', 'me', '--instance-type', 'g5.xlarge', '--name', 'blue', '--yes', '--json'],
+      { cwd, sleep: fakeSleep().sleep },
+    );
+    expect(r.code).toBe(0);
+    expect(r.json().schema).toBe('embedctl.provision/v1');
+    expect(ec2.commandCalls(CreateSecurityGroupCommand)[0]!.args[0].input.VpcId).toBe('vpc-custom');
+    const input = ec2.commandCalls(RunInstancesCommand)[0]!.args[0].input;
+    expect(input.InstanceMarketOptions).toEqual({
+      MarketType: 'spot',
+      SpotOptions: { SpotInstanceType: 'one-time', InstanceInterruptionBehavior: 'terminate' },
+    });
+    expect(input.NetworkInterfaces).toEqual([
+      { DeviceIndex: 0, SubnetId: 'subnet-0aa', AssociatePublicIpAddress: true, DeleteOnTermination: true, Groups: ['sg-0new'] },
+    ]);
+    expect(input.SecurityGroupIds).toBeUndefined();
+    expect(input.KeyName).toBe('me');
+    expect(input.InstanceType).toBe('g5.xlarge');
+    expect(input.ClientToken).toBe('embedctl-blue-1');
+    expect(input.TagSpecifications!.map((t) => t.ResourceType)).toContain('spot-instances-request');
+    const perms = ec2.commandCalls(AuthorizeSecurityGroupIngressCommand)[0]!.args[0].input.IpPermissions!;
+    expect(perms.map((p) => p.FromPort)).toEqual([80, 8080, 22]);
+    expect(perms.flatMap((p) => p.IpRanges!.map((x) => x.CidrIp))).toEqual([CIDR, CIDR, CIDR]);
+  });
+
+  it('reuses an embedctl-tagged group and only adds the rules it lacks', async () => {
+    happyAccount();
+    ec2.on(DescribeSecurityGroupsCommand, { Filters: [{ Name: 'vpc-id', Values: ['vpc-default'] }, { Name: 'group-name', Values: ['embedctl-main'] }] }).resolves({
+      SecurityGroups: [{ GroupId: 'sg-0old', Tags: managed() }],
+    });
+    ec2.on(DescribeSecurityGroupsCommand, { GroupIds: ['sg-0old'] }).resolves({
+      SecurityGroups: [{ GroupId: 'sg-0old', IpPermissions: [{ IpProtocol: 'tcp', FromPort: 80, ToPort: 80, IpRanges: [{ CidrIp: CIDR }] }] }],
+    });
+    const cwd = tempProject();
+    const r = await runCli([...base, '--yes'], { cwd, sleep: fakeSleep().sleep });
+    expect(r.code).toBe(0);
+    expect(ec2.commandCalls(CreateSecurityGroupCommand)).toHaveLength(0);
+    const perms = ec2.commandCalls(AuthorizeSecurityGroupIngressCommand)[0]!.args[0].input.IpPermissions!;
+    expect(perms.map((p) => p.FromPort)).toEqual([8080]);
+    expect(readState(cwd).deployments.main.securityGroup).toMatchObject({ id: 'sg-0old', createdByUs: false });
+  });
+
+  it('refuses a same-named group that embedctl did not tag', async () => {
+    happyAccount();
+    ec2.on(DescribeSecurityGroupsCommand).resolves({ SecurityGroups: [{ GroupId: 'sg-0theirs', Tags: [{ Key: 'Name', Value: 'x' }] }] });
+    const r = await runCli([...base, '--yes'], { cwd: tempProject(), sleep: fakeSleep().sleep });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--name: security group sg-0theirs .* not tagged as embedctl's/);
+    expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(0);
+  });
+});
+
+describe('provision: inputs and confirmation', () => {
+  it('--allow-cidr is required and names the flag', async () => {
+    const r = await runCli(['provision', '--region', 'us-east-1', '--yes'], { cwd: tempProject() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--allow-cidr: required/);
+    expect(r.stderr).toMatch(/\/32/);
+    expect(ssm.calls()).toHaveLength(0);
+  });
+
+  it('0.0.0.0/0 is refused unless --allow-world', async () => {
+    const r = await runCli(['provision', '--region', 'us-east-1', '--allow-cidr', '0.0.0.0/0', '--yes'], { cwd: tempProject() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--allow-cidr: 0\.0\.0\.0\/0 opens the endpoint to the whole internet/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(2);
+    expect(ec2.calls()).toHaveLength(0);
+
+    happyAccount();
+    const ok = await runCli(['provision', '--region', 'us-east-1', '--allow-cidr', '0.0.0.0/0', '--allow-world', '--yes'], {
+      cwd: tempProject(),
+      sleep: fakeSleep().sleep,
+    });
+    expect(ok.code).toBe(0);
+    expect(ec2.commandCalls(AuthorizeSecurityGroupIngressCommand)[0]!.args[0].input.IpPermissions![0]!.IpRanges![0]!.CidrIp).toBe('0.0.0.0/0');
+  });
+
+  it('bad CIDR, unknown region and bad name are usage errors before any AWS call', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--allow-cidr', '203.0.113.7'], /--allow-cidr: "203\.0\.113\.7" is not a CIDR/],
+      [['--allow-cidr', CIDR, '--region', 'us-esat-1'], /--region: unknown AWS region "us-esat-1"; did you mean us-east-1/],
+      [['--allow-cidr', CIDR, '--name', 'Bad_Name'], /--name: expected 1-40 characters/],
+      [['--allow-cidr', CIDR, '--market', 'reserved'], /--market: expected one of on-demand, spot/],
+      [['--allow-cidr', CIDR, '--volume-size', '20'], /--volume-size: must be >= 100/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await runCli(['provision', ...args, '--yes'], { cwd: tempProject() });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(re);
+    }
+    expect(ssm.calls()).toHaveLength(0);
+    expect(ec2.calls()).toHaveLength(0);
+  });
+
+  it('without --yes and without a terminal: plan on stderr, exit 2 naming --yes, nothing created', async () => {
+    happyAccount();
+    const cwd = tempProject();
+    const r = await runCli(base, { cwd });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Plan for deployment "main"/);
+    expect(r.stderr).toMatch(/--yes: confirmation needed/);
+    expect(ec2.commandCalls(CreateSecurityGroupCommand)).toHaveLength(0);
+    expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(0);
+    expect(existsSync(join(cwd, '.embedctl', 'state.json'))).toBe(false);
+  });
+});
+
+describe('provision --dry-run', () => {
+  it("uses EC2's DryRun on every mutating call, prints the plan, creates nothing", async () => {
+    happyAccount();
+    ec2.on(CreateSecurityGroupCommand).rejects(awsError('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.', 412));
+    ec2.on(RunInstancesCommand).rejects(awsError('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.', 412));
+    const cwd = tempProject();
+    const r = await runCli([...base, '--dry-run'], { cwd });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Plan for deployment "main"/);
+    expect(r.stdout).toMatch(/125 GiB gp3, encrypted/);
+    expect(r.stdout).toMatch(/ok +ec2:CreateSecurityGroup/);
+    expect(r.stdout).toMatch(/ok +ec2:RunInstances/);
+    for (const c of [...ec2.commandCalls(CreateSecurityGroupCommand), ...ec2.commandCalls(RunInstancesCommand)]) {
+      expect(c.args[0].input.DryRun).toBe(true);
+    }
+    expect(cw.calls()).toHaveLength(0);
+    expect(existsSync(join(cwd, '.embedctl', 'state.json'))).toBe(false);
+
+    const j = await runCli([...base, '--dry-run', '--json'], { cwd });
+    expect(j.code).toBe(0);
+    const doc = j.json<{ schema: string; dryRun: boolean; plan: { runInstances: { ClientToken: string } }; checks: unknown[] }>();
+    expect(doc.schema).toBe('embedctl.provision/v1');
+    expect(doc.dryRun).toBe(true);
+    expect(doc.plan.runInstances.ClientToken).toBe('embedctl-main-1');
+    expect(doc.checks).toEqual([
+      { action: 'ec2:CreateSecurityGroup', ok: true },
+      { action: 'ec2:RunInstances', ok: true },
+    ]);
+  });
+
+  it('UnauthorizedOperation: exit 1 naming the missing action', async () => {
+    happyAccount();
+    ec2.on(CreateSecurityGroupCommand).rejects(awsError('DryRunOperation', 'would succeed', 412));
+    ec2.on(RunInstancesCommand).rejects(awsError('UnauthorizedOperation', 'You are not authorized to perform this operation.', 403));
+    const r = await runCli([...base, '--dry-run'], { cwd: tempProject() });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/DENIED +ec2:RunInstances/);
+    expect(r.stderr).toMatch(/not allowed to call ec2:RunInstances/);
+    expect(r.stderr).toMatch(/hint: grant ec2:RunInstances/);
+  });
+});
+
+describe('provision: idempotent retries', () => {
+  it('a retry after a lost response sends the same ClientToken; a definite refusal gets a fresh one', async () => {
+    happyAccount();
+    const timeout = Object.assign(new Error('socket hang up'), { name: 'TimeoutError' });
+    ec2
+      .on(RunInstancesCommand)
+      .rejectsOnce(timeout)
+      .rejectsOnce(awsError('InsufficientInstanceCapacity', 'no capacity', 500))
+      .resolves({ Instances: [{ InstanceId: 'i-0abc', State: { Name: 'pending' } }] });
+    const cwd = tempProject();
+    const sleep = fakeSleep().sleep;
+    const first = await runCli([...base, '--yes'], { cwd, sleep });
+    expect(first.code).toBe(1);
+    expect(readState(cwd).deployments.main.clientToken).toBe('embedctl-main-1');
+
+    const second = await runCli([...base, '--yes'], { cwd, sleep });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/another availability zone/);
+    const third = await runCli([...base, '--yes'], { cwd, sleep });
+    expect(third.code).toBe(0);
+
+    const tokens = ec2.commandCalls(RunInstancesCommand).map((c) => c.args[0].input.ClientToken);
+    expect(tokens).toEqual(['embedctl-main-1', 'embedctl-main-1', 'embedctl-main-2']);
+    // The group from the first run is reused by later runs, never created twice.
+    expect(ec2.commandCalls(CreateSecurityGroupCommand)).toHaveLength(1);
+  });
+
+  it('re-running a finished provision launches nothing new', async () => {
+    happyAccount();
+    const cwd = tempProject();
+    const sleep = fakeSleep().sleep;
+    expect((await runCli([...base, '--yes'], { cwd, sleep })).code).toBe(0);
+    const again = await runCli([...base, '--yes'], { cwd, sleep });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toMatch(/instance i-0abc already exists \(running\)/);
+    expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(1);
+  });
+
+  it('IdempotentParameterMismatch adopts the instance an interrupted run launched', async () => {
+    happyAccount();
+    const cwd = tempProject();
+    mkdirSync(join(cwd, '.embedctl'));
+    writeFileSync(
+      join(cwd, '.embedctl', 'state.json'),
+      JSON.stringify({
+        version: 1,
+        attempts: { main: 1 },
+        deployments: { main: { name: 'main', region: 'us-east-1', createdAt: 'x', updatedAt: 'x', attempt: 1, clientToken: 'embedctl-main-1', alarms: [], endpoints: [] } },
+      }),
+    );
+    ec2.on(RunInstancesCommand).rejects(awsError('IdempotentParameterMismatch', 'token reused with different parameters'));
+    ec2.on(DescribeInstancesCommand, { Filters: [{ Name: 'client-token', Values: ['embedctl-main-1'] }] }).resolves({
+      Reservations: [{ Instances: [{ InstanceId: 'i-0earlier', State: { Name: 'running' } }] }],
+    });
+    const r = await runCli([...base, '--yes', '--no-wait'], { cwd });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/i-0earlier\) was adopted/);
+    expect(readState(cwd).deployments.main.instance.id).toBe('i-0earlier');
+  });
+
+  it('a wait that never ends times out through ctx.sleep, in milliseconds, and keeps the instance in state', async () => {
+    happyAccount();
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-0abc', State: { Name: 'pending' } }] }] });
+    const cwd = tempProject();
+    const s = fakeSleep();
+    const t0 = Date.now();
+    const r = await runCli([...base, '--yes', '--wait-timeout', '1'], { cwd, sleep: s.sleep });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/timed out after 60 s waiting for instance i-0abc to be running/);
+    expect(s.calls.reduce((a, b) => a + b, 0)).toBe(60_000);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(readState(cwd).deployments.main.instance.id).toBe('i-0abc');
+  });
+});
+
+describe('provision: AWS errors become one actionable line', () => {
+  const cases: Array<{ name: string; setup: () => void; code: number; re: RegExp }> = [
+    {
+      name: 'no credentials',
+      setup: () => ssm.on(GetParameterCommand).rejects(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' })),
+      code: 1,
+      re: /AWS: no credentials found\n  hint: set AWS_PROFILE .* or AWS_ACCESS_KEY_ID\/AWS_SECRET_ACCESS_KEY/,
+    },
+    {
+      name: 'permission',
+      setup: () => ec2.on(CreateSecurityGroupCommand).rejects(awsError('UnauthorizedOperation', 'You are not authorized', 403)),
+      code: 1,
+      re: /not allowed to call ec2:CreateSecurityGroup/,
+    },
+    {
+      name: 'vCPU quota (on-demand)',
+      setup: () => ec2.on(RunInstancesCommand).rejects(awsError('VcpuLimitExceeded', 'You have requested more vCPU capacity')),
+      code: 1,
+      re: /vCPU quota .*\n  hint: .*Running On-Demand G and VT instances" \(L-DB2E81BA\)/,
+    },
+    {
+      name: 'unknown instance type',
+      setup: () => ec2.on(RunInstancesCommand).rejects(awsError('InvalidParameterValue', "Invalid value 'g9.huge' for InstanceType.")),
+      code: 2,
+      re: /--instance-type: EC2 does not know instance type/,
+    },
+    {
+      name: 'capacity',
+      setup: () => ec2.on(RunInstancesCommand).rejects(awsError('InsufficientInstanceCapacity', 'We currently do not have sufficient capacity', 500)),
+      code: 1,
+      re: /no g4dn\.xlarge capacity .*\n  hint: try another availability zone/,
+    },
+    {
+      name: 'region not enabled',
+      setup: () => ssm.on(GetParameterCommand).rejects(awsError('OptInRequired', 'not subscribed')),
+      code: 2,
+      re: /--region: region us-east-1 is not enabled/,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      happyAccount();
+      c.setup();
+      const r = await runCli([...base, '--yes'], { cwd: tempProject(), sleep: fakeSleep().sleep });
+      expect(r.code).toBe(c.code);
+      expect(r.stderr).toMatch(c.re);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
+
+  it('spot quota names the spot quota code', async () => {
+    happyAccount();
+    ec2.on(RunInstancesCommand).rejects(awsError('MaxSpotInstanceCountExceeded', 'Max spot instance count exceeded'));
+    const r = await runCli([...base, '--market', 'spot', '--yes'], { cwd: tempProject(), sleep: fakeSleep().sleep });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/L-3819A6DF/);
+  });
+});
+
+describe('provision: the state lock', () => {
+  it('a second provision while one runs fails at once, naming the holder; the first finishes', async () => {
+    happyAccount();
+    const cwd = tempProject();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inWait = new Promise<void>((r) => (entered = r));
+    const first = runCli([...base, '--yes'], {
+      cwd,
+      sleep: async () => {
+        entered();
+        await gate;
+      },
+    });
+    await inWait;
+    const second = await runCli([...base, '--yes'], { cwd, sleep: fakeSleep().sleep });
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/another embedctl command holds the state lock \(pid \d+ .*running "provision"\)/);
+    release();
+    const r1 = await first;
+    expect(r1.code).toBe(0);
+    expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(1);
+    expect(existsSync(join(cwd, '.embedctl', 'state.json.lock'))).toBe(false);
+  });
+});
