@@ -1,0 +1,166 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { nginxBinary } from '../../src/adapters/nginx.js';
+
+/**
+ * Small embeddings stand-ins on 127.0.0.1 for gateway tests: each answers POST /v1/embeddings
+ * in the OpenAI shape, names itself in X-Standin, and remembers what it was sent.
+ */
+export interface Received {
+  path: string;
+  host?: string;
+  authorization?: string;
+  tenant?: string;
+  servername?: string;
+  body: string;
+}
+
+export interface Standin {
+  name: string;
+  port: number;
+  url: string;
+  received: Received[];
+  /** Drops every open connection and stops listening: what nginx sees when a process dies. */
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StandinOptions {
+  delayMs?: number;
+  tls?: { key: string; cert: string };
+  /** Answer with this status instead of 200 (e.g. 503 for an overloaded replica). */
+  status?: number;
+}
+
+export async function startStandin(name: string, o: StandinOptions = {}): Promise<Standin> {
+  const received: Received[] = [];
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString();
+      received.push({
+        path: req.url ?? '',
+        host: req.headers.host,
+        authorization: req.headers.authorization,
+        tenant: req.headers['x-tenant-id'] as string | undefined,
+        servername: (req.socket as TLSSocket).servername || undefined,
+        body,
+      });
+      const reply = () => {
+        let input: unknown = null;
+        try {
+          input = (JSON.parse(body) as { input?: unknown }).input ?? null;
+        } catch {
+          /* echo null */
+        }
+        const status = o.status ?? 200;
+        res.writeHead(status, { 'content-type': 'application/json', 'x-standin': name });
+        res.end(
+          JSON.stringify(
+            status === 200
+              ? { object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.6, 0.8] }], model: name, usage: { prompt_tokens: 1, total_tokens: 1 }, echo: input }
+              : { error: { message: `${name} answered ${status}` } },
+          ),
+        );
+      };
+      if (o.delayMs) setTimeout(reply, o.delayMs);
+      else reply();
+    });
+  };
+  const server: Server = o.tls ? createHttpsServer({ key: o.tls.key, cert: o.tls.cert }, handler) : createHttpServer(handler);
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  let closed = false;
+  const close = async (hard: boolean) => {
+    if (closed) return;
+    closed = true;
+    const done = new Promise<void>((resolve) => server.close(() => resolve()));
+    if (hard) server.closeAllConnections();
+    else server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), 200).unref();
+    await done;
+  };
+  return {
+    name,
+    port,
+    url: `${o.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    received,
+    kill: () => close(true),
+    stop: () => close(false),
+  };
+}
+
+export interface Answer {
+  status: number;
+  backend: string | null;
+  fallback: string | null;
+  standin: string | null;
+  body: string;
+}
+
+/** POST /v1/embeddings through the gateway. */
+export async function embed(base: string, headers: Record<string, string> = {}, input = 'hello'): Promise<Answer> {
+  const res = await fetch(`${base}/v1/embeddings`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ input, model: 'default' }),
+    signal: AbortSignal.timeout(15_000),
+  });
+  return {
+    status: res.status,
+    backend: res.headers.get('x-embedctl-backend'),
+    fallback: res.headers.get('x-embedctl-fallback'),
+    standin: res.headers.get('x-standin'),
+    body: await res.text(),
+  };
+}
+
+/** Runs `total` tasks with at most `concurrency` in flight; results in task order. */
+export async function pool<T>(total: number, concurrency: number, task: (i: number) => Promise<T>): Promise<T[]> {
+  const out = new Array<T>(total);
+  let next = 0;
+  const worker = async () => {
+    while (next < total) {
+      const i = next++;
+      out[i] = await task(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker));
+  return out;
+}
+
+/** A free loopback port (nginx cannot report the one it picked for port 0). */
+export async function freePort(): Promise<number> {
+  const s = createHttpServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/**
+ * Tests with real nginx skip only on a developer machine without it; in CI (CI set) a missing
+ * nginx must fail, so the gateway is never silently untested.
+ */
+export function nginxOrSkip(): { bin: string | undefined; skip: boolean } {
+  const bin = nginxBinary();
+  if (!bin && process.env.CI) throw new Error('nginx is required in CI (apt-get install nginx-light); none found');
+  return { bin, skip: !bin };
+}
+
+export function tempDir(prefix: string): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function writeFile(path: string, text: string, mode?: number): string {
+  writeFileSync(path, text, mode === undefined ? undefined : { mode });
+  return path;
+}
