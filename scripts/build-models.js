@@ -303,7 +303,13 @@ function parseArgs(argv) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  buildModels(parseArgs(process.argv.slice(2))).catch((err) => {
+  const args = parseArgs(process.argv.slice(2));
+  const unknown = (args.only ?? []).filter((n) => !MODEL_NAMES.includes(n));
+  if (unknown.length || args.only?.length === 0) {
+    log(`--only: unknown model "${unknown.join(', ')}"; known: ${MODEL_NAMES.join(', ')}`);
+    process.exit(2);
+  }
+  buildModels(args).catch((err) => {
     log(`failed: ${err.message}`);
     process.exit(1);
   });
