@@ -64,6 +64,8 @@ export interface SelfHostedSpec {
   dimensions: number;
   /** Bytes one vector component takes in the response body (encoding dependent). */
   bytesPerValue: number;
+  /** Share of responses that leave AWS for the internet (0 when the callers run in the same region). */
+  egressShare: number;
   /** Bytes of request body per input token (text is ~4 bytes per token). */
   requestBytesPerToken: number;
   ebsGbPerInstance: number;
@@ -148,7 +150,7 @@ export function selfHostedMonthly(
   const ebs = perVolume * n;
   const snapshots = s.snapshotGb * u.snapshotGbMonth;
   const outGb = responseGb(s, emb);
-  const egress = Math.max(0, outGb - u.egressFreeGb) * u.egressPerGb;
+  const egress = Math.max(0, outGb * s.egressShare - u.egressFreeGb) * u.egressPerGb;
   let loadBalancer = 0;
   if (s.loadBalancer) {
     // LCU = the largest of its dimensions; for embeddings that is processed bytes (1 GB/h per LCU)
@@ -195,7 +197,7 @@ export function breakEvenTokens(
   const embPerToken = embeddingsAt(w, 1);
   const breaks = new Set<number>([maxTokens]);
   if (embPerToken > 0) {
-    const freeTier = (s.units.egressFreeGb * 1e9) / (embPerToken * s.dimensions * s.bytesPerValue);
+    const freeTier = (s.units.egressFreeGb * 1e9) / (embPerToken * s.dimensions * s.bytesPerValue * s.egressShare);
     if (freeTier > 0 && freeTier < maxTokens) breaks.add(freeTier);
   }
   let stepWidth = Infinity;
@@ -238,6 +240,8 @@ export interface OptionResult {
   /** Months of savings that pay the one-time cost; null when self-hosting saves nothing. */
   paybackMonths: number | null;
   breakEvenTokensPerMonth: number | null;
+  /** What one more 1M tokens/month costs self-hosted far out (instance steps averaged, egress, LCUs). */
+  marginalPerMillion: number;
   horizon: { months: number; hosted: number; selfHosted: number; savings: number };
 }
 
@@ -263,6 +267,7 @@ export function evaluateOption(
     oneTime,
     paybackMonths,
     breakEvenTokensPerMonth: breakEvenTokens(w, s, h, option),
+    marginalPerMillion: ((selfHostedMonthly(w, s, option, 2e15).total - selfHostedMonthly(w, s, option, 1e15).total) / 1e15) * 1e6,
     horizon: { months, hosted: hosted * months, selfHosted: selfTotal, savings: hosted * months - selfTotal },
   };
 }

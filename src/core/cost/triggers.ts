@@ -84,7 +84,10 @@ export interface Recommendation {
 
 const LABEL: Record<PricingOption, string> = { onDemand: 'on-demand', reserved: '1-year reserved', spot: 'spot' };
 
-const usd = (n: number) => `$${n.toLocaleString('en-US', { maximumFractionDigits: 2, minimumFractionDigits: 2 })}`;
+const usd = (n: number) => {
+  const digits = Math.abs(n) < 0.1 && n !== 0 ? 4 : 2;
+  return `${n < 0 ? '-' : ''}$${Math.abs(n).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 2 })}`;
+};
 const tokens = (n: number) => {
   for (const [d, s] of [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'K']] as const) {
     if (n >= d) return `${Number((n / d).toPrecision(3))}${s}`;
@@ -94,10 +97,19 @@ const tokens = (n: number) => {
 
 /**
  * migrate: the cheapest self-hosted option saves money and its set-up pays back within the horizon.
- * hybrid: a trigger fires but full self-hosting does not pay (yet): self-host the part that fires
- * it and keep hosted for the rest. stay hosted: no trigger fires and self-hosting does not pay.
+ * hybrid: it does not pay (yet) but a need hosted cannot meet fires (latency, throughput, index
+ * size), or a volume trigger fires with break-even within 10x of today's volume: self-host part of
+ * the traffic. stay hosted: otherwise; a volume trigger far from break-even is noted, not obeyed.
  */
-export function recommend(hostedMonthly: number, options: OptionResult[], triggers: Trigger[], months: number): Recommendation {
+export const NEED_TRIGGERS: readonly TriggerId[] = ['p95Ms', 'embeddingsPerMinute', 'indexedDataGb'];
+export const NEAR_BREAK_EVEN = 10;
+
+export function recommend(
+  hosted: { monthly: number; pricePerMillion: number; tokensPerMonth: number },
+  options: OptionResult[],
+  triggers: Trigger[],
+  months: number,
+): Recommendation {
   const fired = triggers.filter((t) => t.fired === true);
   const best = [...options].sort((a, b) => a.monthly.total - b.monthly.total)[0];
   if (!best) {
@@ -105,25 +117,31 @@ export function recommend(hostedMonthly: number, options: OptionResult[], trigge
   }
   const firedText = fired.map((t) => t.description).join(', ');
   const be = best.breakEvenTokensPerMonth;
-  const beText = be === null ? 'it does not break even at any volume' : `it breaks even at ${tokens(be)} tokens/month`;
+  const beText =
+    be === null
+      ? `it never breaks even: each further 1M tokens costs ${usd(best.marginalPerMillion)} self-hosted (instances, egress) against ${usd(hosted.pricePerMillion)} hosted`
+      : `it breaks even at ${tokens(be)} tokens/month (${Number((be / hosted.tokensPerMonth).toPrecision(2))}x your volume)`;
   if (best.savingsPerMonth > 0 && best.paybackMonths !== null && best.paybackMonths <= months) {
     const payback = best.oneTime.total > 0 ? `; the one-time set-up of ${usd(best.oneTime.total)} pays back in ${best.paybackMonths.toFixed(1)} months` : '';
     return {
       decision: 'migrate',
       option: best.option,
-      reason: `self-hosting on ${LABEL[best.option]} instances costs ${usd(best.monthly.total)}/month against ${usd(hostedMonthly)} hosted, saving ${usd(best.savingsPerMonth)}/month${payback}${fired.length ? ` (triggers: ${firedText})` : ''}.`,
+      reason: `self-hosting on ${LABEL[best.option]} instances costs ${usd(best.monthly.total)}/month against ${usd(hosted.monthly)} hosted, saving ${usd(best.savingsPerMonth)}/month${payback}${fired.length ? ` (triggers: ${firedText})` : ''}.`,
     };
   }
   const why =
     best.savingsPerMonth > 0
       ? `self-hosting on ${LABEL[best.option]} saves ${usd(best.savingsPerMonth)}/month but the set-up of ${usd(best.oneTime.total)} does not pay back within ${months} months`
-      : `self-hosting costs at least ${usd(best.monthly.total)}/month (${LABEL[best.option]}) against ${usd(hostedMonthly)} hosted; ${beText}`;
-  if (fired.length > 0) {
+      : `self-hosting costs at least ${usd(best.monthly.total)}/month (${LABEL[best.option]}) against ${usd(hosted.monthly)} hosted; ${beText}`;
+  const needs = fired.filter((t) => NEED_TRIGGERS.includes(t.id));
+  const near = best.savingsPerMonth > 0 || (be !== null && be <= hosted.tokensPerMonth * NEAR_BREAK_EVEN);
+  if (needs.length > 0 || (fired.length > 0 && near)) {
     return {
       decision: 'hybrid',
       option: best.option,
       reason: `${fired.length === 1 ? 'a migration trigger fires' : `${fired.length} migration triggers fire`} (${firedText}) but ${why}: run self-hosted for the traffic behind the trigger (latency-critical queries or bulk re-indexing) and keep the hosted API for the rest and as fallback.`,
     };
   }
-  return { decision: 'stay-hosted', option: best.option, reason: `no migration trigger fires and ${why}.` };
+  const noted = fired.length > 0 ? `only volume triggers fire (${firedText}) and they are far from paying for a fleet: ` : 'no migration trigger fires and ';
+  return { decision: 'stay-hosted', option: best.option, reason: `${noted}${why}.` };
 }
