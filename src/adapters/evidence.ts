@@ -183,10 +183,20 @@ function monthlyFromCost(doc: Record<string, unknown>): number | undefined {
     'recommendation.monthlyUsd',
     'recommended.monthly.total',
     'monthly.selfHosted',
-    'monthly.total',
   ]) {
     const v = num(get(doc, p));
     if (v !== undefined) return v;
+  }
+  // embedctl.cost-report/v1: monthly.<option>.total per pricing option, recommendation.option.
+  const monthly = get(doc, 'monthly');
+  if (monthly && typeof monthly === 'object') {
+    const opt = get(doc, 'recommendation.option');
+    if (typeof opt === 'string') {
+      const v = num(get(monthly, `${opt}.total`));
+      if (v !== undefined) return v;
+    }
+    const totals = Object.values(monthly as Record<string, unknown>).map((m) => num(get(m, 'total'))).filter((v): v is number => v !== undefined);
+    if (totals.length > 0) return Math.min(...totals);
   }
   const options = get(doc, 'options');
   if (Array.isArray(options)) {

@@ -1,0 +1,129 @@
+import { promises as fsp } from 'node:fs';
+import { request } from 'node:http';
+import { dirname, join, basename } from 'node:path';
+import { listenOf, renderNginxConf, type NginxConfOptions } from '../../core/render.js';
+import { ExternalError } from '../../errors.js';
+import { writeFileAtomic } from '../../util/fs.js';
+import { routesToSelfHosted } from '../../client/route.js';
+import { reloadNginx, testNginxConfig } from '../nginx.js';
+import type { ApplyResult, TrafficDriver } from './types.js';
+
+export interface NginxDriverOptions {
+  confPath: string;
+  prefix: string;
+  /** The render options of the running gateway; the driver changes only selfHostedPercent. */
+  conf: Omit<NginxConfOptions, 'selfHostedPercent'>;
+  /** Where to send sample requests (default: the conf's listen address). */
+  url?: string;
+  /** Sample requests that confirm the new share; 0 skips confirmation. */
+  samples?: number;
+  /** Allowed gap, in percentage points, between the observed and the expected share. */
+  tolerance?: number;
+  model?: string;
+  env?: Record<string, string | undefined>;
+}
+
+/**
+ * Re-renders the gateway's split, proves it with `nginx -t` before it replaces the live file,
+ * reloads (graceful: in-flight requests finish on the old workers), then samples requests and
+ * reads X-Embedctl-Backend to confirm the share nginx actually applies.
+ */
+export function nginxDriver(o: NginxDriverOptions): TrafficDriver {
+  return {
+    name: 'nginx',
+    describe: (percent) => `render ${o.confPath} with ${percent}% self-hosted, nginx -t, nginx -s reload (prefix ${o.prefix}), sample ${o.samples ?? 200} requests`,
+    async apply(percent, signal): Promise<ApplyResult> {
+      let text: string;
+      try {
+        text = renderNginxConf({ ...o.conf, selfHostedPercent: percent });
+      } catch (err) {
+        throw new ExternalError('nginx', `cannot render the split: ${(err as Error).message}`, { hint: 'check the nginx section of .embedctl/deploy.json or the --nginx-* flags' });
+      }
+      // The candidate sits beside the live file so relative includes resolve the same way; the
+      // live file is replaced only after nginx accepted the candidate.
+      const candidate = join(dirname(o.confPath), `.${basename(o.confPath)}.candidate`);
+      await writeFileAtomic(candidate, text);
+      try {
+        await testNginxConfig(candidate, o.prefix, o.env);
+      } finally {
+        await fsp.rm(candidate, { force: true });
+      }
+      await writeFileAtomic(o.confPath, text);
+      await reloadNginx({ confPath: o.confPath, prefix: o.prefix, env: o.env });
+      const samples = o.samples ?? 200;
+      if (samples <= 0) return { confirmed: null, observedPercent: null, detail: `${o.confPath} reloaded; not sampled (--samples 0)` };
+      const listen = listenOf(text);
+      const url = o.url ?? (listen ? `http://${listen.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}` : undefined);
+      if (!url) return { confirmed: null, observedPercent: null, detail: `${o.confPath} reloaded; no URL to sample (--nginx-url)` };
+      const keyed = (o.conf.splitKey ?? 'auto') !== 'request';
+      const s = await sampleSplit(url, samples, o.model, signal);
+      // Keyed splits are deterministic: the expected share of exactly these keys is known.
+      const expected = keyed ? (100 * s.keys.filter((k) => routesToSelfHosted(k, percent)).length) / s.keys.length : percent;
+      const tolerance = o.tolerance ?? 5;
+      if (s.answered === 0) {
+        return { confirmed: false, observedPercent: null, samples, detail: `no sample got an X-Embedctl-Backend header from ${url} (${s.failures} failed)` };
+      }
+      const observed = (100 * s.selfhosted) / s.answered;
+      const confirmed = Math.abs(observed - expected) <= tolerance;
+      return {
+        confirmed,
+        observedPercent: round(observed),
+        samples: s.answered,
+        detail: `${s.answered} samples via ${url}: ${round(observed)}% self-hosted (expected ${round(expected)}% +-${tolerance})${s.fallbacks ? `, ${s.fallbacks} fell back to hosted` : ''}${s.failures ? `, ${s.failures} failed` : ''}`,
+      };
+    },
+  };
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
+
+interface SampleResult {
+  keys: string[];
+  answered: number;
+  selfhosted: number;
+  fallbacks: number;
+  failures: number;
+}
+
+/** POSTs `n` tiny requests with distinct tenant keys and tallies which side the split chose. */
+export async function sampleSplit(url: string, n: number, model = 'embedctl-probe', signal?: AbortSignal, concurrency = 16): Promise<SampleResult> {
+  const keys = Array.from({ length: n }, (_, i) => `embedctl-probe-${i}`);
+  const r: SampleResult = { keys, answered: 0, selfhosted: 0, fallbacks: 0, failures: 0 };
+  let next = 0;
+  const body = JSON.stringify({ input: ['embedctl rollout probe'], model });
+  const worker = async () => {
+    while (next < n) {
+      if (signal?.aborted) return;
+      const key = keys[next++]!;
+      try {
+        const h = await postOnce(`${url.replace(/\/+$/, '')}/v1/embeddings`, body, { 'x-tenant-id': key });
+        const backend = h['x-embedctl-backend'];
+        if (backend !== 'selfhosted' && backend !== 'hosted') {
+          r.failures++;
+          continue;
+        }
+        r.answered++;
+        // A fallback was a self-hosted pick by the split that failed over: the split is what we confirm.
+        if (backend === 'selfhosted' || h['x-embedctl-fallback'] === 'yes') r.selfhosted++;
+        if (h['x-embedctl-fallback'] === 'yes') r.fallbacks++;
+      } catch {
+        r.failures++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  return r;
+}
+
+function postOnce(url: string, body: string, headers: Record<string, string>): Promise<Record<string, string | string[] | undefined>> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, timeout: 10_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.headers));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
