@@ -74,7 +74,8 @@ export interface EmbeddingsClient {
   readonly model: string | undefined;
   /** Whether calls cost money (a hosted API); the cost guard keys off this. */
   readonly paid: boolean;
-  embed(texts: string[]): Promise<EmbedResult>;
+  /** `onProgress` here adds to the client-wide one, for a per-call progress bar. */
+  embed(texts: string[], call?: { onProgress?: (done: number, total: number) => void }): Promise<EmbedResult>;
 }
 
 const JINA_HOST = 'api.jina.ai';
@@ -250,7 +251,7 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
   /** One batch, retried; returns vectors in input order. */
   async function call(
     input: string[],
-    offset: number,
+    offset: (j: number) => number,
     signal: AbortSignal,
     counter: { requests: number },
   ): Promise<{ vectors: Float32Array[]; tokens: number; model?: string }> {
@@ -279,7 +280,7 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     }
   }
 
-  async function attemptOnce(input: string[], offset: number, signal: AbortSignal) {
+  async function attemptOnce(input: string[], offset: (j: number) => number, signal: AbortSignal) {
     let res: Response;
     try {
       res = await doFetch(endpoint, {
@@ -323,7 +324,8 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     return parseResponse(parsed, input.length, offset);
   }
 
-  function parseResponse(parsed: unknown, n: number, offset: number) {
+  /** `indexOf(j)` maps a batch position to the caller's text index, for error messages. */
+  function parseResponse(parsed: unknown, n: number, indexOf: (j: number) => number) {
     let rows: unknown[];
     let tokens = 0;
     let servedModel: string | undefined;
@@ -348,16 +350,20 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     if (rows.length !== n) throw fail(`sent ${n} texts, got ${rows.length} vectors back`);
     const vectors = rows.map((r, i) => {
       const v = decodeVector(r);
-      if (!v) throw fail(`text #${offset + i}: the answer holds no vector`);
+      if (!v) throw fail(`text #${indexOf(i)}: the answer holds no vector`);
       const problem = vectorProblem(v);
-      if (problem) throw fail(`text #${offset + i}: ${problem}`, 'the endpoint returned a broken vector; check the model and its inputs');
+      if (problem) throw fail(`text #${indexOf(i)}: ${problem}`, 'the endpoint returned a broken vector; check the model and its inputs');
       return v;
     });
     return { vectors, tokens, model: servedModel };
   }
 
-  async function embed(texts: string[]): Promise<EmbedResult> {
+  async function embed(texts: string[], perCall: { onProgress?: (done: number, total: number) => void } = {}): Promise<EmbedResult> {
     const total = texts.length;
+    const report = (d: number, t: number) => {
+      opts.onProgress?.(d, t);
+      perCall.onProgress?.(d, t);
+    };
     const out: Float32Array[] = new Array(total);
     const counter = { requests: 0 };
     let done = 0;
@@ -383,7 +389,7 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     }
     done = cached;
     if (ns && cached > 0) servedModel = (await ns.meta())?.model;
-    if (done > 0) opts.onProgress?.(done, total);
+    if (done > 0) report(done, total);
 
     const unique = [...pending.keys()];
     const batches: Array<{ start: number; texts: string[] }> = [];
@@ -398,19 +404,19 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
       while (next < batches.length && firstError === undefined) {
         const b = batches[next++]!;
         try {
-          const r = await call(b.texts, b.start, signal, counter);
+          const r = await call(b.texts, (j) => pending.get(b.texts[j]!)![0]!, signal, counter);
           tokens += r.tokens;
           if (r.model) servedModel = r.model;
           for (let j = 0; j < r.vectors.length; j++) {
             const v = r.vectors[j]!;
             if (dims === undefined) dims = v.length;
-            else if (v.length !== dims) throw fail(`text #${b.start + j} came back with ${v.length} dimensions, earlier ones with ${dims}`);
+            else if (v.length !== dims) throw fail(`text #${pending.get(b.texts[j]!)![0]} came back with ${v.length} dimensions, earlier ones with ${dims}`);
             const text = b.texts[j]!;
             for (const i of pending.get(text)!) out[i] = v;
             if (ns) await ns.set(text, v);
             done += pending.get(text)!.length;
           }
-          opts.onProgress?.(done, total);
+          report(done, total);
         } catch (err) {
           if (firstError === undefined) firstError = err;
           ac.abort(err);

@@ -1,16 +1,21 @@
 /** Vector math and summary statistics for the quality gates. Pure; no I/O. */
 
-/** Why a vector cannot be used, or undefined when it is fine. */
+/**
+ * Why a vector cannot be used, or undefined when it is fine. An all-zero vector is allowed: a
+ * word-vector model gives one for text it has no words for, and cosine() treats it explicitly.
+ */
 export function vectorProblem(v: ArrayLike<number>): string | undefined {
   if (v.length === 0) return 'empty vector';
-  let sq = 0;
   for (let i = 0; i < v.length; i++) {
     const x = v[i]!;
     if (!Number.isFinite(x)) return `${Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity'} at dimension ${i}`;
-    sq += x * x;
   }
-  if (sq === 0) return 'all-zero vector (no direction, cosine undefined)';
   return undefined;
+}
+
+export function isZero(v: ArrayLike<number>): boolean {
+  for (let i = 0; i < v.length; i++) if (v[i] !== 0) return false;
+  return true;
 }
 
 export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -23,7 +28,10 @@ export function norm(a: ArrayLike<number>): number {
   return Math.sqrt(dot(a, a));
 }
 
-/** Cosine in double precision; callers validate first (lengths equal, no zero vectors). */
+/**
+ * Cosine in double precision. Two all-zero vectors agree (1: both sides found nothing to say);
+ * a zero against a non-zero vector disagrees completely (0).
+ */
 export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new RangeError(`cosine of vectors of different lengths (${a.length} vs ${b.length})`);
   let ab = 0;
@@ -36,6 +44,7 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
     aa += x * x;
     bb += y * y;
   }
+  if (aa === 0 || bb === 0) return aa === bb ? 1 : 0;
   const c = ab / Math.sqrt(aa * bb);
   // Rounding can push identical vectors a hair past 1.
   return Math.max(-1, Math.min(1, c));
