@@ -97,6 +97,7 @@ export async function startFakeEmbeddings(o: FakeOptions = {}) {
 export function redirectFetch(localBase: string): typeof fetch {
   return (input, init) => {
     const u = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
+    if (u.hostname !== 'api.jina.ai' && u.hostname !== 'api.openai.com') return fetch(input, init);
     const local = new URL(localBase);
     u.protocol = local.protocol;
     u.host = local.host;
