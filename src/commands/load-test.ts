@@ -182,7 +182,7 @@ function buildPlan(ctx: Context, opts: Opts, log: Logger): Plan {
     throw new UsageError('k6 is not on PATH', { field: '--engine', hint: 'install k6 (https://grafana.com/docs/k6/latest/set-up/install-k6/) or use --engine autocannon' });
   }
   const engine: Engine = k6Binary ? 'k6' : 'autocannon';
-  if (engineChoice === 'auto' && engine === 'autocannon') log.verbose('k6 not on PATH: using autocannon (k6 stages approximated with connection steps)');
+  if (engineChoice === 'auto' && engine === 'autocannon') log.info('k6 not on PATH: using autocannon (k6 stages approximated with connection steps)');
 
   const { texts, source } = loadTexts(ctx, opts.texts);
   return {
@@ -403,12 +403,12 @@ function renderReport(r: LoadTestReport, log: Logger): string {
         ['error rate', `${pct(r.errorRate)}${byStatus ? ` (${byStatus})` : ''}`],
         ['checks', `${fmtNum(r.checks.passed, 0)} passed, ${fmtNum(r.checks.failed, 0)} failed`],
       ],
-      ['left', 'right'],
+      ['left', 'left'],
     ).trimEnd(),
     '',
     table(
       ['gate', 'expression', 'actual', 'result'],
-      r.thresholds.map((t) => [t.name, t.expression, fmtNum(t.actual, 4), pass(t.pass)]),
+      r.thresholds.map((t) => [t.name, t.expression, t.name === 'http_req_duration' ? `${fmtNum(t.actual, 2)} ms` : fmtNum(t.actual, 4), pass(t.pass)]),
       ['left', 'left', 'right', 'left'],
     ).trimEnd(),
     '',

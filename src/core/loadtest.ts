@@ -151,8 +151,8 @@ export interface Phase {
 
 /**
  * Approximates k6's linear VU ramps with steps of constant connections (autocannon cannot ramp).
- * Each step uses the ramp's value at its midpoint so the load over the stage matches; stages that
- * sit at 0 VUs send nothing and are dropped.
+ * Each step uses the ramp's value at its midpoint (rounded), so the load over the stage matches
+ * the linear ramp within half a connection; stages that sit at 0 VUs send nothing and are dropped.
  */
 export function autocannonPhases(stages: Stage[], maxStepsPerStage = 10): Phase[] {
   const phases: Phase[] = [];
