@@ -1,14 +1,297 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { Context } from '../context.js';
-import { ExternalError } from '../errors.js';
+import { ExitCode, UsageError } from '../errors.js';
+import { parseFlag } from '../config.js';
+import { parseDuration } from '../core/loadtest.js';
+import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
+import { readState, statePaths, type DeploymentRecord } from '../core/state.js';
+import { Ec2, ec2Client } from '../adapters/aws/ec2.js';
+import { printJson, table } from '../ui/output.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
+interface Opts {
+  name?: string;
+  watch?: boolean;
+  interval?: string;
+  timeout?: string;
+}
+
+export interface Probe {
+  ok: boolean;
+  status?: number;
+  ms?: number;
+  error?: string;
+}
+
+export interface BackendStatus {
+  url: string;
+  source: string;
+  health: Probe;
+  ready: Probe;
+  metrics?: {
+    /** "since-start" on the first look, "interval" (since the previous frame) with --watch. */
+    window: 'since-start' | 'interval';
+    requests: number;
+    errors: number;
+    errorRate: number | null;
+    p95Ms: number | null;
+  };
+  metricsError?: string;
+}
+
+export interface InstanceStatus {
+  name: string;
+  region: string;
+  instanceId?: string;
+  instanceType?: string;
+  market?: string;
+  state?: string;
+  publicDns?: string;
+  error?: string;
+}
+
+export interface SplitStatus {
+  percent: number;
+  source: string;
+}
+
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
-  const cmd = program.command('status').description('(not implemented yet)');
-  examples(cmd, ['embedctl status --help']);
+  const cmd = program
+    .command('status')
+    .description("Show the instance, each backend's health, the traffic split and recent latency and errors")
+    .option('--name <name>', 'only this deployment of the state file')
+    .option('--watch', 'redraw every --interval until Ctrl-C (with --json: one JSON document per line)')
+    .option('--interval <duration>', 'redraw interval for --watch (default 10s)')
+    .option('--timeout <duration>', 'per-request timeout for health and metrics probes (default 3s)');
+  examples(cmd, ['embedctl status', 'embedctl status --watch --interval 5s', 'embedctl status --json']);
   cmd.action(
-    action(ctx, holder, async () => {
-      throw new ExternalError('embedctl', 'status is not implemented yet');
+    action<Opts>(ctx, holder, async ({ opts, globals }) => {
+      const intervalMs = parseFlag('--interval', opts.interval ?? '10s', (raw) => {
+        const ms = parseDuration(String(raw));
+        if (ms < 200) throw new Error(`must be at least 200ms, got ${JSON.stringify(raw)}`);
+        return ms;
+      });
+      const timeoutMs = parseFlag('--timeout', opts.timeout ?? '3s', (raw) => {
+        const ms = parseDuration(String(raw));
+        if (ms < 1) throw new Error('must be positive');
+        return ms;
+      });
+      const paths = statePaths(ctx.cwd, ctx.env);
+      const state = await readState(paths.state);
+      if (opts.name && !state.deployments[opts.name]) {
+        throw new UsageError(`no deployment "${opts.name}" in ${paths.state}`, { field: '--name' });
+      }
+      const deployments = Object.values(state.deployments).filter((d) => !opts.name || d.name === opts.name);
+      const local = readLocal(paths.local);
+      const previous = new Map<string, TrafficSnapshot>();
+
+      const frame = async () => {
+        const instances = await Promise.all(deployments.map((d) => instanceStatus(d)));
+        const targets = [
+          ...deployments.flatMap((d) => d.endpoints.map((url) => ({ url, source: `deployment ${d.name}` }))),
+          ...local.backends.map((url) => ({ url, source: 'up --local' })),
+        ];
+        const backends = await Promise.all(targets.map((t) => backendStatus(t.url, t.source, timeoutMs, previous)));
+        const split = trafficSplit(ctx.cwd, paths.rollout, local.nginxConf);
+        const nothing = deployments.length === 0 && targets.length === 0;
+        return { at: ctx.now().toISOString(), nothing, instances, backends, split, gateway: local.gateway };
+      };
+
+      const unhealthy = (f: Awaited<ReturnType<typeof frame>>) =>
+        f.instances.some((i) => i.error || (i.state && i.state !== 'running')) || f.backends.some((b) => !b.health.ok);
+
+      const draw = (f: Awaited<ReturnType<typeof frame>>, watching: boolean) => {
+        const doc = {
+          generatedAt: f.at,
+          nothingProvisioned: f.nothing,
+          deployments: f.instances,
+          backends: f.backends,
+          split: f.split,
+          ...(f.gateway ? { gateway: f.gateway } : {}),
+        };
+        if (globals.json) {
+          if (watching) ctx.stdout.write(`${JSON.stringify({ schema: 'embedctl.status/v1', ...doc })}\n`);
+          else printJson(ctx, 'status', doc);
+          return;
+        }
+        if (watching && ctx.isTTY) ctx.stdout.write('\x1b[H\x1b[2J');
+        else if (watching) ctx.stdout.write(`--- ${f.at}\n`);
+        ctx.stdout.write(renderFrame(f, paths.state));
+      };
+
+      if (!opts.watch) {
+        const f = await frame();
+        draw(f, false);
+        return f.nothing || !unhealthy(f) ? ExitCode.ok : ExitCode.external;
+      }
+      // Ctrl-C is how a watch ends, so it ends well: exit 0 after the last frame.
+      while (!ctx.signal?.aborted) {
+        draw(await frame(), true);
+        try {
+          await ctx.sleep(intervalMs, ctx.signal);
+        } catch {
+          break;
+        }
+      }
+      return ExitCode.ok;
     }),
   );
+}
+
+async function instanceStatus(d: DeploymentRecord): Promise<InstanceStatus> {
+  const base: InstanceStatus = { name: d.name, region: d.region, instanceId: d.instance?.id, instanceType: d.instance?.instanceType, market: d.instance?.market };
+  if (!d.instance) return { ...base, state: 'none' };
+  try {
+    const inst = await new Ec2(ec2Client(d.region), d.region).describeInstance(d.instance.id);
+    return { ...base, state: inst?.State?.Name ?? 'not found', publicDns: inst?.PublicDnsName || d.instance.publicDns };
+  } catch (err) {
+    return { ...base, publicDns: d.instance.publicDns, error: (err as Error).message };
+  }
+}
+
+async function get(url: string, timeoutMs: number): Promise<{ probe: Probe; text?: string }> {
+  const t0 = performance.now();
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const text = await res.text();
+    return { probe: { ok: res.ok, status: res.status, ms: Math.round((performance.now() - t0) * 10) / 10 }, text };
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: string } };
+    const reason = e.name === 'TimeoutError' ? `no answer in ${timeoutMs} ms` : (e.cause?.code ?? e.message);
+    return { probe: { ok: false, error: reason } };
+  }
+}
+
+async function backendStatus(url: string, source: string, timeoutMs: number, previous: Map<string, TrafficSnapshot>): Promise<BackendStatus> {
+  const base = url.replace(/\/+$/, '');
+  const [health, ready, metrics] = await Promise.all([get(`${base}/health`, timeoutMs), get(`${base}/ready`, timeoutMs), get(`${base}/metrics`, timeoutMs)]);
+  const out: BackendStatus = { url: base, source, health: health.probe, ready: ready.probe };
+  if (metrics.probe.ok && metrics.text !== undefined) {
+    const cur = snapshot(parsePrometheus(metrics.text));
+    // A fresh runtime declares the family but has no embeddings samples yet: that is 0, not missing.
+    if (!cur.found.requests && !/^# TYPE embedctl_requests_total /m.test(metrics.text)) {
+      out.metricsError = 'no embedctl_requests_total in /metrics';
+    } else {
+      const prev = previous.get(base);
+      const d = delta(prev, cur);
+      previous.set(base, cur);
+      const p95 = histogramQuantile(0.95, d.buckets);
+      out.metrics = {
+        window: prev && cur.total >= prev.total ? 'interval' : 'since-start',
+        requests: d.total,
+        errors: d.errors,
+        errorRate: d.total > 0 ? d.errors / d.total : null,
+        p95Ms: p95 === null ? null : Math.round(p95 * 1000 * 10) / 10,
+      };
+    }
+  } else {
+    out.metricsError = metrics.probe.error ?? `HTTP ${metrics.probe.status}`;
+  }
+  return out;
+}
+
+interface LocalStack {
+  backends: string[];
+  gateway?: string;
+  nginxConf?: string;
+}
+
+/**
+ * `.embedctl/local.json` as `up --local` writes it. Read leniently (a list of backends as URLs
+ * or {url} objects under one of a few keys) so status keeps working across small format changes.
+ */
+function readLocal(path: string): LocalStack {
+  if (!existsSync(path)) return { backends: [] };
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new UsageError(`${path} is not valid JSON (${(err as Error).message})`, { hint: 'run `embedctl up --local` again, or remove the file' });
+  }
+  const urlOf = (v: unknown): string | undefined =>
+    typeof v === 'string' ? v : v && typeof v === 'object' && typeof (v as { url?: unknown }).url === 'string' ? (v as { url: string }).url : undefined;
+  const list = (doc.backends ?? doc.runtimes ?? doc.selfHosted ?? doc.endpoints) as unknown;
+  const backends = Array.isArray(list) ? list.map(urlOf).filter((u): u is string => Boolean(u)) : [];
+  const nginx = doc.nginx as Record<string, unknown> | undefined;
+  const gateway = urlOf(doc.gateway) ?? urlOf(nginx) ?? (typeof doc.url === 'string' ? doc.url : undefined);
+  const conf = (nginx?.confPath ?? doc.nginxConf ?? doc.confPath) as string | undefined;
+  return { backends, gateway, nginxConf: typeof conf === 'string' ? conf : undefined };
+}
+
+/** The self-hosted share of a rendered nginx.conf's split_clients block, or undefined. */
+export function splitFromNginxConf(text: string): number | undefined {
+  const block = /split_clients\s+\S+\s+\$embedctl_backend\s*\{([^}]*)\}/.exec(text);
+  if (!block) return undefined;
+  let percent = 0;
+  for (const m of block[1]!.matchAll(/^\s*(\*|[\d.]+%)\s+(\S+?);/gm)) {
+    const share = m[1]!;
+    const backend = m[2]!;
+    if (backend !== 'selfhosted') continue;
+    percent += share === '*' ? 100 - percent : Number(share.slice(0, -1));
+  }
+  return Math.min(100, Math.round(percent * 100) / 100);
+}
+
+function trafficSplit(cwd: string, rolloutPath: string, nginxConf?: string): SplitStatus | undefined {
+  if (existsSync(rolloutPath)) {
+    try {
+      const p = (JSON.parse(readFileSync(rolloutPath, 'utf8')) as { percent?: unknown }).percent;
+      if (typeof p === 'number') return { percent: p, source: rolloutPath };
+    } catch {
+      /* fall through to the nginx config */
+    }
+  }
+  const candidates = [
+    ...(nginxConf ? [isAbsolute(nginxConf) ? nginxConf : resolve(cwd, nginxConf)] : []),
+    join(cwd, 'deploy', 'nginx', 'nginx.conf'),
+    join(cwd, 'deploy', 'nginx.conf'),
+  ];
+  for (const c of candidates) {
+    if (!existsSync(c)) continue;
+    const p = splitFromNginxConf(readFileSync(c, 'utf8'));
+    if (p !== undefined) return { percent: p, source: c };
+  }
+  return undefined;
+}
+
+const probeText = (p: Probe) => (p.ok ? 'ok' : p.status ? String(p.status) : (p.error ?? 'down'));
+
+function renderFrame(
+  f: { at: string; nothing: boolean; instances: InstanceStatus[]; backends: BackendStatus[]; split?: SplitStatus; gateway?: string },
+  statePath: string,
+): string {
+  if (f.nothing) {
+    return `Nothing provisioned: no deployments in ${statePath} and no local stack.\nStart with \`embedctl provision --allow-cidr <your-ip>/32\` or \`embedctl up --local\`.\n`;
+  }
+  const out: string[] = [`embedctl status at ${f.at}`, ''];
+  for (const i of f.instances) {
+    const where = i.publicDns ? `, ${i.publicDns}` : '';
+    const what = i.instanceId ? `${i.instanceId} (${i.instanceType}, ${i.market}) ${i.state ?? 'unknown'}${where}` : 'no instance';
+    out.push(`deployment "${i.name}" in ${i.region}: ${what}${i.error ? `  [${i.error}]` : ''}`);
+  }
+  if (f.gateway) out.push(`gateway: ${f.gateway}`);
+  if (f.instances.length || f.gateway) out.push('');
+  if (f.backends.length) {
+    const rows = f.backends.map((b) => [
+      b.url,
+      probeText(b.health),
+      probeText(b.ready),
+      b.metrics ? b.metrics.requests : '-',
+      b.metrics ? b.metrics.errors : '-',
+      b.metrics?.errorRate != null ? `${(b.metrics.errorRate * 100).toFixed(2)}%` : '-',
+      b.metrics?.p95Ms != null ? b.metrics.p95Ms : '-',
+      b.metrics ? (b.metrics.window === 'interval' ? 'last interval' : 'since start') : (b.metricsError ?? '-'),
+    ]);
+    out.push(table(['backend', 'health', 'ready', 'requests', 'errors', 'error %', 'p95 ms', 'window'], rows, ['left', 'left', 'left', 'right', 'right', 'right', 'right', 'left']));
+  } else {
+    out.push('no backends recorded (run `embedctl up`)', '');
+  }
+  out.push(
+    f.split
+      ? `traffic split: ${f.split.percent}% self-hosted, ${Math.round((100 - f.split.percent) * 100) / 100}% hosted (from ${f.split.source})`
+      : 'traffic split: unknown (no .embedctl/rollout.json and no rendered nginx.conf)',
+  );
+  return out.join('\n') + '\n';
 }
