@@ -1,0 +1,147 @@
+import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { collectEvidence } from '../src/adapters/evidence.js';
+import { DEFAULT_GATES, evaluateGates } from '../src/core/rollout/gates.js';
+import { delta, histogramQuantile, parsePrometheus, snapshot } from '../src/core/rollout/prometheus.js';
+import { runCli } from './helpers/cli.js';
+import { startRuntime, type RuntimeHandle } from './helpers/runtime.js';
+import { tempProject, writeReports } from './helpers/rollout-fixtures.js';
+
+const now = new Date('2026-03-02T09:00:00Z');
+let cwd: string;
+afterEach(() => cwd && rmSync(cwd, { recursive: true, force: true }));
+
+describe('Prometheus text -> error rate and p95', () => {
+  const text = (ok: number, err: number, fast: number, slow: number) => `
+# HELP embedctl_requests_total Requests
+# TYPE embedctl_requests_total counter
+embedctl_requests_total{route="/v1/embeddings",status="200"} ${ok}
+embedctl_requests_total{route="/v1/embeddings",status="500"} ${err}
+embedctl_requests_total{route="/health",status="200"} 5000
+embedctl_request_duration_seconds_bucket{route="/v1/embeddings",le="0.05"} ${fast}
+embedctl_request_duration_seconds_bucket{route="/v1/embeddings",le="0.1"} ${fast}
+embedctl_request_duration_seconds_bucket{route="/v1/embeddings",le="0.5"} ${fast + slow}
+embedctl_request_duration_seconds_bucket{route="/v1/embeddings",le="+Inf"} ${fast + slow}
+embedctl_request_duration_seconds_bucket{route="/health",le="0.05"} 5000
+embedctl_request_duration_seconds_bucket{route="/health",le="+Inf"} 5000
+`;
+
+  it('ignores health checks, counts 5xx as errors and interpolates p95 like histogram_quantile', () => {
+    const s = snapshot(parsePrometheus(text(90, 10, 100, 0)));
+    expect(s).toMatchObject({ total: 100, errors: 10 });
+    // all 100 in the first bucket: rank 95 of 100 -> 0.05 * 0.95
+    expect(histogramQuantile(0.95, s.buckets)).toBeCloseTo(0.0475, 6);
+  });
+
+  it('computes the window between two scrapes, and survives a restart', () => {
+    const a = snapshot(parsePrometheus(text(90, 10, 100, 0)));
+    const b = snapshot(parsePrometheus(text(180, 30, 100, 110)));
+    const w = delta(a, b);
+    expect(w).toMatchObject({ total: 110, errors: 20 });
+    // the 110 new requests all sit in (0.1, 0.5]: rank 104.5 -> 0.1 + 0.4 * 104.5/110
+    expect(histogramQuantile(0.95, w.buckets)).toBeCloseTo(0.1 + (0.4 * 104.5) / 110, 6);
+    const restarted = snapshot(parsePrometheus(text(5, 0, 5, 0)));
+    expect(delta(b, restarted).total).toBe(5);
+    expect(histogramQuantile(0.95, [])).toBeNull();
+  });
+});
+
+describe('evidence from reports', () => {
+  it('judges each report by its own timestamp, names a missing field, rejects another schema', async () => {
+    cwd = tempProject();
+    const dir = writeReports(cwd, new Date(now.getTime() - 3600_000), { cosineMin: 0.991, overlap: 86 });
+    writeFileSync(join(dir, 'load-test.json'), JSON.stringify({ schema: 'embedctl.load-test/v1', generatedAt: now.toISOString(), latencyMs: { p95: 40 } }));
+    writeFileSync(join(dir, 'rag-overlap.json'), JSON.stringify({ schema: 'embedctl.verify-consistency/v1', overlap: { mean: 0.9 } }));
+    const { evidence } = await collectEvidence({ evidenceDir: dir, now });
+    const gates = evaluateGates(evidence, DEFAULT_GATES, now);
+    const by = Object.fromEntries(gates.map((g) => [g.name, g]));
+    expect(by.consistency).toMatchObject({ status: 'pass', value: 0.991, ageSeconds: 3600, onTarget: false });
+    expect(by.errorRate!.status).toBe('inconclusive');
+    expect(by.errorRate!.note).toMatch(/load-test\.json has no errorRate; produce it with: embedctl load-test/);
+    expect(by.p95LatencyMs).toMatchObject({ status: 'pass', value: 40 });
+    expect(by.overlap!.note).toMatch(/has schema embedctl\.verify-consistency\/v1, expected embedctl\.rag-overlap\/v1/);
+    // cost-report's shape: monthly.<option>.total for the recommended option
+    expect(by.monthlyCost).toMatchObject({ status: 'pass', value: 310 });
+  });
+
+  it('a report without a timestamp is as old as the file', async () => {
+    cwd = tempProject();
+    const dir = join(cwd, 'r');
+    mkdirSync(dir);
+    const file = join(dir, 'verify-consistency.json');
+    writeFileSync(file, JSON.stringify({ cosine: { min: 0.999, mean: 0.9995 } }));
+    const old = new Date(now.getTime() - 3 * 24 * 3600_000);
+    utimesSync(file, old, old);
+    const gates = evaluateGates((await collectEvidence({ evidenceDir: dir, now })).evidence, DEFAULT_GATES, now);
+    const c = gates.find((g) => g.name === 'consistency')!;
+    expect(c).toMatchObject({ status: 'inconclusive', value: 0.999, ageSeconds: 3 * 24 * 3600 });
+    expect(c.note).toMatch(/^stale: 3d old/);
+  });
+
+  it('an unreachable /metrics is inconclusive, never a pass', async () => {
+    cwd = tempProject();
+    const dir = writeReports(cwd, now);
+    const { evidence } = await collectEvidence({ evidenceDir: dir, now, metricsUrl: 'http://127.0.0.1:9/metrics', timeoutMs: 2000 });
+    const g = evaluateGates(evidence, DEFAULT_GATES, now).find((x) => x.name === 'errorRate')!;
+    expect(g.status).toBe('inconclusive');
+    expect(g.note).toMatch(/GET http:\/\/127\.0\.0\.1:9\/metrics failed/);
+  });
+});
+
+describe('evidence from CloudWatch (real client, mocked transport)', () => {
+  const cw = mockClient(CloudWatchClient);
+  afterAll(() => cw.restore());
+
+  it('asks GetMetricData for requests, errors and p95, and turns them into gates', async () => {
+    cwd = tempProject();
+    const dir = writeReports(cwd, now);
+    const at = new Date(now.getTime() - 60_000);
+    cw.on(GetMetricDataCommand).resolves({
+      MetricDataResults: [
+        { Id: 'requests', Timestamps: [at], Values: [1000] },
+        { Id: 'errors', Timestamps: [at], Values: [80] },
+        { Id: 'p95', Timestamps: [at], Values: [140] },
+      ],
+    });
+    const r = await runCli(['rollout', '--check', '--json', '--cloudwatch', '--cloudwatch-region', 'eu-west-1', '--cloudwatch-dimension', 'Service=embeddings'], { cwd, now: () => now });
+    expect(r.code).toBe(3);
+    const input = cw.commandCalls(GetMetricDataCommand)[0]!.args[0].input;
+    expect(input.MetricDataQueries!.map((q) => `${q.MetricStat!.Metric!.MetricName}/${q.MetricStat!.Stat}`)).toEqual(['RequestCount/Sum', 'Errors5xx/Sum', 'LatencyMs/p95']);
+    expect(input.MetricDataQueries![0]!.MetricStat!.Metric!.Dimensions).toEqual([{ Name: 'Service', Value: 'embeddings' }]);
+    const gates = r.json<{ gates: Array<{ name: string; value: number; status: string; source: string; ageSeconds: number }> }>().gates;
+    expect(gates[0]).toMatchObject({ name: 'errorRate', value: 0.08, status: 'fail', source: 'cloudwatch:Embedctl (eu-west-1)', ageSeconds: 60 });
+    expect(gates[1]).toMatchObject({ name: 'p95LatencyMs', value: 140, status: 'pass' });
+    const noRegion = await runCli(['rollout', '--check', '--cloudwatch'], { cwd, now: () => now, env: { AWS_REGION: '' } });
+    expect(noRegion.code).toBe(2);
+    expect(noRegion.stderr).toMatch(/--cloudwatch: needs a region/);
+  });
+});
+
+describe('evidence from the real runtime /metrics', () => {
+  let rt: RuntimeHandle;
+  beforeAll(async () => {
+    rt = await startRuntime({ model: 'tiny-bert' });
+  });
+  afterAll(async () => rt?.stop());
+
+  it('rollout --check reads live error rate and p95 from the runtime', async () => {
+    cwd = tempProject();
+    writeReports(cwd, new Date());
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`${rt.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: [`hello ${i}`], model: 'tiny-bert' }) });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    const r = await runCli(['rollout', '--check', '--json', '--metrics-url', `${rt.url}/metrics`], { cwd });
+    expect(r.code).toBe(0);
+    const gates = r.json<{ gates: Array<{ name: string; value: number; status: string; source: string }> }>().gates;
+    expect(gates[0]).toMatchObject({ name: 'errorRate', value: 0, status: 'pass' });
+    expect(gates[0]!.source).toContain(`${rt.url}/metrics`);
+    expect(gates[1]!.name).toBe('p95LatencyMs');
+    expect(gates[1]!.value).toBeGreaterThan(0);
+    expect(gates[1]!.value).toBeLessThan(10_000);
+  });
+});
