@@ -111,7 +111,7 @@ function makeModel(
   provider: string,
   dir: string,
 ): Model {
-  const known = new Set(['input_ids', 'attention_mask', 'token_type_ids', 'position_ids']);
+  const known = new Set(['input_ids', 'attention_mask', 'token_type_ids', 'position_ids', 'task_id']);
   const unknownInputs = session.inputNames.filter((n) => !known.has(n));
   if (unknownInputs.length) {
     throw new UsageError(`${dir}/model.onnx takes inputs embedctl cannot fill: ${unknownInputs.join(', ')}`, { field: '--model' });
@@ -123,6 +123,11 @@ function makeModel(
   }
   // Feed what the graph takes; the manifest's list documents it, the session is the authority.
   const feedsWanted = session.inputNames;
+  const extra = manifest as ModelManifest & { loraTasks?: string[]; defaultTask?: string };
+  // jina-embeddings-v3 picks a LoRA adapter per call via task_id; a batch runs under one task.
+  const taskId = Math.max(0, extra.loraTasks?.indexOf(extra.defaultTask ?? extra.loraTasks[0] ?? '') ?? 0);
+  const taskMeta = session.inputMetadata?.find((m) => m.name === 'task_id');
+  const taskIsScalar = !taskMeta || !taskMeta.isTensor || taskMeta.shape.length === 0;
   const dim = manifest.dimensions;
 
   const embed = async (batch: Encoded[]): Promise<Float32Array[]> => {
@@ -147,6 +152,8 @@ function makeModel(
         const pos = new BigInt64Array(b * seq);
         for (let i = 0; i < pos.length; i++) pos[i] = BigInt(i % seq);
         feeds[name] = new ort.Tensor('int64', pos, [b, seq]);
+      } else if (name === 'task_id') {
+        feeds[name] = taskIsScalar ? new ort.Tensor('int64', BigInt64Array.of(BigInt(taskId)), []) : new ort.Tensor('int64', new BigInt64Array(b).fill(BigInt(taskId)), [b]);
       }
     }
     const result = await session.run(feeds, [manifest.output]);

@@ -72,11 +72,14 @@ const manifestSchema = z.object({
   matryoshkaDimensions: z.array(z.number().int().positive()),
   taskPrefixes: z.record(z.string(), z.string()),
   license: z.string(),
-  inputs: z.array(z.enum(['input_ids', 'attention_mask', 'token_type_ids', 'position_ids'])).min(1),
+  inputs: z.array(z.enum(['input_ids', 'attention_mask', 'token_type_ids', 'position_ids', 'task_id'])).min(1),
   output: z.string().min(1),
   pooledByGraph: z.boolean(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
   source: z.string().optional(),
+  /** LoRA task adapters picked by a task_id input (jina-embeddings-v3), in id order. */
+  loraTasks: z.array(z.string()).optional(),
+  defaultTask: z.string().optional(),
 });
 
 /** Reads and checks `<dir>/embedctl-model.json`; a bad file names the field at fault. */

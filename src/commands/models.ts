@@ -1,14 +1,262 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { BUILTIN_MODELS, hubCacheDir, hubDirName, isHubId, listModels, readManifest } from '../../runtime/models-registry.js';
+import { DEFAULT_ENDPOINT, downloadFile, resolveUrl } from '../adapters/hub.js';
 import type { Context } from '../context.js';
-import { ExternalError } from '../errors.js';
+import { findPreset, manifestFromPreset, MODEL_PRESETS, type ModelPreset } from '../core/model-presets.js';
+import { UsageError } from '../errors.js';
+import { printJson, progress, table, type Logger } from '../ui/output.js';
+import { writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
-  const cmd = program.command('models').description('(not implemented yet)');
-  examples(cmd, ['embedctl models --help']);
-  cmd.action(
-    action(ctx, holder, async () => {
-      throw new ExternalError('embedctl', 'models is not implemented yet');
-    }),
+  const cmd = program.command('models').description('list the model bundles embedctl can serve, fetch ONNX models from the Hugging Face hub');
+  examples(cmd, ['embedctl models list', 'embedctl models fetch BAAI/bge-small-en-v1.5', 'embedctl models fetch intfloat/e5-base-v2 --revision main --file onnx/model.onnx']);
+
+  const list = cmd
+    .command('list')
+    .description('built-in and fetched models with dimensions, max tokens, licence, sha256 and path; then the hub presets');
+  examples(list, ['embedctl models list', 'embedctl models list --json']);
+  list.action(action(ctx, holder, async ({ globals, ctx }) => listAction(ctx, globals.json)));
+
+  const fetch = cmd
+    .command('fetch')
+    .description('download an ONNX embedding model + tokenizer from the hub into a servable bundle (HF_ENDPOINT, HF_TOKEN honoured)')
+    .argument('<hub-repo-id>', `e.g. ${MODEL_PRESETS.map((p) => p.repoId).join(', ')}`)
+    .option('--revision <rev>', 'branch, tag or commit', 'main')
+    .option('--file <path>', 'ONNX file inside the repo (default: the preset\'s, usually onnx/model.onnx)')
+    .option('--out <dir>', 'bundle directory (default: $EMBEDCTL_MODELS_DIR or ~/.cache/embedctl/models/<org>--<name>)')
+    .option('--sha256 <hex>', 'expected sha256 of the ONNX file')
+    .option('--dimensions <n>', 'output size (needed for repos without a preset)')
+    .option('--pooling <mean|cls>', 'pooling (needed for repos without a preset)')
+    .option('--max-tokens <n>', 'max input tokens (repos without a preset)', '512')
+    .option('--yes', 'accept licence terms without asking (needed for CC BY-NC models when there is no terminal)')
+    .option('--force', 'download again even when the bundle is complete')
+    .option('--dry-run', 'print what would be downloaded and where, download nothing');
+  examples(fetch, [
+    'embedctl models fetch sentence-transformers/all-MiniLM-L6-v2',
+    'HF_TOKEN=hf_... embedctl models fetch jinaai/jina-embeddings-v3 --yes',
+    'HF_ENDPOINT=https://hf-mirror.example embedctl models fetch thenlper/gte-base --dry-run',
+    'embedctl models fetch my-org/my-model --file model.onnx --dimensions 768 --pooling mean',
+    'embedctl serve --model BAAI/bge-small-en-v1.5',
+  ]);
+  fetch.action(
+    action<FetchOpts>(ctx, holder, async ({ opts, args, globals, ctx, log }) => fetchAction(ctx, log, args[0]!, opts, globals.json)),
   );
+}
+
+function listAction(ctx: Context, json: boolean): number {
+  const models = listModels(ctx.env).map((m) => ({
+    name: m.name,
+    kind: m.kind,
+    built: m.built,
+    dimensions: m.manifest?.dimensions ?? null,
+    maxTokens: m.manifest?.maxTokens ?? null,
+    pooling: m.manifest?.pooling ?? null,
+    license: m.manifest?.license ?? null,
+    sha256: m.manifest?.sha256 ?? null,
+    source: m.manifest?.source ?? null,
+    path: m.dir,
+    ...(m.error ? { error: m.error } : {}),
+  }));
+  const presets = MODEL_PRESETS.map((p) => ({
+    repoId: p.repoId,
+    dimensions: p.dimensions,
+    maxTokens: p.maxTokens,
+    pooling: p.pooling,
+    license: p.license,
+    fetched: models.some((m) => m.kind === 'hub' && m.name.toLowerCase() === p.repoId.toLowerCase()),
+  }));
+  if (json) {
+    printJson(ctx, 'models', { action: 'list', models, presets, cacheDir: hubCacheDir(ctx.env) });
+    return 0;
+  }
+  ctx.stdout.write(
+    table(
+      ['NAME', 'KIND', 'DIMS', 'MAX TOKENS', 'POOLING', 'LICENSE', 'SHA256', 'PATH'],
+      models.map((m) => [
+        m.name,
+        m.kind,
+        m.dimensions ?? '-',
+        m.maxTokens ?? '-',
+        m.pooling ?? '-',
+        m.error ? `broken: ${m.error}` : (m.license ?? (m.built ? '-' : 'not built (node scripts/build-models.js)')),
+        m.sha256 ? m.sha256.slice(0, 12) : '-',
+        m.path,
+      ]),
+    ),
+  );
+  ctx.stdout.write(`\nFetchable presets (embedctl models fetch <repo>):\n`);
+  ctx.stdout.write(table(['REPO', 'DIMS', 'MAX TOKENS', 'POOLING', 'LICENSE', 'FETCHED'], presets.map((p) => [p.repoId, p.dimensions, p.maxTokens, p.pooling, p.license, p.fetched ? 'yes' : 'no'])));
+  return 0;
+}
+
+interface FetchOpts {
+  revision: string;
+  file?: string;
+  out?: string;
+  sha256?: string;
+  dimensions?: string;
+  pooling?: string;
+  maxTokens: string;
+  yes?: boolean;
+  force?: boolean;
+  dryRun?: boolean;
+}
+
+function positiveInt(v: string | undefined, field: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`must be a whole number above 0, got "${v}"`, { field });
+  return n;
+}
+
+/** A preset for a repo embedctl does not know, from the flags. */
+function adHocPreset(repoId: string, o: FetchOpts): ModelPreset {
+  if (o.dimensions === undefined || o.pooling === undefined) {
+    throw new UsageError(`${repoId} has no preset; say how to use it with --dimensions N and --pooling mean|cls`, {
+      field: '--dimensions',
+      hint: `presets: ${MODEL_PRESETS.map((p) => p.repoId).join(', ')}`,
+    });
+  }
+  if (o.pooling !== 'mean' && o.pooling !== 'cls') throw new UsageError(`must be mean or cls, got "${o.pooling}"`, { field: '--pooling' });
+  return {
+    repoId,
+    file: o.file ?? 'onnx/model.onnx',
+    dimensions: positiveInt(o.dimensions, '--dimensions'),
+    maxTokens: positiveInt(o.maxTokens, '--max-tokens'),
+    pooling: o.pooling,
+    matryoshkaDimensions: [],
+    taskPrefixes: {},
+    license: 'unknown (see the model card)',
+    output: 'last_hidden_state',
+    inputs: ['input_ids', 'attention_mask', 'token_type_ids'],
+  };
+}
+
+async function acceptLicense(ctx: Context, log: Logger, preset: ModelPreset, yes: boolean): Promise<void> {
+  if (!preset.licenseWarning) return;
+  log.warn(preset.licenseWarning);
+  if (yes) return;
+  if (!ctx.isTTY) {
+    throw new UsageError(`${preset.repoId} is licensed ${preset.license}; not asking without a terminal`, {
+      field: '--yes',
+      hint: 'pass --yes to accept the licence terms',
+    });
+  }
+  const confirm =
+    (ctx.adapters.confirm as ((q: { message: string }) => Promise<boolean>) | undefined) ??
+    (async (q: { message: string }) =>
+      (await import('@inquirer/prompts')).confirm({ ...q, default: false }, { input: ctx.stdin, output: ctx.stderr, signal: ctx.signal }));
+  if (!(await confirm({ message: `Accept the ${preset.license} licence of ${preset.repoId}?` }))) {
+    throw new UsageError('licence not accepted; nothing was downloaded', { field: '--yes' });
+  }
+}
+
+function complete(dir: string): boolean {
+  try {
+    const m = readManifest(dir);
+    return existsSync(join(dir, 'tokenizer.json')) && createHash('sha256').update(readFileSync(join(dir, 'model.onnx'))).digest('hex') === m.sha256;
+  } catch {
+    return false;
+  }
+}
+
+async function fetchAction(ctx: Context, log: Logger, repoIdIn: string, o: FetchOpts, json: boolean): Promise<number> {
+  if (!isHubId(repoIdIn)) {
+    throw new UsageError(`"${repoIdIn}" is not a hub repo id; expected org/name, e.g. BAAI/bge-small-en-v1.5`, { field: '<hub-repo-id>' });
+  }
+  if ((BUILTIN_MODELS as readonly string[]).includes(repoIdIn)) throw new UsageError(`${repoIdIn} is built in; nothing to fetch`, { field: '<hub-repo-id>' });
+  if (o.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(o.sha256)) throw new UsageError(`must be 64 hex characters, got "${o.sha256}"`, { field: '--sha256' });
+  if (!o.revision) throw new UsageError('must not be empty', { field: '--revision' });
+  const known = findPreset(repoIdIn);
+  const preset = known ? { ...known, ...(o.file ? { file: o.file } : {}) } : adHocPreset(repoIdIn, o);
+  const repoId = preset.repoId;
+  const endpoint = ctx.env.HF_ENDPOINT || DEFAULT_ENDPOINT;
+  const token = ctx.env.HF_TOKEN || ctx.env.HUGGING_FACE_HUB_TOKEN || undefined;
+  const dir = o.out ? resolve(ctx.cwd, o.out) : join(hubCacheDir(ctx.env), hubDirName(repoId));
+  const files = [
+    { file: preset.file, local: 'model.onnx', optional: false, sha256: o.sha256 },
+    { file: 'tokenizer.json', local: 'tokenizer.json', optional: false },
+    { file: 'tokenizer_config.json', local: 'tokenizer_config.json', optional: true },
+  ];
+  const plan = files.map((f) => ({ url: resolveUrl(endpoint, { repoId, revision: o.revision, file: f.file }), dest: join(dir, f.local), optional: f.optional }));
+
+  if (o.dryRun) {
+    if (preset.licenseWarning) log.warn(preset.licenseWarning);
+    if (json) printJson(ctx, 'models', { action: 'fetch', dryRun: true, repoId, revision: o.revision, dir, license: preset.license, files: plan, token: Boolean(token) });
+    else {
+      ctx.stdout.write(`would fetch ${repoId}@${o.revision} (${preset.dimensions} dims, ${preset.pooling} pooling, licence ${preset.license}) into ${dir}:\n`);
+      for (const p of plan) ctx.stdout.write(`  ${p.url} -> ${p.dest}${p.optional ? ' (if present)' : ''}\n`);
+      ctx.stdout.write(`${token ? 'HF_TOKEN is set and will be sent to the hub' : 'no HF_TOKEN: public repos only'}\n`);
+    }
+    return 0;
+  }
+
+  await acceptLicense(ctx, log, preset, Boolean(o.yes));
+
+  if (!o.force && complete(dir)) {
+    const m = readManifest(dir);
+    if (json) printJson(ctx, 'models', { action: 'fetch', repoId, dir, alreadyPresent: true, sha256: m.sha256, files: [] });
+    else ctx.stdout.write(`${repoId} is already fetched in ${dir} (sha256 ${m.sha256?.slice(0, 12)}); --force downloads it again\n`);
+    return 0;
+  }
+
+  log.info(`fetching ${repoId}@${o.revision} from ${endpoint} into ${dir}`);
+  const results = [];
+  let commit: string | undefined;
+  for (const f of files) {
+    let bar: ReturnType<typeof progress> | undefined;
+    let pendingBytes = 0;
+    const got = await downloadFile({
+      endpoint,
+      token,
+      repoId,
+      revision: o.revision,
+      file: f.file,
+      dest: join(dir, f.local),
+      sha256: f.sha256,
+      optional: f.optional,
+      signal: ctx.signal,
+      sleep: ctx.sleep,
+      onStart: ({ total, resumedFrom }) => {
+        if (resumedFrom > 0) log.info(`${f.file}: resuming at ${resumedFrom} bytes`);
+        bar = progress(ctx, `${f.file} (KiB)`, Math.ceil((total ?? 0) / 1024));
+      },
+      onBytes: (n) => {
+        // Whole KiB per tick keeps the bar's counts readable.
+        pendingBytes += n;
+        const kib = Math.floor(pendingBytes / 1024);
+        if (kib > 0) {
+          pendingBytes -= kib * 1024;
+          bar?.tick(kib);
+        }
+      },
+      onNote: (line) => log.warn(line),
+    });
+    bar?.done();
+    if (!got) {
+      log.verbose(`${f.file}: not in the repo (optional)`);
+      continue;
+    }
+    commit ??= got.commit;
+    results.push({ file: f.file, path: got.path, bytes: got.bytes, sha256: got.sha256, verifiedAgainst: got.hubHash?.kind ?? (f.sha256 ? 'sha256 flag' : null), resumedFrom: got.resumedFrom });
+    log.verbose(`${f.file}: ${got.bytes} bytes, sha256 ${got.sha256}${got.hubHash ? ` (matches the hub's ${got.hubHash.kind})` : ''}`);
+  }
+  const model = results.find((r) => r.path.endsWith('model.onnx'))!;
+  const manifest = manifestFromPreset(preset, {
+    sha256: model.sha256,
+    source: `${endpoint.replace(/\/+$/, '')}/${repoId} revision ${o.revision}${commit ? ` (commit ${commit})` : ''}, file ${preset.file}`,
+  });
+  // Written last: a bundle counts as present only once its manifest exists.
+  await writeJsonAtomic(join(dir, 'embedctl-model.json'), manifest);
+  if (preset.notes) log.info(`note: ${preset.notes}`);
+  if (json) printJson(ctx, 'models', { action: 'fetch', repoId, revision: o.revision, commit: commit ?? null, dir, license: preset.license, manifest, files: results });
+  else {
+    ctx.stdout.write(`fetched ${repoId} into ${dir}\n`);
+    for (const r of results) ctx.stdout.write(`  ${r.file}: ${(r.bytes / 1e6).toFixed(1)} MB, sha256 ${r.sha256.slice(0, 12)}${r.verifiedAgainst ? ` (verified: ${r.verifiedAgainst})` : ''}\n`);
+    ctx.stdout.write(`serve it with: embedctl serve --model ${repoId}\n`);
+  }
+  return 0;
 }

