@@ -141,6 +141,28 @@ describe('--live-pricing', () => {
     expect(r.stderr).toMatch(/aws ec2: access denied to ec2:DescribeSpotPriceHistory/);
   });
 
+  it('uses injected clients (ctx.adapters.pricingClient / ec2Client) when given', async () => {
+    const seen: string[] = [];
+    const fake = (answer: unknown) => ({
+      send: async (cmd: { constructor: { name: string } }) => {
+        seen.push(cmd.constructor.name);
+        return answer;
+      },
+    });
+    const r = await runCli(['cost-report', '--tokens-per-month', '1e9', '--live-pricing', '--pricing', 'on-demand', '--json'], {
+      cwd: dir,
+      now: () => NOW,
+      adapters: {
+        pricingClient: fake({ PriceList: [product('0.6', [])] }),
+        ec2Client: fake({ SpotPriceHistory: [{ AvailabilityZone: 'us-east-1a', SpotPrice: '0.2', Timestamp: NOW }] }),
+      },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(seen).toEqual(['GetProductsCommand', 'DescribeSpotPriceHistoryCommand']);
+    expect(pricing.commandCalls(GetProductsCommand)).toHaveLength(0);
+    expect(r.json<{ monthly: { onDemand: { compute: number } } }>().monthly.onDemand.compute).toBeCloseTo(0.6 * 730, 6);
+  });
+
   it('an empty price list is an error naming the instance type', async () => {
     pricing.on(GetProductsCommand).resolves({ PriceList: [] });
     ec2.on(DescribeSpotPriceHistoryCommand).resolves({ SpotPriceHistory: [] });

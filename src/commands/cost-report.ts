@@ -655,6 +655,11 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--actual', 'add the real bill (Cost Explorer, $0.01 per request) and usage (CloudWatch)')
     .option('--csv', 'print the cost-by-volume table as CSV on stdout')
     .option('--html <file>', 'also write a self-contained HTML report with an SVG chart');
+  cmd.addHelpText(
+    'after',
+    '\nEvery value flag can also come from EMBEDCTL_<FLAG_NAME> (e.g. EMBEDCTL_TOKENS_PER_MONTH) or from the\n' +
+      "cost: section of embedctl.yaml in camelCase (e.g. cost.tokensPerMonth); the report lists each value's source.\n",
+  );
   examples(cmd, [
     'embedctl cost-report --tokens-per-month 2e9',
     'embedctl cost-report --queries-per-month 1M --tokens-per-query 10 --corpus-tokens 100M --churn 10% --pricing all',
