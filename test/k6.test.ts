@@ -1,4 +1,5 @@
 import * as acorn from 'acorn';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -201,14 +202,47 @@ describe('load-test with k6 (fake k6 on PATH)', () => {
     expect(rep.requests).toBeLessThan(100000);
   });
 
-  it('--save-script with --dry-run writes the script for `k6 run` by hand and runs nothing', async () => {
+  it('--save-script with --dry-run writes the script for `k6 run` by hand, without credentials, and runs nothing', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'k6-save-'));
     const log = join(dir, 'calls.jsonl');
-    const r = await runCli(['load-test', '--target', target, '--profile', 'seed', '--save-script', 'lt.js', '--dry-run'], { cwd: dir, env: k6Env({ FAKE_K6_LOG: log }) });
+    const r = await runCli(['load-test', '--target', target, '--profile', 'seed', '--header', 'Authorization: Bearer s3cret', '--header', 'X-Tenant-Id: t1', '--save-script', 'lt.js', '--dry-run'], {
+      cwd: dir,
+      env: k6Env({ FAKE_K6_LOG: log }),
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/dry run: would load k6 -> /);
-    const { exports } = parseScript(readFileSync(join(dir, 'lt.js'), 'utf8'));
+    expect(r.stderr).toMatch(/without Authorization: run it with k6 run -e EMBEDCTL_API_KEY=/);
+    const saved = readFileSync(join(dir, 'lt.js'), 'utf8');
+    expect(saved).not.toContain('s3cret');
+    expect(saved).toContain('"X-Tenant-Id": "t1"');
+    const { exports } = parseScript(saved);
     expect((literal(exports.get('options')!) as { stages: Array<{ target: number }> }).stages.map((s) => s.target)).toEqual([10, 50, 50, 0]);
     expect(() => readFileSync(log)).toThrow();
+
+    // Run by hand, the key comes from k6's -e (its __ENV), and the summary lands in the cwd.
+    const run = spawnSync(join(fakeK6Dir, 'k6'), ['run', '-e', 'EMBEDCTL_API_KEY=by-hand', 'lt.js'], {
+      cwd: dir,
+      env: { PATH: process.env.PATH, FAKE_K6_LOG: log, FAKE_K6_ITERATIONS: '3' },
+      encoding: 'utf8',
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const call = JSON.parse(readFileSync(log, 'utf8').trim()) as { requests: Array<{ params: { headers: Record<string, string> } }> };
+    expect(call.requests[0]!.params.headers).toMatchObject({ Authorization: 'Bearer by-hand', 'X-Tenant-Id': 't1' });
+    expect(JSON.parse(readFileSync(join(dir, 'load-test-summary.json'), 'utf8')).metrics.http_reqs.values.count).toBe(3);
+  });
+
+  it('credentials reach k6 requests: --header as given, else EMBEDCTL_API_KEY', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'k6-auth-'));
+    const log = join(dir, 'calls.jsonl');
+    const common = ['load-test', '--json', '--engine', 'k6', '--target', target, '--stages', '1s:1'];
+    const a = await runCli([...common, '--header', 'Authorization: Bearer from-flag'], { env: k6Env({ FAKE_K6_LOG: log, FAKE_K6_ITERATIONS: '2', EMBEDCTL_API_KEY: 'from-env' }) });
+    expect(a.code, a.stderr).toBe(0);
+    const b = await runCli(common, { env: k6Env({ FAKE_K6_LOG: log, FAKE_K6_ITERATIONS: '2', EMBEDCTL_API_KEY: 'from-env' }) });
+    expect(b.code, b.stderr).toBe(0);
+    const calls = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { requests: Array<{ params: { headers: Record<string, string> } }> });
+    expect(calls.map((c) => c.requests[0]!.params.headers.Authorization)).toEqual(['Bearer from-flag', 'Bearer from-env']);
   });
 });

@@ -229,14 +229,18 @@ function loadTexts(ctx: Context, file: string | undefined): { texts: string[]; s
   throw new UsageError('no bundled sample texts found', { field: '--texts', hint: 'pass --texts <file> with one text per line' });
 }
 
-function k6Config(plan: Plan, summaryPath: string) {
+/** Headers that carry credentials: kept out of a script saved with --save-script. */
+const SECRET_HEADERS = /^(authorization|proxy-authorization|x-api-key|api-key|cookie)$/i;
+
+function k6Config(plan: Plan, summaryPath: string, forSaving = false) {
+  const headers = forSaving ? Object.fromEntries(Object.entries(plan.headers).filter(([k]) => !SECRET_HEADERS.test(k))) : plan.headers;
   return {
     url: plan.url.href,
     shape: plan.shape,
     model: plan.model ?? null,
     dimensions: plan.dimensions ?? null,
     batch: plan.batch,
-    headers: plan.headers,
+    headers,
     timeout: `${Math.round(plan.timeoutS * 1000)}ms`,
     texts: plan.texts,
     summaryPath,
@@ -250,8 +254,9 @@ async function run(ctx: Context, opts: Opts, json: boolean, log: Logger): Promis
   if (opts.saveScript) {
     const path = resolve(ctx.cwd, opts.saveScript);
     // A script saved for later writes its summary next to where it is run.
-    await writeFileAtomic(path, renderK6Script(template, plan.stages, plan.thresholds, k6Config(plan, 'load-test-summary.json')));
-    log.info(`k6 script written to ${path}`);
+    await writeFileAtomic(path, renderK6Script(template, plan.stages, plan.thresholds, k6Config(plan, 'load-test-summary.json', true)));
+    const dropped = Object.keys(plan.headers).filter((k) => SECRET_HEADERS.test(k));
+    log.info(`k6 script written to ${path}${dropped.length ? ` (without ${dropped.join(', ')}: run it with k6 run -e EMBEDCTL_API_KEY=... ${opts.saveScript})` : ''}`);
   }
   const phases = autocannonPhases(plan.stages);
   const describe = `${plan.engine} -> ${plan.url.href}, stages ${formatStages(plan.stages)} (${formatDuration(totalDurationMs(plan.stages))}), batch ${plan.batch}, ${plan.shape} shape, at most ${fmtNum(plan.maxRequests)} requests`;

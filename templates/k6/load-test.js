@@ -57,13 +57,17 @@ function dimensionsOk(data) {
   return true;
 }
 
+// A saved script carries no credentials: `k6 run -e EMBEDCTL_API_KEY=... load-test.js` adds them.
+const hasAuth = Object.keys(CONFIG.headers).some((k) => k.toLowerCase() === 'authorization');
+const HEADERS = Object.assign({}, CONFIG.headers, !hasAuth && __ENV.EMBEDCTL_API_KEY ? { Authorization: `Bearer ${__ENV.EMBEDCTL_API_KEY}` } : {});
+
 export default function () {
   // --max-requests bounds the run however long the stages are.
   if (exec.scenario.iterationInTest >= CONFIG.maxRequests) {
     exec.test.abort(`embedctl: --max-requests ${CONFIG.maxRequests} reached`);
   }
   const res = http.post(CONFIG.url, requestBody(pickTexts(CONFIG.batch)), {
-    headers: CONFIG.headers,
+    headers: HEADERS,
     timeout: CONFIG.timeout,
     tags: { name: 'embeddings' },
   });
