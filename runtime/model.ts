@@ -49,7 +49,7 @@ export async function loadModel(dirOrName: string, opts: LoadOptions = {}): Prom
   const log = opts.log ?? (() => {});
   const providers = opts.providers?.length ? opts.providers : ['cpu'];
   const ref = resolveModelRef(dirOrName, { cwd: opts.cwd, env: opts.env });
-  const dir = ref.kind === 'builtin' ? await ensureBuiltin(ref.name, log) : ref.dir;
+  const dir = ref.kind === 'builtin' ? await ensureBuiltin(ref.name, log, opts.env) : ref.dir;
   const manifest = readManifest(dir);
   const tokenizer = (() => {
     try {

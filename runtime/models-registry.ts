@@ -18,7 +18,9 @@ export type ModelRef =
 
 type Env = Record<string, string | undefined>;
 
-export const builtinModelsDir = (): string => join(packageRoot(), 'models');
+/** <packageRoot>/models, or EMBEDCTL_BUILTIN_MODELS_DIR (an image that bakes the bundles elsewhere). */
+export const builtinModelsDir = (env: Env = process.env): string =>
+  env.EMBEDCTL_BUILTIN_MODELS_DIR ? resolve(env.EMBEDCTL_BUILTIN_MODELS_DIR) : join(packageRoot(), 'models');
 
 /** Where `embedctl models fetch` puts hub models: EMBEDCTL_MODELS_DIR or ~/.cache/embedctl/models. */
 export function hubCacheDir(env: Env = process.env): string {
@@ -45,7 +47,7 @@ export function resolveModelRef(dirOrName: string, opts: { cwd?: string; env?: E
   const env = opts.env ?? process.env;
   if (!dirOrName) throw new UsageError('no model given', { field: '--model', hint: `use ${BUILTIN_MODELS.join(', ')}, a bundle directory or a fetched hub id` });
   if ((BUILTIN_MODELS as readonly string[]).includes(dirOrName)) {
-    return { kind: 'builtin', name: dirOrName as BuiltinModel, dir: join(builtinModelsDir(), dirOrName) };
+    return { kind: 'builtin', name: dirOrName as BuiltinModel, dir: join(builtinModelsDir(env), dirOrName) };
   }
   const asPath = isAbsolute(dirOrName) ? dirOrName : resolve(cwd, dirOrName);
   if (existsSync(asPath) && statSync(asPath).isDirectory()) return { kind: 'path', dir: asPath };
@@ -106,14 +108,15 @@ export function readManifest(dir: string): ModelManifest & Record<string, unknow
 const bundleComplete = (dir: string) => ['model.onnx', 'tokenizer.json', 'embedctl-model.json'].every((f) => existsSync(join(dir, f)));
 
 /** Builds a missing built-in bundle by running scripts/build-models.js (first use after a bare checkout). */
-export async function ensureBuiltin(name: BuiltinModel, log: (line: string) => void = () => {}): Promise<string> {
-  const dir = join(builtinModelsDir(), name);
+export async function ensureBuiltin(name: BuiltinModel, log: (line: string) => void = () => {}, env: Env = process.env): Promise<string> {
+  const outDir = builtinModelsDir(env);
+  const dir = join(outDir, name);
   if (bundleComplete(dir)) return dir;
   const script = join(packageRoot(), 'scripts', 'build-models.js');
   log(`model: ${name} is not built yet; building it (one-off, a few seconds)`);
   const stderr: string[] = [];
   const code = await new Promise<number | null>((res, rej) => {
-    const child = spawn(process.execPath, [script, '--only', name], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [script, '--only', name, '--out', outDir], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => {
       stderr.push(d);
@@ -150,7 +153,7 @@ export function listModels(env: Env = process.env): ListedModel[] {
     }
   };
   for (const name of BUILTIN_MODELS) {
-    const dir = join(builtinModelsDir(), name);
+    const dir = join(builtinModelsDir(env), name);
     const built = bundleComplete(dir);
     out.push({ name, kind: 'builtin', dir, built, ...(built ? read(dir) : {}) });
   }
