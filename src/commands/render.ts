@@ -1,14 +1,176 @@
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { parseAllDocuments } from 'yaml';
+import { nginxBinary, testNginxConfig } from '../adapters/nginx.js';
 import type { Context } from '../context.js';
-import { ExternalError } from '../errors.js';
+import { FIELDS, resolveDeployConfig, type DeployConfig, type DeployKey } from '../core/deploy-config.js';
+import { renderDeploy, userDataBytes, USER_DATA_LIMIT, type RenderedFile } from '../core/render.js';
+import { ExternalError, UsageError } from '../errors.js';
+import { printJson, table } from '../ui/output.js';
+import { writeFileAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
+export type NginxCheck = { status: 'passed' } | { status: 'skipped'; reason: string } | { status: 'failed'; message: string };
+
+/** Flags `render` exposes, in help order. */
+export const RENDER_FLAGS: readonly DeployKey[] = [
+  'replicas',
+  'hostedUrl',
+  'percent',
+  'model',
+  'splitKey',
+  'gatewayPort',
+  'image',
+  'memoryLimit',
+  'gpusPerReplica',
+  'prometheus',
+  'hfTokenParameter',
+  'hostedKeyParameter',
+  'namespace',
+  'maxReplicas',
+];
+
+export function addDeployOptions(cmd: Command, keys: readonly DeployKey[]): Command {
+  for (const key of keys) {
+    const f = FIELDS[key];
+    const placeholder = typeof f.default === 'boolean' ? '[bool]' : `<${key === 'hostedUrl' ? 'url' : typeof f.default === 'number' ? 'n' : 'value'}>`;
+    cmd.option(`${f.flag} ${placeholder}`, `${f.help} (env ${f.env}; default ${JSON.stringify(f.default)})`);
+  }
+  return cmd;
+}
+
+/** The official nginx image's envsubst, for checking the deploy config with a stand-in key. */
+function substitutedAuthSnippet(template: string): string {
+  return template.replace(/\$\{EMBEDCTL_HOSTED_API_KEY\}/g, 'embedctl-render-check-not-a-key');
+}
+
+/**
+ * nginx -t on the rendered nginx.conf itself, in a scratch prefix next to the hosted-auth
+ * snippet the container would produce.
+ */
+export async function checkDeployNginx(files: RenderedFile[], env: Context['env']): Promise<NginxCheck> {
+  if (!nginxBinary(env)) return { status: 'skipped', reason: 'nginx is not installed here' };
+  const dir = mkdtempSync(join(tmpdir(), 'embedctl-render-check-'));
+  try {
+    const conf = files.find((f) => f.path === 'nginx/nginx.conf')!;
+    const auth = files.find((f) => f.path === 'nginx/templates/hosted-auth.conf.template')!;
+    mkdirSync(join(dir, 'conf.d'), { recursive: true });
+    writeFileSync(join(dir, 'nginx.conf'), conf.content);
+    writeFileSync(join(dir, 'conf.d', 'hosted-auth.conf'), substitutedAuthSnippet(auth.content));
+    await testNginxConfig(join(dir, 'nginx.conf'), dir, env);
+    return { status: 'passed' };
+  } catch (err) {
+    return { status: 'failed', message: (err as Error).message };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function checkYaml(files: RenderedFile[]): void {
+  for (const f of files) {
+    if (!/\.ya?ml$/.test(f.path)) continue;
+    const docs = parseAllDocuments(f.content);
+    const bad = (Array.isArray(docs) ? docs : [docs]).flatMap((d) => d.errors);
+    if (bad.length > 0) throw new ExternalError('embedctl', `rendered ${f.path} is not valid YAML: ${bad[0]!.message.split('\n')[0]}`, { hint: 'this is a template bug; please report it' });
+  }
+}
+
+type FileStatus = 'created' | 'updated' | 'unchanged';
+
+function statusOf(path: string, content: string): FileStatus {
+  try {
+    return readFileSync(path, 'utf8') === content ? 'unchanged' : 'updated';
+  } catch {
+    return 'created';
+  }
+}
+
+export function renderFiles(config: DeployConfig): RenderedFile[] {
+  try {
+    return renderDeploy(config);
+  } catch (err) {
+    throw new ExternalError('embedctl', `cannot render the deploy files: ${(err as Error).message}`, { cause: err, hint: 'a template error is a bug; please report it' });
+  }
+}
+
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
-  const cmd = program.command('render').description('(not implemented yet)');
-  examples(cmd, ['embedctl render --help']);
+  const cmd = program
+    .command('render')
+    .description('Write the deploy files: docker-compose.yml, nginx.conf (traffic split + fallback), k8s/, user-data.sh')
+    .option('--out <dir>', 'output directory', 'deploy')
+    .option('--dry-run', 'print what would be written; write nothing');
+  addDeployOptions(cmd, RENDER_FLAGS);
+  examples(cmd, [
+    'embedctl render',
+    'embedctl render --replicas 2 --percent 10 --out deploy/',
+    'embedctl render --hosted-url https://api.openai.com/v1/embeddings --model BAAI/bge-small-en-v1.5',
+    'embedctl render --dry-run --json',
+  ]);
   cmd.action(
-    action(ctx, holder, async () => {
-      throw new ExternalError('embedctl', 'render is not implemented yet');
+    action<Record<string, unknown> & { out: string; dryRun?: boolean }>(ctx, holder, async ({ opts, globals, log }) => {
+      const { config, origins } = resolveDeployConfig(ctx, opts, RENDER_FLAGS);
+      if (config.maxReplicas < config.replicas) {
+        throw new UsageError(`must be >= --replicas (${config.replicas}), got ${config.maxReplicas}`, { field: origins.maxReplicas.origin === 'default' ? '--max-replicas' : origins.maxReplicas.origin });
+      }
+      const outDir = resolve(ctx.cwd, opts.out);
+      const files = renderFiles(config);
+      checkYaml(files);
+      const nginx = await checkDeployNginx(files, ctx.env);
+      if (nginx.status === 'failed') {
+        throw new ExternalError('nginx', `the rendered nginx.conf does not pass nginx -t: ${nginx.message.replace(/^nginx: /, '')}`, { hint: 'nothing was written' });
+      }
+      const userData = files.find((f) => f.path === 'user-data.sh')!.content;
+      const userDataSize = userDataBytes(userData).length;
+      const rows = files.map((f) => {
+        const path = join(outDir, f.path);
+        return {
+          path: relative(ctx.cwd, path) || path,
+          abs: path,
+          bytes: Buffer.byteLength(f.content),
+          sha256: createHash('sha256').update(f.content).digest('hex'),
+          status: statusOf(path, f.content),
+          mode: f.mode,
+          content: f.content,
+        };
+      });
+      if (!opts.dryRun) {
+        for (const r of rows) {
+          if (r.status === 'unchanged') continue;
+          await writeFileAtomic(r.abs, r.content);
+          chmodSync(r.abs, r.mode);
+        }
+      }
+      const nginxLine =
+        nginx.status === 'passed' ? 'nginx -t: passed' : `nginx -t: skipped (${nginx.reason}; install nginx to check the config)`;
+      if (globals.json) {
+        printJson(ctx, 'render', {
+          outDir,
+          dryRun: Boolean(opts.dryRun),
+          config,
+          sources: Object.fromEntries(Object.entries(origins).map(([k, r]) => [k, r.origin])),
+          files: rows.map(({ path, bytes, sha256, status }) => ({ path, bytes, sha256, status: opts.dryRun ? `would be ${status}` : status })),
+          nginxCheck: nginx,
+          userData: { bytes: Buffer.byteLength(userData), sentBytes: userDataSize, gzipped: Buffer.byteLength(userData) > USER_DATA_LIMIT },
+        });
+        if (nginx.status === 'skipped') log.warn(nginxLine);
+        return;
+      }
+      log.info(nginxLine);
+      ctx.stdout.write(
+        table(
+          ['file', 'bytes', opts.dryRun ? 'would be' : 'status'],
+          rows.map((r) => [r.path, r.bytes, r.status]),
+        ),
+      );
+      const changed = rows.filter((r) => r.status !== 'unchanged').length;
+      ctx.stdout.write(
+        opts.dryRun
+          ? `dry run: ${changed} of ${rows.length} files would change under ${relative(ctx.cwd, outDir) || outDir}/\n`
+          : `${changed} of ${rows.length} files written to ${relative(ctx.cwd, outDir) || outDir}/ (self-hosted share ${config.percent}%, ${config.replicas} replica${config.replicas === 1 ? '' : 's'})\n`,
+      );
     }),
   );
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { templatesDir } from '../util/paths.js';
 import { renderTemplate, type TemplateVars } from './template.js';
 
@@ -228,4 +229,181 @@ export function renderHostedAuthSnippet(apiKey: string): string {
     throw new Error('the hosted API key has characters nginx cannot carry in a header value (quotes, $, ;, braces, spaces)');
   }
   return `# Written by embedctl; mode 0600. Holds the hosted API key: never commit or share.\nproxy_set_header Authorization "Bearer ${apiKey}";\n`;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The whole deploy directory.                                                                      */
+
+export interface DeployRenderInput {
+  replicas: number;
+  model: string;
+  hostedUrl: string;
+  percent: number;
+  splitKey: SplitKey;
+  gatewayPort: number;
+  runtimePort: number;
+  image: string;
+  nginxImage: string;
+  memoryLimit: string;
+  gpusPerReplica: number;
+  clientMaxBodySize: string;
+  readTimeout: string;
+  prometheus: boolean;
+  hfTokenParameter: string;
+  hostedKeyParameter: string;
+  namespace: string;
+  maxReplicas: number;
+}
+
+export interface RenderedFile {
+  /** Relative to the output directory, with forward slashes. */
+  path: string;
+  content: string;
+  mode: number;
+}
+
+/** Runtime i (1-based) listens on 127.0.0.1:(8080 + i) on the instance. */
+export const RUNTIME_HOST_PORT_BASE = 8080;
+/** Amazon's VPC resolver, reachable from every instance: nginx on the host network uses it. */
+export const VPC_RESOLVER = '169.254.169.253';
+/** Where the official nginx image writes the rendered hosted-auth template (relative to /etc/nginx). */
+export const DEPLOY_HOSTED_AUTH_INCLUDE = 'conf.d/hosted-auth.conf';
+
+/** "12g" -> "12Gi", "4096m" -> "4096Mi" (Kubernetes quantities). */
+function k8sQuantity(size: string): string {
+  const m = /^(\d+(?:\.\d+)?)([kmgKMG]?)$/.exec(size);
+  if (!m) throw new Error(`not a size: ${size}`);
+  const unit = { '': '', k: 'Ki', m: 'Mi', g: 'Gi' }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return `${m[1]}${unit}`;
+}
+
+const isHubModel = (model: string) => model.includes('/');
+
+/** node -e script that fetches the hub model named by its first argument (or EMBEDCTL_MODEL). */
+function fetchScript(source: 'argv' | 'env'): string {
+  const model = source === 'argv' ? 'process.argv[1]' : 'process.env.EMBEDCTL_MODEL';
+  return `const {main}=await import('/app/dist/src/cli.js');process.exitCode=await main(['node','embedctl','models','fetch',${model}]);`;
+}
+
+export function deployNginxOptions(c: DeployRenderInput): NginxConfOptions {
+  return {
+    listen: { host: '0.0.0.0', port: c.gatewayPort },
+    selfHosted: Array.from({ length: c.replicas }, (_, i) => `127.0.0.1:${RUNTIME_HOST_PORT_BASE + i + 1}`),
+    hostedUrl: c.hostedUrl,
+    selfHostedPercent: c.percent,
+    splitKey: c.splitKey,
+    hostedAuthInclude: DEPLOY_HOSTED_AUTH_INCLUDE,
+    resolvers: [VPC_RESOLVER],
+    caCertPath: '/etc/ssl/certs/ca-certificates.crt',
+    pidPath: 'nginx.pid',
+    errorLog: 'stderr',
+    accessLog: '/dev/stdout',
+    workerProcesses: 'auto',
+    clientMaxBodySize: c.clientMaxBodySize,
+    selfHostedReadTimeout: c.readTimeout,
+  };
+}
+
+const HEREDOC_MARKERS = ['EMBEDCTL_COMPOSE_EOF', 'EMBEDCTL_NGINX_EOF', 'EMBEDCTL_AUTH_EOF', 'EMBEDCTL_PROM_EOF'];
+
+function userDataFrom(c: DeployRenderInput, f: { compose: string; nginxConf: string; hostedAuth: string; prometheus: string }): string {
+  for (const text of Object.values(f)) {
+    const clash = HEREDOC_MARKERS.find((m) => text.includes(m));
+    if (clash) throw new Error(`a rendered file contains the heredoc marker ${clash}`);
+  }
+  // Full-line comments stay in deploy/ for readers; the copies inside user data drop them to fit
+  // EC2's 16 KB limit uncompressed (nothing in these files reads its own comments).
+  const body = (t: string) =>
+    t
+      .split('\n')
+      .filter((l) => !/^\s*#(?!!)/.test(l))
+      .join('\n')
+      .replace(/\n+$/, '');
+  return renderTemplate(
+    loadTemplate('user-data.sh'),
+    {
+      image: c.image,
+      model: c.model,
+      hubModel: String(isHubModel(c.model)),
+      hostedKeyParameter: c.hostedKeyParameter,
+      hfTokenParameter: c.hfTokenParameter === '' ? "''" : c.hfTokenParameter,
+      gatewayPort: c.gatewayPort,
+      fetchScriptShell: `'${fetchScript('argv').replace(/'/g, `'\\''`)}'`,
+      composeProfiles: c.prometheus ? '--profile monitoring ' : '',
+      composeFile: body(f.compose),
+      nginxConf: body(f.nginxConf),
+      hostedAuthTemplate: body(f.hostedAuth),
+      prometheusYml: body(f.prometheus),
+    },
+    { name: 'templates/user-data.sh', escape: 'shell' },
+  );
+}
+
+/** The instance's cloud-init script (what `embedctl provision` passes as user data). */
+export function renderUserData(c: DeployRenderInput): string {
+  const file = renderDeploy(c).find((f) => f.path === 'user-data.sh');
+  return file!.content;
+}
+
+/** EC2 takes at most 16 KB of user data; cloud-init reads gzip natively, so larger scripts go compressed. */
+export const USER_DATA_LIMIT = 16_384;
+
+export function userDataBytes(script: string): Uint8Array {
+  const raw = Buffer.from(script, 'utf8');
+  if (raw.length <= USER_DATA_LIMIT) return raw;
+  const packed = gzipSync(raw, { level: 9 });
+  if (packed.length > USER_DATA_LIMIT) throw new Error(`user data is ${packed.length} bytes even gzipped; EC2 allows ${USER_DATA_LIMIT}`);
+  return packed;
+}
+
+/**
+ * Every file of the deploy directory, in a stable order. Pure: the command writes them.
+ * Throws TemplateError/Error naming the template and variable on a bad value.
+ */
+export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
+  if (c.maxReplicas < c.replicas) throw new Error(`maxReplicas (${c.maxReplicas}) must be >= replicas (${c.replicas})`);
+  const runtimes = Array.from({ length: c.replicas }, (_, i) => ({ name: `runtime-${i + 1}`, hostPort: RUNTIME_HOST_PORT_BASE + i + 1 }));
+  const gpus = c.gpusPerReplica > 0 ? { count: c.gpusPerReplica } : false;
+  const common: TemplateVars = {
+    runtimes,
+    image: c.image,
+    nginxImage: c.nginxImage,
+    model: c.model,
+    runtimePort: c.runtimePort,
+    gatewayPort: c.gatewayPort,
+    memoryLimit: c.memoryLimit,
+    gpus,
+    namespace: c.namespace,
+    replicas: c.replicas,
+    maxReplicas: c.maxReplicas,
+    selfHostedPercent: String(c.percent),
+    hostedUrl: c.hostedUrl,
+    memoryRequest: k8sQuantity(c.memoryLimit),
+    memoryLimitK8s: k8sQuantity(c.memoryLimit),
+    hubModel: isHubModel(c.model),
+    fetchScriptJson: JSON.stringify(fetchScript('env')),
+  };
+  const yaml = (rel: string) => renderTemplate(loadTemplate(rel), common, { name: `templates/${rel}`, escape: 'yaml' });
+  const compose = yaml('docker-compose.yml');
+  const prometheus = yaml('prometheus.yml');
+  const nginxConf = renderNginxConf(deployNginxOptions(c));
+  const hostedAuth = loadTemplate('nginx/hosted-auth.conf.template');
+  const userData = userDataFrom(c, { compose, nginxConf, hostedAuth, prometheus });
+  return [
+    { path: 'docker-compose.yml', content: compose, mode: 0o644 },
+    { path: 'nginx/nginx.conf', content: nginxConf, mode: 0o644 },
+    { path: 'nginx/templates/hosted-auth.conf.template', content: hostedAuth, mode: 0o644 },
+    { path: 'prometheus.yml', content: prometheus, mode: 0o644 },
+    { path: 'k8s/configmap.yaml', content: yaml('k8s/configmap.yaml'), mode: 0o644 },
+    { path: 'k8s/deployment.yaml', content: yaml('k8s/deployment.yaml'), mode: 0o644 },
+    { path: 'k8s/service.yaml', content: yaml('k8s/service.yaml'), mode: 0o644 },
+    { path: 'k8s/hpa.yaml', content: yaml('k8s/hpa.yaml'), mode: 0o644 },
+    { path: 'k8s/pdb.yaml', content: yaml('k8s/pdb.yaml'), mode: 0o644 },
+    { path: 'user-data.sh', content: userData, mode: 0o755 },
+    {
+      path: '.env.example',
+      content: '# Copy to .env on the instance (mode 0600); user-data.sh writes it from SSM.\nEMBEDCTL_HOSTED_API_KEY=\n',
+      mode: 0o644,
+    },
+  ];
 }

@@ -1,0 +1,109 @@
+import { z } from 'zod';
+import { resolveOption, type Resolved } from '../config.js';
+import type { Context } from '../context.js';
+import { packageVersion } from '../util/paths.js';
+import { parseHostedUrl, SPLIT_KEYS, type SplitKey } from './render.js';
+
+/**
+ * What gets deployed: one schema for `render`, `up` and `provision`, resolved from
+ * flags > EMBEDCTL_* env > embedctl.yaml `deploy:` > defaults, each value keeping its origin.
+ */
+
+const sizeRe = /^\d+(?:\.\d+)?[kmgKMG]?$/;
+const durationRe = /^\d+(?:ms|s|m)$/;
+
+const hostedUrl = z.string().superRefine((v, ctx) => {
+  try {
+    parseHostedUrl(v);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
+
+const percent = z.coerce
+  .number({ message: 'expected a number from 0 to 100' })
+  .min(0, 'must be >= 0')
+  .max(100, 'must be <= 100')
+  .refine((n) => Math.abs(Math.round(n * 100) / 100 - n) < 1e-9, 'at most two decimals (nginx split_clients precision)');
+
+const int = (min: number, max: number) =>
+  z.coerce.number({ message: 'expected a whole number' }).int('expected a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+
+const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((s) => ['true', '1', 'yes'].includes(s))]);
+
+/** A model reference the runtime understands: a built-in bundle name or a hub id org/name. */
+const model = z
+  .string()
+  .min(1, 'expected a model name')
+  .regex(/^(?:[A-Za-z0-9][\w.-]*|[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)$/, 'expected a built-in model (default, default-q, tiny-bert) or a hub id like BAAI/bge-small-en-v1.5');
+
+/** A docker image reference (no spaces or quotes; shell and YAML safe). */
+const image = z.string().regex(/^[a-z0-9][a-z0-9._/:@-]*$/i, 'expected an image reference like registry/name:tag');
+
+export const FIELDS = {
+  replicas: { flag: '--replicas', env: 'EMBEDCTL_REPLICAS', default: 1, schema: int(1, 16), help: 'self-hosted runtime replicas behind nginx' },
+  model: { flag: '--model', env: 'EMBEDCTL_MODEL', default: 'default', schema: model, help: 'model: default, default-q, tiny-bert or a hub id (fetched on the instance)' },
+  hostedUrl: { flag: '--hosted-url', env: 'EMBEDCTL_HOSTED_URL', default: 'https://api.jina.ai/v1/embeddings', schema: hostedUrl, help: 'the hosted embeddings endpoint nginx splits with and falls back to' },
+  percent: { flag: '--percent', env: 'EMBEDCTL_SELF_HOSTED_PERCENT', default: 0, schema: percent, help: 'share of split keys sent to self-hosted (0-100)' },
+  splitKey: { flag: '--split-key', env: 'EMBEDCTL_SPLIT_KEY', default: 'auto' as SplitKey, schema: z.enum(SPLIT_KEYS as [SplitKey, ...SplitKey[]]), help: 'auto (X-Tenant-Id, else API key, else per request), tenant, api-key or request' },
+  gatewayPort: { flag: '--gateway-port', env: 'EMBEDCTL_GATEWAY_PORT', default: 8000, schema: int(1, 65535), help: 'port nginx publishes on the instance' },
+  runtimePort: { flag: '--runtime-port', env: 'EMBEDCTL_RUNTIME_PORT', default: 8080, schema: int(1, 65535), help: 'port each runtime listens on inside its container' },
+  image: { flag: '--image', env: 'EMBEDCTL_IMAGE', default: `ghcr.io/embedctl/runtime:${packageVersion()}`, schema: image, help: 'runtime container image (build: docker build -f runtime/Dockerfile)' },
+  nginxImage: { flag: '--nginx-image', env: 'EMBEDCTL_NGINX_IMAGE', default: 'nginx:1.27', schema: image, help: 'nginx image for the gateway' },
+  memoryLimit: { flag: '--memory-limit', env: 'EMBEDCTL_MEMORY_LIMIT', default: '12g', schema: z.string().regex(sizeRe, 'expected a size like 12g or 4096m'), help: 'memory limit per runtime container' },
+  gpusPerReplica: { flag: '--gpus-per-replica', env: 'EMBEDCTL_GPUS_PER_REPLICA', default: 1, schema: int(0, 8), help: 'GPUs reserved per runtime (0 = CPU only)' },
+  clientMaxBodySize: { flag: '--max-body', env: 'EMBEDCTL_MAX_BODY', default: '8m', schema: z.string().regex(sizeRe, 'expected a size like 8m'), help: 'largest request body nginx accepts' },
+  readTimeout: { flag: '--read-timeout', env: 'EMBEDCTL_READ_TIMEOUT', default: '30s', schema: z.string().regex(durationRe, 'expected a duration like 30s'), help: 'how long nginx waits for a self-hosted answer' },
+  prometheus: { flag: '--prometheus', env: 'EMBEDCTL_PROMETHEUS', default: false, schema: bool, help: 'also run Prometheus (compose profile "monitoring" always rendered)' },
+  hfTokenParameter: { flag: '--hf-token-parameter', env: 'EMBEDCTL_HF_TOKEN_PARAMETER', default: '', schema: z.string().regex(/^$|^\/?[\w./-]+$/, 'expected an SSM parameter name like /embedctl/hf-token'), help: 'SSM SecureString holding HF_TOKEN for gated models' },
+  hostedKeyParameter: { flag: '--hosted-key-parameter', env: 'EMBEDCTL_HOSTED_KEY_PARAMETER', default: '/embedctl/hosted-api-key', schema: z.string().regex(/^\/?[\w./-]+$/, 'expected an SSM parameter name'), help: 'SSM SecureString holding the hosted API key on the instance' },
+  namespace: { flag: '--namespace', env: 'EMBEDCTL_K8S_NAMESPACE', default: 'embedctl', schema: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a DNS-1123 label'), help: 'Kubernetes namespace' },
+  maxReplicas: { flag: '--max-replicas', env: 'EMBEDCTL_MAX_REPLICAS', default: 4, schema: int(1, 64), help: 'HorizontalPodAutoscaler ceiling' },
+} as const;
+
+export type DeployKey = keyof typeof FIELDS;
+export type DeployConfig = { [K in DeployKey]: z.output<(typeof FIELDS)[K]['schema']> };
+
+/** Commander's camelCase of each flag ("--hosted-url" -> "hostedUrl"). */
+export const flagKey = (flag: string) => flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+export interface ResolvedDeploy {
+  config: DeployConfig;
+  origins: Record<DeployKey, Resolved<unknown>>;
+}
+
+/**
+ * Resolves every deploy setting. `flags` holds commander's parsed options (camelCase keys);
+ * a bad value is a UsageError naming where it came from ("--percent", "EMBEDCTL_REPLICAS",
+ * "embedctl.yaml: deploy.replicas").
+ */
+export function resolveDeployConfig(ctx: Context, flags: Record<string, unknown>, only?: readonly DeployKey[]): ResolvedDeploy {
+  const config: Record<string, unknown> = {};
+  const origins: Record<string, Resolved<unknown>> = {};
+  for (const key of Object.keys(FIELDS) as DeployKey[]) {
+    const f = FIELDS[key];
+    const flagged = only === undefined || only.includes(key);
+    const r = resolveOption<unknown>(ctx, {
+      flag: f.flag,
+      flagValue: flagged ? flags[flagKey(f.flag)] : undefined,
+      env: f.env,
+      file: `deploy.${key}`,
+      default: f.default,
+      parse: (raw) => {
+        const out = (f.schema as z.ZodType).safeParse(raw);
+        if (!out.success) throw new Error(out.error.issues[0]?.message ?? 'invalid value');
+        return out.data;
+      },
+    });
+    config[key] = r.value;
+    origins[key] = r;
+  }
+  return { config: config as DeployConfig, origins: origins as Record<DeployKey, Resolved<unknown>> };
+}
+
+/** The config tests and golden files use: every default, nothing from the environment. */
+export function defaultDeployConfig(overrides: Partial<DeployConfig> = {}): DeployConfig {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(FIELDS) as DeployKey[]) out[key] = FIELDS[key].default;
+  return { ...(out as DeployConfig), ...overrides };
+}

@@ -1,0 +1,143 @@
+#!/bin/bash
+# Rendered by embedctl from templates/user-data.sh: cloud-init for the GPU instance.
+# Runs once at first boot as root. Secrets (hosted API key, HF token) are read from SSM at boot,
+# never written into this script: user data is readable by anyone who can describe the instance.
+set -euo pipefail
+exec >>/var/log/embedctl-user-data.log 2>&1
+echo "embedctl user-data: start $(date -Is)"
+
+IMAGE={{image}}
+MODEL={{model}}
+HUB_MODEL={{hubModel}}
+HOSTED_KEY_PARAMETER={{hostedKeyParameter}}
+HF_TOKEN_PARAMETER={{hfTokenParameter}}
+GATEWAY_PORT={{gatewayPort}}
+DEPLOY_DIR=/opt/embedctl/deploy
+MODELS_DIR=/opt/embedctl/models
+export DEBIAN_FRONTEND=noninteractive
+
+imds() {
+  local token
+  token=$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 300')
+  curl -fsS -H "X-aws-ec2-metadata-token: ${token}" "http://169.254.169.254/latest/$1"
+}
+REGION=$(imds meta-data/placement/region)
+export AWS_DEFAULT_REGION="${REGION}"
+
+retry() {
+  local n=0
+  until "$@"; do
+    n=$((n + 1))
+    if [ "${n}" -ge 5 ]; then return 1; fi
+    sleep $((n * 5))
+  done
+}
+
+# 1) Docker and the NVIDIA container toolkit: the Deep Learning AMI has both; install if absent.
+if ! command -v docker >/dev/null 2>&1; then
+  retry apt-get update -q
+  retry apt-get install -y -q docker.io docker-compose-v2
+  systemctl enable --now docker
+fi
+if ! docker compose version >/dev/null 2>&1; then
+  retry apt-get install -y -q docker-compose-v2
+fi
+if ! command -v nvidia-ctk >/dev/null 2>&1; then
+  curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey | gpg --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+  curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
+    | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#g' \
+    > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+  retry apt-get update -q
+  retry apt-get install -y -q nvidia-container-toolkit
+fi
+nvidia-ctk runtime configure --runtime=docker
+systemctl restart docker
+nvidia-smi || echo "embedctl user-data: warning: nvidia-smi failed; runtimes will fall back to CPU"
+if ! command -v aws >/dev/null 2>&1; then
+  retry apt-get install -y -q awscli
+fi
+
+ssm_secret() {
+  aws ssm get-parameter --with-decryption --name "$1" --query Parameter.Value --output text
+}
+
+# 2) The model: built-in bundles ship in the image; hub models are fetched once onto the disk.
+install -d -m 0755 "${MODELS_DIR}" "${DEPLOY_DIR}" "${DEPLOY_DIR}/nginx/templates"
+retry docker pull "${IMAGE}"
+if [ "${HUB_MODEL}" = "true" ]; then
+  HF_TOKEN=""
+  if [ -n "${HF_TOKEN_PARAMETER}" ]; then HF_TOKEN=$(ssm_secret "${HF_TOKEN_PARAMETER}"); fi
+  # "-e HF_TOKEN" without a value passes it from the environment, out of sight of ps.
+  export HF_TOKEN
+  retry docker run --rm --user 0 --entrypoint node -e HF_TOKEN -e EMBEDCTL_MODELS_DIR=/models \
+    -v "${MODELS_DIR}:/models" "${IMAGE}" --input-type=module -e {{{fetchScriptShell}}} "${MODEL}"
+  unset HF_TOKEN
+fi
+
+# 3) The deploy files, as `embedctl render` wrote them.
+cat > "${DEPLOY_DIR}/docker-compose.yml" <<'EMBEDCTL_COMPOSE_EOF'
+{{{composeFile}}}
+EMBEDCTL_COMPOSE_EOF
+cat > "${DEPLOY_DIR}/nginx/nginx.conf" <<'EMBEDCTL_NGINX_EOF'
+{{{nginxConf}}}
+EMBEDCTL_NGINX_EOF
+cat > "${DEPLOY_DIR}/nginx/templates/hosted-auth.conf.template" <<'EMBEDCTL_AUTH_EOF'
+{{{hostedAuthTemplate}}}
+EMBEDCTL_AUTH_EOF
+cat > "${DEPLOY_DIR}/prometheus.yml" <<'EMBEDCTL_PROM_EOF'
+{{{prometheusYml}}}
+EMBEDCTL_PROM_EOF
+umask 077
+printf 'EMBEDCTL_HOSTED_API_KEY=%s\n' "$(ssm_secret "${HOSTED_KEY_PARAMETER}")" > "${DEPLOY_DIR}/.env"
+umask 022
+
+# 4) Start everything; restart: unless-stopped brings it back after a reboot.
+cd "${DEPLOY_DIR}"
+retry docker compose {{composeProfiles}}up -d
+
+# 5) CloudWatch agent: host and GPU metrics in the Embedctl namespace, this log in CloudWatch Logs.
+if [ ! -x /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl ]; then
+  ARCH=$(dpkg --print-architecture)
+  retry curl -fsSL -o /tmp/amazon-cloudwatch-agent.deb "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/${ARCH}/latest/amazon-cloudwatch-agent.deb"
+  dpkg -i -E /tmp/amazon-cloudwatch-agent.deb
+fi
+cat > /opt/aws/amazon-cloudwatch-agent/etc/embedctl.json <<'EMBEDCTL_CWAGENT_EOF'
+{
+  "agent": { "metrics_collection_interval": 60, "run_as_user": "root" },
+  "metrics": {
+    "namespace": "Embedctl",
+    "append_dimensions": { "InstanceId": "${aws:InstanceId}", "InstanceType": "${aws:InstanceType}" },
+    "aggregation_dimensions": [["InstanceId"]],
+    "metrics_collected": {
+      "cpu": { "measurement": ["cpu_usage_active"], "totalcpu": true },
+      "mem": { "measurement": ["mem_used_percent"] },
+      "disk": { "measurement": ["used_percent"], "resources": ["/"] },
+      "nvidia_gpu": {
+        "measurement": ["utilization_gpu", "utilization_memory", "memory_used", "memory_total", "temperature_gpu", "power_draw"]
+      }
+    }
+  },
+  "logs": {
+    "logs_collected": {
+      "files": {
+        "collect_list": [
+          { "file_path": "/var/log/embedctl-user-data.log", "log_group_name": "/embedctl/user-data", "log_stream_name": "{instance_id}" }
+        ]
+      }
+    }
+  }
+}
+EMBEDCTL_CWAGENT_EOF
+/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
+  -c file:/opt/aws/amazon-cloudwatch-agent/etc/embedctl.json
+
+# 6) Wait until the gateway answers (the runtimes may still be warming up behind it).
+for _ in $(seq 1 60); do
+  if curl -fsS "http://127.0.0.1:${GATEWAY_PORT}/health" >/dev/null; then
+    echo "embedctl user-data: gateway healthy $(date -Is)"
+    exit 0
+  fi
+  sleep 5
+done
+echo "embedctl user-data: gateway not healthy after 5 minutes; see docker compose logs" >&2
+exit 1
