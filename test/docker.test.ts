@@ -39,8 +39,8 @@ describe('deployWithDocker against a Docker Engine API on a unix socket', () => 
     expect(body.HostConfig.RestartPolicy).toEqual({ Name: 'unless-stopped' });
     expect(body.HostConfig.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': '50m', 'max-file': '5' } });
     expect(body.HostConfig.Memory).toBe(4 * 1024 ** 3);
-    expect(body.HostConfig.PortBindings).toEqual({ '8080/tcp': [{ HostIp: '0.0.0.0', HostPort: '8080' }] });
-    expect((fake.containers[1]!.body as any).HostConfig.PortBindings['8080/tcp'][0].HostPort).toBe('8081');
+    expect(body.HostConfig.PortBindings).toEqual({ '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: '8081' }] });
+    expect((fake.containers[1]!.body as any).HostConfig.PortBindings['8080/tcp'][0].HostPort).toBe('8082');
     expect(body.Healthcheck.Test[0]).toBe('CMD');
     expect(body.Healthcheck.Test.join(' ')).toMatch(/\/ready/);
     // Durations in nanoseconds, as the Engine API wants them.
@@ -50,8 +50,8 @@ describe('deployWithDocker against a Docker Engine API on a unix socket', () => 
 
     expect(fake.containers.every((c) => c.running)).toBe(true);
     expect(out.containers).toEqual([
-      { id: fake.containers[0]!.id, name: 'embedctl-runtime-1', healthy: true, hostPort: 8080 },
-      { id: fake.containers[1]!.id, name: 'embedctl-runtime-2', healthy: true, hostPort: 8081 },
+      { id: fake.containers[0]!.id, name: 'embedctl-runtime-1', healthy: true, hostPort: 8081 },
+      { id: fake.containers[1]!.id, name: 'embedctl-runtime-2', healthy: true, hostPort: 8082 },
     ]);
     // Two "starting" inspections each, then healthy: two sleeps of the poll interval.
     expect(sleeps).toEqual([2000, 2000]);
@@ -62,10 +62,12 @@ describe('deployWithDocker against a Docker Engine API on a unix socket', () => 
   it('without gpu there is no device request; a redeploy replaces the previous container of the same name', async () => {
     fake = await startFakeDocker({ healthyAfter: 0 });
     const o = { dockerHost: fake.dockerHost, image: 'embedctl-runtime:dev', replicas: 1, gpu: false, sleep: noSleep };
-    await deployWithDocker(o);
+    await deployWithDocker({ ...o, gpu: true, gpuCount: 1, hostPort: 9001, hostIp: '0.0.0.0' });
+    expect((fake.containers[0]!.body as any).HostConfig.DeviceRequests).toEqual([{ Driver: 'nvidia', Count: 1, Capabilities: [['gpu']] }]);
+    expect((fake.containers[0]!.body as any).HostConfig.PortBindings['8080/tcp']).toEqual([{ HostIp: '0.0.0.0', HostPort: '9001' }]);
     const progress: string[] = [];
     await deployWithDocker({ ...o, gpu: false, onProgress: (m) => progress.push(m) });
-    expect((fake.containers[0]!.body as any).HostConfig.DeviceRequests).toBeUndefined();
+    expect((fake.containers[1]!.body as any).HostConfig.DeviceRequests).toBeUndefined();
     expect(fake.containers.filter((c) => !c.removed)).toHaveLength(1);
     expect(fake.containers[0]!.removed).toBe(true);
     expect(progress).toContain('embedctl-runtime-1: replaced the previous container');

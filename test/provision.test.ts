@@ -47,7 +47,7 @@ describe('provision: the exact AWS calls', () => {
     const ingress = ec2.commandCalls(AuthorizeSecurityGroupIngressCommand);
     expect(ingress).toHaveLength(1);
     const perms = ingress[0]!.args[0].input.IpPermissions!;
-    expect(perms.map((p) => p.FromPort)).toEqual([80, 8080]);
+    expect(perms.map((p) => p.FromPort)).toEqual([8000]);
     for (const p of perms) {
       expect(p.ToPort).toBe(p.FromPort);
       expect(p.IpRanges!.map((x) => x.CidrIp)).toEqual([CIDR]);
@@ -89,8 +89,9 @@ describe('provision: the exact AWS calls', () => {
       'embedctl-main-latency-p95',
     ]);
     expect(alarms[0]).toMatchObject({ Namespace: 'AWS/EC2', MetricName: 'CPUUtilization', Threshold: 80, Dimensions: [{ Name: 'InstanceId', Value: id }] });
-    expect(alarms[1]).toMatchObject({ Namespace: 'CWAgent', MetricName: 'nvidia_smi_utilization_gpu', Threshold: 90 });
-    expect(alarms[2]).toMatchObject({ Namespace: 'CWAgent', MetricName: 'mem_used_percent', Threshold: 85 });
+    // The CloudWatch agent of templates/user-data.sh publishes host metrics into Embedctl, by InstanceId.
+    expect(alarms[1]).toMatchObject({ Namespace: 'Embedctl', MetricName: 'nvidia_smi_utilization_gpu', Threshold: 90, Dimensions: [{ Name: 'InstanceId', Value: id }] });
+    expect(alarms[2]).toMatchObject({ Namespace: 'Embedctl', MetricName: 'mem_used_percent', Threshold: 85 });
     expect(alarms[3]!.Threshold).toBe(5);
     expect(alarms[3]!.Metrics!.find((m) => m.ReturnData)!.Expression).toMatch(/100 \* errors \/ requests/);
     expect(alarms[4]).toMatchObject({ Namespace: 'Embedctl', ExtendedStatistic: 'p95', Threshold: 500, Unit: 'Milliseconds' });
@@ -105,7 +106,8 @@ describe('provision: the exact AWS calls', () => {
       clientToken: 'embedctl-main-1',
       instance: { id, instanceType: 'g4dn.xlarge', market: 'on-demand', state: 'running', publicDns: dns, availabilityZone: 'us-east-1a' },
       securityGroup: { id: 'sg-0new', vpcId: 'vpc-default', name: 'embedctl-main', createdByUs: true },
-      endpoints: [`http://${dns}:8080`],
+      gateway: `http://${dns}:8000`,
+      endpoints: [],
     });
     expect(st.deployments.main.alarms).toHaveLength(5);
     const actions = readHistory(cwd).map((h) => h.action);
@@ -144,8 +146,8 @@ describe('provision: the exact AWS calls', () => {
     expect(input.ClientToken).toBe('embedctl-blue-1');
     expect(input.TagSpecifications!.map((t) => t.ResourceType)).toContain('spot-instances-request');
     const perms = ec2.commandCalls(AuthorizeSecurityGroupIngressCommand)[0]!.args[0].input.IpPermissions!;
-    expect(perms.map((p) => p.FromPort)).toEqual([80, 8080, 22]);
-    expect(perms.flatMap((p) => p.IpRanges!.map((x) => x.CidrIp))).toEqual([CIDR, CIDR, CIDR]);
+    expect(perms.map((p) => p.FromPort)).toEqual([8000, 22]);
+    expect(perms.flatMap((p) => p.IpRanges!.map((x) => x.CidrIp))).toEqual([CIDR, CIDR]);
   });
 
   it('reuses an embedctl-tagged group and only adds the rules it lacks', async () => {
@@ -154,14 +156,14 @@ describe('provision: the exact AWS calls', () => {
       SecurityGroups: [{ GroupId: 'sg-0old', Tags: managed() }],
     });
     ec2.on(DescribeSecurityGroupsCommand, { GroupIds: ['sg-0old'] }).resolves({
-      SecurityGroups: [{ GroupId: 'sg-0old', IpPermissions: [{ IpProtocol: 'tcp', FromPort: 80, ToPort: 80, IpRanges: [{ CidrIp: CIDR }] }] }],
+      SecurityGroups: [{ GroupId: 'sg-0old', IpPermissions: [{ IpProtocol: 'tcp', FromPort: 8000, ToPort: 8000, IpRanges: [{ CidrIp: CIDR }] }] }],
     });
     const cwd = tempProject();
-    const r = await runCli([...base, '--yes'], { cwd, sleep: fakeSleep().sleep });
+    const r = await runCli([...base, '--key-name', 'me', '--gateway-port', '8000', '--yes'], { cwd, sleep: fakeSleep().sleep });
     expect(r.code).toBe(0);
     expect(ec2.commandCalls(CreateSecurityGroupCommand)).toHaveLength(0);
     const perms = ec2.commandCalls(AuthorizeSecurityGroupIngressCommand)[0]!.args[0].input.IpPermissions!;
-    expect(perms.map((p) => p.FromPort)).toEqual([8080]);
+    expect(perms.map((p) => p.FromPort)).toEqual([22]);
     expect(readState(cwd).deployments.main.securityGroup).toMatchObject({ id: 'sg-0old', createdByUs: false });
   });
 

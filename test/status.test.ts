@@ -141,16 +141,42 @@ describe('status', () => {
         if (sleeps.length === 2) ac.abort();
       },
     });
+    // Ctrl-C ends a watch normally: exit 0 even though the gateway stand-in is down.
     expect(r.code).toBe(0);
     const frames = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(frames).toHaveLength(2);
     expect(sleeps).toEqual([5000, 5000]);
     expect(frames[0].schema).toBe('embedctl.status/v1');
-    expect(frames[0].gateway).toBe('http://127.0.0.1:9');
+    expect(frames[0].gateways).toMatchObject([{ url: 'http://127.0.0.1:9', source: 'up --local', health: { ok: false } }]);
     expect(frames[0].backends[0].metrics).toMatchObject({ window: 'since-start', requests: 10, errors: 0 });
     expect(frames[1].backends[0].metrics).toMatchObject({ window: 'interval', requests: 30, errors: 3, errorRate: 0.1 });
     expect(frames[1].backends[0].metrics.p95Ms).toBeGreaterThan(10);
     expect(frames[1].backends[0].metrics.p95Ms).toBeLessThanOrEqual(50);
+  });
+
+  it("a provisioned deployment's gateway: health and the live split from its /health", async () => {
+    const gw = createServer((req, res) => {
+      if (req.url === '/health') return res.writeHead(200).end('{"status":"ok","component":"nginx","config":"abc","selfHostedPercent":40}\n');
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => gw.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise<void>((r) => gw.close(() => r())));
+    const url = `http://127.0.0.1:${(gw.address() as AddressInfo).port}`;
+    const cwd = tempProject();
+    mkdirSync(join(cwd, '.embedctl'));
+    writeFileSync(
+      join(cwd, '.embedctl', 'state.json'),
+      JSON.stringify({ version: 1, attempts: {}, deployments: { main: { name: 'main', region: 'us-east-1', createdAt: 'x', updatedAt: 'x', attempt: 1, alarms: [], endpoints: [], gateway: url, instance: { id: 'i-1', instanceType: 'g4dn.xlarge', market: 'on-demand' } } } }),
+    );
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', State: { Name: 'running' } }] }] });
+    const r = await runCli(['status', '--json'], { cwd });
+    expect(r.code).toBe(0);
+    const doc = r.json<any>();
+    expect(doc.gateways[0]).toMatchObject({ url, source: 'deployment main', health: { ok: true, status: 200 }, selfHostedPercent: 40 });
+    expect(doc.split).toEqual({ percent: 40, source: `${url}/health` });
+    const h = await runCli(['status'], { cwd });
+    expect(h.stdout).toMatch(/gateway http:\/\/127\.0\.0\.1:\d+ \(deployment main\): ok in [\d.]+ ms, serving 40% self-hosted/);
+    expect(h.stdout).toMatch(/traffic split: 40% self-hosted, 60% hosted/);
   });
 
   it('bad --interval names the flag', async () => {

@@ -11,7 +11,8 @@ import { ExternalError, UsageError } from '../errors.js';
 export const MANAGED_LABEL = 'embedctl.managed';
 const ROLE_LABEL = 'embedctl.role';
 const REPLICA_LABEL = 'embedctl.replica';
-const CONTAINER_PORT = 8080;
+const DEFAULT_CONTAINER_PORT = 8080;
+const DEFAULT_HOST_PORT = 8081;
 
 export interface DockerConnectOptions {
   /** ssh://user@host[:port] | unix:///path | tcp://host:2375 */
@@ -28,13 +29,20 @@ export interface DeployOptions extends DockerConnectOptions {
   model?: string;
   /** Extra environment for the runtime (e.g. EMBEDCTL_API_KEY). */
   env?: Record<string, string | undefined>;
-  /** Request NVIDIA GPUs (every GPU, shared by the replicas). */
+  /** Request NVIDIA GPUs. */
   gpu: boolean;
-  /** First host port; replica i listens on hostPort + i (default 8080). */
+  /** GPUs per replica (default: every GPU, shared by the replicas). */
+  gpuCount?: number;
+  /** Port the runtime listens on inside the container (default 8080). */
+  containerPort?: number;
+  /**
+   * First host port; replica i (0-based) gets hostPort + i. Default 8081 on 127.0.0.1: the layout
+   * of `render` (runtime-N on 127.0.0.1:8080+N behind nginx on the host network).
+   */
   hostPort?: number;
-  /** Address the host ports bind to (default 0.0.0.0; the security group limits who reaches it). */
+  /** Address the host ports bind to (default 127.0.0.1: only the gateway is published). */
   hostIp?: string;
-  /** Memory limit per replica in bytes (default 6 GiB). */
+  /** Memory limit per replica in bytes (default 12 GiB, render's memoryLimit). */
   memoryBytes?: number;
   /** How long to wait for every replica to report healthy (default 10 minutes: model load + warm-up). */
   healthTimeoutMs?: number;
@@ -180,7 +188,8 @@ export function containerName(i: number): string {
 
 /** The create body; exported so its shape is reviewable and testable on its own. */
 export function runtimeContainerSpec(o: DeployOptions, i: number): Docker.ContainerCreateOptions {
-  const hostPort = (o.hostPort ?? 8080) + i;
+  const hostPort = (o.hostPort ?? DEFAULT_HOST_PORT) + i;
+  const CONTAINER_PORT = o.containerPort ?? DEFAULT_CONTAINER_PORT;
   const env = { EMBEDCTL_PORT: String(CONTAINER_PORT), EMBEDCTL_HOST: '0.0.0.0', ...(o.model ? { EMBEDCTL_MODEL: o.model } : {}), ...o.env };
   const sec = 1_000_000_000; // Docker API durations are nanoseconds.
   return {
@@ -201,11 +210,11 @@ export function runtimeContainerSpec(o: DeployOptions, i: number): Docker.Contai
     },
     StopTimeout: 30,
     HostConfig: {
-      ...(o.gpu ? { DeviceRequests: [{ Driver: 'nvidia', Count: -1, Capabilities: [['gpu']] }] } : {}),
+      ...(o.gpu ? { DeviceRequests: [{ Driver: 'nvidia', Count: o.gpuCount ?? -1, Capabilities: [['gpu']] }] } : {}),
       RestartPolicy: { Name: 'unless-stopped' },
       LogConfig: { Type: 'json-file', Config: { 'max-size': '50m', 'max-file': '5' } },
-      Memory: o.memoryBytes ?? 6 * 1024 ** 3,
-      PortBindings: { [`${CONTAINER_PORT}/tcp`]: [{ HostIp: o.hostIp ?? '0.0.0.0', HostPort: String(hostPort) }] },
+      Memory: o.memoryBytes ?? 12 * 1024 ** 3,
+      PortBindings: { [`${CONTAINER_PORT}/tcp`]: [{ HostIp: o.hostIp ?? '127.0.0.1', HostPort: String(hostPort) }] },
       // Tokenizer threads and onnxruntime's arena like a roomier /dev/shm than Docker's 64 MB.
       ShmSize: 1024 ** 3,
     },
@@ -268,8 +277,9 @@ export async function deployWithDocker(o: DeployOptions): Promise<{ containers: 
         hint: /nvidia|gpu|device driver/i.test(msg) ? 'the engine has no NVIDIA runtime: install nvidia-container-toolkit (the Deep Learning AMI has it)' : undefined,
       });
     }
-    say(`${name}: started (${c.id.slice(0, 12)}), host port ${(o.hostPort ?? 8080) + i}`);
-    created.push({ id: c.id, name, hostPort: (o.hostPort ?? 8080) + i });
+    const hostPort = (o.hostPort ?? DEFAULT_HOST_PORT) + i;
+    say(`${name}: started (${c.id.slice(0, 12)}), host port ${hostPort}`);
+    created.push({ id: c.id, name, hostPort });
   }
 
   const timeoutMs = o.healthTimeoutMs ?? 10 * 60_000;

@@ -1,5 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { RunInstancesCommandInput } from '@aws-sdk/client-ec2';
 import type { Context } from '../context.js';
@@ -15,6 +13,7 @@ import {
   checkDeploymentName,
   checkRegion,
   clientToken,
+  DEFAULT_GATEWAY_PORT,
   ingressRules,
   isGpuInstanceType,
   parseCidr,
@@ -24,13 +23,11 @@ import {
   type ProvisionOptions,
 } from '../core/provision-plan.js';
 import { newDeployment, StateStore, type DeploymentRecord } from '../core/state.js';
-import { renderTemplate } from '../core/template.js';
 import { Ec2, ec2Client, type DryRunResult, type Waiter } from '../adapters/aws/ec2.js';
 import { latestDlamiId, ssmClient } from '../adapters/aws/ssm.js';
 import { cloudWatchClient, putAlarms } from '../adapters/aws/alarms.js';
 import { awsErrorCode } from '../adapters/aws/errors.js';
 import { fmtUsd, printJson, type Logger } from '../ui/output.js';
-import { templatesDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 
@@ -44,6 +41,7 @@ interface Opts {
   keyName?: string;
   name?: string;
   volumeSize?: string;
+  gatewayPort?: string;
   iamInstanceProfile?: string;
   alarmTopic?: string;
   wait: boolean;
@@ -67,6 +65,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--key-name <name>', 'EC2 key pair for SSH (opens port 22 to --allow-cidr; needed for up --docker-host ssh://)')
     .option('--name <name>', 'deployment name, used in tags and resource names (default "main")')
     .option('--volume-size <GiB>', 'encrypted gp3 root volume size (default 125)')
+    .option('--gateway-port <n>', 'the port nginx publishes, the only one opened to --allow-cidr (default 8000; env EMBEDCTL_GATEWAY_PORT)')
     .option('--iam-instance-profile <name-or-arn>', 'instance profile (e.g. with CloudWatchAgentServerPolicy for GPU metrics)')
     .option('--alarm-topic <sns-arn>', 'SNS topic the alarms notify')
     .option('--no-wait', 'return once RunInstances succeeded, without waiting for status checks')
@@ -200,6 +199,14 @@ function resolveOptions(ctx: Context, opts: Opts): Resolved {
     // The DLAMI's own snapshot is ~75 GB; a smaller root volume fails at launch.
     parse: parsers.number({ min: 100, max: 16384, integer: true }),
   });
+  const gatewayPort = resolveOption(ctx, {
+    flag: '--gateway-port',
+    flagValue: opts.gatewayPort,
+    env: 'EMBEDCTL_GATEWAY_PORT',
+    file: 'deploy.gatewayPort',
+    default: DEFAULT_GATEWAY_PORT,
+    parse: parsers.number({ min: 1, max: 65535, integer: true }),
+  });
   const waitTimeout = resolveOption(ctx, {
     flag: '--wait-timeout',
     flagValue: opts.waitTimeout,
@@ -246,6 +253,7 @@ function resolveOptions(ctx: Context, opts: Opts): Resolved {
     keyName: opts.keyName,
     subnetId,
     volumeSize: volumeSize.value,
+    gatewayPort: gatewayPort.value,
     iamInstanceProfile: opts.iamInstanceProfile,
     alarmTopicArn: opts.alarmTopic,
     dryRun: Boolean(opts.dryRun),
@@ -263,24 +271,10 @@ function resolveOptions(ctx: Context, opts: Opts): Resolved {
 }
 
 /**
- * The instance's cloud-init script: templates/user-data.sh rendered with this deployment's
- * values. Without that template (an older checkout) a minimal script that only readies Docker.
+ * The instance's cloud-init script. Minimal for now: the Deep Learning AMI ships Docker and the
+ * NVIDIA container toolkit, and `up --docker-host` deploys onto it.
  */
 function loadUserData(o: ProvisionOptions): string {
-  const path = join(templatesDir(), 'user-data.sh');
-  const vars = {
-    name: o.name,
-    deployment: o.name,
-    region: o.region,
-    instanceType: o.instanceType,
-  };
-  if (existsSync(path)) {
-    try {
-      return renderTemplate(readFileSync(path, 'utf8'), vars, { name: 'templates/user-data.sh', escape: 'shell' });
-    } catch (err) {
-      throw new ExternalError('embedctl', `cannot render templates/user-data.sh: ${(err as Error).message}`, { cause: err });
-    }
-  }
   return [
     '#!/bin/bash',
     'set -euo pipefail',
@@ -504,7 +498,7 @@ async function execute(store: StateStore, ec2: Ec2, o: Resolved, p: Prepared, w:
         availabilityZone: running.Placement?.AvailabilityZone,
       };
       const host = running.PublicDnsName || running.PublicIpAddress;
-      d.endpoints = host ? [`http://${host}:8080`] : [];
+      d.gateway = host ? `http://${host}:${o.gatewayPort}` : undefined;
     });
     await ec2.waitStatusOk(id, w, o.waitTimeoutMs);
     await store.update(o.name, 'status-ok', () => void (d.instance!.state = 'running'));
@@ -530,6 +524,7 @@ function renderResult(d: DeploymentRecord, o: Resolved): string {
     `Provisioned "${d.name}" in ${d.region}`,
     `  instance        ${d.instance?.id} (${d.instance?.instanceType}, ${d.instance?.market}) ${d.instance?.state ?? ''}${o.wait ? ', status checks ok' : ''}`,
     `  public address  ${host ?? '(not yet known: run embedctl status)'}`,
+    `  gateway         ${d.gateway ?? '(once running)'}`,
     `  security group  ${d.securityGroup?.id} (${d.securityGroup?.createdByUs ? 'created' : 'reused'})`,
     `  alarms          ${d.alarms.length}`,
     '',

@@ -52,6 +52,14 @@ export interface InstanceStatus {
   error?: string;
 }
 
+export interface GatewayStatus {
+  url: string;
+  source: string;
+  health: Probe;
+  /** The share the running nginx reports in its /health answer. */
+  selfHostedPercent?: number;
+}
+
 export interface SplitStatus {
   percent: number;
   source: string;
@@ -93,23 +101,35 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
           ...deployments.flatMap((d) => d.endpoints.map((url) => ({ url, source: `deployment ${d.name}` }))),
           ...local.backends.map((url) => ({ url, source: 'up --local' })),
         ];
-        const backends = await Promise.all(targets.map((t) => backendStatus(t.url, t.source, timeoutMs, previous)));
-        const split = trafficSplit(ctx.cwd, paths.rollout, local.nginxConf);
-        const nothing = deployments.length === 0 && targets.length === 0;
-        return { at: ctx.now().toISOString(), nothing, instances, backends, split, gateway: local.gateway };
+        const gatewayTargets = [
+          ...deployments.filter((d) => d.gateway).map((d) => ({ url: d.gateway!, source: `deployment ${d.name}` })),
+          ...(local.gateway ? [{ url: local.gateway, source: 'up --local' }] : []),
+        ];
+        const [backends, gateways] = await Promise.all([
+          Promise.all(targets.map((t) => backendStatus(t.url, t.source, timeoutMs, previous))),
+          Promise.all(gatewayTargets.map((g) => gatewayStatus(g.url, g.source, timeoutMs))),
+        ]);
+        const live = gateways.find((g) => g.selfHostedPercent !== undefined);
+        const split =
+          trafficSplitFromRollout(paths.rollout) ??
+          (live ? { percent: live.selfHostedPercent!, source: `${live.url}/health` } : trafficSplitFromConf(ctx.cwd, local.nginxConf));
+        const nothing = deployments.length === 0 && targets.length === 0 && gatewayTargets.length === 0;
+        return { at: ctx.now().toISOString(), nothing, instances, backends, gateways, split };
       };
 
       const unhealthy = (f: Awaited<ReturnType<typeof frame>>) =>
-        f.instances.some((i) => i.error || (i.state && i.state !== 'running')) || f.backends.some((b) => !b.health.ok);
+        f.instances.some((i) => i.error || (i.state && i.state !== 'running')) ||
+        f.backends.some((b) => !b.health.ok) ||
+        f.gateways.some((g) => !g.health.ok);
 
       const draw = (f: Awaited<ReturnType<typeof frame>>, watching: boolean) => {
         const doc = {
           generatedAt: f.at,
           nothingProvisioned: f.nothing,
           deployments: f.instances,
+          gateways: f.gateways,
           backends: f.backends,
-          split: f.split,
-          ...(f.gateway ? { gateway: f.gateway } : {}),
+          split: f.split ?? null,
         };
         if (globals.json) {
           if (watching) ctx.stdout.write(`${JSON.stringify({ schema: 'embedctl.status/v1', ...doc })}\n`);
@@ -192,6 +212,19 @@ async function backendStatus(url: string, source: string, timeoutMs: number, pre
   return out;
 }
 
+async function gatewayStatus(url: string, source: string, timeoutMs: number): Promise<GatewayStatus> {
+  const base = url.replace(/\/+$/, '');
+  const h = await get(`${base}/health`, timeoutMs);
+  const out: GatewayStatus = { url: base, source, health: h.probe };
+  try {
+    const p = (JSON.parse(h.text ?? '') as { selfHostedPercent?: unknown }).selfHostedPercent;
+    if (typeof p === 'number') out.selfHostedPercent = p;
+  } catch {
+    /* a gateway without the embedctl /health body: no live split */
+  }
+  return out;
+}
+
 interface LocalStack {
   backends: string[];
   gateway?: string;
@@ -234,15 +267,18 @@ export function splitFromNginxConf(text: string): number | undefined {
   return Math.min(100, Math.round(percent * 100) / 100);
 }
 
-function trafficSplit(cwd: string, rolloutPath: string, nginxConf?: string): SplitStatus | undefined {
-  if (existsSync(rolloutPath)) {
-    try {
-      const p = (JSON.parse(readFileSync(rolloutPath, 'utf8')) as { percent?: unknown }).percent;
-      if (typeof p === 'number') return { percent: p, source: rolloutPath };
-    } catch {
-      /* fall through to the nginx config */
-    }
+function trafficSplitFromRollout(rolloutPath: string): SplitStatus | undefined {
+  if (!existsSync(rolloutPath)) return undefined;
+  try {
+    const p = (JSON.parse(readFileSync(rolloutPath, 'utf8')) as { percent?: unknown }).percent;
+    if (typeof p === 'number') return { percent: p, source: rolloutPath };
+  } catch {
+    /* unreadable: the other sources decide */
   }
+  return undefined;
+}
+
+function trafficSplitFromConf(cwd: string, nginxConf?: string): SplitStatus | undefined {
   const candidates = [
     ...(nginxConf ? [isAbsolute(nginxConf) ? nginxConf : resolve(cwd, nginxConf)] : []),
     join(cwd, 'deploy', 'nginx', 'nginx.conf'),
@@ -259,7 +295,7 @@ function trafficSplit(cwd: string, rolloutPath: string, nginxConf?: string): Spl
 const probeText = (p: Probe) => (p.ok ? 'ok' : p.status ? String(p.status) : (p.error ?? 'down'));
 
 function renderFrame(
-  f: { at: string; nothing: boolean; instances: InstanceStatus[]; backends: BackendStatus[]; split?: SplitStatus; gateway?: string },
+  f: { at: string; nothing: boolean; instances: InstanceStatus[]; backends: BackendStatus[]; gateways: GatewayStatus[]; split?: SplitStatus },
   statePath: string,
 ): string {
   if (f.nothing) {
@@ -271,8 +307,11 @@ function renderFrame(
     const what = i.instanceId ? `${i.instanceId} (${i.instanceType}, ${i.market}) ${i.state ?? 'unknown'}${where}` : 'no instance';
     out.push(`deployment "${i.name}" in ${i.region}: ${what}${i.error ? `  [${i.error}]` : ''}`);
   }
-  if (f.gateway) out.push(`gateway: ${f.gateway}`);
-  if (f.instances.length || f.gateway) out.push('');
+  for (const g of f.gateways) {
+    const share = g.selfHostedPercent !== undefined ? `, serving ${g.selfHostedPercent}% self-hosted` : '';
+    out.push(`gateway ${g.url} (${g.source}): ${probeText(g.health)}${g.health.ms !== undefined ? ` in ${g.health.ms} ms` : ''}${share}`);
+  }
+  if (f.instances.length || f.gateways.length) out.push('');
   if (f.backends.length) {
     const rows = f.backends.map((b) => [
       b.url,
@@ -286,7 +325,7 @@ function renderFrame(
     ]);
     out.push(table(['backend', 'health', 'ready', 'requests', 'errors', 'error %', 'p95 ms', 'window'], rows, ['left', 'left', 'left', 'right', 'right', 'right', 'right', 'left']));
   } else {
-    out.push('no backends recorded (run `embedctl up`)', '');
+    out.push(f.gateways.length ? 'runtimes: behind the gateway (not reachable from here)' : 'no backends recorded (run `embedctl up`)', '');
   }
   out.push(
     f.split

@@ -21,8 +21,11 @@ export const ROOT_DEVICE = '/dev/sda1';
 export const MANAGED_TAG = 'embedctl:managed';
 export const DEPLOYMENT_TAG = 'embedctl:deployment';
 
-/** nginx in front (80) and the runtime itself (8080: health, readiness and metrics for `status`). */
-export const SERVICE_PORTS = [80, 8080] as const;
+/**
+ * Only the nginx gateway is published (default 8000, `render`'s gatewayPort); the runtimes bind
+ * 127.0.0.1 on the instance behind it, so they need no rule.
+ */
+export const DEFAULT_GATEWAY_PORT = 8000;
 export const SSH_PORT = 22;
 
 /** Metrics the instance publishes (CloudWatch agent) and the alarms read. */
@@ -47,6 +50,8 @@ export interface ProvisionOptions {
   keyName?: string;
   subnetId?: string;
   volumeSize: number;
+  /** The port nginx publishes on the instance (the only service port opened). */
+  gatewayPort: number;
   iamInstanceProfile?: string;
   /** SNS topic the alarms notify; none = alarms only show in the console. */
   alarmTopicArn?: string;
@@ -123,7 +128,7 @@ export interface IngressRule {
 }
 
 export function ingressRules(o: ProvisionOptions): IngressRule[] {
-  const ports: Array<[number, string]> = SERVICE_PORTS.map((p) => [p, p === 80 ? 'embedctl nginx' : 'embedctl runtime']);
+  const ports: Array<[number, string]> = [[o.gatewayPort, 'embedctl gateway (nginx)']];
   // SSH only exists when a key pair does: without one nobody could log in anyway.
   if (o.keyName) ports.push([SSH_PORT, 'embedctl ssh (docker over ssh)']);
   const rules: IngressRule[] = [];
@@ -164,7 +169,8 @@ export interface RunInputs {
   amiId: string;
   /** Undefined only in a dry run before the group exists (EC2 then checks with the default group). */
   securityGroupId?: string;
-  userData: string;
+  /** The cloud-init script as sent (plain, or gzipped when over EC2's 16 KB limit). */
+  userData: string | Uint8Array;
   clientToken: string;
 }
 
@@ -190,7 +196,7 @@ export function buildRunInstances(o: ProvisionOptions, r: RunInputs): RunInstanc
       },
     ],
     TagSpecifications: tagSpecs,
-    UserData: Buffer.from(r.userData, 'utf8').toString('base64'),
+    UserData: Buffer.from(r.userData).toString('base64'),
     Monitoring: { Enabled: false },
   };
   if (o.subnetId) {
@@ -223,10 +229,11 @@ export function buildRunInstances(o: ProvisionOptions, r: RunInputs): RunInstanc
 export const alarmName = (name: string, what: string) => `embedctl-${name}-${what}`;
 
 /**
- * The runbook's alarms. Host metrics: AWS/EC2 CPUUtilization and the CloudWatch agent's
- * `nvidia_smi_utilization_gpu` and `mem_used_percent` (agent configured with InstanceId as the
- * only dimension). Service metrics in namespace `Embedctl` with dimension Deployment=<name>:
- * `Requests` and `Errors` (counts) and `RequestLatency` (milliseconds).
+ * The runbook's alarms. Host metrics: AWS/EC2 CPUUtilization, and the CloudWatch agent's
+ * `nvidia_smi_utilization_gpu` and `mem_used_percent`, which templates/user-data.sh configures
+ * into namespace `Embedctl` with an InstanceId-only aggregation (the dimension alarmed on).
+ * Service metrics in namespace `Embedctl` with dimension Deployment=<name>: `Requests` and
+ * `Errors` (counts per minute) and `RequestLatency` (milliseconds).
  */
 export function buildAlarms(o: ProvisionOptions, instanceId: string): PutMetricAlarmCommandInput[] {
   const tags = managedTags(o.name, instanceName(o.name));
@@ -255,8 +262,8 @@ export function buildAlarms(o: ProvisionOptions, instanceId: string): PutMetricA
   });
   return [
     host('cpu-high', 'AWS/EC2', 'CPUUtilization', 80, 'CPU above 80% for 10 minutes'),
-    host('gpu-high', 'CWAgent', 'nvidia_smi_utilization_gpu', 90, 'GPU utilisation above 90% for 10 minutes'),
-    host('memory-high', 'CWAgent', 'mem_used_percent', 85, 'memory above 85% for 10 minutes'),
+    host('gpu-high', SERVICE_NAMESPACE, 'nvidia_smi_utilization_gpu', 90, 'GPU utilisation above 90% for 10 minutes'),
+    host('memory-high', SERVICE_NAMESPACE, 'mem_used_percent', 85, 'memory above 85% for 10 minutes'),
     {
       AlarmName: alarmName(o.name, 'error-rate'),
       AlarmDescription: `embedctl ${o.name}: more than 5% of requests failed (5xx) in 3 of 5 minutes`,

@@ -42,7 +42,9 @@ export interface DeploymentRecord {
   instance?: InstanceRecord;
   securityGroup?: SecurityGroupRecord;
   alarms: string[];
-  /** Runtime endpoints `status` probes (/health, /ready, /metrics). */
+  /** The instance's nginx gateway (`status` reads its /health and live split). */
+  gateway?: string;
+  /** Runtime endpoints reachable from here (`status` probes /health, /ready, /metrics). */
   endpoints: string[];
 }
 
