@@ -24,7 +24,8 @@ describe('cost-report --html in a browser', () => {
       expect(box!.width).toBeGreaterThan(100);
       expect(box!.height).toBeGreaterThan(100);
       const lines = await page.$$eval('figure svg path[data-series]', (ps) =>
-        ps.map((p) => ({ name: p.getAttribute('data-series'), length: (p as SVGPathElement).getTotalLength() })),
+        // runs in the page; the DOM's SVG types are not in this project's lib
+        ps.map((p) => ({ name: p.getAttribute('data-series'), length: (p as unknown as { getTotalLength(): number }).getTotalLength() })),
       );
       expect(lines.map((l) => l.name)).toEqual([
         'hosted (jina-embeddings-v3)',
