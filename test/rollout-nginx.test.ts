@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -195,6 +195,18 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
     expect(r.stderr).toMatch(/nginx: config test failed .*missing-auth\.conf/);
     expect(readFileSync(confPath, 'utf8')).toBe(live);
     expect(JSON.parse(readFileSync(join(cwd, '.embedctl', 'rollout.json'), 'utf8')).percent).toBe(10);
+  });
+
+  it('when nginx is not running, the move fails clearly and neither the config nor the state changes', async () => {
+    const confPath = join(cwd, '.embedctl', 'nginx', 'nginx.conf');
+    const before = readFileSync(confPath, 'utf8');
+    await nginx.stop();
+    const r = await rollout(['--percent', '10']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^embedctl: error: nginx: reload failed/m);
+    expect(r.stderr).toMatch(/hint: is nginx running from /);
+    expect(readFileSync(confPath, 'utf8')).toBe(before);
+    expect(existsSync(join(cwd, '.embedctl', 'rollout.json'))).toBe(false);
   });
 
   it('--watch rolls back by itself when the self-hosted side starts failing, and exits 4', async () => {

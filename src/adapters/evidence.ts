@@ -128,7 +128,7 @@ async function readReport(path: string, command: string): Promise<Report> {
   try {
     [text, mtime] = await Promise.all([fsp.readFile(path, 'utf8'), fsp.stat(path).then((s) => s.mtime)]);
   } catch {
-    return { path, problem: `no ${command} report at ${path}` };
+    return { path, problem: `no report at ${path}` };
   }
   let doc: unknown;
   try {

@@ -48,8 +48,16 @@ export function nginxDriver(o: NginxDriverOptions): TrafficDriver {
       } finally {
         await fsp.rm(candidate, { force: true });
       }
+      const previous = await fsp.readFile(o.confPath, 'utf8').catch(() => undefined);
       await writeFileAtomic(o.confPath, text);
-      await reloadNginx({ confPath: o.confPath, prefix: o.prefix, env: o.env });
+      try {
+        await reloadNginx({ confPath: o.confPath, prefix: o.prefix, env: o.env });
+      } catch (err) {
+        // The file on disk must keep describing what nginx serves, or its next restart would
+        // silently apply a share the rollout state never recorded.
+        if (previous !== undefined) await writeFileAtomic(o.confPath, previous);
+        throw err;
+      }
       const samples = o.samples ?? 200;
       if (samples <= 0) return { confirmed: null, observedPercent: null, detail: `${o.confPath} reloaded; not sampled (--samples 0)` };
       const listen = listenOf(text);

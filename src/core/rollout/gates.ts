@@ -123,10 +123,16 @@ export function fmtValue(name: GateName, v: number | null): string {
   }
 }
 
-/** "errorRate 12.00% > 5.00%; consistency: no evidence ..." for one-line messages. */
+/**
+ * "consistency fail (0.9500 is below the limit 0.9900); overlap inconclusive (no report at ...)"
+ * for one-line messages: what is wrong, without the fix (the hint names the commands).
+ */
 export function describeProblems(gates: GateResult[]): string {
   return gates
     .filter((g) => g.status !== 'pass')
-    .map((g) => `${g.name} ${g.status}${g.note ? ` (${g.note})` : ''}`)
+    .map((g) => {
+      const why = g.note?.replace(/; (produce|refresh) it with: .*$/, '');
+      return `${g.name} ${g.status}${why ? ` (${why})` : ''}`;
+    })
     .join('; ');
 }
