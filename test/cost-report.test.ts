@@ -80,6 +80,16 @@ describe('cost-report: the migration guide example', () => {
   });
 });
 
+describe('cost-report: colour', () => {
+  it('colours the chart only on a TTY without NO_COLOR/CI', async () => {
+    const tty = await runCli(['cost-report', '--tokens-per-month', '1e9'], { cwd: dir, isTTY: true, env: { CI: '' } });
+    expect(tty.stdout).toMatch(/\x1b\[33m#+\x1b\[39m/);
+    const noColor = await runCli(['cost-report', '--tokens-per-month', '1e9'], { cwd: dir, isTTY: true, env: { CI: '', NO_COLOR: '1' } });
+    expect(noColor.stdout).not.toMatch(/\x1b\[/);
+    expect(noColor.stdout).toMatch(/\|#+ +\$20\.00/);
+  });
+});
+
 describe('cost-report: sizing and options', () => {
   it('sizes the fleet from a load-test report and takes its p95 for the latency trigger', async () => {
     const report = join(dir, 'load.json');
