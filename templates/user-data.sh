@@ -93,7 +93,7 @@ umask 022
 
 # 4) Start everything; restart: unless-stopped brings it back after a reboot.
 cd "${DEPLOY_DIR}"
-retry docker compose {{composeProfiles}}up -d
+retry docker compose {{{composeProfiles}}}up -d
 
 # 5) CloudWatch agent: host and GPU metrics in the Embedctl namespace, this log in CloudWatch Logs.
 if [ ! -x /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl ]; then

@@ -326,7 +326,7 @@ function userDataFrom(c: DeployRenderInput, f: { compose: string; nginxConf: str
       model: c.model,
       hubModel: String(isHubModel(c.model)),
       hostedKeyParameter: c.hostedKeyParameter,
-      hfTokenParameter: c.hfTokenParameter === '' ? "''" : c.hfTokenParameter,
+      hfTokenParameter: c.hfTokenParameter,
       gatewayPort: c.gatewayPort,
       fetchScriptShell: `'${fetchScript('argv').replace(/'/g, `'\\''`)}'`,
       composeProfiles: c.prometheus ? '--profile monitoring ' : '',

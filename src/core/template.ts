@@ -117,6 +117,7 @@ export const escapers: Record<EscapeTarget, (value: Scalar, name: string) => str
   },
   shell: (v) => {
     const s = String(v);
+    if (s === '') return "''";
     if (/^[A-Za-z0-9_./:@%+=,-]+$/.test(s)) return s;
     return `'${s.replace(/'/g, `'\\''`)}'`;
   },

@@ -1,0 +1,194 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { nginxBinary } from '../src/adapters/nginx.js';
+import { defaultDeployConfig } from '../src/core/deploy-config.js';
+import { renderDeploy, renderUserData, userDataBytes } from '../src/core/render.js';
+import { runCli } from './helpers/cli.js';
+import { tempDir } from './helpers/gateway.js';
+
+const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden', 'render');
+const GOLDEN_ARGS = ['--replicas', '2', '--percent', '10', '--image', 'ghcr.io/embedctl/runtime:golden', '--prometheus'];
+const tmp = tempDir('embedctl-render-');
+afterAll(() => tmp.cleanup());
+let n = 0;
+const fresh = () => {
+  const d = join(tmp.dir, `p${++n}`);
+  mkdirSync(d, { recursive: true });
+  return d;
+};
+
+function listFiles(dir: string, base = dir): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? listFiles(p, base) : [p.slice(base.length + 1)];
+  });
+}
+
+describe('embedctl render', () => {
+  it('matches the golden files (UPDATE_GOLDEN=1 rewrites them)', async () => {
+    const cwd = fresh();
+    const r = await runCli(['render', ...GOLDEN_ARGS, '--out', 'deploy'], { cwd });
+    expect(r.stderr).toBe(nginxBinary() ? 'nginx -t: passed\n' : expect.stringContaining('skipped'));
+    expect(r.code).toBe(0);
+    const files = listFiles(join(cwd, 'deploy')).sort();
+    if (process.env.UPDATE_GOLDEN) {
+      for (const f of files) {
+        mkdirSync(dirname(join(GOLDEN, f)), { recursive: true });
+        writeFileSync(join(GOLDEN, f), readFileSync(join(cwd, 'deploy', f)));
+      }
+    }
+    expect(files).toEqual(listFiles(GOLDEN).sort());
+    for (const f of files) {
+      expect(readFileSync(join(cwd, 'deploy', f), 'utf8'), `${f} differs from test/golden/render/${f}; if intended, run UPDATE_GOLDEN=1 npx vitest run test/render.test.ts`).toBe(
+        readFileSync(join(GOLDEN, f), 'utf8'),
+      );
+    }
+    expect(statSync(join(cwd, 'deploy', 'user-data.sh')).mode & 0o777).toBe(0o755);
+  });
+
+  it('renders compose with GPU reservations, /ready healthchecks, restart policy, log rotation and memory limits', () => {
+    const files = renderDeploy(defaultDeployConfig({ replicas: 3, maxReplicas: 4, memoryLimit: '10g' }));
+    const compose = parseYaml(files.find((f) => f.path === 'docker-compose.yml')!.content);
+    const runtimes = Object.keys(compose.services).filter((s) => s.startsWith('runtime-'));
+    expect(runtimes).toEqual(['runtime-1', 'runtime-2', 'runtime-3']);
+    for (const [i, name] of runtimes.entries()) {
+      const s = compose.services[name];
+      expect(s.deploy.resources.reservations.devices).toEqual([{ driver: 'nvidia', count: 1, capabilities: ['gpu'] }]);
+      expect(s.healthcheck.test.join(' ')).toContain('/ready');
+      expect(s.restart).toBe('unless-stopped');
+      expect(s.logging).toEqual({ driver: 'json-file', options: { 'max-size': '50m', 'max-file': '5' } });
+      expect(s.mem_limit).toBe('10g');
+      expect(s.ports).toEqual([`127.0.0.1:${8081 + i}:8080`]);
+      expect(s.environment.EMBEDCTL_PORT).toBe('8080');
+    }
+    expect(compose.services.gateway.network_mode).toBe('host');
+    expect(compose.services.gateway.environment.EMBEDCTL_HOSTED_API_KEY).toMatch(/^\$\{EMBEDCTL_HOSTED_API_KEY:\?/);
+    expect(compose.services.prometheus.profiles).toEqual(['monitoring']);
+    const nginx = files.find((f) => f.path === 'nginx/nginx.conf')!.content;
+    expect(nginx).toContain('server 127.0.0.1:8083 max_fails=1 fail_timeout=5s;');
+    expect(nginx).toContain('include conf.d/hosted-auth.conf;');
+    const cpu = parseYaml(renderDeploy(defaultDeployConfig({ gpusPerReplica: 0 })).find((f) => f.path === 'docker-compose.yml')!.content);
+    expect(cpu.services['runtime-1'].deploy).toBeUndefined();
+  });
+
+  it('renders k8s objects a cluster would accept: GPU limit, probes, non-root, autoscaling/v2, PDB, ConfigMap share', () => {
+    const files = renderDeploy(defaultDeployConfig({ replicas: 2, maxReplicas: 6, percent: 25, model: 'BAAI/bge-small-en-v1.5' }));
+    const get = (p: string) => parseYaml(files.find((f) => f.path === `k8s/${p}`)!.content);
+    const dep = get('deployment.yaml');
+    expect(dep.spec.replicas).toBe(2);
+    const c = dep.spec.template.spec.containers[0];
+    expect(c.resources.limits['nvidia.com/gpu']).toBe(1);
+    expect(c.resources.limits.memory).toBe('12Gi');
+    expect(c.readinessProbe.httpGet.path).toBe('/ready');
+    expect(c.livenessProbe.httpGet.path).toBe('/health');
+    expect(dep.spec.template.spec.securityContext.runAsNonRoot).toBe(true);
+    // A hub model is fetched by an init container into the pod's volume.
+    const init = dep.spec.template.spec.initContainers[0];
+    expect(init.command.slice(0, 3)).toEqual(['node', '--input-type=module', '-e']);
+    expect(init.command[3]).toContain("'models','fetch',process.env.EMBEDCTL_MODEL");
+    expect(get('configmap.yaml').data).toMatchObject({ SELF_HOSTED_TRAFFIC_PERCENT: '25', EMBEDCTL_MODEL: 'BAAI/bge-small-en-v1.5' });
+    const hpa = get('hpa.yaml');
+    expect(hpa.apiVersion).toBe('autoscaling/v2');
+    expect([hpa.spec.minReplicas, hpa.spec.maxReplicas]).toEqual([2, 6]);
+    expect(get('pdb.yaml')).toMatchObject({ apiVersion: 'policy/v1', spec: { maxUnavailable: 1 } });
+    expect(get('service.yaml').spec.selector).toEqual(dep.spec.selector.matchLabels);
+    expect(renderDeploy(defaultDeployConfig()).find((f) => f.path === 'k8s/deployment.yaml')!.content).not.toContain('initContainers');
+  });
+
+  it('user-data is valid bash that installs what is missing, writes the same files, and starts compose', () => {
+    const config = defaultDeployConfig({ replicas: 2, model: 'BAAI/bge-small-en-v1.5', hfTokenParameter: '/embedctl/hf' });
+    const script = renderUserData(config);
+    const path = join(fresh(), 'user-data.sh');
+    writeFileSync(path, script);
+    execFileSync('bash', ['-n', path]);
+    expect(script.startsWith('#!/bin/bash\n')).toBe(true);
+    expect(script).toContain('set -euo pipefail');
+    expect(script).toContain('exec >>/var/log/embedctl-user-data.log 2>&1');
+    expect(script).toMatch(/nvidia-ctk runtime configure --runtime=docker/);
+    expect(script).toContain('"namespace": "Embedctl"');
+    expect(script).toContain('"nvidia_gpu"');
+    expect(script).toContain('docker compose up -d');
+    // The embedded compose file is the rendered one (minus comments).
+    const embedded = /<<'EMBEDCTL_COMPOSE_EOF'\n([\s\S]*?)\nEMBEDCTL_COMPOSE_EOF/.exec(script)![1]!;
+    const rendered = renderDeploy(config).find((f) => f.path === 'docker-compose.yml')!.content;
+    expect(parseYaml(embedded)).toEqual(parseYaml(rendered));
+    // The fetch script reaches node intact through bash's quoting.
+    const line = script.split('\n').find((l) => l.includes('--input-type=module'))!;
+    const jsArg = execFileSync('bash', ['-c', `f() { printf '%s' "$3"; }; f ${line.trim().replace(/^-v "\$\{MODELS_DIR\}:\/models" "\$\{IMAGE\}" /, '').replace(/ "\$\{MODEL\}"$/, '')}`], { encoding: 'utf8' });
+    expect(jsArg).toBe("const {main}=await import('/app/dist/src/cli.js');process.exitCode=await main(['node','embedctl','models','fetch',process.argv[1]]);");
+    expect(Buffer.byteLength(script)).toBeLessThanOrEqual(16_384);
+    const big = renderUserData(defaultDeployConfig({ replicas: 12, maxReplicas: 12 }));
+    const packed = userDataBytes(big);
+    expect(Buffer.byteLength(big)).toBeGreaterThan(16_384);
+    expect(packed.length).toBeLessThanOrEqual(16_384);
+    expect([packed[0], packed[1]]).toEqual([0x1f, 0x8b]);
+  });
+
+  it('never writes the hosted API key, whatever the environment holds', async () => {
+    const cwd = fresh();
+    const key = 'jina_live_0123456789abcdef';
+    const r = await runCli(['render', '--percent', '50'], { cwd, env: { EMBEDCTL_HOSTED_API_KEY: key } });
+    expect(r.code).toBe(0);
+    for (const f of listFiles(join(cwd, 'deploy'))) {
+      expect(readFileSync(join(cwd, 'deploy', f), 'utf8'), f).not.toContain(key);
+    }
+    expect(r.stdout + r.stderr).not.toContain(key);
+  });
+
+  it('takes values from EMBEDCTL_* env and embedctl.yaml deploy:, flags winning, and reports each source', async () => {
+    const cwd = fresh();
+    writeFileSync(join(cwd, 'embedctl.yaml'), 'deploy:\n  replicas: 3\n  maxReplicas: 5\n  hostedUrl: https://api.openai.com/v1/embeddings\n  percent: 5\n');
+    const r = await runCli(['render', '--json', '--dry-run', '--percent', '20'], { cwd, env: { EMBEDCTL_REPLICAS: '2' } });
+    expect(r.code).toBe(0);
+    const doc = r.json<{ schema: string; config: Record<string, unknown>; sources: Record<string, string>; files: Array<{ status: string }>; nginxCheck: { status: string } }>();
+    expect(doc.schema).toBe('embedctl.render/v1');
+    expect(doc.config).toMatchObject({ replicas: 2, percent: 20, hostedUrl: 'https://api.openai.com/v1/embeddings', maxReplicas: 5 });
+    expect(doc.sources).toMatchObject({ replicas: 'EMBEDCTL_REPLICAS', percent: '--percent', hostedUrl: 'embedctl.yaml: deploy.hostedUrl', model: 'default' });
+    expect(doc.files.every((f) => f.status === 'would be created')).toBe(true);
+    expect(doc.nginxCheck.status).toBe(nginxBinary() ? 'passed' : 'skipped');
+    expect(existsSync(join(cwd, 'deploy'))).toBe(false);
+  });
+
+  it('reports unchanged files on a second run and rewrites only what changed', async () => {
+    const cwd = fresh();
+    expect((await runCli(['render'], { cwd })).code).toBe(0);
+    const again = await runCli(['render', '--json'], { cwd });
+    expect(again.json<{ files: Array<{ status: string }> }>().files.every((f) => f.status === 'unchanged')).toBe(true);
+    const changed = await runCli(['render', '--json', '--percent', '30'], { cwd });
+    const byPath = Object.fromEntries(changed.json<{ files: Array<{ path: string; status: string }> }>().files.map((f) => [f.path, f.status]));
+    expect(byPath['deploy/nginx/nginx.conf']).toBe('updated');
+    expect(byPath['deploy/k8s/configmap.yaml']).toBe('updated');
+    expect(byPath['deploy/k8s/service.yaml']).toBe('unchanged');
+  });
+
+  it('bad input: one line naming the flag, variable or file key, exit 2, nothing written', async () => {
+    const cases: Array<[string[], Record<string, string>, string | undefined, RegExp]> = [
+      [['--percent', '150'], {}, undefined, /^embedctl: error: --percent: must be <= 100$/m],
+      [['--percent', '12.345'], {}, undefined, /--percent: at most two decimals/],
+      [['--hosted-url', 'ftp://x'], {}, undefined, /--hosted-url: expected an http or https URL/],
+      [[], { EMBEDCTL_REPLICAS: 'many' }, undefined, /EMBEDCTL_REPLICAS: expected a whole number/],
+      [[], {}, 'deploy:\n  splitKey: cookie\n', /embedctl\.yaml: deploy\.splitKey: /],
+      [['--replicas', '5'], {}, undefined, /--max-replicas: must be >= --replicas \(5\), got 4/],
+      [['--model', 'bad model!'], {}, undefined, /--model: expected a built-in model/],
+    ];
+    for (const [args, env, yaml, re] of cases) {
+      const cwd = fresh();
+      if (yaml) writeFileSync(join(cwd, 'embedctl.yaml'), yaml);
+      const r = await runCli(['render', ...args], { cwd, env });
+      expect(r.code, `${args.join(' ')} ${JSON.stringify(env)}`).toBe(2);
+      expect(r.stderr).toMatch(re);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(existsSync(join(cwd, 'deploy'))).toBe(false);
+    }
+  });
+
+  it('says nginx -t was skipped when nginx is not installed', async () => {
+    const r = await runCli(['render', '--dry-run'], { cwd: fresh(), env: { EMBEDCTL_NGINX_BIN: '/nonexistent/nginx' } });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/nginx -t: skipped \(nginx is not installed here; install nginx to check the config\)/);
+  });
+});
