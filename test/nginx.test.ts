@@ -1,3 +1,4 @@
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -7,6 +8,19 @@ import { ExternalError } from '../src/errors.js';
 import { embed, freePort, nginxOrSkip, pool, startStandin, tempDir, writeFile, type Standin } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
+const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
+
+/** A throwaway CA and a certificate for "localhost" signed by it. */
+function makePki(dir: string): { caPath: string; key: string; cert: string } {
+  mkdirSync(dir, { recursive: true });
+  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=embedctl test CA']);
+  run(['req', ...ec, '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=localhost']);
+  writeFile(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost\n');
+  run(['x509', '-req', '-in', 'srv.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.crt', '-days', '2', '-extfile', 'san.ext']);
+  return { caPath: join(dir, 'ca.crt'), key: readFileSync(join(dir, 'srv.key'), 'utf8'), cert: readFileSync(join(dir, 'srv.crt'), 'utf8') };
+}
 const tmp = tempDir('embedctl-nginx-');
 afterAll(() => tmp.cleanup());
 
@@ -167,6 +181,23 @@ describe.skipIf(skip)('nginx gateway (real nginx on loopback)', () => {
     expect(hosted.received[0]).toMatchObject({ authorization: `Bearer ${key}`, host: `127.0.0.1:${hosted.port}`, path: '/v1/embeddings' });
     expect(readFileSync(gw.confPath, 'utf8')).not.toContain(key);
     expect(statSync(authPath).mode & 0o777).toBe(0o600);
+  });
+
+  it.skipIf(!hasOpenssl)('verifies the hosted API over TLS with SNI and its Host header, and refuses a certificate it cannot trust', async () => {
+    const pki = makePki(join(tmp.dir, 'pki'));
+    const hosted = await standin('hosted', { tls: { key: pki.key, cert: pki.cert } });
+    const self = await standin('self');
+    const hostedUrl = `https://localhost:${hosted.port}/v1/embeddings`;
+    const trusted = await gateway({ selfHosted: [`127.0.0.1:${self.port}`], hostedUrl, selfHostedPercent: 0, caCertPath: pki.caPath });
+    const ok = await embed(trusted.nginx.url);
+    expect(ok).toMatchObject({ status: 200, backend: 'hosted', standin: 'hosted' });
+    expect(hosted.received[0]).toMatchObject({ servername: 'localhost', host: `localhost:${hosted.port}` });
+
+    const untrusted = await gateway({ selfHosted: [`127.0.0.1:${self.port}`], hostedUrl, selfHostedPercent: 0, caCertPath: '/etc/ssl/certs/ca-certificates.crt' });
+    const refused = await embed(untrusted.nginx.url);
+    expect(refused.status).toBe(502);
+    expect(hosted.received).toHaveLength(1);
+    expect(readFileSync(join(untrusted.prefix, 'error.log'), 'utf8')).toMatch(/upstream SSL certificate verify error/);
   });
 
   it('answers 404 with a JSON pointer for other paths', async () => {
