@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   AuthorizeSecurityGroupIngressCommand,
@@ -58,7 +59,13 @@ describe('provision: the exact AWS calls', () => {
     expect(runs).toHaveLength(1);
     const input = runs[0]!.args[0].input;
     const { UserData, ...rest } = input;
-    expect(Buffer.from(UserData!, 'base64').toString('utf8')).toMatch(/^#!\/bin\/bash/);
+    // render's user-data.sh, gzipped when over EC2's 16 KB (cloud-init reads gzip natively).
+    const raw = Buffer.from(UserData!, 'base64');
+    const script = (raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw).toString('utf8');
+    expect(script).toMatch(/^#!\/bin\/bash/);
+    expect(script).toContain('GATEWAY_PORT=8000');
+    expect(script).toContain('MODEL=default');
+    expect(raw.length).toBeLessThanOrEqual(16_384);
     expect(rest).toEqual({
       ImageId: AMI,
       InstanceType: 'g4dn.xlarge',
@@ -126,7 +133,7 @@ describe('provision: the exact AWS calls', () => {
     happyAccount();
     const cwd = tempProject();
     const r = await runCli(
-      [...base, '--market', 'spot', '--subnet', 'subnet-0aa', '--key-name', 'me', '--instance-type', 'g5.xlarge', '--name', 'blue', '--yes', '--json'],
+      [...base, '--market', 'spot', '--subnet', 'subnet-0aa', '--key-name', 'me', '--instance-type', 'g5.xlarge', '--name', 'blue', '--gateway-port', '9000', '--yes', '--json'],
       { cwd, sleep: fakeSleep().sleep },
     );
     expect(r.code).toBe(0);
@@ -146,7 +153,8 @@ describe('provision: the exact AWS calls', () => {
     expect(input.ClientToken).toBe('embedctl-blue-1');
     expect(input.TagSpecifications!.map((t) => t.ResourceType)).toContain('spot-instances-request');
     const perms = ec2.commandCalls(AuthorizeSecurityGroupIngressCommand)[0]!.args[0].input.IpPermissions!;
-    expect(perms.map((p) => p.FromPort)).toEqual([8000, 22]);
+    expect(perms.map((p) => p.FromPort)).toEqual([9000, 22]);
+    expect(r.json<{ deployment: { gateway: string } }>().deployment.gateway).toMatch(/:9000$/);
     expect(perms.flatMap((p) => p.IpRanges!.map((x) => x.CidrIp))).toEqual([CIDR, CIDR]);
   });
 
@@ -209,6 +217,8 @@ describe('provision: inputs and confirmation', () => {
       [['--allow-cidr', CIDR, '--name', 'Bad_Name'], /--name: expected 1-40 characters/],
       [['--allow-cidr', CIDR, '--market', 'reserved'], /--market: expected one of on-demand, spot/],
       [['--allow-cidr', CIDR, '--volume-size', '20'], /--volume-size: must be >= 100/],
+      [['--allow-cidr', CIDR, '--percent', '150'], /--percent: must be <= 100/],
+      [['--allow-cidr', CIDR, '--image', 'not an image'], /--image: expected an image reference/],
     ];
     for (const [args, re] of cases) {
       const r = await runCli(['provision', ...args, '--yes'], { cwd: tempProject() });
@@ -242,6 +252,8 @@ describe('provision --dry-run', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/Plan for deployment "main"/);
     expect(r.stdout).toMatch(/125 GiB gp3, encrypted/);
+    expect(r.stdout).toMatch(/workload +1 x ghcr\.io\/embedctl\/runtime:\S+ \(model default\) behind nginx on port 8000/);
+    expect(r.stderr).toMatch(/warning: no --iam-instance-profile/);
     expect(r.stdout).toMatch(/ok +ec2:CreateSecurityGroup/);
     expect(r.stdout).toMatch(/ok +ec2:RunInstances/);
     for (const c of [...ec2.commandCalls(CreateSecurityGroupCommand), ...ec2.commandCalls(RunInstancesCommand)]) {

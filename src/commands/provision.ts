@@ -13,7 +13,6 @@ import {
   checkDeploymentName,
   checkRegion,
   clientToken,
-  DEFAULT_GATEWAY_PORT,
   ingressRules,
   isGpuInstanceType,
   parseCidr,
@@ -23,12 +22,15 @@ import {
   type ProvisionOptions,
 } from '../core/provision-plan.js';
 import { newDeployment, StateStore, type DeploymentRecord } from '../core/state.js';
+import { resolveDeployConfig, type DeployConfig, type DeployKey } from '../core/deploy-config.js';
+import { renderUserData, userDataBytes } from '../core/render.js';
 import { Ec2, ec2Client, type DryRunResult, type Waiter } from '../adapters/aws/ec2.js';
 import { latestDlamiId, ssmClient } from '../adapters/aws/ssm.js';
 import { cloudWatchClient, putAlarms } from '../adapters/aws/alarms.js';
 import { awsErrorCode } from '../adapters/aws/errors.js';
 import { fmtUsd, printJson, type Logger } from '../ui/output.js';
 import { action, examples, type ExitHolder } from './shared.js';
+import { addDeployOptions } from './render.js';
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
 
 interface Opts {
@@ -41,7 +43,6 @@ interface Opts {
   keyName?: string;
   name?: string;
   volumeSize?: string;
-  gatewayPort?: string;
   iamInstanceProfile?: string;
   alarmTopic?: string;
   wait: boolean;
@@ -65,13 +66,13 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--key-name <name>', 'EC2 key pair for SSH (opens port 22 to --allow-cidr; needed for up --docker-host ssh://)')
     .option('--name <name>', 'deployment name, used in tags and resource names (default "main")')
     .option('--volume-size <GiB>', 'encrypted gp3 root volume size (default 125)')
-    .option('--gateway-port <n>', 'the port nginx publishes, the only one opened to --allow-cidr (default 8000; env EMBEDCTL_GATEWAY_PORT)')
     .option('--iam-instance-profile <name-or-arn>', 'instance profile (e.g. with CloudWatchAgentServerPolicy for GPU metrics)')
     .option('--alarm-topic <sns-arn>', 'SNS topic the alarms notify')
     .option('--no-wait', 'return once RunInstances succeeded, without waiting for status checks')
     .option('--wait-timeout <minutes>', 'how long to wait for running + status OK (default 20)')
     .option('--dry-run', "check every call with EC2's DryRun and print the plan; creates nothing")
     .option('--yes', 'create without asking (required without a terminal)');
+  addDeployOptions(cmd, PROVISION_DEPLOY_FLAGS);
   examples(cmd, [
     'embedctl provision --allow-cidr 203.0.113.7/32 --dry-run',
     'embedctl provision --allow-cidr 203.0.113.7/32 --key-name me --yes',
@@ -83,6 +84,11 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.info(m) };
       const ec2 = new Ec2(ec2Client(o.region), o.region, { instanceType: o.instanceType, market: o.market });
       if (!isGpuInstanceType(o.instanceType)) log.warn(`${o.instanceType} has no NVIDIA GPU; the runtime will fall back to CPU`);
+      if (!o.iamInstanceProfile) {
+        log.warn(
+          `no --iam-instance-profile: the instance cannot read ${o.deploy.hostedKeyParameter} from SSM or publish CloudWatch metrics, so its user data stops before starting the gateway (attach a profile with ssm:GetParameter and CloudWatchAgentServerPolicy)`,
+        );
+      }
 
       log.info(`looking up the Deep Learning AMI and network in ${o.region}...`);
       const amiId = await latestDlamiId(ssmClient(o.region), o.region);
@@ -136,6 +142,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
 }
 
 interface Resolved extends ProvisionOptions {
+  deploy: DeployConfig;
   dryRun: boolean;
   yes: boolean;
   wait: boolean;
@@ -143,7 +150,24 @@ interface Resolved extends ProvisionOptions {
   sources: Record<string, string>;
 }
 
+/** The deploy settings `provision` bakes into the instance's user data (same schema as render). */
+export const PROVISION_DEPLOY_FLAGS: readonly DeployKey[] = [
+  'replicas',
+  'model',
+  'image',
+  'hostedUrl',
+  'percent',
+  'splitKey',
+  'gatewayPort',
+  'memoryLimit',
+  'gpusPerReplica',
+  'prometheus',
+  'hostedKeyParameter',
+  'hfTokenParameter',
+];
+
 function resolveOptions(ctx: Context, opts: Opts): Resolved {
+  const deploy = resolveDeployConfig(ctx, opts as unknown as Record<string, unknown>, PROVISION_DEPLOY_FLAGS);
   const envRegion = ctx.env.AWS_REGION || ctx.env.AWS_DEFAULT_REGION;
   const region = resolveOption(ctx, {
     flag: '--region',
@@ -199,14 +223,6 @@ function resolveOptions(ctx: Context, opts: Opts): Resolved {
     // The DLAMI's own snapshot is ~75 GB; a smaller root volume fails at launch.
     parse: parsers.number({ min: 100, max: 16384, integer: true }),
   });
-  const gatewayPort = resolveOption(ctx, {
-    flag: '--gateway-port',
-    flagValue: opts.gatewayPort,
-    env: 'EMBEDCTL_GATEWAY_PORT',
-    file: 'deploy.gatewayPort',
-    default: DEFAULT_GATEWAY_PORT,
-    parse: parsers.number({ min: 1, max: 65535, integer: true }),
-  });
   const waitTimeout = resolveOption(ctx, {
     flag: '--wait-timeout',
     flagValue: opts.waitTimeout,
@@ -253,9 +269,10 @@ function resolveOptions(ctx: Context, opts: Opts): Resolved {
     keyName: opts.keyName,
     subnetId,
     volumeSize: volumeSize.value,
-    gatewayPort: gatewayPort.value,
+    gatewayPort: deploy.config.gatewayPort,
     iamInstanceProfile: opts.iamInstanceProfile,
     alarmTopicArn: opts.alarmTopic,
+    deploy: deploy.config,
     dryRun: Boolean(opts.dryRun),
     yes: Boolean(opts.yes),
     wait: opts.wait !== false,
@@ -271,19 +288,15 @@ function resolveOptions(ctx: Context, opts: Opts): Resolved {
 }
 
 /**
- * The instance's cloud-init script. Minimal for now: the Deep Learning AMI ships Docker and the
- * NVIDIA container toolkit, and `up --docker-host` deploys onto it.
+ * The instance's cloud-init script: render's user-data.sh (Docker + NVIDIA toolkit check, model,
+ * compose with nginx and the runtimes, CloudWatch agent), gzipped when over EC2's 16 KB.
  */
-function loadUserData(o: ProvisionOptions): string {
-  return [
-    '#!/bin/bash',
-    'set -euo pipefail',
-    `# embedctl ${o.name}: the Deep Learning AMI ships Docker and the NVIDIA container toolkit;`,
-    '# `embedctl up --docker-host ssh://ubuntu@<host>` deploys the runtime onto it.',
-    'usermod -aG docker ubuntu || true',
-    'systemctl enable --now docker',
-    '',
-  ].join('\n');
+function loadUserData(o: Resolved): Uint8Array {
+  try {
+    return userDataBytes(renderUserData(o.deploy));
+  } catch (err) {
+    throw new ExternalError('embedctl', `cannot render the instance user data: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 interface PlanDoc {
@@ -297,11 +310,12 @@ interface PlanDoc {
   securityGroup: { name: string; id?: string; action: 'create' | 'reuse'; ingress: Array<{ port: number; cidr: string }> };
   runInstances: Omit<RunInstancesCommandInput, 'UserData'> & { UserData: string };
   alarms: string[];
+  deploy: Pick<DeployConfig, 'image' | 'model' | 'replicas' | 'gatewayPort' | 'hostedUrl' | 'percent'>;
   sources: Record<string, string>;
 }
 
 function planDoc(
-  o: ProvisionOptions,
+  o: Resolved,
   amiId: string,
   vpcId: string,
   sgId: string | undefined,
@@ -326,6 +340,14 @@ function planDoc(
     // The user-data is long and base64: show its size, not its bytes.
     runInstances: { ...run, UserData: `<${run.UserData?.length ?? 0} bytes base64>` },
     alarms,
+    deploy: {
+      image: o.deploy.image,
+      model: o.deploy.model,
+      replicas: o.deploy.replicas,
+      gatewayPort: o.deploy.gatewayPort,
+      hostedUrl: o.deploy.hostedUrl,
+      percent: o.deploy.percent,
+    },
     sources,
   };
 }
@@ -341,6 +363,7 @@ function renderPlan(p: PlanDoc): string {
     `  root volume     ${p.runInstances.BlockDeviceMappings?.[0]?.Ebs?.VolumeSize} GiB gp3, encrypted, deleted with the instance`,
     `  metadata        IMDSv2 required, hop limit 2`,
     `  security group  ${p.securityGroup.name} in ${p.vpcId} (${p.securityGroup.action === 'create' ? 'create' : `reuse ${p.securityGroup.id}`}): tcp ${ports} from ${cidrs}`,
+    `  workload        ${p.deploy.replicas} x ${p.deploy.image} (model ${p.deploy.model}) behind nginx on port ${p.deploy.gatewayPort}, ${p.deploy.percent}% self-hosted / rest to ${p.deploy.hostedUrl}`,
     `  alarms          ${p.alarms.join(', ')}`,
     `  tags            embedctl:managed=true, embedctl:deployment=${p.name}`,
     '',
@@ -390,7 +413,7 @@ interface Prepared {
   amiId: string;
   vpcId: string;
   existingSg?: string;
-  userData: string;
+  userData: Uint8Array;
 }
 
 /** Each step records what it is about to do and what it did, so a re-run resumes safely. */
