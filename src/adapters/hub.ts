@@ -3,7 +3,7 @@
 // sha256 in X-Linked-Etag; the token is not sent on to another host), partial downloads kept in
 // `<file>.part` and resumed with Range, the result checked and renamed into place.
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
+import { closeSync, createReadStream, openSync, promises as fsp, writeSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { dirname } from 'node:path';
@@ -244,24 +244,35 @@ export async function downloadFile(o: DownloadOptions): Promise<Downloaded | und
       started = true;
     }
     let got = 0;
-    // Written chunk by chunk through a FileHandle: whatever arrived before a drop is on disk,
-    // so the next attempt's Range starts exactly there.
-    const fh = await fsp.open(part, offset > 0 ? 'a' : 'w');
+    // Each chunk is written synchronously as it arrives: a chunk still queued in a stream buffer
+    // is lost when the connection drops, and the next Range must start exactly at what is on disk.
+    const fd = openSync(part, offset > 0 ? 'a' : 'w');
     try {
-      for await (const chunk of res) {
-        await fh.write(chunk as Buffer);
-        got += (chunk as Buffer).length;
-        o.onBytes?.((chunk as Buffer).length);
-      }
+      await new Promise<void>((resolve, reject) => {
+        res.on('data', (chunk: Buffer) => {
+          try {
+            writeSync(fd, chunk);
+          } catch (err) {
+            res.destroy(err as Error);
+            return;
+          }
+          got += chunk.length;
+          o.onBytes?.(chunk.length);
+        });
+        res.on('end', resolve);
+        res.on('error', reject);
+        res.on('close', () => reject(new Error('connection closed')));
+      });
       if (Number.isFinite(length) && got < length) throw new Error(`connection closed after ${offset + got} of ${offset + length} bytes`);
       break;
     } catch (err) {
       if (o.signal?.aborted) throw new Interrupted(`download interrupted; ${offset + got} bytes kept in ${part}, run the same command again to resume`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new ExternalError('filesystem', `no space left writing ${part}`, { cause: err });
       lastProblem = (err as Error).message;
       o.onNote?.(`${o.file}: connection dropped at ${offset + got} bytes; resuming`);
       await sleep(100 * attempt, o.signal);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
   }
 
