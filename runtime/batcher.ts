@@ -18,7 +18,12 @@ export interface BatcherOptions {
   maxBatchTokens: number;
   /** Most inputs in one batch. */
   maxBatchSize: number;
-  /** How long the oldest input may wait for company before a partial batch runs. */
+  /**
+   * How long the oldest input may wait for company before a partial batch runs. 0 = run as soon
+   * as the model is free (inputs still pile up into the next batch while one runs, which is what
+   * batches them under load, as in text-embeddings-inference); > 0 trades latency at low load for
+   * fuller batches.
+   */
   maxWaitMs: number;
   /** Most inputs admitted and not yet answered (queued + running); more -> QueueFull. */
   maxQueue: number;
@@ -239,6 +244,8 @@ export class Batcher {
           await this.sleepUntilWoken(wait);
           continue;
         }
+        // Let requests already read in this turn of the event loop join before the batch is cut.
+        await new Promise<void>((r) => setImmediate(r));
       }
       await this.runBatch(this.takeBatch());
     }

@@ -39,7 +39,7 @@ export const DEFAULTS = {
   maxBatchTokens: 16384,
   maxBatchSize: 64,
   maxQueue: 8192,
-  maxWaitMs: 2,
+  maxWaitMs: 0,
   maxBodyBytes: 8 * 1024 * 1024,
 } as const;
 
@@ -55,6 +55,9 @@ export interface RunningServer {
   /** Stops taking requests (503, /ready 503), answers everything admitted, then closes. */
   close(): Promise<void>;
 }
+
+/** How long nothing may be in flight before a draining server stops listening. */
+const QUIET_MS = 50;
 
 const EMBED_ROUTES = new Set(['/v1/embeddings', '/embeddings']);
 const GET_ROUTES = new Set(['/health', '/ready', '/metrics', '/v1/models', '/models']);
@@ -282,9 +285,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (res.headersSent) return;
       if (err instanceof ApiError) {
         if (err.status === 413) {
-          // The rest of an oversized body is not worth reading: answer, then close.
-          res.setHeader('connection', 'close');
-          res.once('finish', () => req.destroy());
+          // Answer at once, then read (and drop) what the client is still sending, keeping the
+          // connection: closing on unread data resets it, and clients that reuse it fail (EPIPE)
+          // instead of seeing the 413. Bounded, so a client cannot keep the socket busy forever.
+          let dropped = 0;
+          const cap = setTimeout(() => req.destroy(), 10_000).unref();
+          req.on('data', (c: Buffer) => {
+            dropped += c.length;
+            if (dropped > 8 * cfg.maxBodyBytes) req.destroy();
+          });
+          req.once('close', () => clearTimeout(cap));
+          req.resume();
         }
         return sendError(res, err);
       }
@@ -310,12 +321,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     (closing ??= (async () => {
       if (state === 'ready' || state === 'loading') state = 'draining';
       log({ event: 'draining', inFlight });
-      if (inFlight > 0) await new Promise<void>((r) => (idle = r));
+      // Requests already sent on open connections may still sit unread in socket buffers; they
+      // get read (and answered 503) during a short quiet period instead of being reset by close.
+      do {
+        if (inFlight > 0) await new Promise<void>((r) => (idle = r));
+        await new Promise((r) => setTimeout(r, QUIET_MS));
+      } while (inFlight > 0);
       await batcher?.close();
       state = 'closed';
       await new Promise<void>((r) => {
+        // Stops accepting and closes idle keep-alive connections; busy ones end after their response.
         server.close(() => r());
-        server.closeAllConnections();
+        setTimeout(() => server.closeAllConnections(), 1000).unref();
       });
       await ready.catch(() => {});
       log({ event: 'closed' });
