@@ -361,6 +361,26 @@ describe('provision: idempotent retries', () => {
   });
 });
 
+describe('provision: Ctrl-C', () => {
+  it('during a wait: exit 130, the instance stays recorded for the next run', async () => {
+    happyAccount();
+    const cwd = tempProject();
+    const ac = new AbortController();
+    const r = await runCli([...base, '--yes'], {
+      cwd,
+      signal: ac.signal,
+      sleep: async (_ms, signal) => {
+        ac.abort();
+        throw signal?.reason ?? new Error('aborted');
+      },
+    });
+    expect(r.code).toBe(130);
+    expect(r.stderr).toMatch(/interrupted while waiting for instance i-0abc to be running; .* re-run to resume/);
+    expect(readState(cwd).deployments.main.instance.id).toBe('i-0abc');
+    expect(existsSync(join(cwd, '.embedctl', 'state.json.lock'))).toBe(false);
+  });
+});
+
 describe('provision: AWS errors become one actionable line', () => {
   const cases: Array<{ name: string; setup: () => void; code: number; re: RegExp }> = [
     {

@@ -205,6 +205,21 @@ describe('teardown', () => {
     expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
   });
 
+  it('refuses while the rollout still sends traffic to self-hosted, unless --force', async () => {
+    taggedAccount();
+    const cwd = tempProject();
+    writeState(cwd);
+    writeFileSync(join(cwd, '.embedctl', 'rollout.json'), JSON.stringify({ version: 1, percent: 25 }));
+    const r = await runCli(['teardown', '--yes'], { cwd });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--force: .*rollout\.json still sends 25% of traffic to self-hosted/);
+    expect(r.stderr).toMatch(/hint: roll back first/);
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(0);
+    const forced = await runCli(['teardown', '--yes', '--force'], { cwd, sleep: fakeSleep().sleep });
+    expect(forced.code).toBe(0);
+    expect(ec2.commandCalls(TerminateInstancesCommand)).toHaveLength(1);
+  });
+
   it('an unknown --name is a usage error listing the known ones', async () => {
     const cwd = tempProject();
     writeState(cwd);

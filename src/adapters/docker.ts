@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import Docker from 'dockerode';
-import { ExternalError, UsageError } from '../errors.js';
+import { ExternalError, Interrupted, UsageError } from '../errors.js';
 
 /**
  * Deploys the runtime image onto a Docker engine (the instance's, over ssh://) with dockerode:
@@ -314,7 +314,12 @@ export async function deployWithDocker(o: DeployOptions): Promise<{ containers: 
         hint: `look at their logs: docker logs ${created.find((c) => !healthy.has(c.id))!.name}`,
       });
     }
-    await sleep(pollMs, o.signal);
+    try {
+      await sleep(pollMs, o.signal);
+    } catch (err) {
+      if (o.signal?.aborted) throw new Interrupted('interrupted while waiting for the containers to be healthy; they keep running');
+      throw err;
+    }
     waited += pollMs;
   }
   return { containers: created.map((c) => ({ ...c, healthy: true })) };

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { DeleteSecurityGroupCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
 import type { Context } from '../context.js';
@@ -14,6 +15,7 @@ interface Opts {
   name?: string;
   yes?: boolean;
   dryRun?: boolean;
+  force?: boolean;
 }
 
 /** What AWS says about each resource the state lists, before anything is touched. */
@@ -40,7 +42,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .description('Remove what provision created: only resources listed in .embedctl/state.json whose tags confirm embedctl manages them')
     .option('--name <name>', 'only this deployment (default: every deployment in the state file)')
     .option('--dry-run', "check with EC2's DryRun and print what would be removed")
-    .option('--yes', 'remove without asking (required without a terminal)');
+    .option('--yes', 'remove without asking (required without a terminal)')
+    .option('--force', 'tear down even though the rollout state still sends traffic to self-hosted');
   examples(cmd, ['embedctl teardown --dry-run', 'embedctl teardown --yes', 'embedctl teardown --name blue --yes --json']);
   cmd.action(
     action<Opts>(ctx, holder, async ({ opts, globals, log }) => {
@@ -58,6 +61,13 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         if (globals.json) printJson(ctx, 'teardown', { dryRun: Boolean(opts.dryRun), deployments: [], nothingToDo: true });
         else ctx.stdout.write(`Nothing to tear down: ${paths.state} lists no deployments.\n`);
         return 0;
+      }
+      const live = rolloutPercent(paths.rollout);
+      if (live > 0 && !opts.dryRun && !opts.force) {
+        throw new UsageError(`${paths.rollout} still sends ${live}% of traffic to self-hosted; tearing down would cut it off`, {
+          field: '--force',
+          hint: 'roll back first (`embedctl rollout rollback --reason teardown`), or pass --force',
+        });
       }
       const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.info(m) };
 
@@ -98,6 +108,15 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       });
     }),
   );
+}
+
+function rolloutPercent(path: string): number {
+  try {
+    const p = (JSON.parse(readFileSync(path, 'utf8')) as { percent?: unknown }).percent;
+    return typeof p === 'number' ? p : 0;
+  } catch {
+    return 0;
+  }
 }
 
 function ec2For(dep: DeploymentRecord) {

@@ -17,7 +17,7 @@ import {
   type RunInstancesCommandInput,
   type SecurityGroup,
 } from '@aws-sdk/client-ec2';
-import { ExternalError, UsageError } from '../../errors.js';
+import { ExternalError, Interrupted, UsageError } from '../../errors.js';
 import { awsErrorCode, mapAwsError, NOT_FOUND_CODES, type AwsCallContext } from './errors.js';
 
 /** Sleep and clock used by the waits; `ctx.sleep`/`ctx.now` in commands, instant in tests. */
@@ -50,7 +50,14 @@ export async function poll<T>(
         hint: 'check the instance in the EC2 console; re-running the command resumes the wait',
       });
     }
-    await w.sleep(opts.intervalMs, w.signal);
+    try {
+      await w.sleep(opts.intervalMs, w.signal);
+    } catch (err) {
+      if (w.signal?.aborted) {
+        throw new Interrupted(`interrupted while waiting for ${what}; what exists is recorded in .embedctl/state.json, re-run to resume`);
+      }
+      throw err;
+    }
     slept += opts.intervalMs;
   }
 }
