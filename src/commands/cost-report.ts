@@ -1,31 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { Command } from 'commander';
-import { fetchUsage, type UsageMetrics } from '../adapters/aws/cloudwatch-metrics.js';
-import { fetchActualCosts, MANAGED_TAG, type ActualCosts } from '../adapters/aws/cost-explorer.js';
+import { fetchUsage } from '../adapters/aws/cloudwatch-metrics.js';
+import { fetchActualCosts } from '../adapters/aws/cost-explorer.js';
 import { fetchLivePrices } from '../adapters/aws/pricing.js';
 import { parsers, resolveOption, type Resolved } from '../config.js';
 import type { Context } from '../context.js';
 import { ExternalError, UsageError } from '../errors.js';
 import { capacityFromLoadReport, parseQuantity, type LoadReportCapacity } from '../core/cost/inputs.js';
-import {
-  DEFAULT_UNIT_PRICES,
-  embeddingsAt,
-  evaluateOption,
-  hostedInitialIndexing,
-  hostedMonthly,
-  logSpace,
-  peakEmbeddingsPerMinute,
-  PRICING_OPTIONS,
-  selfHostedMonthly,
-  volumeTable,
-  type HostedSpec,
-  type OptionResult,
-  type PricingOption,
-  type SelfHostedSpec,
-  type VolumeRow,
-  type Workload,
-} from '../core/cost/model.js';
+import { DEFAULT_UNIT_PRICES, embeddingsAt, PRICING_OPTIONS, type PricingOption, type Workload } from '../core/cost/model.js';
 import {
   AWS_UNIT_PRICES,
   DEFAULT_HOSTED_MODEL,
@@ -36,64 +19,25 @@ import {
   PRICE_TABLE_DATE,
   PRICE_TABLE_REGION,
 } from '../core/cost/prices.js';
-import { evaluateTriggers, recommend, type Recommendation, type Trigger } from '../core/cost/triggers.js';
-import { barChart } from '../ui/chart.js';
-import { renderHtmlReport } from '../ui/html-report.js';
-import { fmtUsd as fmtUsdRaw, printJson, table, type Logger } from '../ui/output.js';
+import { analyse, type Assumption, type CostInputs } from '../core/cost/report.js';
+import { csvText, htmlText, jsonDoc, LABEL, textReport, type ActualData } from '../ui/cost-report.js';
+import { printJson, type Logger } from '../ui/output.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
 /** Bytes per vector component in a response: measured JSON.stringify of float32 values as JS numbers. */
 export const BYTES_PER_VALUE = { float: 20.8, base64: (4 * 4) / 3 } as const;
 const REQUEST_BYTES_PER_TOKEN = 4;
-
-export interface Assumption {
-  name: string;
-  value: number | string | boolean | null;
-  unit: string;
-  source: string;
-}
-
-const LABEL: Record<PricingOption, string> = { onDemand: 'on-demand', reserved: 'reserved 1y', spot: 'spot' };
-
 type Opts = Record<string, unknown>;
-
-/** fmtUsd with the sign before the dollar and sub-cent amounts kept visible. */
-export function fmtUsd(n: number): string {
-  if (!Number.isFinite(n)) return 'n/a';
-  if (n !== 0 && Math.abs(n) < 0.01) return `${n < 0 ? '-' : ''}$${Math.abs(n).toPrecision(2)}`;
-  return n < 0 ? `-${fmtUsdRaw(-n)}` : fmtUsdRaw(n);
-}
 
 const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 const flagOf = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 const RANK = { flag: 3, env: 2, file: 1, default: 0 } as const;
 
-export function fmtTokens(n: number): string {
-  for (const [d, s] of [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'K']] as const) {
-    if (n >= d) return `${Number((n / d).toPrecision(3))}${s}`;
-  }
-  return String(Number(n.toPrecision(3)));
-}
-
 function describeSource(r: Resolved<unknown>, fallback: string): string {
   return r.source === 'default' ? `default: ${fallback}` : r.origin;
 }
-
-/** Everything the report needs, resolved from flags, env, embedctl.yaml and the price table. */
-interface Inputs {
-  workload: Workload;
-  hosted: HostedSpec & { provider: string; model: string; p95Ms?: number; p95Basis?: string };
-  self: SelfHostedSpec;
-  oneTime: { engineeringHours: number; hourlyRate: number };
-  instance: { type: string; region: string; vcpu?: number; gpu?: string; memory?: string; capacitySource: string; priceSource: string };
-  options: PricingOption[];
-  months: number;
-  assumptions: Assumption[];
-  output: { csv: boolean; html?: string; actual: boolean; livePricing: boolean };
-}
-
-async function resolveInputs(ctx: Context, opts: Opts, log: Logger): Promise<Inputs> {
+async function resolveInputs(ctx: Context, opts: Opts, log: Logger): Promise<CostInputs> {
   const assumptions: Assumption[] = [];
   const get = <T>(key: string, parse: (raw: unknown) => T, def: T): Resolved<T> =>
     resolveOption<T>(ctx, { flag: flagOf(key), flagValue: opts[key], env: `EMBEDCTL_${snake(key)}`, file: `cost.${key}`, default: def, parse });
@@ -252,7 +196,7 @@ async function resolveInputs(ctx: Context, opts: Opts, log: Logger): Promise<Inp
     ? { onDemand: known.onDemand, reserved: known.reserved, spot: known.spot }
     : { onDemand: null, reserved: null, spot: null };
   let instPriceSource = known?.source ?? '';
-  const instance: Inputs['instance'] = {
+  const instance: CostInputs['instance'] = {
     type: instanceType.value,
     region: region.value,
     vcpu: known?.vcpu,
@@ -398,214 +342,6 @@ async function resolveInputs(ctx: Context, opts: Opts, log: Logger): Promise<Inp
     output: { csv, html, actual: Boolean(get('actual', parsers.boolean(), false).value), livePricing: livePricing.value },
   };
 }
-
-interface Analysis {
-  hosted: number;
-  hostedInitialIndexing: number;
-  peakPerMinute: number;
-  averagePerMinute: number;
-  results: OptionResult[];
-  volumes: VolumeRow[];
-  triggers: Trigger[];
-  recommendation: Recommendation;
-}
-
-export function analyse(i: Inputs): Analysis {
-  const w = i.workload;
-  const hosted = hostedMonthly(i.hosted, w.tokensPerMonth);
-  const results = i.options.map((o) => evaluateOption(w, i.self, i.hosted, i.oneTime, o, i.months));
-  const averagePerMinute = peakEmbeddingsPerMinute(w.embeddingsPerMonth, 1);
-  const peakPerMinute = peakEmbeddingsPerMinute(w.embeddingsPerMonth, w.peakFactor);
-  const vectors = w.corpusTokens !== undefined ? w.corpusTokens / w.tokensPerText : undefined;
-  const triggers = evaluateTriggers({
-    indexedDataBytes: vectors === undefined ? undefined : vectors * i.hosted.dimensions * 4,
-    indexedDataBasis:
-      vectors === undefined ? undefined : `corpus tokens / ${w.tokensPerText} tokens per chunk x ${i.hosted.dimensions} dims x 4 bytes (float32), GB = 1e9 bytes`,
-    queriesPerMonth: w.queriesPerMonth,
-    hostedMonthly: hosted,
-    p95Ms: i.hosted.p95Ms,
-    p95Basis: i.hosted.p95Basis,
-    peakEmbeddingsPerMinute: peakPerMinute,
-  });
-  return {
-    hosted,
-    hostedInitialIndexing: hostedInitialIndexing(w, i.hosted),
-    peakPerMinute,
-    averagePerMinute,
-    results,
-    volumes: volumeTable(w, i.self, i.hosted, i.options),
-    triggers,
-    recommendation: recommend({ monthly: hosted, pricePerMillion: i.hosted.pricePerMillion, tokensPerMonth: w.tokensPerMonth }, results, triggers, i.months),
-  };
-}
-
-function jsonDoc(i: Inputs, a: Analysis, actual?: { costs: ActualCosts; usage: UsageMetrics }) {
-  const pick = <T>(f: (r: OptionResult) => T) => Object.fromEntries(a.results.map((r) => [r.option, f(r)]));
-  return {
-    workload: {
-      tokensPerMonth: i.workload.tokensPerMonth,
-      embeddingsPerMonth: i.workload.embeddingsPerMonth,
-      queriesPerMonth: i.workload.queriesPerMonth ?? null,
-      corpusTokens: i.workload.corpusTokens ?? null,
-      averageEmbeddingsPerMinute: a.averagePerMinute,
-      peakEmbeddingsPerMinute: a.peakPerMinute,
-    },
-    hosted: { provider: i.hosted.provider, model: i.hosted.model, pricePerMillion: i.hosted.pricePerMillion, monthly: a.hosted, initialIndexing: a.hostedInitialIndexing },
-    instance: { type: i.instance.type, region: i.instance.region, vcpu: i.instance.vcpu ?? null, gpu: i.instance.gpu ?? null, memory: i.instance.memory ?? null, capacityPerInstance: i.self.capacityPerInstance, livePricing: i.output.livePricing },
-    breakEven: pick((r) => r.breakEvenTokensPerMonth),
-    monthly: { tokensPerMonth: i.workload.tokensPerMonth, hosted: a.hosted, ...pick((r) => r.monthly) },
-    savingsPerMonth: pick((r) => r.savingsPerMonth),
-    paybackMonths: pick((r) => r.paybackMonths),
-    oneTime: { hostedInitialIndexing: a.hostedInitialIndexing, ...pick((r) => r.oneTime) },
-    horizon: { months: i.months, ...pick((r) => r.horizon) },
-    volumes: a.volumes.map((v) => ({ tokensPerMonth: v.tokensPerMonth, yours: v.isYours, instances: v.instances, hosted: v.hosted, ...v.selfHosted })),
-    triggers: a.triggers,
-    recommendation: a.recommendation,
-    assumptions: i.assumptions,
-    ...(actual ? { actual } : {}),
-  };
-}
-
-function csvText(i: Inputs, a: Analysis): string {
-  const head = ['tokens_per_month', 'yours', 'instances', 'hosted_usd', ...i.options.map((o) => `${LABEL[o].replace(/ 1y$/, '').replace('-', '_')}_usd`)];
-  const rows = a.volumes.map((v) => [
-    String(v.tokensPerMonth),
-    v.isYours ? 'yes' : 'no',
-    String(v.instances),
-    v.hosted.toFixed(4),
-    ...i.options.map((o) => (v.selfHosted[o] ?? NaN).toFixed(4)),
-  ]);
-  return [head, ...rows].map((r) => r.join(',')).join('\n') + '\n';
-}
-
-function htmlText(i: Inputs, a: Analysis, now: Date): string {
-  const w = i.workload;
-  const lo = Math.min(1e6, w.tokensPerMonth / 10);
-  const hi = Math.max(1e10, w.tokensPerMonth * 10);
-  const xs = logSpace(lo, hi, 161);
-  const colours: Record<PricingOption, string> = { onDemand: '#d62728', reserved: '#1f77b4', spot: '#2ca02c' };
-  const series = [
-    { name: `hosted (${i.hosted.model})`, colour: '#ff7f0e', points: xs.map((x): [number, number] => [x, hostedMonthly(i.hosted, x)]) },
-    ...i.options.map((o) => ({
-      name: `self-hosted ${i.instance.type} ${LABEL[o]}`,
-      colour: colours[o],
-      points: xs.map((x): [number, number] => [x, selfHostedMonthly(w, i.self, o, x).total]),
-    })),
-  ];
-  const markers = [
-    { x: w.tokensPerMonth, label: `your volume ${fmtTokens(w.tokensPerMonth)}` },
-    ...a.results.filter((r) => r.breakEvenTokensPerMonth !== null).map((r) => ({ x: r.breakEvenTokensPerMonth!, label: `break-even ${LABEL[r.option]}` })),
-  ];
-  return renderHtmlReport({
-    title: `embedctl cost report: ${fmtTokens(w.tokensPerMonth)} tokens/month, ${i.hosted.model} vs ${i.instance.type}`,
-    generatedAt: now.toISOString(),
-    summary: [
-      `Recommendation: ${a.recommendation.decision} - ${a.recommendation.reason}`,
-      `Hosted: ${fmtUsd(a.hosted)}/month.`,
-      ...a.results.map(
-        (r) =>
-          `Self-hosted ${LABEL[r.option]}: ${fmtUsd(r.monthly.total)}/month on ${r.monthly.instances} instance(s); break-even ${r.breakEvenTokensPerMonth === null ? 'never' : `${fmtTokens(r.breakEvenTokensPerMonth)} tokens/month`}.`,
-      ),
-    ],
-    series,
-    markers,
-    tables: [
-      {
-        caption: 'Monthly cost by volume (USD)',
-        headers: ['tokens/month', 'instances', 'hosted', ...i.options.map((o) => LABEL[o])],
-        rows: a.volumes.map((v) => [`${fmtTokens(v.tokensPerMonth)}${v.isYours ? ' (yours)' : ''}`, String(v.instances), fmtUsd(v.hosted), ...i.options.map((o) => fmtUsd(v.selfHosted[o] ?? NaN))]),
-      },
-      {
-        caption: 'Migration triggers',
-        headers: ['trigger', 'value', 'fires', 'basis'],
-        rows: a.triggers.map((t) => [t.description, t.value === null ? 'unknown' : `${Number(t.value.toPrecision(4))} ${t.unit}`, t.fired === null ? 'not evaluated' : t.fired ? 'yes' : 'no', t.basis]),
-      },
-      { caption: 'Assumptions', headers: ['assumption', 'value', 'unit', 'source'], rows: i.assumptions.map((x) => [x.name, String(x.value), x.unit, x.source]) },
-    ],
-  });
-}
-
-function textReport(i: Inputs, a: Analysis, log: Logger, actual?: { costs: ActualCosts; usage: UsageMetrics }): string {
-  const w = i.workload;
-  const out: string[] = [];
-  out.push(
-    `Workload: ${fmtTokens(w.tokensPerMonth)} tokens/month (${fmtTokens(w.embeddingsPerMonth)} embeddings), peak ${Math.round(a.peakPerMinute).toLocaleString('en-US')} embeddings/min` +
-      (w.initialIndexTokens > 0 ? `; one-time indexing of ${fmtTokens(w.initialIndexTokens)} tokens` : ''),
-  );
-  out.push(`Hosted: ${i.hosted.provider} ${i.hosted.model} at $${i.hosted.pricePerMillion}/1M tokens = ${fmtUsd(a.hosted)}/month`);
-  out.push(`Self-hosted: ${i.instance.type} in ${i.instance.region} (${i.instance.gpu ?? '?'}, ${i.self.capacityPerInstance.toLocaleString('en-US')} embeddings/min each)`);
-  out.push('');
-  out.push('Monthly cost by volume');
-  out.push(
-    table(
-      ['tokens/month', 'instances', 'hosted', ...i.options.map((o) => LABEL[o])],
-      a.volumes.map((v) => [`${fmtTokens(v.tokensPerMonth)}${v.isYours ? ' (yours)' : ''}`, v.instances, fmtUsd(v.hosted), ...i.options.map((o) => fmtUsd(v.selfHosted[o] ?? NaN))]),
-      ['left', 'right', 'right', ...i.options.map(() => 'right' as const)],
-    ),
-  );
-  out.push(
-    barChart({
-      title: 'Monthly cost',
-      categories: a.volumes.map((v) => fmtTokens(v.tokensPerMonth)),
-      series: [{ name: 'hosted', values: a.volumes.map((v) => v.hosted) }, ...i.options.map((o) => ({ name: LABEL[o], values: a.volumes.map((v) => v.selfHosted[o] ?? null) }))],
-      format: fmtUsd,
-      c: log.c,
-      highlight: new Set(a.volumes.flatMap((v, k) => (v.isYours ? [k] : []))),
-    }),
-  );
-  out.push(`At your volume (${fmtTokens(w.tokensPerMonth)} tokens/month)`);
-  const r = a.results;
-  const line = (name: string, f: (x: OptionResult) => string) => [name, ...r.map(f)];
-  out.push(
-    table(
-      ['', ...r.map((x) => LABEL[x.option])],
-      [
-        line('hourly price', (x) => `$${x.hourly}`),
-        line('instances', (x) => String(x.monthly.instances)),
-        line('compute', (x) => fmtUsd(x.monthly.compute)),
-        line('EBS', (x) => fmtUsd(x.monthly.ebs)),
-        line('snapshots', (x) => fmtUsd(x.monthly.snapshots)),
-        line('egress', (x) => fmtUsd(x.monthly.egress)),
-        line('load balancer', (x) => fmtUsd(x.monthly.loadBalancer)),
-        line('monitoring', (x) => fmtUsd(x.monthly.monitoring)),
-        line('engineering upkeep', (x) => fmtUsd(x.monthly.maintenance)),
-        line('self-hosted / month', (x) => fmtUsd(x.monthly.total)),
-        line('hosted / month', () => fmtUsd(a.hosted)),
-        line('savings / month', (x) => fmtUsd(x.savingsPerMonth)),
-        line('one-time set-up', (x) => fmtUsd(x.oneTime.total)),
-        line('payback', (x) => (x.paybackMonths === null ? 'never' : `${x.paybackMonths.toFixed(1)} months`)),
-        line(`${i.months}-month savings`, (x) => fmtUsd(x.horizon.savings)),
-        line('break-even', (x) => (x.breakEvenTokensPerMonth === null ? 'never' : `${fmtTokens(x.breakEvenTokensPerMonth)} tokens/month`)),
-      ],
-      ['left', ...r.map(() => 'right' as const)],
-    ),
-  );
-  if (w.initialIndexTokens > 0) out.push(`One-time initial indexing of ${fmtTokens(w.initialIndexTokens)} tokens: hosted ${fmtUsd(a.hostedInitialIndexing)}, self-hosted ${r[0]!.oneTime.indexingInstanceHours.toFixed(1)} instance-hours (in the set-up above).\n`);
-  out.push('Migration triggers');
-  out.push(
-    table(
-      ['trigger', 'value', 'fires'],
-      a.triggers.map((t) => [t.description, t.value === null ? 'unknown' : `${Number(t.value.toPrecision(4)).toLocaleString('en-US')} ${t.unit}`, t.fired === null ? `- (${t.basis})` : t.fired ? 'YES' : 'no']),
-    ),
-  );
-  const decision = { 'stay-hosted': 'STAY HOSTED', migrate: 'MIGRATE', hybrid: 'HYBRID' }[a.recommendation.decision];
-  out.push(`Recommendation: ${decision}: ${a.recommendation.reason}\n`);
-  if (actual) {
-    const c = actual.costs;
-    out.push(`Actual AWS cost of resources tagged ${MANAGED_TAG.key}=${MANAGED_TAG.value} (Cost Explorer)`);
-    const rows: string[][] = [];
-    if (c.lastMonth) rows.push([`last month ${c.lastMonth.start}`, fmtUsd(c.lastMonth.total), c.lastMonth.byService.slice(0, 3).map((s) => `${s.service} ${fmtUsd(s.amount)}`).join('; ')]);
-    if (c.monthToDate) rows.push([`month to date ${c.monthToDate.start}..${c.monthToDate.end}`, fmtUsd(c.monthToDate.total), c.monthToDate.byService.slice(0, 3).map((s) => `${s.service} ${fmtUsd(s.amount)}`).join('; ')]);
-    rows.push(['forecast, rest of month', c.forecastRestOfMonth ? fmtUsd(c.forecastRestOfMonth.amount) : 'n/a', c.forecastNote ?? '']);
-    out.push(table(['period', 'cost', 'top services'], rows));
-    const u = actual.usage;
-    out.push(`Usage, last ${u.days} days (CloudWatch): ${u.embeddings === null ? 'no embeddings metric' : `${Math.round(u.embeddings).toLocaleString('en-US')} embeddings`}, ${u.requests === null ? 'no requests metric' : `${Math.round(u.requests).toLocaleString('en-US')} requests`}${u.cpuPercent === null ? '' : `, mean CPU ${u.cpuPercent.toFixed(1)}%`}\n`);
-  }
-  out.push('Assumptions (override any of them with the flag, EMBEDCTL_* env or embedctl.yaml cost:)');
-  out.push(table(['assumption', 'value', 'unit', 'source'], i.assumptions.map((x) => [x.name, x.value === null ? 'n/a' : String(x.value), x.unit, x.source])));
-  return out.join('\n');
-}
-
 /** Instance ids embedctl provisioned, from the provision state file when there is one. */
 function provisionedInstanceIds(ctx: Context): string[] {
   try {
@@ -673,7 +409,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       if (opts.csv && globals.json) throw new UsageError('choose one of --json and --csv', { field: '--csv' });
       const inputs = await resolveInputs(ctx, opts, log);
       const a = analyse(inputs);
-      let actual: { costs: ActualCosts; usage: UsageMetrics } | undefined;
+      let actual: ActualData | undefined;
       if (inputs.output.actual) {
         log.warn('--actual calls Cost Explorer, which bills $0.01 per request (this run makes at least 2)');
         const costs = await fetchActualCosts(ctx);
@@ -692,7 +428,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       }
       if (globals.json) printJson(ctx, 'cost-report', jsonDoc(inputs, a, actual));
       else if (inputs.output.csv) ctx.stdout.write(csvText(inputs, a));
-      else ctx.stdout.write(textReport(inputs, a, log, actual));
+      else ctx.stdout.write(textReport(inputs, a, log.c, actual));
       log.verbose(`price table ${PRICE_TABLE_DATE}, ${PRICE_TABLE_REGION}; embeddings at your volume: ${embeddingsAt(inputs.workload, inputs.workload.tokensPerMonth)}`);
     }),
   );
