@@ -178,7 +178,8 @@ function resolveOptions(ctx: Context, opts: Opts): Resolved {
     parse: (raw) => {
       const r = parsers.string()(raw);
       const bad = checkRegion(r);
-      if (bad) throw new Error(bad);
+      // A region newer than this embedctl's list: let the user vouch for it.
+      if (bad && ctx.env.EMBEDCTL_ALLOW_UNKNOWN_REGION !== '1') throw new Error(`${bad} (a brand-new region? set EMBEDCTL_ALLOW_UNKNOWN_REGION=1)`);
       return r;
     },
   });
