@@ -21,13 +21,14 @@ afterAll(() => tmp.cleanup());
 interface SelfHosted {
   url: string;
   port: number;
-  fail(on: boolean): void;
+  fail(on: boolean, status?: number): void;
   stop(): Promise<void>;
 }
 
 /** Answers like the runtime: OpenAI list shape, and embedctl_requests_total / duration histogram. */
 async function selfHostedStandin(): Promise<SelfHosted> {
   let failing = false;
+  let failStatus = 500;
   const counts = new Map<number, number>();
   const bounds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
   const buckets = new Array<number>(bounds.length + 1).fill(0);
@@ -50,7 +51,7 @@ async function selfHostedStandin(): Promise<SelfHosted> {
         res.end(lines.join('\n') + '\n');
         return;
       }
-      const status = failing ? 500 : 200;
+      const status = failing ? failStatus : 200;
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(status === 200 ? JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.6, 0.8] }], model: 'm' }) : '{"error":{"message":"injected fault"}}');
       counts.set(status, (counts.get(status) ?? 0) + 1);
@@ -65,7 +66,10 @@ async function selfHostedStandin(): Promise<SelfHosted> {
   return {
     port,
     url: `http://127.0.0.1:${port}`,
-    fail: (on) => void (failing = on),
+    fail: (on, status = 500) => {
+      failing = on;
+      failStatus = status;
+    },
     stop: () =>
       new Promise<void>((r) => {
         server.close(() => r());
@@ -234,6 +238,23 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
     expect(state.lastRollback.durationMs).toBe(doc.durationMs);
     const sides = await pool(200, 10, async (i) => (await embed(nginx.url, { 'x-tenant-id': `post-${i}` })).backend);
     expect(sides.every((s) => s === 'hosted')).toBe(true);
+  });
+
+  it("nginx's access log counts a self-hosted failure that fell back to hosted as an error, though users got 200", async () => {
+    expect((await rollout(['--percent', '10'])).code).toBe(0);
+    self.fail(true, 502);
+    const answers = await pool(300, 10, async (i) => embed(nginx.url, { 'x-tenant-id': `log-${i}` }));
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    const fellBack = answers.filter((a) => a.fallback === 'yes').length;
+    expect(fellBack).toBeGreaterThan(10);
+    const log = join(cwd, '.embedctl', 'nginx', 'access.log');
+    const r = await rollout(['--check', '--json', '--nginx-access-log', log, '--window', '1m']);
+    expect(r.code).toBe(3);
+    const gate = r.json<{ gates: Array<{ name: string; value: number; status: string; note: string }> }>().gates[0]!;
+    expect(gate).toMatchObject({ name: 'errorRate', status: 'fail' });
+    // the 200 sampling requests of the move were healthy; every self-hosted pick since then fell back
+    expect(gate.value).toBeGreaterThan(0.05);
+    expect(gate.note).toMatch(/is above the limit 5\.00%/);
   });
 
   it('--watch stops on the signal without touching traffic (exit 130)', async () => {

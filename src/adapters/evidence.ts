@@ -34,6 +34,12 @@ export interface EvidenceOptions {
   metricsUrl?: string;
   metricsApiKey?: string;
   cloudwatch?: CloudWatchSource;
+  /**
+   * nginx's JSON access log (the embedctl_json format of templates/nginx/nginx.conf): error rate
+   * and p95 of the requests the split sent to self-hosted in the last `windowMs`.
+   */
+  nginxAccessLog?: string;
+  windowMs?: number;
   /** The previous /metrics snapshot: rates are then computed over the interval between the two. */
   previous?: TrafficSnapshot;
   now: Date;
@@ -112,6 +118,10 @@ export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedE
           ? { value: null, source: src, note: snap.found.histogram ? 'no requests in the window' : 'no embedctl_request_duration_seconds histogram in /metrics' }
           : { value: p95 * 1000, source: src, observedAt: opts.now };
     }
+  } else if (opts.nginxAccessLog) {
+    const nl = await accessLogWindow(opts.nginxAccessLog, opts.now, opts.windowMs ?? 300_000);
+    evidence.errorRate = nl.errorRate;
+    evidence.p95LatencyMs = nl.p95LatencyMs;
   } else if (opts.cloudwatch) {
     const cw = await cloudwatchTraffic(opts.cloudwatch, opts);
     evidence.errorRate = cw.errorRate;
@@ -222,6 +232,61 @@ async function scrapeMetrics(url: string, opts: EvidenceOptions): Promise<{ snap
   } catch (err) {
     return { error: `GET ${url} failed: ${(err as Error).message}` };
   }
+}
+
+const TAIL_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Reads the tail of the access log. A request the split sent to self-hosted that nginx answered
+ * from hosted (X-Embedctl-Fallback) is a self-hosted failure even though the user got a 200.
+ */
+async function accessLogWindow(path: string, now: Date, windowMs: number): Promise<Pick<Evidence, 'errorRate' | 'p95LatencyMs'>> {
+  const source = `${path} (last ${Math.round(windowMs / 1000)}s)`;
+  let text: string;
+  try {
+    const fh = await fsp.open(path, 'r');
+    try {
+      const { size } = await fh.stat();
+      const start = Math.max(0, size - TAIL_BYTES);
+      const buf = Buffer.alloc(size - start);
+      await fh.read(buf, 0, buf.length, start);
+      text = buf.toString('utf8');
+      if (start > 0) text = text.slice(text.indexOf('\n') + 1);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    const note = `cannot read ${path}: ${(err as Error).message}`;
+    return { errorRate: { value: null, source, note }, p95LatencyMs: { value: null, source, note } };
+  }
+  const from = now.getTime() - windowMs;
+  let total = 0;
+  let errors = 0;
+  const times: number[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let e: { time?: string; split?: string; backend?: string; status?: number; request_time?: number };
+    try {
+      e = JSON.parse(line) as typeof e;
+    } catch {
+      continue;
+    }
+    const t = e.time ? Date.parse(e.time) : NaN;
+    if (e.split !== 'selfhosted' || Number.isNaN(t) || t < from || t > now.getTime()) continue;
+    total++;
+    if ((e.status ?? 0) >= 500 || e.backend === 'hosted') errors++;
+    if (typeof e.request_time === 'number') times.push(e.request_time * 1000);
+  }
+  if (total === 0) {
+    const note = 'no self-hosted requests in the window';
+    return { errorRate: { value: null, source, note }, p95LatencyMs: { value: null, source, note } };
+  }
+  times.sort((a, b) => a - b);
+  const p95 = times.length ? times[Math.min(times.length - 1, Math.ceil(0.95 * times.length) - 1)]! : null;
+  return {
+    errorRate: { value: errors / total, source, observedAt: now, note: `${errors}/${total} self-hosted requests failed or fell back` },
+    p95LatencyMs: p95 === null ? { value: null, source, note: 'no request_time in the log lines' } : { value: p95, source, observedAt: now },
+  };
 }
 
 async function cloudwatchTraffic(cw: CloudWatchSource, opts: EvidenceOptions): Promise<Pick<Evidence, 'errorRate' | 'p95LatencyMs'>> {

@@ -43,6 +43,8 @@ interface Opts {
   maxEvidenceAge?: string;
   metricsUrl?: string;
   metricsApiKey?: string;
+  nginxAccessLog?: string;
+  window?: string;
   cloudwatch?: boolean;
   cloudwatchRegion?: string;
   cloudwatchNamespace?: string;
@@ -98,6 +100,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--max-evidence-age <duration>', 'older reports are stale -> inconclusive (default 24h)')
     .option('--metrics-url <url>', "self-hosted runtime's Prometheus /metrics for live error rate and p95")
     .option('--metrics-api-key <key>', 'Bearer key for --metrics-url (or EMBEDCTL_METRICS_API_KEY)')
+    .option('--nginx-access-log <path>', "nginx's JSON access log: live error rate and p95 of the self-hosted side")
+    .option('--window <duration>', 'how far back --nginx-access-log looks for one-off checks (default 5m; --watch uses --interval)')
     .option('--cloudwatch', 'read error rate and p95 from CloudWatch (rollout.cloudwatch.*)')
     .option('--cloudwatch-region <region>', 'CloudWatch region (default AWS_REGION)')
     .option('--cloudwatch-namespace <ns>', 'CloudWatch namespace (default Embedctl)')
@@ -199,6 +203,8 @@ interface Settings {
   cloudwatch?: CloudWatchSource;
   metricsUrl?: string;
   metricsApiKey?: string;
+  nginxAccessLog?: string;
+  windowMs: number;
 }
 
 interface Runner {
@@ -249,6 +255,11 @@ function resolveSettings(ctx: Context, o: Opts): Settings {
     evidenceDir,
     metricsUrl,
     metricsApiKey: o.metricsApiKey ?? ctx.env.EMBEDCTL_METRICS_API_KEY,
+    nginxAccessLog: (() => {
+      const p = resolveOption(ctx, { flag: '--nginx-access-log', flagValue: o.nginxAccessLog, file: 'rollout.nginxAccessLog', default: '', parse: parsers.string() }).value;
+      return p ? resolve(ctx.cwd, p) : undefined;
+    })(),
+    windowMs: o.window ? parseFlag('--window', o.window, durationParser) : 300_000,
   };
   if (o.cloudwatch) {
     const region = o.cloudwatchRegion ?? ctx.env.AWS_REGION ?? ctx.env.AWS_DEFAULT_REGION;
@@ -428,8 +439,10 @@ function change(r: Runner, action: HistoryAction, to: number, extra: Partial<Cha
 
 /* ---------------------------------------------------------------- gates */
 
-async function gatesNow(r: Runner, previous?: TrafficSnapshot): Promise<{ gates: GateResult[]; snapshot?: TrafficSnapshot }> {
+async function gatesNow(r: Runner, previous?: TrafficSnapshot, windowMs = r.settings.windowMs): Promise<{ gates: GateResult[]; snapshot?: TrafficSnapshot }> {
   const { evidence, snapshot } = await collectEvidence({
+    nginxAccessLog: r.settings.nginxAccessLog,
+    windowMs,
     evidenceDir: r.settings.evidenceDir,
     metricsUrl: r.settings.metricsUrl,
     metricsApiKey: r.settings.metricsApiKey,
@@ -738,7 +751,7 @@ async function watch(r: Runner): Promise<number> {
     }
     if (ctx.signal?.aborted) break;
     ticks++;
-    const got = await gatesNow(r, baseline);
+    const got = await gatesNow(r, baseline, interval);
     baseline = got.snapshot ?? baseline;
     last = got.gates;
     // Re-read each tick without holding the lock between ticks: an operator's own --rollback or
