@@ -116,6 +116,18 @@ describe('cost-report: sizing and options', () => {
     expect(od.total).toBeCloseTo(od.compute! + od.ebs! + od.snapshots! + od.egress! + od.loadBalancer! + od.monitoring! + od.maintenance!, 9);
   });
 
+  it('--encoding, --egress-share and --months reach egress and the horizon', async () => {
+    // 2.56e10 / 256 = 1e8 texts x 384 dims x 16/3 B (base64) = 204.8 GB; (204.8 - 100) x 0.09 = 9.432
+    const b64 = await json(['--tokens-per-month', '2.56e10', '--encoding', 'base64', '--pricing', 'spot', '--months', '24']);
+    const spot = b64.monthly.spot as { egress: number; total: number };
+    expect(spot.egress).toBeCloseTo(9.432, 6);
+    const horizon = (b64 as unknown as { horizon: { months: number; spot: { selfHosted: number } } }).horizon;
+    expect(horizon.months).toBe(24);
+    expect(horizon.spot.selfHosted).toBeCloseTo(24 * spot.total, 6); // no set-up hours, no corpus
+    const inRegion = await json(['--tokens-per-month', '2.56e10', '--egress-share', '0', '--pricing', 'spot']);
+    expect((inRegion.monthly.spot as { egress: number }).egress).toBe(0);
+  });
+
   it('reads the cost: section of embedctl.yaml and EMBEDCTL_* env, recording each source', async () => {
     const proj = mkdtempSync(join(dir, 'proj-'));
     writeFileSync(join(proj, 'embedctl.yaml'), 'cost:\n  tokensPerMonth: 500M\n  instanceType: g5.xlarge\n  peakFactor: 2\n');
