@@ -233,7 +233,8 @@ describe('rollout: rollback, pause, plan, status', () => {
   it('--rollback sets 0 %, records why and how long it took; --percent 10 restarts later', async () => {
     expect((await cli(['--percent', '10'])).code).toBe(0);
     clock.advance(DAY);
-    const r = await cli(['--rollback', '--reason', 'p95 regression', '--json']);
+    // no --driver: the rollout's own driver (env) moves it back
+    const r = await runCli(['rollout', '--rollback', '--reason', 'p95 regression', '--json'], { cwd, now: clock.now, env });
     expect(r.code).toBe(0);
     const doc = r.json<{ from: number; to: number; durationMs: number; confirmed: boolean }>();
     expect(doc).toMatchObject({ from: 10, to: 0, confirmed: true });

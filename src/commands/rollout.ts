@@ -162,6 +162,8 @@ async function run(ctx: Context, opts: Opts, log: Logger): Promise<number> {
   const settings = resolveSettings(ctx, opts);
   const existing = await readState(statePath);
   const state = reconcile(existing ?? initialState(settings.steps.value, settings.dwellMs.value, settings.driver.value), settings, Boolean(existing));
+  // Traffic is moved back the way it was moved forward unless a driver is named explicitly.
+  settings.driver.value = state.driver;
   const r: Runner = { ctx, opts, log, statePath, historyPath, settings, exists: Boolean(existing) };
 
   switch (act) {
