@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -164,7 +164,7 @@ describe('provision: the exact AWS calls', () => {
       SecurityGroups: [{ GroupId: 'sg-0old', Tags: managed() }],
     });
     ec2.on(DescribeSecurityGroupsCommand, { GroupIds: ['sg-0old'] }).resolves({
-      SecurityGroups: [{ GroupId: 'sg-0old', IpPermissions: [{ IpProtocol: 'tcp', FromPort: 8000, ToPort: 8000, IpRanges: [{ CidrIp: CIDR }] }] }],
+      SecurityGroups: [{ GroupId: 'sg-0old', IpPermissions: [{ IpProtocol: 'tcp', FromPort: 8000, ToPort: 8000, IpRanges: [{ CidrIp: CIDR }, { CidrIp: '198.51.100.0/24' }] }] }],
     });
     const cwd = tempProject();
     const r = await runCli([...base, '--key-name', 'me', '--gateway-port', '8000', '--yes'], { cwd, sleep: fakeSleep().sleep });
@@ -172,6 +172,7 @@ describe('provision: the exact AWS calls', () => {
     expect(ec2.commandCalls(CreateSecurityGroupCommand)).toHaveLength(0);
     const perms = ec2.commandCalls(AuthorizeSecurityGroupIngressCommand)[0]!.args[0].input.IpPermissions!;
     expect(perms.map((p) => p.FromPort)).toEqual([22]);
+    expect(r.stderr).toMatch(/warning: security group sg-0old also allows tcp\/8000 from 198\.51\.100\.0\/24 \(not in --allow-cidr\)/);
     expect(readState(cwd).deployments.main.securityGroup).toMatchObject({ id: 'sg-0old', createdByUs: false });
   });
 
@@ -441,6 +442,19 @@ describe('provision: AWS errors become one actionable line', () => {
 });
 
 describe('provision: the state lock', () => {
+  it('a corrupt state file stops provision before any AWS change and is left untouched', async () => {
+    happyAccount();
+    const cwd = tempProject();
+    mkdirSync(join(cwd, '.embedctl'));
+    writeFileSync(join(cwd, '.embedctl', 'state.json'), '{"version": 1, "deployments": {');
+    const r = await runCli([...base, '--yes'], { cwd, sleep: fakeSleep().sleep });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/state\.json is corrupt .* it was left untouched/);
+    expect(readFileSync(join(cwd, '.embedctl', 'state.json'), 'utf8')).toBe('{"version": 1, "deployments": {');
+    expect(ec2.commandCalls(CreateSecurityGroupCommand)).toHaveLength(0);
+    expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(0);
+  });
+
   it('a second provision while one runs fails at once, naming the holder; the first finishes', async () => {
     happyAccount();
     const cwd = tempProject();

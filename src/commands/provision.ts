@@ -459,6 +459,17 @@ async function execute(store: StateStore, ec2: Ec2, o: Resolved, p: Prepared, w:
   const sg = await ec2.describeSecurityGroup(d.securityGroup!.id);
   const added = await ec2.authorizeMissing(buildIngress(o, d.securityGroup!.id), sg?.IpPermissions ?? []);
   if (added) log.info(`security group ${d.securityGroup!.id}: allowed ${added} rule(s) from ${o.allowCidrs.join(', ')}`);
+  // Rules from an earlier run with another --allow-cidr stay open until someone removes them: say so.
+  const wanted = new Set(ingressRules(o).map((r) => `${r.port} ${r.cidr}`));
+  for (const p of sg?.IpPermissions ?? []) {
+    for (const c of [...(p.IpRanges ?? []).map((r) => r.CidrIp), ...(p.Ipv6Ranges ?? []).map((r) => r.CidrIpv6)]) {
+      if (c && !wanted.has(`${p.FromPort} ${c}`)) {
+        log.warn(
+          `security group ${d.securityGroup!.id} also allows tcp/${p.FromPort} from ${c} (not in --allow-cidr); remove it with \`aws ec2 revoke-security-group-ingress --group-id ${d.securityGroup!.id} --protocol tcp --port ${p.FromPort} --cidr ${c} --region ${o.region}\` if it is stale`,
+        );
+      }
+    }
+  }
 
   // Instance.
   if (d.instance) {
