@@ -21,7 +21,7 @@ describe('deployWithDocker against a Docker Engine API on a unix socket', () => 
       image: 'ghcr.io/acme/embedctl-runtime:1.2.3',
       replicas: 2,
       model: 'default',
-      env: { EMBEDCTL_API_KEY: 'k-123' },
+      env: { EMBEDCTL_API_KEY: 'k-123', SSH_AUTH_SOCK: '/tmp/agent.sock', UNSET: undefined },
       gpu: true,
       memoryBytes: 4 * 1024 ** 3,
       onProgress: (m) => progress.push(m),
@@ -47,6 +47,8 @@ describe('deployWithDocker against a Docker Engine API on a unix socket', () => 
     expect(body.Healthcheck).toMatchObject({ Interval: 10e9, Timeout: 3e9, Retries: 3, StartPeriod: 120e9 });
     expect(body.Labels).toMatchObject({ 'embedctl.managed': 'true', 'embedctl.role': 'runtime', 'embedctl.replica': '1' });
     expect(body.Env).toEqual(expect.arrayContaining(['EMBEDCTL_MODEL=default', 'EMBEDCTL_API_KEY=k-123', 'EMBEDCTL_PORT=8080']));
+    // The ssh agent socket is this machine's, not the container's.
+    expect(body.Env.some((e: string) => e.startsWith('SSH_AUTH_SOCK') || e.startsWith('UNSET'))).toBe(false);
 
     expect(fake.containers.every((c) => c.running)).toBe(true);
     expect(out.containers).toEqual([

@@ -27,7 +27,10 @@ export interface DeployOptions extends DockerConnectOptions {
   replicas: number;
   /** Model name or path inside the image (EMBEDCTL_MODEL). */
   model?: string;
-  /** Extra environment for the runtime (e.g. EMBEDCTL_API_KEY). */
+  /**
+   * Environment for the runtime containers (e.g. EMBEDCTL_API_KEY); also where SSH_AUTH_SOCK is
+   * read for ssh://. Host-only variables (HOST_ONLY_ENV) never reach the containers.
+   */
   env?: Record<string, string | undefined>;
   /** Request NVIDIA GPUs. */
   gpu: boolean;
@@ -54,6 +57,9 @@ export interface DeployOptions extends DockerConnectOptions {
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   signal?: AbortSignal;
 }
+
+/** Variables that describe this machine, not the container: never copied into it. */
+const HOST_ONLY_ENV = new Set(['SSH_AUTH_SOCK', 'SSH_AGENT_PID', 'DOCKER_HOST', 'DOCKER_CERT_PATH', 'DOCKER_TLS_VERIFY', 'HOME', 'PATH', 'USER']);
 
 export interface DeployedContainer {
   id: string;
@@ -196,7 +202,7 @@ export function runtimeContainerSpec(o: DeployOptions, i: number): Docker.Contai
     name: containerName(i),
     Image: o.image,
     Env: Object.entries(env)
-      .filter(([, v]) => v !== undefined)
+      .filter(([k, v]) => v !== undefined && !HOST_ONLY_ENV.has(k))
       .map(([k, v]) => `${k}=${v}`),
     Labels: { [MANAGED_LABEL]: 'true', [ROLE_LABEL]: 'runtime', [REPLICA_LABEL]: String(i + 1), 'embedctl.image': o.image },
     ExposedPorts: { [`${CONTAINER_PORT}/tcp`]: {} },
