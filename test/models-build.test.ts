@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadModel } from '../runtime/model.js';
 import { builtinModelsDir, readManifest } from '../runtime/models-registry.js';
 import { packageRoot } from '../src/util/paths.js';
 
@@ -62,6 +63,21 @@ describe('build-models.js', () => {
     expect(readManifest(join(tmp, 'm2')).pooling).toBe('cls');
     expect(sha(join(tmp, 'm1', 'model.onnx'))).toBe(sha(join(tmp, 'm2', 'model.onnx')));
     expect(sha(join(tmp, 'm1', 'model.onnx'))).not.toBe(sha(join(tmp, 'm3', 'model.onnx')));
+    // --fp16 halves the weights on disk; outputs stay close to the float32 model's.
+    await execa(process.execPath, [mk, ...args, '--fp16', '--out', join(tmp, 'm5')]);
+    expect(statSync(join(tmp, 'm5', 'model.onnx')).size).toBeLessThan(statSync(join(tmp, 'm1', 'model.onnx')).size * 0.6);
+    const [full, half] = await Promise.all([loadModel(join(tmp, 'm1')), loadModel(join(tmp, 'm5'))]);
+    try {
+      const [a] = await full.embed([full.encode('half precision weights')]);
+      const [b] = await half.embed([half.encode('half precision weights')]);
+      let dot = 0;
+      for (let i = 0; i < a!.length; i++) dot += a![i]! * b![i]!;
+      expect(dot).toBeGreaterThan(0.999);
+      expect(dot).toBeLessThan(1 - 1e-9);
+    } finally {
+      await full.close();
+      await half.close();
+    }
     const bad = await execa(process.execPath, [mk, '--hidden', 'x', '--out', join(tmp, 'm4')], { reject: false });
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/--hidden needs a whole number/);

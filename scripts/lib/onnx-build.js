@@ -147,9 +147,10 @@ export class GraphBuilder {
 }
 
 /** float32 -> IEEE half bits (round to nearest even), for the optional fp16 variants. */
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
 export function toHalf(value) {
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
   f32[0] = value;
   const x = u32[0];
   const sign = (x >>> 16) & 0x8000;
