@@ -163,6 +163,13 @@ describe('--live-pricing', () => {
     expect(r.json<{ monthly: { onDemand: { compute: number } } }>().monthly.onDemand.compute).toBeCloseTo(0.6 * 730, 6);
   });
 
+  it('a region the Pricing API has no location name for is bad input (exit 2), before any request', async () => {
+    const r = await run(['--tokens-per-month', '1e9', '--live-pricing', '--region', 'xx-nowhere-1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--region: no Pricing API location name known for region "xx-nowhere-1"/);
+    expect(pricing.commandCalls(GetProductsCommand)).toHaveLength(0);
+  });
+
   it('an empty price list is an error naming the instance type', async () => {
     pricing.on(GetProductsCommand).resolves({ PriceList: [] });
     ec2.on(DescribeSpotPriceHistoryCommand).resolves({ SpotPriceHistory: [] });

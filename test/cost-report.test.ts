@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'embedctl-cost-'));
+writeFileSync(join(dir, 'cap.json'), JSON.stringify({ schema: 'embedctl.load-test/v1', embeddingsPerMinute: 20_000 }));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const GUIDE = ['--queries-per-month', '1M', '--tokens-per-query', '10', '--corpus-tokens', '100M', '--churn', '10%'];
@@ -107,12 +108,14 @@ describe('cost-report: sizing and options', () => {
   });
 
   it('--instances fixes the fleet; --load-balancer, engineering and EBS flags reach the total', async () => {
-    const d = await json(['--tokens-per-month', '1e9', '--instances', '3', '--load-balancer', '--maintenance-hours', '2', '--hourly-rate', '150', '--ebs-gb', '50', '--pricing', 'on-demand']);
+    const r3 = await runCli(['cost-report', '--tokens-per-month', '1e9', '--instances', '3', '--load-balancer', '--maintenance-hours', '2', '--hourly-rate', '150', '--ebs-gb', '50', '--pricing', 'on-demand', '--json'], { cwd: dir });
+    const d = r3.json<Doc>();
     const od = d.monthly.onDemand as Record<string, number>;
     expect(od.instances).toBe(3);
     expect(od.ebs).toBeCloseTo(3 * 50 * 0.08, 10);
     expect(od.maintenance).toBe(300);
     expect(od.loadBalancer).toBeGreaterThan(730 * 0.0225);
+    expect(r3.stderr).toBe('');
     expect(od.total).toBeCloseTo(od.compute! + od.ebs! + od.snapshots! + od.egress! + od.loadBalancer! + od.monitoring! + od.maintenance!, 9);
   });
 
@@ -126,6 +129,19 @@ describe('cost-report: sizing and options', () => {
     expect(horizon.spot.selfHosted).toBeCloseTo(24 * spot.total, 6); // no set-up hours, no corpus
     const inRegion = await json(['--tokens-per-month', '2.56e10', '--egress-share', '0', '--pricing', 'spot']);
     expect((inRegion.monthly.spot as { egress: number }).egress).toBe(0);
+  });
+
+  it('warns when a fixed --instances cannot carry the peak', async () => {
+    // 1e11 / 256 = 3.906e8 texts -> 8,918/min avg -> 26,755/min peak; 1 x 20,000 is short
+    const r = await runCli(['cost-report', '--tokens-per-month', '1e11', '--instances', '1', '--capacity-from', 'cap.json'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/warning: --instances 1 carry 20,000 embeddings\/min but the peak needs 26,755/);
+  });
+
+  it('a corpus re-indexed monthly with no queries leaves the queries trigger unevaluated', async () => {
+    const d = await json(['--corpus-tokens', '1B', '--churn', '0.5']);
+    expect(d.workload.tokensPerMonth).toBe(5e8);
+    expect(d.triggers.find((t) => t.id === 'queriesPerMonth')!.fired).toBeNull();
   });
 
   it('reads the cost: section of embedctl.yaml and EMBEDCTL_* env, recording each source', async () => {

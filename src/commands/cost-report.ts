@@ -96,7 +96,8 @@ async function resolveInputs(ctx: Context, opts: Opts, log: Logger): Promise<Cos
     workload = {
       tokensPerMonth: Q * T + C * F,
       embeddingsPerMonth: Q + (C * F) / tokensPerText.value,
-      queriesPerMonth: Q,
+      // unknown (not 0) when only corpus churn was described: the queries trigger is then not evaluated
+      queriesPerMonth: q.value,
       corpusTokens: corpus.value,
       initialIndexTokens: C,
       tokensPerText: tokensPerText.value,
@@ -409,6 +410,12 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       if (opts.csv && globals.json) throw new UsageError('choose one of --json and --csv', { field: '--csv' });
       const inputs = await resolveInputs(ctx, opts, log);
       const a = analyse(inputs);
+      const fixed = inputs.self.fixedInstances;
+      if (fixed !== undefined && fixed * inputs.self.capacityPerInstance < a.peakPerMinute) {
+        log.warn(
+          `--instances ${fixed} carry ${Math.round(fixed * inputs.self.capacityPerInstance).toLocaleString('en-US')} embeddings/min but the peak needs ${Math.round(a.peakPerMinute).toLocaleString('en-US')}; the report prices ${fixed} anyway`,
+        );
+      }
       let actual: ActualData | undefined;
       if (inputs.output.actual) {
         log.warn('--actual calls Cost Explorer, which bills $0.01 per request (this run makes at least 2)');

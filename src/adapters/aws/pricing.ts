@@ -1,7 +1,7 @@
-import { DescribeSpotPriceHistoryCommand, EC2Client, type SpotPrice } from '@aws-sdk/client-ec2';
+import { DescribeSpotPriceHistoryCommand, EC2Client, type SpotPrice, type _InstanceType } from '@aws-sdk/client-ec2';
 import { GetProductsCommand, PricingClient } from '@aws-sdk/client-pricing';
 import type { Context } from '../../context.js';
-import { EmbedctlError, ExternalError } from '../../errors.js';
+import { EmbedctlError, ExternalError, UsageError } from '../../errors.js';
 
 /**
  * Live EC2 prices for --live-pricing: the Pricing API (on-demand and 1-year no-upfront reserved)
@@ -132,7 +132,12 @@ export function averageSpot(prices: SpotPrice[]): { price: number | null; zones:
 
 export async function fetchLivePrices(ctx: Context, instanceType: string, region: string): Promise<LivePrices> {
   const location = REGION_LOCATIONS[region];
-  if (!location) throw new ExternalError('aws pricing', `no Pricing API location name known for region ${region}`, { hint: `known: ${Object.keys(REGION_LOCATIONS).join(', ')}` });
+  if (!location) {
+    throw new UsageError(`no Pricing API location name known for region ${JSON.stringify(region)}`, {
+      field: '--region',
+      hint: `known: ${Object.keys(REGION_LOCATIONS).join(', ')}`,
+    });
+  }
   // The Pricing API is served from us-east-1 (and two other regions) whatever region is priced.
   const pricing = (ctx.adapters.pricingClient as PricingClient | undefined) ?? new PricingClient({ region: 'us-east-1' });
   const ec2 = (ctx.adapters.ec2Client as EC2Client | undefined) ?? new EC2Client({ region });
@@ -172,7 +177,7 @@ export async function fetchLivePrices(ctx: Context, instanceType: string, region
     do {
       const out = await ec2.send(
         new DescribeSpotPriceHistoryCommand({
-          InstanceTypes: [instanceType as never],
+          InstanceTypes: [instanceType as _InstanceType],
           ProductDescriptions: ['Linux/UNIX'],
           StartTime: new Date(now.getTime() - 24 * 3600 * 1000),
           EndTime: now,
