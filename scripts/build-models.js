@@ -183,8 +183,12 @@ function install(outDir, name, write) {
   const tmp = join(outDir, `.tmp-${name}-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   write(tmp);
-  rmSync(dir, { recursive: true, force: true });
+  // Move the old bundle aside in one rename before deleting it, so a concurrent reader sees the
+  // old bundle, the new one, or (for an instant) none, never a half-deleted one.
+  const old = join(outDir, `.old-${name}-${process.pid}`);
+  if (existsSync(dir)) renameSync(dir, old);
   renameSync(tmp, dir);
+  rmSync(old, { recursive: true, force: true });
   return dir;
 }
 
