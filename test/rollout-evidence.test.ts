@@ -67,6 +67,15 @@ describe('evidence from reports', () => {
     expect(by.monthlyCost).toMatchObject({ status: 'pass', value: 310 });
   });
 
+  it('a re-index rag-overlap report is judged on its nDCG ratio, not on overlap with the old index', async () => {
+    cwd = tempProject();
+    const dir = writeReports(cwd, now);
+    writeFileSync(join(dir, 'rag-overlap.json'), JSON.stringify({ schema: 'embedctl.rag-overlap/v1', generatedAt: now.toISOString(), reindex: true, overlap: { mean: 0.12 }, quality: { ratio: 0.97 } }));
+    const g = evaluateGates((await collectEvidence({ evidenceDir: dir, now })).evidence, DEFAULT_GATES, now).find((x) => x.name === 'overlap')!;
+    expect(g).toMatchObject({ status: 'pass', value: 0.97 });
+    expect(g.note).toMatch(/re-index/);
+  });
+
   it('a report without a timestamp is as old as the file', async () => {
     cwd = tempProject();
     const dir = join(cwd, 'r');

@@ -72,6 +72,11 @@ export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedE
     return 'cosine.min (and cosine.mean)';
   });
   evidence.overlap = fromReport(overlap, (doc) => {
+    // A different model cannot overlap the old index; rag-overlap then judges retrieval quality.
+    if (get(doc, 'reindex') === true) {
+      const ratio = num(get(doc, 'quality.ratio'));
+      return ratio === undefined ? 'quality.ratio (a re-index report)' : { value: ratio, note: 're-index: judged on the nDCG@10 ratio candidate/reference' };
+    }
     const v = num(get(doc, 'overlap.mean')) ?? num(get(doc, 'overlapAt10.mean')) ?? num(get(doc, 'overlap.meanAt10'));
     if (v === undefined) return 'overlap.mean';
     return { value: v > 1 ? v / 100 : v };
