@@ -21,7 +21,7 @@ import {
   type Market,
   type ProvisionOptions,
 } from '../core/provision-plan.js';
-import { newDeployment, StateStore, type DeploymentRecord } from '../core/state.js';
+import { newDeployment, readState, statePaths, StateStore, type DeploymentRecord } from '../core/state.js';
 import { resolveDeployConfig, type DeployConfig, type DeployKey } from '../core/deploy-config.js';
 import { renderUserData, userDataBytes } from '../core/render.js';
 import { Ec2, ec2Client, type DryRunResult, type Waiter } from '../adapters/aws/ec2.js';
@@ -101,11 +101,14 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         });
       }
       const userData = loadUserData(o);
+      // The token a real run would send: a resumed run's recorded one, else the next attempt's.
+      const known = await readState(statePaths(ctx.cwd, ctx.env).state);
+      const dep0 = known.deployments[o.name];
       const runPreview = buildRunInstances(o, {
         amiId,
         securityGroupId: existingSg?.GroupId,
         userData,
-        clientToken: clientToken(o.name, 1),
+        clientToken: dep0?.clientToken ?? clientToken(o.name, dep0?.attempt ?? known.attempts[o.name] ?? 1),
       });
       const plan = planDoc(o, amiId, vpcId, existingSg?.GroupId, runPreview, o.sources);
 
@@ -117,7 +120,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
           ctx.stdout.write(renderPlan(plan));
           ctx.stdout.write('\nEC2 dry run (nothing was created):\n');
           for (const c of checks) ctx.stdout.write(`  ${c.ok ? 'ok     ' : 'DENIED '} ${c.action}${c.ok ? '' : `  (${c.reason})`}\n`);
-          ctx.stdout.write('  skipped cloudwatch:PutMetricAlarm, ssm:GetParameter was called for real (no dry run in those APIs)\n');
+          ctx.stdout.write('  not checked: cloudwatch:PutMetricAlarm (CloudWatch has no dry run); ssm:GetParameter ran for real (read-only)\n');
         }
         if (denied.length) {
           throw new ExternalError(`AWS EC2 (${o.region})`, `not allowed to call ${denied.map((d) => d.action).join(', ')}`, {
