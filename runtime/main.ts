@@ -1,8 +1,10 @@
 /**
  * The runtime's process entry point (the container's ENTRYPOINT):
  *   node dist/runtime/main.js --model default --port 8080 --ep cuda,cpu
- * Every line on stderr is one JSON event ({"event":"listening"|"ready"|"request"|...}), so
- * container logs can be shipped and queried as they are. SIGTERM/SIGINT: /ready turns 503, new
+ * Every line on stderr is one JSON event, so container logs can be shipped and queried as they
+ * are: "listening" (socket bound, url and port known; /ready still 503 while the model loads),
+ * "ready" (model loaded and warmed up, /ready 200), "request" (access log), "stopping",
+ * "draining", "closed", "exit"; "usage_error" or "fatal" on failure. SIGTERM/SIGINT: /ready turns 503, new
  * requests get 503, everything admitted is answered, then exit 0.
  */
 import { parseArgs } from 'node:util';

@@ -270,14 +270,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (finished) return;
       finished = true;
       const ms = performance.now() - t0;
-      metrics.requests.inc({ route, status: String(res.statusCode) });
+      // 499 as nginx logs it: the client closed the connection before the response was sent.
+      const status = res.writableFinished ? res.statusCode : 499;
+      metrics.requests.inc({ route, status: String(status) });
       metrics.duration.observe({ route }, ms / 1000);
       if (isEmbed) {
         inFlight--;
         metrics.inFlight.dec();
         if (inFlight === 0) idle?.();
       }
-      log({ event: 'request', id, method: req.method, path, status: res.statusCode, ms: Math.round(ms * 100) / 100, ...note, ...(res.writableFinished ? {} : { aborted: true }) });
+      log({ event: 'request', id, method: req.method, path, status, ms: Math.round(ms * 100) / 100, ...note, ...(status === 499 ? { aborted: true } : {}) });
     };
     res.on('finish', finish);
     res.on('close', finish);

@@ -17,8 +17,8 @@ import { runtimeEntry, startRuntime } from './helpers/runtime.js';
 const LONG = Array.from({ length: 80 }, (_, i) => ['alpha', 'beta', 'gamma', 'delta', 'river', 'city'][i % 6]).join(' ');
 const longInputs = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${LONG} ${tag} ${i}`);
 
-const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
-  fetch(`${url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+const post = (url: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) =>
+  fetch(`${url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal });
 
 const metric = async (url: string, name: string) => {
   const text = await fetch(`${url}/metrics`).then((r) => r.text());
@@ -75,6 +75,34 @@ describe('overload', () => {
       expect((await post(rt.url, { input: 'still alive' })).status).toBe(200);
       expect(await metric(rt.url, 'embedctl_queue_depth')).toBe(0);
       expect(rt.child.exitCode).toBeNull();
+    } finally {
+      await rt.stop();
+    }
+  });
+});
+
+describe('client going away', () => {
+  it('drops the queued inputs of a request whose client disconnected and keeps serving others', async () => {
+    const rt = await startRuntime({ model: 'tiny-bert', args: ['--max-batch-size', '8'] });
+    try {
+      const ac = new AbortController();
+      const gone = post(rt.url, { input: longInputs(1500, 'gone') }, { 'x-request-id': 'gone-1' }, ac.signal).catch((e: Error) => e);
+      const deadline = Date.now() + 20_000;
+      while ((await metric(rt.url, 'embedctl_queue_depth')) < 100) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await sleep(5);
+      }
+      ac.abort();
+      expect(await gone).toBeInstanceOf(Error);
+      while ((await metric(rt.url, 'embedctl_queue_depth')) > 0) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await sleep(5);
+      }
+      // Far fewer than 1500 inputs were run: the rest left the queue with their client.
+      expect(await metric(rt.url, 'embedctl_batch_size_sum')).toBeLessThan(1400);
+      expect((await post(rt.url, { input: 'still here' })).status).toBe(200);
+      await sleep(50);
+      expect(rt.events().find((e) => e.id === 'gone-1')).toMatchObject({ event: 'request', status: 499, aborted: true });
     } finally {
       await rt.stop();
     }

@@ -100,6 +100,15 @@ describe('runtime over HTTP (default model)', () => {
     expect(Number(/^embedctl_batch_size_bucket\{le="1"\} (\d+)/m.exec(after)![1])).toBeLessThan(Number(/^embedctl_batch_size_count (\d+)/m.exec(after)![1]));
   });
 
+  it('accepts the Jina request shape (task, normalized, truncate, {text} inputs)', async () => {
+    const r = await post({ model: 'jina-embeddings-v3', task: 'retrieval.passage', normalized: true, truncate: true, embedding_type: 'float', late_chunking: false, input: [{ text: 'green tea' }, 'winter garden'] });
+    expect(r.status).toBe(200);
+    expect(r.json.model).toBe('default');
+    // The default bundle has no task prefixes: the text is embedded as is.
+    expect(cosine(r.json.data[0]!.embedding as number[], await directEmbed('green tea'))).toBeGreaterThan(0.99999);
+    expect(cosine(r.json.data[1]!.embedding as number[], await directEmbed('winter garden'))).toBeGreaterThan(0.99999);
+  });
+
   it('encodes base64 as little-endian float32 that decodes to the float result', async () => {
     const input = ['science history light', 'winter garden'];
     const [f, b] = await Promise.all([post({ input }), post({ input, encoding_format: 'base64' })]);

@@ -13,18 +13,20 @@
  *   serial1       one client, one text per request, each sent after the last answered
  *   concurrent1   64 clients, one text per request (the traffic dynamic batching is for)
  *   unbatched1    the same with --max-batch-size 1 (concurrency without batching)
+ * The machine may be shared, so server64/raw and concurrent1/serial1 are measured in interleaved
+ * rounds (--rounds, default 3) and each ratio is the median of the per-round ratios.
  * Ratios: serverVsRaw = server64 / raw (target >= 0.85), batchingVsSerial = concurrent1 / serial1
  * (target >= 5). Writes bench-results/runtime.json and prints a summary table.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadModel } from '../../runtime/model.js';
+import { loadModel, type Model } from '../../runtime/model.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 // dist/scripts/bench -> repository root
@@ -37,6 +39,7 @@ const { values: flags } = parseArgs({
     'duration-ms': { type: 'string', default: '4000' },
     'per-request': { type: 'string', default: '16' },
     clients: { type: 'string', default: '64' },
+    rounds: { type: 'string', default: '3' },
     out: { type: 'string', default: join(root, 'bench-results', 'runtime.json') },
   },
 });
@@ -44,6 +47,7 @@ const MODELS = flags.models!.split(',').map((s) => s.trim()).filter(Boolean);
 const DURATION = Number(flags['duration-ms']);
 const PER_REQUEST = Number(flags['per-request']);
 const CLIENTS = Number(flags.clients);
+const ROUNDS = Number(flags.rounds);
 
 const WORDS = (
   'the of and to in is for that on with as by at from this be are or an was it not which have has can more ' +
@@ -75,6 +79,9 @@ interface Phase {
   embeddingsPerSec: number;
   latencyMs: { p50: number; p95: number; p99: number };
   meanBatchSize?: number;
+  /** Per-request latencies (dropped from the JSON once merged). */
+  lat?: number[];
+  rounds?: number[];
 }
 
 async function startRuntime(model: string, args: string[]) {
@@ -153,99 +160,131 @@ async function load(url: string, texts: string[], clients: number, perRequest: n
     seconds: round(seconds, 3),
     embeddingsPerSec: round(embeddings / seconds, 1),
     latencyMs: { p50: round(pct(lat, 50)), p95: round(pct(lat, 95)), p99: round(pct(lat, 99)) },
+    lat,
   };
 }
 
-async function raw(model: string, texts: string[], batchSize: number, ms: number) {
-  const m = await loadModel(model);
-  try {
-    const encoded = texts.map((t) => m.encode(t));
-    const batches: (typeof encoded)[] = [];
-    for (let i = 0; i + batchSize <= encoded.length; i += batchSize) batches.push(encoded.slice(i, i + batchSize));
-    for (const b of batches.slice(0, 3)) await m.embed(b);
-    const lat: number[] = [];
-    let n = 0;
-    let i = 0;
-    const t0 = performance.now();
-    while (performance.now() - t0 < ms) {
-      const s = performance.now();
-      await m.embed(batches[i++ % batches.length]!);
-      lat.push(performance.now() - s);
-      n += batchSize;
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    lat.sort((a, b) => a - b);
-    // The same loop with tokenisation in it: what the server must do per input before HTTP/JSON.
-    let np = 0;
-    let j = 0;
-    const t1 = performance.now();
-    while (performance.now() - t1 < ms / 2) {
-      const start = (j++ * batchSize) % (texts.length - batchSize);
-      await m.embed(texts.slice(start, start + batchSize).map((t) => m.encode(t)));
-      np += batchSize;
-    }
-    const pipelinePerSec = round(np / ((performance.now() - t1) / 1000), 1);
-    return {
-      pipelinePerSec,
-      batchSize,
-      batches: lat.length,
-      embeddings: n,
-      seconds: round(seconds, 3),
-      embeddingsPerSec: round(n / seconds, 1),
-      batchLatencyMs: { p50: round(pct(lat, 50), 3), p95: round(pct(lat, 95), 3), p99: round(pct(lat, 99), 3) },
-      provider: m.provider,
-      meanTokens: round(encoded.reduce((a, e) => a + e.ids.length, 0) / encoded.length, 1),
-    };
-  } finally {
-    await m.close();
+type Encoded = ReturnType<Model['encode']>;
+
+/** A LoadedModel.embed loop over pre-tokenised batches: session.run and pooling, nothing else. */
+async function rawLoop(m: Model, encoded: Encoded[], batchSize: number, ms: number) {
+  const lat: number[] = [];
+  let n = 0;
+  let i = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    const start = (i++ * batchSize) % (encoded.length - batchSize);
+    const s = performance.now();
+    await m.embed(encoded.slice(start, start + batchSize));
+    lat.push(performance.now() - s);
+    n += batchSize;
   }
+  return { embeddingsPerSec: n / ((performance.now() - t0) / 1000), lat };
+}
+
+/** The same loop with tokenisation in it: what the server must do per input before HTTP/JSON. */
+async function pipelineLoop(m: Model, texts: string[], batchSize: number, ms: number) {
+  let n = 0;
+  let i = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    const start = (i++ * batchSize) % (texts.length - batchSize);
+    await m.embed(texts.slice(start, start + batchSize).map((t) => m.encode(t)));
+    n += batchSize;
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Runs of one phase merged: median throughput over rounds, percentiles over all requests. */
+function merge(runs: Phase[]): Phase {
+  const lat = runs.flatMap((r) => r.lat!).sort((a, b) => a - b);
+  const sum = (k: 'requests' | 'embeddings' | 'errors' | 'seconds') => runs.reduce((a, r) => a + r[k], 0);
+  const batches = runs.filter((r) => r.meanBatchSize !== undefined);
+  return {
+    clients: runs[0]!.clients,
+    perRequest: runs[0]!.perRequest,
+    requests: sum('requests'),
+    embeddings: sum('embeddings'),
+    errors: sum('errors'),
+    seconds: round(sum('seconds'), 3),
+    embeddingsPerSec: round(median(runs.map((r) => r.embeddingsPerSec)), 1),
+    latencyMs: { p50: round(pct(lat, 50)), p95: round(pct(lat, 95)), p99: round(pct(lat, 99)) },
+    ...(batches.length ? { meanBatchSize: round(batches.reduce((a, r) => a + r.meanBatchSize!, 0) / batches.length, 1) } : {}),
+    rounds: runs.map((r) => r.embeddingsPerSec),
+  };
+}
+
+async function measured(url: string, run: () => Promise<Phase>): Promise<Phase> {
+  const before = await meanBatchSizeCounts(url);
+  const p = await run();
+  const after = await meanBatchSizeCounts(url);
+  p.meanBatchSize = round((after.sum - before.sum) / Math.max(1, after.count - before.count), 1);
+  return p;
 }
 
 async function benchModel(model: string) {
   const texts = corpus(4096);
   const log = (s: string) => process.stderr.write(`bench:runtime ${model}: ${s}\n`);
+  const direct = await loadModel(model);
+  const encoded = texts.map((t) => direct.encode(t));
+  const slice = DURATION / ROUNDS;
 
-  log(`server, ${CLIENTS} clients x ${PER_REQUEST} texts per request`);
+  // The machine is shared and its load drifts, so each comparison is made in interleaved rounds
+  // (server, then raw at the batch size the server just ran) and the medians are compared.
   let rt = await startRuntime(model, []);
   await load(rt.url, texts, 8, PER_REQUEST, 300); // warm the JIT and connections
-  const before = await meanBatchSizeCounts(rt.url);
-  const server64 = await load(rt.url, texts, CLIENTS, PER_REQUEST, DURATION);
-  const after = await meanBatchSizeCounts(rt.url);
-  server64.meanBatchSize = round((after.sum - before.sum) / Math.max(1, after.count - before.count), 1);
-
-  log('serial, one text per request');
-  const serial1 = await load(rt.url, texts, 1, 1, Math.min(DURATION, 3000));
-  log(`concurrent, ${CLIENTS} clients x one text per request`);
-  const c0 = await meanBatchSizeCounts(rt.url);
-  const concurrent1 = await load(rt.url, texts, CLIENTS, 1, DURATION);
-  const c1 = await meanBatchSizeCounts(rt.url);
-  concurrent1.meanBatchSize = round((c1.sum - c0.sum) / Math.max(1, c1.count - c0.count), 1);
+  const server: Phase[] = [];
+  const rawRuns: Array<{ embeddingsPerSec: number; lat: number[]; batchSize: number }> = [];
+  const pipeline: number[] = [];
+  const serial: Phase[] = [];
+  const concurrent: Phase[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    log(`round ${r + 1}/${ROUNDS}: server (${CLIENTS} clients x ${PER_REQUEST} texts), raw loop, serial and concurrent single-text requests`);
+    const s = await measured(rt.url, () => load(rt.url, texts, CLIENTS, PER_REQUEST, slice));
+    server.push(s);
+    const batchSize = Math.max(1, Math.round(s.meanBatchSize!));
+    rawRuns.push({ ...(await rawLoop(direct, encoded, batchSize, slice / 2)), batchSize });
+    pipeline.push(await pipelineLoop(direct, texts, batchSize, slice / 4));
+    serial.push(await load(rt.url, texts, 1, 1, slice / 2));
+    concurrent.push(await measured(rt.url, () => load(rt.url, texts, CLIENTS, 1, slice / 2)));
+  }
   await rt.stop();
 
-  log('concurrent without batching (--max-batch-size 1)');
+  log('concurrent single-text requests without batching (--max-batch-size 1)');
   rt = await startRuntime(model, ['--max-batch-size', '1']);
   await load(rt.url, texts, 8, 1, 300);
-  const unbatched1 = await load(rt.url, texts, CLIENTS, 1, Math.min(DURATION, 3000));
+  const unbatched1 = await load(rt.url, texts, CLIENTS, 1, slice);
   await rt.stop();
+  await direct.close();
 
-  const batch = Math.max(1, Math.round(server64.meanBatchSize));
-  log(`raw LoadedModel.embed loop, batch ${batch}`);
-  const rawRun = await raw(model, texts, batch, Math.min(DURATION, 3000));
-
+  const server64 = merge(server);
+  const serial1 = merge(serial);
+  const concurrent1 = merge(concurrent);
+  const rawLat = rawRuns.flatMap((r) => r.lat).sort((a, b) => a - b);
+  const rawRun = {
+    batchSize: Math.round(median(rawRuns.map((r) => r.batchSize))),
+    embeddingsPerSec: round(median(rawRuns.map((r) => r.embeddingsPerSec)), 1),
+    rounds: rawRuns.map((r) => round(r.embeddingsPerSec, 1)),
+    batchLatencyMs: { p50: round(pct(rawLat, 50), 3), p95: round(pct(rawLat, 95), 3), p99: round(pct(rawLat, 99), 3) },
+    withTokenizerPerSec: round(median(pipeline), 1),
+  };
+  delete unbatched1.lat;
   return {
     model,
-    provider: rawRun.provider,
-    meanTokensPerText: rawRun.meanTokens,
+    provider: direct.provider,
+    meanTokensPerText: round(encoded.reduce((a, e) => a + e.ids.length, 0) / encoded.length, 1),
     server64,
     raw: rawRun,
     serial1,
     concurrent1,
     unbatched1,
     ratios: {
-      serverVsRaw: round(server64.embeddingsPerSec / rawRun.embeddingsPerSec, 3),
-      batchingVsSerial: round(concurrent1.embeddingsPerSec / serial1.embeddingsPerSec, 2),
+      serverVsRaw: round(median(server.map((s, i) => s.embeddingsPerSec / rawRuns[i]!.embeddingsPerSec)), 3),
+      serverVsRawWithTokenizer: round(median(server.map((s, i) => s.embeddingsPerSec / pipeline[i]!)), 3),
+      batchingVsSerial: round(median(concurrent.map((c, i) => c.embeddingsPerSec / serial[i]!.embeddingsPerSec)), 2),
       batchingVsUnbatched: round(concurrent1.embeddingsPerSec / unbatched1.embeddingsPerSec, 2),
-      serverVsRawWithTokenizer: round(server64.embeddingsPerSec / rawRun.pipelinePerSec, 3),
     },
   };
 }
@@ -265,7 +304,8 @@ const doc = {
   schema: 'embedctl.bench.runtime/v1',
   date: new Date().toISOString(),
   machine: { cpus: availableParallelism(), cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version },
-  settings: { durationMs: DURATION, perRequest: PER_REQUEST, clients: CLIENTS },
+  settings: { durationMs: DURATION, perRequest: PER_REQUEST, clients: CLIENTS, rounds: ROUNDS },
+  loadAverage: loadavg().map((x) => round(x, 2)),
   targets: { serverVsRaw: 0.85, batchingVsSerial: 5 },
   results,
   totalSeconds: round((performance.now() - t0) / 1000, 1),
