@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { buildReport } from '../src/core/loadtest.js';
 import { runCli } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'embedctl-cost-'));
@@ -105,6 +106,20 @@ describe('cost-report: sizing and options', () => {
     expect(d.triggers.find((t) => t.id === 'p95Ms')).toMatchObject({ fired: true, value: 620 });
     expect(d.triggers.find((t) => t.id === 'embeddingsPerMinute')!.fired).toBe(true);
     expect(d.assumptions.find((a) => a.name.startsWith('capacity per'))!.source).toMatch(/--capacity-from load\.json \(measured embeddingsPerMinute/);
+  });
+
+  it('reads a report as load-test writes it (its buildReport, saved with the schema key)', async () => {
+    // 1,000 good requests x batch 8 in 60 s = 8,000 embeddings/min; p95 650 ms
+    const report = buildReport(
+      { generatedAt: new Date('2026-11-20T00:00:00Z'), engine: 'autocannon', target: 'http://127.0.0.1:8080', shape: 'openai', batch: 8, stages: [{ durationMs: 60_000, target: 10 }], thresholds: [], maxRequests: 10_000 },
+      { durationMs: 60_000, requests: 1000, succeeded: 1000, errorsByStatus: {}, latencyMs: { p50: 300, p90: 600, p95: 650, p99: 700, max: 900, mean: 350 }, checks: [] },
+    );
+    writeFileSync(join(dir, 'real-load.json'), JSON.stringify({ schema: 'embedctl.load-test/v1', ...report }));
+    const d = await json(['--tokens-per-month', '1e10', '--capacity-from', 'real-load.json', '--pricing', 'on-demand']);
+    expect(d.instance.capacityPerInstance).toBe(8000);
+    // 1e10 / 256 = 3.906e7 texts -> 891.8/min avg -> 2,675/min peak -> 1 instance of 8,000
+    expect((d.monthly.onDemand as { instances: number }).instances).toBe(1);
+    expect(d.triggers.find((t) => t.id === 'p95Ms')).toMatchObject({ fired: true, value: 650 });
   });
 
   it('--instances fixes the fleet; --load-balancer, engineering and EBS flags reach the total', async () => {
