@@ -44,7 +44,9 @@ function recipeHash(name) {
     const { pkg, json } = winkPaths();
     h.update(`wink:${JSON.parse(readFileSync(pkg, 'utf8')).version}:${statSync(json).size}`);
   }
-  h.update(`tokenizers:${JSON.parse(readFileSync(join(root, 'node_modules/@huggingface/tokenizers/package.json'), 'utf8')).version}`);
+  // Resolved, not joined to root: an installed embedctl may find its dependencies hoisted.
+  const tokenizersPkg = join(dirname(require.resolve('@huggingface/tokenizers')), '..', 'package.json');
+  h.update(`tokenizers:${JSON.parse(readFileSync(tokenizersPkg, 'utf8')).version}`);
   return h.digest('hex');
 }
 
