@@ -200,6 +200,16 @@ describe.skipIf(skip)('nginx gateway (real nginx on loopback)', () => {
     expect(readFileSync(join(untrusted.prefix, 'error.log'), 'utf8')).toMatch(/upstream SSL certificate verify error/);
   });
 
+  it('a port already in use: ExternalError with nginx\'s bind message, nothing left running', async () => {
+    const busy = await standin('busy');
+    const prefix = join(tmp.dir, 'busy');
+    mkdirSync(prefix, { recursive: true });
+    const confPath = writeFile(join(prefix, 'nginx.conf'), renderNginxConf({ selfHosted: ['127.0.0.1:1'], hostedUrl: 'http://127.0.0.1:2', selfHostedPercent: 0, errorLog: 'stderr', accessLog: 'access.log', listen: { host: '127.0.0.1', port: busy.port } }));
+    const err = await startNginx({ confPath, prefix, timeoutMs: 3000 }).catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(ExternalError);
+    expect(err.message).toMatch(/nginx: exited at start: .*bind\(\) to 127\.0\.0\.1:\d+ failed \(98: Address already in use\)/);
+  });
+
   it('answers 404 with a JSON pointer for other paths', async () => {
     const self = await standin('self');
     const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: 'http://127.0.0.1:9/v1/embeddings', selfHostedPercent: 100 });
