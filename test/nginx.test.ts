@@ -210,6 +210,16 @@ describe.skipIf(skip)('nginx gateway (real nginx on loopback)', () => {
     expect(err.message).toMatch(/nginx: exited at start: .*bind\(\) to 127\.0\.0\.1:\d+ failed \(98: Address already in use\)/);
   });
 
+  it('answers in the OpenAI error shape when hosted is unreachable too', async () => {
+    const self = await standin('self');
+    await self.kill();
+    const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: 'http://127.0.0.1:9/v1/embeddings', selfHostedPercent: 100 });
+    const r = await embed(nginx.url);
+    expect(r.status).toBe(502);
+    expect(r.backend).toBe('nginx');
+    expect(JSON.parse(r.body).error).toMatchObject({ type: 'upstream_unavailable' });
+  });
+
   it('answers 404 with a JSON pointer for other paths', async () => {
     const self = await standin('self');
     const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: 'http://127.0.0.1:9/v1/embeddings', selfHostedPercent: 100 });

@@ -243,11 +243,12 @@ http {
 
     server {
         listen 0.0.0.0:8000;
+        error_page 502 503 504 @gateway_error;
 
         location = /health {
             access_log off;
             add_header X-Embedctl-Backend nginx always;
-            return 200 '{"status":"ok","component":"nginx","config":"7118f661aea2","selfHostedPercent":10}\n';
+            return 200 '{"status":"ok","component":"nginx","config":"5b49a023f815","selfHostedPercent":10}\n';
         }
 
         location = /_embedctl/nginx_status {
@@ -269,6 +270,12 @@ http {
         location / {
             add_header X-Embedctl-Backend nginx always;
             return 404 '{"error":{"message":"embedctl gateway serves POST /v1/embeddings and GET /health","type":"not_found"}}\n';
+        }
+
+        location @gateway_error {
+            add_header X-Embedctl-Backend nginx always;
+            add_header X-Request-Id $request_id always;
+            return 502 '{"error":{"message":"embedctl gateway: no backend could answer (request $request_id)","type":"upstream_unavailable"}}\n';
         }
 
         location @selfhosted {
