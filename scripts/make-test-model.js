@@ -74,9 +74,12 @@ function prng(seed) {
 }
 
 export function buildVocab(size) {
-  const tokens = [...SPECIALS, ...PUNCT, ...DIGITS, ...LETTERS, ...LETTERS.map((l) => `##${l}`), ...DIGITS.map((d) => `##${d}`), ...SUFFIXES.map((s) => `##${s}`)];
-  const seen = new Set(tokens);
-  for (const w of WORDS) if (!seen.has(w)) (seen.add(w), tokens.push(w));
+  // Deduplicated as a whole: a token listed twice (a suffix that is also a letter) would give
+  // the tokenizer an id one past the embedding table.
+  const tokens = [];
+  const seen = new Set();
+  const candidates = [...SPECIALS, ...PUNCT, ...DIGITS, ...LETTERS, ...LETTERS.map((l) => `##${l}`), ...DIGITS.map((d) => `##${d}`), ...SUFFIXES.map((s) => `##${s}`), ...WORDS];
+  for (const t of candidates) if (!seen.has(t)) (seen.add(t), tokens.push(t));
   for (let i = 0; tokens.length < size; i++) tokens.push(`[unused${i}]`);
   return Object.fromEntries(tokens.map((t, i) => [t, i]));
 }

@@ -169,6 +169,18 @@ describe('tiny-bert (transformer path)', () => {
     return v.map((x) => x / norm);
   }
 
+  it('every tokenizer id has an embedding row (a duplicated vocab entry once gave id = rows)', async () => {
+    const tok = JSON.parse(readFileSync(join(builtinModelsDir(), 'tiny-bert', 'tokenizer.json'), 'utf8')) as {
+      model: { vocab: Record<string, number> };
+    };
+    const ids = Object.values(tok.model.vocab);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(Math.max(...ids)).toBe(ids.length - 1);
+    // The text that hit the out-of-range id: it must embed, not fail inside Gather.
+    const [v] = await mean.embed([mean.encode('gpu out of memory error pytorch batch size')]);
+    expect(v!.every(Number.isFinite)).toBe(true);
+  });
+
   it('tokenises with [CLS] ... [SEP] and WordPiece pieces', () => {
     const enc = mean.encode('The cat searched');
     expect(enc.ids[0]).toBe(2);
