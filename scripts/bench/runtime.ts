@@ -12,18 +12,18 @@
  *                 tokeniser cost and HTTP/JSON/batching cost
  *   serial1       one client, one text per request, each sent after the last answered
  *   concurrent1   64 clients, one text per request (the traffic dynamic batching is for)
- *   unbatched1    the same with --max-batch-size 1 (concurrency without batching)
+ *   unbatched1    the same against a second server with --max-batch-size 1 (concurrency
+ *                 without batching)
  * The machine may be shared, so server64/raw and concurrent1/serial1 are measured in interleaved
  * rounds (--rounds, default 3) and each ratio is the median of the per-round ratios.
  * Ratios: serverVsRaw = server64 / raw (target >= 0.85), batchingVsSerial = concurrent1 / serial1
  * (target >= 5). Writes bench-results/runtime.json and prints a summary table.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { availableParallelism, cpus, loadavg } from 'node:os';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadModel, type Model } from '../../runtime/model.js';
@@ -79,34 +79,54 @@ interface Phase {
   embeddingsPerSec: number;
   latencyMs: { p50: number; p95: number; p99: number };
   meanBatchSize?: number;
+  /** CPU time (all threads) the server process spent per embedding served. */
+  serverCpuUsPerEmbedding?: number;
   /** Per-request latencies (dropped from the JSON once merged). */
   lat?: number[];
   rounds?: number[];
 }
 
 async function startRuntime(model: string, args: string[]) {
+  // The access log goes to a file: a pipe this (busy) process drains late would block the
+  // server's synchronous stderr writes and the benchmark would measure that instead.
+  const logPath = join(tmpdir(), `embedctl-bench-runtime-${process.pid}-${Date.now()}.log`);
+  const fd = openSync(logPath, 'w');
   const child = spawn(process.execPath, [entry, '--model', model, '--port', '0', '--host', '127.0.0.1', ...args], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'ignore', fd],
   });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const t = setTimeout(() => reject(new Error('runtime did not start in 60 s')), 60_000);
-    createInterface({ input: child.stderr! }).on('line', (line) => {
-      if (line.includes('"event":"ready"')) {
-        clearTimeout(t);
-        resolveUrl(url0!);
-      }
-      const m = /"event":"listening","url":"([^"]+)"/.exec(line);
-      if (m) url0 = m[1];
-      if (line.includes('"event":"fatal"')) reject(new Error(line));
-    });
-    let url0: string | undefined;
-  });
+  closeSync(fd);
+  let exitCode: number | null | undefined;
+  const exited = new Promise<void>((r) =>
+    child.once('exit', (code) => {
+      exitCode = code;
+      r();
+    }),
+  );
+  const deadline = Date.now() + 60_000;
+  let url: string | undefined;
+  for (;;) {
+    const text = readFileSync(logPath, 'utf8');
+    url ??= /"event":"listening","url":"([^"]+)"/.exec(text)?.[1];
+    if (url && text.includes('"event":"ready"')) break;
+    if (exitCode !== undefined || Date.now() > deadline) throw new Error(`runtime did not start:\n${text.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return {
     url,
+    /** CPU seconds the server process has used so far (all threads), from /proc; NaN elsewhere. */
+    cpuSeconds(): number {
+      try {
+        const f = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        // utime and stime are fields 14 and 15 of stat(5), in clock ticks (USER_HZ = 100 on Linux).
+        return (Number(f[11]) + Number(f[12])) / 100;
+      } catch {
+        return NaN;
+      }
+    },
     async stop() {
       child.kill('SIGTERM');
       await exited;
+      rmSync(logPath, { force: true });
     },
   };
 }
@@ -171,6 +191,7 @@ async function rawLoop(m: Model, encoded: Encoded[], batchSize: number, ms: numb
   const lat: number[] = [];
   let n = 0;
   let i = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   while (performance.now() - t0 < ms) {
     const start = (i++ * batchSize) % (encoded.length - batchSize);
@@ -179,7 +200,8 @@ async function rawLoop(m: Model, encoded: Encoded[], batchSize: number, ms: numb
     lat.push(performance.now() - s);
     n += batchSize;
   }
-  return { embeddingsPerSec: n / ((performance.now() - t0) / 1000), lat };
+  const cpu = process.cpuUsage(cpu0);
+  return { embeddingsPerSec: n / ((performance.now() - t0) / 1000), lat, cpuUsPerEmbedding: (cpu.user + cpu.system) / n };
 }
 
 /** The same loop with tokenisation in it: what the server must do per input before HTTP/JSON. */
@@ -213,14 +235,21 @@ function merge(runs: Phase[]): Phase {
     latencyMs: { p50: round(pct(lat, 50)), p95: round(pct(lat, 95)), p99: round(pct(lat, 99)) },
     ...(batches.length ? { meanBatchSize: round(batches.reduce((a, r) => a + r.meanBatchSize!, 0) / batches.length, 1) } : {}),
     rounds: runs.map((r) => r.embeddingsPerSec),
+    ...(runs[0]!.serverCpuUsPerEmbedding !== undefined ? { serverCpuUsPerEmbedding: round(median(runs.map((r) => r.serverCpuUsPerEmbedding!)), 1) } : {}),
   };
 }
 
-async function measured(url: string, run: () => Promise<Phase>): Promise<Phase> {
-  const before = await meanBatchSizeCounts(url);
+type Runtime = Awaited<ReturnType<typeof startRuntime>>;
+
+/** A phase plus what the server did meanwhile: mean batch size and CPU time per embedding. */
+async function measured(rt: Runtime, run: () => Promise<Phase>): Promise<Phase> {
+  const before = await meanBatchSizeCounts(rt.url);
+  const cpu0 = rt.cpuSeconds();
   const p = await run();
-  const after = await meanBatchSizeCounts(url);
+  const cpu1 = rt.cpuSeconds();
+  const after = await meanBatchSizeCounts(rt.url);
   p.meanBatchSize = round((after.sum - before.sum) / Math.max(1, after.count - before.count), 1);
+  p.serverCpuUsPerEmbedding = round(((cpu1 - cpu0) / Math.max(1, p.embeddings)) * 1e6, 1);
   return p;
 }
 
@@ -233,35 +262,35 @@ async function benchModel(model: string) {
 
   // The machine is shared and its load drifts, so each comparison is made in interleaved rounds
   // (server, then raw at the batch size the server just ran) and the medians are compared.
-  let rt = await startRuntime(model, []);
+  const rt = await startRuntime(model, []);
+  // Same server with batching off: concurrency without batching, measured in the same rounds.
+  const unbatchedRt = await startRuntime(model, ['--max-batch-size', '1']);
   await load(rt.url, texts, 8, PER_REQUEST, 300); // warm the JIT and connections
+  await load(unbatchedRt.url, texts, 8, 1, 300);
   const server: Phase[] = [];
-  const rawRuns: Array<{ embeddingsPerSec: number; lat: number[]; batchSize: number }> = [];
+  const rawRuns: Array<{ embeddingsPerSec: number; lat: number[]; batchSize: number; cpuUsPerEmbedding: number }> = [];
   const pipeline: number[] = [];
   const serial: Phase[] = [];
   const concurrent: Phase[] = [];
+  const unbatched: Phase[] = [];
   for (let r = 0; r < ROUNDS; r++) {
-    log(`round ${r + 1}/${ROUNDS}: server (${CLIENTS} clients x ${PER_REQUEST} texts), raw loop, serial and concurrent single-text requests`);
-    const s = await measured(rt.url, () => load(rt.url, texts, CLIENTS, PER_REQUEST, slice));
+    log(`round ${r + 1}/${ROUNDS}: server (${CLIENTS} clients x ${PER_REQUEST} texts), raw loop, serial, concurrent and unbatched single-text requests`);
+    const s = await measured(rt, () => load(rt.url, texts, CLIENTS, PER_REQUEST, slice));
     server.push(s);
     const batchSize = Math.max(1, Math.round(s.meanBatchSize!));
     rawRuns.push({ ...(await rawLoop(direct, encoded, batchSize, slice / 2)), batchSize });
     pipeline.push(await pipelineLoop(direct, texts, batchSize, slice / 4));
-    serial.push(await load(rt.url, texts, 1, 1, slice / 2));
-    concurrent.push(await measured(rt.url, () => load(rt.url, texts, CLIENTS, 1, slice / 2)));
+    serial.push(await measured(rt, () => load(rt.url, texts, 1, 1, slice / 2)));
+    concurrent.push(await measured(rt, () => load(rt.url, texts, CLIENTS, 1, slice / 2)));
+    unbatched.push(await measured(unbatchedRt, () => load(unbatchedRt.url, texts, CLIENTS, 1, slice / 2)));
   }
-  await rt.stop();
-
-  log('concurrent single-text requests without batching (--max-batch-size 1)');
-  rt = await startRuntime(model, ['--max-batch-size', '1']);
-  await load(rt.url, texts, 8, 1, 300);
-  const unbatched1 = await load(rt.url, texts, CLIENTS, 1, slice);
-  await rt.stop();
+  await Promise.all([rt.stop(), unbatchedRt.stop()]);
   await direct.close();
 
   const server64 = merge(server);
   const serial1 = merge(serial);
   const concurrent1 = merge(concurrent);
+  const unbatched1 = merge(unbatched);
   const rawLat = rawRuns.flatMap((r) => r.lat).sort((a, b) => a - b);
   const rawRun = {
     batchSize: Math.round(median(rawRuns.map((r) => r.batchSize))),
@@ -269,8 +298,8 @@ async function benchModel(model: string) {
     rounds: rawRuns.map((r) => round(r.embeddingsPerSec, 1)),
     batchLatencyMs: { p50: round(pct(rawLat, 50), 3), p95: round(pct(rawLat, 95), 3), p99: round(pct(rawLat, 99), 3) },
     withTokenizerPerSec: round(median(pipeline), 1),
+    cpuUsPerEmbedding: round(median(rawRuns.map((r) => r.cpuUsPerEmbedding)), 1),
   };
-  delete unbatched1.lat;
   return {
     model,
     provider: direct.provider,
@@ -284,7 +313,10 @@ async function benchModel(model: string) {
       serverVsRaw: round(median(server.map((s, i) => s.embeddingsPerSec / rawRuns[i]!.embeddingsPerSec)), 3),
       serverVsRawWithTokenizer: round(median(server.map((s, i) => s.embeddingsPerSec / pipeline[i]!)), 3),
       batchingVsSerial: round(median(concurrent.map((c, i) => c.embeddingsPerSec / serial[i]!.embeddingsPerSec)), 2),
-      batchingVsUnbatched: round(concurrent1.embeddingsPerSec / unbatched1.embeddingsPerSec, 2),
+      batchingVsUnbatched: round(median(concurrent.map((c, i) => c.embeddingsPerSec / unbatched[i]!.embeddingsPerSec)), 2),
+      // Contention-proof view: share of the server's CPU per embedding that is the model itself.
+      serverVsRawCpu: round(median(server.map((s, i) => rawRuns[i]!.cpuUsPerEmbedding / s.serverCpuUsPerEmbedding!)), 3),
+      batchingVsSerialCpu: round(median(concurrent.map((c, i) => serial[i]!.serverCpuUsPerEmbedding! / c.serverCpuUsPerEmbedding!)), 2),
     },
   };
 }
@@ -319,12 +351,13 @@ const rows = results.map((r) => [
   r.raw.embeddingsPerSec,
   r.ratios.serverVsRaw,
   r.ratios.serverVsRawWithTokenizer,
+  r.ratios.serverVsRawCpu,
   r.serial1.embeddingsPerSec,
   r.concurrent1.embeddingsPerSec,
   r.ratios.batchingVsSerial,
   `${r.server64.latencyMs.p50}/${r.server64.latencyMs.p95}/${r.server64.latencyMs.p99}`,
 ]);
-const headers = ['model', 'server64 emb/s', 'raw emb/s', 'server/raw', 'server/(tok+raw)', 'serial1 emb/s', 'conc1 emb/s', 'batch/serial', 'server64 p50/p95/p99 ms'];
+const headers = ['model', 'server64 emb/s', 'raw emb/s', 'server/raw', 'server/(tok+raw)', 'cpu raw/server', 'serial1 emb/s', 'conc1 emb/s', 'batch/serial', 'server64 p50/p95/p99 ms'];
 const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
 const line = (cells: unknown[]) => cells.map((c, i) => String(c).padStart(widths[i]!)).join('  ');
 process.stdout.write(`${line(headers)}\n${rows.map(line).join('\n')}\n`);
