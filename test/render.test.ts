@@ -128,6 +128,55 @@ describe('embedctl render', () => {
     expect([packed[0], packed[1]]).toEqual([0x1f, 0x8b]);
   });
 
+  it('user-data runs end to end against stub commands: secrets from SSM, model fetch, compose up, CloudWatch agent', () => {
+    const config = defaultDeployConfig({ replicas: 2, model: 'BAAI/bge-small-en-v1.5', hfTokenParameter: '/embedctl/hf', prometheus: true, image: 'example/runtime:1' });
+    const root = fresh();
+    const bin = join(root, 'bin');
+    for (const d of ['bin', 'var/log', 'opt/aws/amazon-cloudwatch-agent/etc', 'opt/aws/amazon-cloudwatch-agent/bin']) mkdirSync(join(root, d), { recursive: true });
+    const stub = (name: string, body: string, dir = bin) => {
+      writeFileSync(join(dir, name), `#!/bin/bash\necho "${name} $*" >> "$ROOT/calls.log"\n${body}\n`, { mode: 0o755 });
+    };
+    stub('curl', 'case "$*" in *api/token*) echo tok;; *placement/region*) echo eu-west-1;; esac; exit 0');
+    stub('docker', '[ "$1" = run ] && echo "docker-run-env HF_TOKEN=$HF_TOKEN" >> "$ROOT/calls.log"; exit 0');
+    stub('aws', 'while [ $# -gt 0 ]; do [ "$1" = --name ] && { [ "$2" = "$FAIL_PARAM" ] && exit 255; echo "secret-for-$2"; exit 0; }; shift; done; exit 1');
+    for (const name of ['nvidia-ctk', 'nvidia-smi', 'systemctl', 'apt-get', 'dpkg', 'sleep']) stub(name, 'exit 0');
+    stub('amazon-cloudwatch-agent-ctl', 'exit 0', join(root, 'opt/aws/amazon-cloudwatch-agent/bin'));
+    // Same script, with its absolute system paths moved under a scratch root.
+    const script = renderUserData(config).replace(/(?<=[\s"'=:>])\/(opt|var\/log)\//g, '$ROOT/$1/');
+    const path = join(root, 'user-data.sh');
+    writeFileSync(path, script);
+    const env = { ...process.env, ROOT: root, PATH: `${bin}:${process.env.PATH}` };
+    execFileSync('bash', [path], { env });
+    const calls = readFileSync(join(root, 'calls.log'), 'utf8');
+    expect(calls).toContain('aws ssm get-parameter --with-decryption --name /embedctl/hf');
+    expect(calls).toMatch(/docker run --rm --user 0 --entrypoint node -e HF_TOKEN -e EMBEDCTL_MODELS_DIR=\/models -v \S+\/opt\/embedctl\/models:\/models example\/runtime:1 --input-type=module -e .* BAAI\/bge-small-en-v1\.5/);
+    expect(calls).toContain('docker-run-env HF_TOKEN=secret-for-/embedctl/hf');
+    expect(calls).not.toMatch(/docker run.*secret-for/);
+    expect(calls).toContain('docker compose --profile monitoring up -d');
+    expect(calls).toContain('amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s');
+    const deployDir = join(root, 'opt/embedctl/deploy');
+    expect(readFileSync(join(deployDir, '.env'), 'utf8')).toBe('EMBEDCTL_HOSTED_API_KEY=secret-for-/embedctl/hosted-api-key\n');
+    expect(statSync(join(deployDir, '.env')).mode & 0o777).toBe(0o600);
+    const files = renderDeploy(config);
+    expect(parseYaml(readFileSync(join(deployDir, 'docker-compose.yml'), 'utf8').replaceAll('$ROOT/opt/', '/opt/'))).toEqual(parseYaml(files.find((f) => f.path === 'docker-compose.yml')!.content));
+    const agent = JSON.parse(readFileSync(join(root, 'opt/aws/amazon-cloudwatch-agent/etc/embedctl.json'), 'utf8'));
+    expect(agent.metrics.namespace).toBe('Embedctl');
+    expect(agent.metrics.metrics_collected.nvidia_gpu.measurement).toContain('utilization_gpu');
+    expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/gateway healthy/);
+
+    // A missing hosted-key parameter stops the script before compose, saying what to create.
+    writeFileSync(join(root, 'calls.log'), '');
+    let code = 0;
+    try {
+      execFileSync('bash', [path], { env: { ...env, FAIL_PARAM: '/embedctl/hosted-api-key' }, stdio: 'pipe' });
+    } catch (err) {
+      code = (err as { status: number }).status;
+    }
+    expect(code).toBe(1);
+    expect(readFileSync(join(root, 'calls.log'), 'utf8')).not.toContain('up -d');
+    expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/cannot read the hosted API key from SSM parameter \/embedctl\/hosted-api-key/);
+  });
+
   it('never writes the hosted API key, whatever the environment holds', async () => {
     const cwd = fresh();
     const key = 'jina_live_0123456789abcdef';

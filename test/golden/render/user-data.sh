@@ -66,7 +66,10 @@ install -d -m 0755 "${MODELS_DIR}" "${DEPLOY_DIR}" "${DEPLOY_DIR}/nginx/template
 retry docker pull "${IMAGE}"
 if [ "${HUB_MODEL}" = "true" ]; then
   HF_TOKEN=""
-  if [ -n "${HF_TOKEN_PARAMETER}" ]; then HF_TOKEN=$(ssm_secret "${HF_TOKEN_PARAMETER}"); fi
+  if [ -n "${HF_TOKEN_PARAMETER}" ] && ! HF_TOKEN=$(ssm_secret "${HF_TOKEN_PARAMETER}"); then
+    echo "embedctl user-data: cannot read HF_TOKEN from SSM parameter ${HF_TOKEN_PARAMETER}" >&2
+    exit 1
+  fi
   # "-e HF_TOKEN" without a value passes it from the environment, out of sight of ps.
   export HF_TOKEN
   retry docker run --rm --user 0 --entrypoint node -e HF_TOKEN -e EMBEDCTL_MODELS_DIR=/models \
@@ -360,8 +363,15 @@ scrape_configs:
           - 127.0.0.1:8081
           - 127.0.0.1:8082
 EMBEDCTL_PROM_EOF
+# The instance role needs ssm:GetParameter (and kms:Decrypt for a customer key) on these.
+if ! HOSTED_KEY=$(ssm_secret "${HOSTED_KEY_PARAMETER}"); then
+  echo "embedctl user-data: cannot read the hosted API key from SSM parameter ${HOSTED_KEY_PARAMETER};" \
+    "create it (aws ssm put-parameter --type SecureString --name ${HOSTED_KEY_PARAMETER} --value ...) and reboot" >&2
+  exit 1
+fi
 umask 077
-printf 'EMBEDCTL_HOSTED_API_KEY=%s\n' "$(ssm_secret "${HOSTED_KEY_PARAMETER}")" > "${DEPLOY_DIR}/.env"
+printf 'EMBEDCTL_HOSTED_API_KEY=%s\n' "${HOSTED_KEY}" > "${DEPLOY_DIR}/.env"
+unset HOSTED_KEY
 umask 022
 
 # 4) Start everything; restart: unless-stopped brings it back after a reboot.
