@@ -76,10 +76,14 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         if (e.code === 'EACCES') throw new UsageError(`not allowed to listen on port ${opts.port}`, { field: '--port', hint: 'ports below 1024 need root; use 8080' });
         throw err;
       }
-      log.info(`listening on ${server.url} (POST ${server.url}/v1/embeddings)`);
+      log.verbose(`bound ${server.url}; /ready answers 503 until the model is loaded`);
 
       const stop = async () => {
-        await server.close();
+        const timedOut = await Promise.race([
+          server.close().then(() => false),
+          new Promise<boolean>((r) => setTimeout(() => r(true), opts.drainTimeoutMs).unref()),
+        ]);
+        if (timedOut) log.warn(`requests still in flight after ${opts.drainTimeoutMs} ms (--drain-timeout-ms); stopping anyway`);
         await modelPromise.then((m) => m.close()).catch(() => {});
       };
       try {
@@ -93,7 +97,9 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         });
       }
       const m = await modelPromise;
-      log.info(`ready: ${opts.modelName ?? m.manifest.name} (${m.manifest.dimensions} dims, ${m.provider})${opts.apiKey ? ', API key required' : ''}; Ctrl-C to stop`);
+      log.info(
+        `listening on ${server.url} (POST ${server.url}/v1/embeddings): ${opts.modelName ?? m.manifest.name}, ${m.manifest.dimensions} dims, ${m.provider}${opts.apiKey ? ', API key required' : ''}; Ctrl-C to stop`,
+      );
       if (globals.json) {
         printJson(ctx, 'serve', {
           url: server.url,
