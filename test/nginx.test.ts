@@ -220,6 +220,16 @@ describe.skipIf(skip)('nginx gateway (real nginx on loopback)', () => {
     expect(JSON.parse(r.body).error).toMatchObject({ type: 'upstream_unavailable' });
   });
 
+  it('passes a multi-megabyte answer through intact (no temp files a worker could not write)', async () => {
+    const self = await standin('self', { dimensions: 200_000 });
+    const { nginx, prefix } = await gateway({ selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: 'http://127.0.0.1:9/v1/embeddings', selfHostedPercent: 100 });
+    const r = await embed(nginx.url);
+    expect(r.status).toBe(200);
+    expect(r.body.length).toBeGreaterThan(2_000_000);
+    expect(JSON.parse(r.body).data[0].embedding).toHaveLength(200_000);
+    expect(readFileSync(join(prefix, 'error.log'), 'utf8')).not.toMatch(/Permission denied|temporary file/);
+  });
+
   it('answers 404 with a JSON pointer for other paths', async () => {
     const self = await standin('self');
     const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: 'http://127.0.0.1:9/v1/embeddings', selfHostedPercent: 100 });

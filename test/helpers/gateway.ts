@@ -35,6 +35,8 @@ export interface StandinOptions {
   tls?: { key: string; cert: string };
   /** Answer with this status instead of 200 (e.g. 503 for an overloaded replica). */
   status?: number;
+  /** Dimensions of the returned vector (a large answer exercises nginx's response buffering). */
+  dimensions?: number;
 }
 
 export async function startStandin(name: string, o: StandinOptions = {}): Promise<Standin> {
@@ -64,7 +66,7 @@ export async function startStandin(name: string, o: StandinOptions = {}): Promis
         res.end(
           JSON.stringify(
             status === 200
-              ? { object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.6, 0.8] }], model: name, usage: { prompt_tokens: 1, total_tokens: 1 }, echo: input }
+              ? { object: 'list', data: [{ object: 'embedding', index: 0, embedding: o.dimensions ? Array.from({ length: o.dimensions }, (_, i) => Math.sin(i)) : [0.6, 0.8] }], model: name, usage: { prompt_tokens: 1, total_tokens: 1 }, echo: input }
               : { error: { message: `${name} answered ${status}` } },
           ),
         );

@@ -219,6 +219,10 @@ http {
 
     client_max_body_size 8m;
     client_body_buffer_size 8m;
+    proxy_buffer_size 16k;
+    proxy_buffers 32 64k;
+    proxy_busy_buffers_size 128k;
+    proxy_max_temp_file_size 0;
 
     resolver 169.254.169.253 valid=30s ipv6=off;
     resolver_timeout 5s;
@@ -251,7 +255,7 @@ http {
         location = /health {
             access_log off;
             add_header X-Embedctl-Backend nginx always;
-            return 200 '{"status":"ok","component":"nginx","config":"5b49a023f815","selfHostedPercent":10}\n';
+            return 200 '{"status":"ok","component":"nginx","config":"1986ecfb66c1","selfHostedPercent":10}\n';
         }
 
         location = /_embedctl/nginx_status {
