@@ -141,9 +141,8 @@ export class Batcher {
   submit(inputs: Encoded[], signal?: AbortSignal): Promise<Float32Array[]> {
     if (this.closing) return Promise.reject(new Closed());
     if (inputs.length === 0) return Promise.resolve([]);
-    if (this.pending > 0 && this.pending + inputs.length > this.opts.maxQueue) {
-      return Promise.reject(new QueueFull(this.retryAfter(), this.pending));
-    }
+    const refused = this.refusal(inputs.length);
+    if (refused) return Promise.reject(refused);
     return new Promise<Float32Array[]>((resolve, reject) => {
       const job: Job = { results: new Array(inputs.length), remaining: inputs.length, resolve, reject, done: false };
       const at = this.now();
@@ -165,6 +164,12 @@ export class Batcher {
       );
       this.wake?.();
     });
+  }
+
+  /** The QueueFull that submit() of `count` inputs would meet now, if any (to refuse early). */
+  refusal(count: number): QueueFull | undefined {
+    if (this.pending > 0 && this.pending + count > this.opts.maxQueue) return new QueueFull(this.retryAfter(), this.pending);
+    return undefined;
   }
 
   /**

@@ -155,6 +155,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       req.on('error', (e) => !failed && reject(e));
     });
 
+  const queueFull = (err: QueueFull) => {
+    metrics.rejected.inc({ reason: 'queue_full' });
+    return new ApiError(429, err.message, null, 'queue_full', 'rate_limit_error', { 'retry-after': String(err.retryAfterSeconds) });
+  };
+
   async function embeddings(req: IncomingMessage, res: ServerResponse, note: { inputs?: number; tokens?: number }) {
     if (state === 'loading' || state === 'failed') {
       throw new ApiError(503, state === 'failed' ? `the model failed to load: ${loadError}` : 'the model is still loading; retry shortly', null, 'model_not_ready', 'server_error', { 'retry-after': '1' });
@@ -173,8 +178,17 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const m = model!;
     const parsed = parseEmbedRequest(body, m.manifest);
     note.inputs = parsed.inputs.length;
+    // A client that hangs up frees its queued inputs (and stops its tokenisation).
+    const ac = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) ac.abort(new Error('client closed the connection'));
+    });
+    // Refuse before tokenising when the queue cannot take this request anyway.
+    const full = batcher!.refusal(parsed.inputs.length);
+    if (full) throw queueFull(full);
     const encoded: Encoded[] = new Array(parsed.inputs.length);
     let tokens = 0;
+    let slice = performance.now();
     for (let i = 0; i < parsed.inputs.length; i++) {
       const enc = m.encode(parsed.prefix + parsed.inputs[i]!);
       if (!parsed.truncate && enc.fullLength > m.manifest.maxTokens) {
@@ -187,21 +201,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       }
       tokens += enc.fullLength;
       encoded[i] = enc;
+      // Tokenising a 2,048-input request takes a while; let other requests and probes through.
+      if ((i & 15) === 15 && performance.now() - slice > 4) {
+        await new Promise<void>((r) => setImmediate(r));
+        if (ac.signal.aborted) throw ac.signal.reason;
+        slice = performance.now();
+      }
     }
     note.tokens = tokens;
-    // A client that hangs up frees its queued inputs.
-    const ac = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) ac.abort(new Error('client closed the connection'));
-    });
     let vectors: Float32Array[];
     try {
       vectors = await batcher!.submit(encoded, ac.signal);
     } catch (err) {
-      if (err instanceof QueueFull) {
-        metrics.rejected.inc({ reason: 'queue_full' });
-        throw new ApiError(429, err.message, null, 'queue_full', 'rate_limit_error', { 'retry-after': String(err.retryAfterSeconds) });
-      }
+      if (err instanceof QueueFull) throw queueFull(err);
       if (err instanceof Closed) throw new ApiError(503, 'the server is shutting down; retry on another replica', null, 'shutting_down');
       throw err;
     }
@@ -284,7 +296,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     res.on('finish', finish);
     res.on('close', finish);
     handle(req, res, note).catch((err: unknown) => {
-      if (res.headersSent) return;
+      // Nobody to answer: the client left (its request is logged as 499).
+      if (res.headersSent || req.socket.destroyed) return;
       if (err instanceof ApiError) {
         if (err.status === 413) {
           // Answer at once, then read (and drop) what the client is still sending, keeping the
