@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runtimeEntryPath, stopLocalStack, type LocalStackState } from '../src/adapters/local-stack.js';
+import { runtimeEntryPath, startStandaloneRuntime, stopLocalStack, stopStandaloneRuntime, type LocalStackState } from '../src/adapters/local-stack.js';
 import { pidAlive } from '../src/adapters/nginx.js';
 import { routesToSelfHosted } from '../src/client/route.js';
 import { runCli } from './helpers/cli.js';
@@ -27,9 +27,9 @@ describe.skipIf(skip)('embedctl up --local / down --local (real runtimes + real 
     });
     expect(r.stderr).not.toContain(KEY);
     expect(r.code, r.stderr).toBe(0);
-    const doc = r.json<{ schema: string; url: string; stack: LocalStackState }>();
-    expect(doc.schema).toBe('embedctl.up/v1');
-    state = doc.stack;
+    const { schema, mode, dryRun, statePath, ...stack } = r.json<LocalStackState & { schema: string; mode: string; dryRun: boolean; statePath: string }>();
+    expect({ schema, mode, dryRun, statePath }).toEqual({ schema: 'embedctl.up/v1', mode: 'local', dryRun: false, statePath: join(cwd, '.embedctl', 'local.json') });
+    state = stack as LocalStackState;
   });
 
   afterAll(async () => {
@@ -105,6 +105,24 @@ describe.skipIf(skip)('embedctl up --local / down --local (real runtimes + real 
     const again = await runCli(['down', '--local'], { cwd });
     expect(again.code).toBe(0);
     expect(again.stdout).toMatch(/No local stack/);
+  });
+});
+
+describe.skipIf(skip)('standalone runtimes (rehearse\'s hosted stand-in)', () => {
+  it('start detached on a free port, answer, and stop on SIGTERM', async () => {
+    const cwd = join(tmp.dir, 'standalone');
+    const rt = await startStandaloneRuntime({ cwd, name: 'hosted', model: 'default-q', env: { PATH: process.env.PATH, EMBEDCTL_API_KEY: 'k1', EMBEDCTL_HOSTED_API_KEY: 'never-passed' } });
+    try {
+      expect(rt).toMatchObject({ name: 'hosted', log: join(cwd, '.embedctl', 'local', 'hosted.log') });
+      const denied = await fetch(`${rt.url}/v1/embeddings`, { method: 'POST', body: '{"input":"x"}', headers: { 'content-type': 'application/json' } });
+      expect(denied.status).toBe(401);
+      const ok = await embed(rt.url, { authorization: 'Bearer k1' });
+      expect(ok.status).toBe(200);
+      expect(readFileSync(`/proc/${rt.pid}/environ`, 'utf8')).not.toContain('never-passed');
+    } finally {
+      await stopStandaloneRuntime(rt);
+    }
+    expect(pidAlive(rt.pid)).toBe(false);
   });
 });
 

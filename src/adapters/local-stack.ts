@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { renderHostedAuthSnippet, renderNginxConf, parseHostedUrl, type NginxConfOptions, type SplitKey } from '../core/render.js';
 import { ExternalError, Interrupted, UsageError } from '../errors.js';
 import { readVersionedJson, withLock, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
@@ -22,6 +22,10 @@ import { pidAlive, startNginx, stopPid } from './nginx.js';
 export const LOCAL_STATE_VERSION = 1;
 
 export interface LocalRuntime {
+  /** "runtime-1", ... or a standalone runtime's name. */
+  name?: string;
+  /** The script it runs (what `down` checks a pid against). */
+  entry?: string;
   pid: number;
   port: number;
   url: string;
@@ -187,11 +191,34 @@ async function stopRuntime(pid: number, entry: string): Promise<void> {
   await waitUntil(() => !pidAlive(pid), 2000);
 }
 
-async function startRuntime(o: StartLocalStackOptions, entry: string, i: number, logPath: string): Promise<LocalRuntime> {
+export interface SpawnRuntimeOptions {
+  /** Shown in progress lines and errors, e.g. "runtime-1" or "hosted". */
+  name: string;
+  model: string;
+  /** Environment for the runtime (EMBEDCTL_HOSTED_API_KEY is always removed). */
+  env: Record<string, string | undefined>;
+  logPath: string;
+  entry?: string;
+  args?: string[];
+  readyTimeoutMs?: number;
+  signal?: AbortSignal;
+  onProgress?: (msg: string) => void;
+}
+
+/**
+ * One detached runtime on 127.0.0.1 with a free port: waits for its "listening" event (read
+ * from its log) and for /ready. On failure it is stopped and the error carries its own message.
+ */
+export async function spawnRuntime(o: SpawnRuntimeOptions): Promise<LocalRuntime> {
+  const entry = o.entry ?? runtimeEntryPath();
+  if (!existsSync(entry)) {
+    throw new ExternalError('runtime', `${entry} is missing`, { hint: 'build first: npm run build (or npx tsc -p tsconfig.json)' });
+  }
   const env = { ...o.env };
   delete env.EMBEDCTL_HOSTED_API_KEY;
-  const fd = openSync(logPath, 'w');
-  const child = spawn(process.execPath, [entry, '--model', o.model, '--host', '127.0.0.1', '--port', '0', ...(o.runtimeArgs ?? [])], {
+  mkdirSync(dirname(o.logPath), { recursive: true });
+  const fd = openSync(o.logPath, 'w');
+  const child = spawn(process.execPath, [entry, '--model', o.model, '--host', '127.0.0.1', '--port', '0', ...(o.args ?? [])], {
     cwd: packageRoot(),
     env: env as NodeJS.ProcessEnv,
     detached: true,
@@ -205,27 +232,48 @@ async function startRuntime(o: StartLocalStackOptions, entry: string, i: number,
   const pid = child.pid;
   if (pid === undefined) throw new ExternalError('runtime', `could not start ${process.execPath} ${entry}`);
   const timeout = o.readyTimeoutMs ?? 120_000;
-  let port: number | undefined;
-  const listening = await waitUntil(() => {
-    const e = events(logPath).find((ev) => ev.event === 'listening');
-    if (e && typeof e.port === 'number') port = e.port;
-    return port !== undefined || exited !== undefined;
-  }, timeout, 50, o.signal);
   const fail = async (what: string) => {
     await stopRuntime(pid, entry);
-    const fatal = events(logPath).find((ev) => ev.event === 'fatal' || ev.event === 'usage_error');
-    throw new ExternalError('runtime', `runtime-${i + 1} ${what}${fatal ? `: ${String(fatal.error)}` : ''}`, { hint: `see ${logPath}` });
+    const fatal = events(o.logPath).find((ev) => ev.event === 'fatal' || ev.event === 'usage_error');
+    throw new ExternalError('runtime', `${o.name} ${what}${fatal ? `: ${String(fatal.error)}` : ''}`, { hint: `see ${o.logPath}` });
   };
-  if (!listening || port === undefined) return fail(exited !== undefined ? `exited (code ${exited}) before listening` : 'did not start listening in time');
-  const url = `http://127.0.0.1:${port}`;
-  o.onProgress?.(`runtime-${i + 1}: listening on ${url} (pid ${pid}), loading ${o.model}`);
-  const isReady = await waitUntil(async () => exited !== undefined || (await ready(url)), timeout, 100, o.signal).catch(async (err: unknown) => {
+  const stopOnInterrupt = async (err: unknown) => {
     await stopRuntime(pid, entry);
     throw err;
-  });
+  };
+  let port: number | undefined;
+  const listening = await waitUntil(
+    () => {
+      const e = events(o.logPath).find((ev) => ev.event === 'listening');
+      if (e && typeof e.port === 'number') port = e.port;
+      return port !== undefined || exited !== undefined;
+    },
+    timeout,
+    50,
+    o.signal,
+  ).catch(stopOnInterrupt);
+  if (!listening || port === undefined) return fail(exited !== undefined ? `exited (code ${exited}) before listening` : 'did not start listening in time');
+  const url = `http://127.0.0.1:${port}`;
+  o.onProgress?.(`${o.name}: listening on ${url} (pid ${pid}), loading ${o.model}`);
+  const isReady = await waitUntil(async () => exited !== undefined || (await ready(url)), timeout, 100, o.signal).catch(stopOnInterrupt);
   if (exited !== undefined) return fail(`exited (code ${exited}) while loading the model`);
   if (!isReady) return fail(`not ready after ${Math.round(timeout / 1000)} s`);
-  return { pid, port, url, log: logPath };
+  return { name: o.name, pid, port, url, log: o.logPath, entry };
+}
+
+export interface StandaloneRuntimeOptions extends Omit<SpawnRuntimeOptions, 'logPath'> {
+  /** Project directory: the log goes to <cwd>/.embedctl/local/<name>.log. */
+  cwd: string;
+}
+
+/** A runtime outside the gateway (rehearse's hosted stand-in, or self-hosted without nginx). */
+export async function startStandaloneRuntime(o: StandaloneRuntimeOptions): Promise<LocalRuntime> {
+  return spawnRuntime({ ...o, logPath: join(localPaths(o.cwd).dir, 'local', `${o.name}.log`) });
+}
+
+/** SIGTERM (drains), SIGKILL after 10 s; only if the pid still runs the runtime script. */
+export async function stopStandaloneRuntime(rt: Pick<LocalRuntime, 'pid'> & { entry?: string }): Promise<void> {
+  await stopRuntime(rt.pid, rt.entry ?? runtimeEntryPath());
 }
 
 /** The gateway's render options for a local stack (what `rollout --driver nginx` re-renders with). */
@@ -282,7 +330,21 @@ export async function startLocalStack(o: StartLocalStackOptions): Promise<LocalS
       let nginxPid: number | undefined;
       try {
         // Sequential: on 2-core machines parallel model loads only slow each other down.
-        for (let i = 0; i < o.replicas; i++) started.push(await startRuntime(o, entry, i, paths.runtimeLog(i)));
+        for (let i = 0; i < o.replicas; i++) {
+          started.push(
+            await spawnRuntime({
+              name: `runtime-${i + 1}`,
+              model: o.model,
+              env: o.env,
+              logPath: paths.runtimeLog(i),
+              entry,
+              args: o.runtimeArgs,
+              readyTimeoutMs: o.readyTimeoutMs,
+              signal: o.signal,
+              onProgress: o.onProgress,
+            }),
+          );
+        }
         if (o.hostedApiKey) {
           mkdirSync(paths.secretsDir, { recursive: true, mode: 0o700 });
           chmodSync(paths.secretsDir, 0o700);

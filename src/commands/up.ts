@@ -70,7 +70,7 @@ async function upLocal(ctx: Context, opts: UpOpts, config: DeployConfig, json: b
     signal: ctx.signal,
   });
   if (json) {
-    printJson(ctx, 'up', { mode: 'local', dryRun: false, url: state.url, state: paths.state, stack: state });
+    printJson(ctx, 'up', { mode: 'local', dryRun: false, statePath: paths.state, ...state });
   } else {
     ctx.stdout.write(
       table(
