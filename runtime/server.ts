@@ -92,7 +92,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const ready = (async () => {
     const m = await opts.model;
     if (cfg.maxBatchTokens < m.manifest.maxTokens) {
-      throw new Error(`max batch tokens (${cfg.maxBatchTokens}) is below the model's max tokens (${m.manifest.maxTokens}); raise it`);
+      // Still works (an input over the budget runs in a batch of its own), but is rarely meant.
+      log({ event: 'warning', message: `max batch tokens ${cfg.maxBatchTokens} is below the model's max tokens ${m.manifest.maxTokens}; long inputs will run one at a time` });
     }
     // Warm-up: the first runs allocate and (on GPU) compile kernels; do them before /ready says yes.
     const t0 = performance.now();

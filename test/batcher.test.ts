@@ -110,6 +110,16 @@ describe('Batcher', () => {
     await b.close();
   });
 
+  it('runs an input longer than the whole token budget in a batch of its own instead of stalling', async () => {
+    const model = new RecordingModel();
+    const reports: BatchReport[] = [];
+    const b = new Batcher(model, opts({ maxBatchTokens: 10 }), (r) => reports.push(r));
+    const out = await b.submit([enc(1, 50), enc(2, 60), enc(3, 2), enc(4, 2)]);
+    expect(out.map((v) => v[0])).toEqual([1, 2, 3, 4]);
+    expect(reports.filter((r) => r.paddedTokens > 10).every((r) => r.size === 1)).toBe(true);
+    await b.close();
+  });
+
   it('never runs two batches at once', async () => {
     const model = new RecordingModel();
     const b = new Batcher(model, opts({ maxBatchSize: 4, maxWaitMs: 0 }));
