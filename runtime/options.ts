@@ -20,6 +20,7 @@ export interface RuntimeOptions {
   apiKey: string | undefined;
   modelName: string | undefined;
   drainTimeoutMs: number;
+  faultInjection: boolean;
 }
 
 export interface OptionSpec<K extends keyof RuntimeOptions = keyof RuntimeOptions> {
@@ -41,6 +42,13 @@ function int(min: number, max = Number.MAX_SAFE_INTEGER) {
     if (n < min || n > max) throw new Error(`must be between ${min} and ${max}, got ${n}`);
     return n;
   };
+}
+
+function onOff(raw: unknown): boolean {
+  const v = String(raw).trim().toLowerCase();
+  if (['1', 'on', 'true', 'yes'].includes(v)) return true;
+  if (['0', 'off', 'false', 'no'].includes(v)) return false;
+  throw new Error(`expected on or off, got ${JSON.stringify(raw)}`);
 }
 
 function str(raw: unknown): string {
@@ -72,6 +80,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   spec({ key: 'apiKey', flag: '--api-key <key>', env: 'EMBEDCTL_API_KEY', description: 'require "Authorization: Bearer <key>" (prefer the env var: flags show in ps)', default: undefined, parse: str, secret: true }),
   spec({ key: 'modelName', flag: '--model-name <name>', env: 'EMBEDCTL_MODEL_NAME', description: 'model name reported to clients (default: the bundle name)', default: undefined, parse: str }),
   spec({ key: 'drainTimeoutMs', flag: '--drain-timeout-ms <ms>', env: 'EMBEDCTL_DRAIN_TIMEOUT_MS', description: 'longest wait for in-flight requests on shutdown', default: 30_000, parse: int(0) }),
+  spec({ key: 'faultInjection', flag: '--fault-injection <on|off>', env: 'EMBEDCTL_FAULT_INJECTION', description: 'enable POST /admin/fault from loopback (rehearsals and drills only: makes the server answer errors on demand)', default: false, parse: onOff }),
 ];
 
 /** "--max-batch-tokens <n>" -> "--max-batch-tokens". */

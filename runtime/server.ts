@@ -31,6 +31,12 @@ export interface ServerOptions {
   log?: (event: Record<string, unknown>) => void;
   /** Also export Node process metrics (CPU, memory, event loop) on /metrics. */
   processMetrics?: boolean;
+  /**
+   * Enables POST /admin/fault (loopback clients only): {"status": 500, "rate": 1} makes that share
+   * of embedding requests fail with that status, {"status": 0} clears it. For rollback drills
+   * (`embedctl rehearse`); off unless asked for.
+   */
+  faultInjection?: boolean;
 }
 
 export const DEFAULTS = {
@@ -78,6 +84,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
   const log = opts.log ?? (() => {});
   const keyDigest = opts.apiKey ? digest(opts.apiKey) : undefined;
+  let fault = { status: 0, rate: 0 };
   const started = Date.now();
 
   let state: ServerState = 'loading';
@@ -179,6 +186,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const m = model!;
     const parsed = parseEmbedRequest(body, m.manifest);
     note.inputs = parsed.inputs.length;
+    if (fault.status && Math.random() < fault.rate) {
+      throw new ApiError(fault.status, `injected fault (the server runs with --fault-injection on; POST /admin/fault {"status":0} clears it)`, null, 'injected_fault', 'server_error');
+    }
     // A client that hangs up frees its queued inputs (and stops its tokenisation).
     const ac = new AbortController();
     res.on('close', () => {
@@ -228,8 +238,29 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     send(res, 200, { object: 'list', data, model: modelName(), usage: { prompt_tokens: tokens, total_tokens: tokens } });
   }
 
+  async function adminFault(req: IncomingMessage, res: ServerResponse) {
+    const remote = req.socket.remoteAddress ?? '';
+    if (!/^(127\.|::1$|::ffff:127\.)/.test(remote)) throw new ApiError(403, 'fault injection is accepted from loopback only', null, 'forbidden');
+    if (!authorized(req)) throw new ApiError(401, 'missing or wrong API key; send "Authorization: Bearer <key>"', null, 'invalid_api_key', 'invalid_request_error');
+    if (req.method !== 'POST') throw new ApiError(405, `/admin/fault takes POST, not ${req.method}`, null, 'method_not_allowed', 'invalid_request_error', { allow: 'POST' });
+    let body: { status?: unknown; rate?: unknown };
+    try {
+      body = JSON.parse((await readBody(req)).toString('utf8')) as typeof body;
+    } catch {
+      throw new ApiError(400, 'send {"status": 500, "rate": 1} or {"status": 0}', null, 'invalid_json');
+    }
+    const status = Number(body?.status ?? 0);
+    const rate = body?.rate === undefined ? 1 : Number(body.rate);
+    if (!(status === 0 || (Number.isInteger(status) && status >= 400 && status <= 599))) throw new ApiError(400, '"status" must be 0 (clear) or an HTTP error status 400-599', 'status', 'invalid_value');
+    if (!(rate >= 0 && rate <= 1)) throw new ApiError(400, '"rate" must be between 0 and 1', 'rate', 'invalid_value');
+    fault = { status, rate };
+    log({ event: 'fault', status, rate });
+    return send(res, 200, { fault });
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse, note: { inputs?: number; tokens?: number }) {
     const path = (req.url ?? '/').split('?')[0]!.replace(/\/+$/, '') || '/';
+    if (path === '/admin/fault' && opts.faultInjection) return adminFault(req, res);
     if (EMBED_ROUTES.has(path)) {
       if (req.method !== 'POST') throw new ApiError(405, `${path} takes POST, not ${req.method}`, null, 'method_not_allowed', 'invalid_request_error', { allow: 'POST' });
       return embeddings(req, res, note);
