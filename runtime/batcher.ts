@@ -4,9 +4,9 @@ import type { Encoded } from './types.js';
  * Dynamic batching in front of one model worker, the way text-embeddings-inference does it:
  * inputs from many requests wait in one queue, and the worker takes batches bounded by a token
  * budget (padded length x count) and a size cap, choosing inputs of similar length so little of
- * the budget goes to padding. The oldest waiting input is always in the next batch, so nothing
- * starves. Batches run one at a time (onnxruntime uses its own thread pool); the next batch forms
- * while one runs.
+ * the budget goes to padding. Every batch is anchored on the request served least recently, so
+ * nothing starves and a small request is not stuck behind a big one. Batches run one at a time
+ * (onnxruntime uses its own thread pool); the next batch forms while one runs.
  */
 
 export interface BatchRunner {
@@ -71,6 +71,8 @@ export class Closed extends Error {
 }
 
 interface Job {
+  /** Lower = waited longer since last served; the lowest anchors the next batch. */
+  ticket: number;
   results: Array<Float32Array | undefined>;
   remaining: number;
   resolve(v: Float32Array[]): void;
@@ -92,6 +94,7 @@ export class Batcher {
   private queuedTokens = 0;
   private running = 0;
   private seq = 0;
+  private tick = 0;
   private batches = 0;
   private inputsDone = 0;
   /** Set by drain(): partial batches run at once instead of waiting for company. */
@@ -144,7 +147,7 @@ export class Batcher {
     const refused = this.refusal(inputs.length);
     if (refused) return Promise.reject(refused);
     return new Promise<Float32Array[]>((resolve, reject) => {
-      const job: Job = { results: new Array(inputs.length), remaining: inputs.length, resolve, reject, done: false };
+      const job: Job = { ticket: this.tick++, results: new Array(inputs.length), remaining: inputs.length, resolve, reject, done: false };
       const at = this.now();
       inputs.forEach((enc, index) => {
         const len = Math.max(1, enc.ids.length);
@@ -257,8 +260,12 @@ export class Batcher {
   }
 
   /**
-   * Picks the next batch: the oldest input plus the inputs nearest to it in length, grown one
-   * neighbour at a time (the closer in length first) while count and padded tokens fit.
+   * Picks the next batch around an anchor: the first waiting input of the request served least
+   * recently (at first, the oldest request). Then the inputs nearest the anchor in length join,
+   * one neighbour at a time (the closer in length first) while count and padded tokens fit.
+   * Anchoring by request rather than by input means a one-text query queued behind a 2,048-text
+   * indexing job rides in the next batch instead of waiting for the whole job; with one input
+   * per request it is plain oldest-first.
    */
   private takeBatch(): Item[] {
     const { maxBatchSize, maxBatchTokens } = this.opts;
@@ -271,12 +278,20 @@ export class Batcher {
       chosen = all;
       this.queue = [];
     } else {
-      // Only the oldest inputs compete for a place, which bounds both the sort and how long a
-      // long input can be passed over for shorter ones.
+      let anchor = all[0]!;
+      let anchorAt = 0;
+      for (let i = 1; i < all.length; i++) {
+        if (all[i]!.job.ticket < anchor.job.ticket) {
+          anchor = all[i]!;
+          anchorAt = i;
+        }
+      }
+      // Only the oldest inputs (and the anchor) compete for a place, which bounds both the sort
+      // and how long a long input can be passed over for shorter ones.
       const window = all.slice(0, maxBatchSize * 8);
+      if (anchorAt >= window.length) window.push(anchor);
       const sorted = window.sort((a, b) => a.len - b.len || a.seq - b.seq);
-      const headSeq = all[0]!.seq;
-      const h = sorted.findIndex((it) => it.seq === headSeq);
+      const h = sorted.indexOf(anchor);
       let lo = h;
       let hi = h;
       let maxLen = sorted[h]!.len;
@@ -300,7 +315,11 @@ export class Batcher {
       const picked = new Set(chosen);
       this.queue = all.filter((it) => !picked.has(it));
     }
-    for (const it of chosen) this.queuedTokens -= it.len;
+    for (const it of chosen) {
+      this.queuedTokens -= it.len;
+      it.job.ticket = this.tick;
+    }
+    this.tick++;
     return chosen;
   }
 

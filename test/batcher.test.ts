@@ -120,6 +120,29 @@ describe('Batcher', () => {
     await b.close();
   });
 
+  it('serves a small request queued behind a 2048-input one in the next batch, not after it', async () => {
+    const model = new RecordingModel();
+    const b = new Batcher(model, opts({ maxBatchSize: 64 }));
+    model.hold();
+    const bulk = b.submit(Array.from({ length: 2048 }, (_, i) => enc(i, 5)));
+    const order: string[] = [];
+    void bulk.then(() => order.push('bulk'));
+    await new Promise((r) => setTimeout(r, 20)); // first bulk batch is running
+    const query = b.submit([enc(900_000, 5)]).then((v) => {
+      order.push('query');
+      return v;
+    });
+    model.release();
+    expect(Array.from((await query)[0]!)).toEqual(Array.from(expected(enc(900_000, 5))));
+    await bulk;
+    expect(order).toEqual(['query', 'bulk']);
+    // In the second or third batch, not the 33rd.
+    const at = model.batches.findIndex((ids) => ids.includes(900_000));
+    expect(at).toBeGreaterThan(0);
+    expect(at).toBeLessThanOrEqual(2);
+    await b.close();
+  });
+
   it('never runs two batches at once', async () => {
     const model = new RecordingModel();
     const b = new Batcher(model, opts({ maxBatchSize: 4, maxWaitMs: 0 }));
