@@ -276,6 +276,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
             dimensions: model?.manifest.dimensions ?? null,
             maxTokens: model?.manifest.maxTokens ?? null,
             uptimeSeconds: Math.round((Date.now() - started) / 1000),
+            ...(batcher ? { queue: { queued: batcher.stats().queued, running: batcher.stats().running, maxQueue: cfg.maxQueue } } : {}),
             ...(loadError ? { error: loadError } : {}),
           });
         case '/ready':

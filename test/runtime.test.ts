@@ -209,6 +209,7 @@ describe('runtime over HTTP (default model)', () => {
     const h = (await fetch(`${rt.url}/health`).then((r) => r.json())) as Record<string, unknown>;
     expect(h).toMatchObject({ status: 'ready', model: 'default', provider: 'cpu', dimensions: 100 });
     expect(typeof h.uptimeSeconds).toBe('number');
+    expect(h.queue).toEqual({ queued: 0, running: 0, maxQueue: 8192 });
     expect((await fetch(`${rt.url}/ready`)).status).toBe(200);
     const m = (await fetch(`${rt.url}/v1/models`).then((r) => r.json())) as { object: string; data: Array<{ id: string; object: string }> };
     expect(m.object).toBe('list');
