@@ -245,3 +245,15 @@ describe('cost-report: bad input is one line naming the field, exit 2', () => {
     expect(d.workload.tokensPerMonth).toBe(1e9);
   });
 });
+
+describe('cost-report: --out evidence for rollout', () => {
+  it('writes the same document as --json, dated by the injected clock', async () => {
+    const when = new Date('2027-01-04T09:00:00Z');
+    const r = await runCli(['cost-report', '--tokens-per-month', '2B', '--json', '--out', 'reports/cost.json'], { cwd: dir, now: () => when });
+    expect(r.code).toBe(0);
+    const written = JSON.parse(readFileSync(join(dir, 'reports', 'cost.json'), 'utf8')) as Record<string, unknown>;
+    expect(written).toEqual(r.json());
+    expect(written.schema).toBe('embedctl.cost-report/v1');
+    expect(written.generatedAt).toBe(when.toISOString());
+  });
+});

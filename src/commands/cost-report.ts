@@ -22,7 +22,7 @@ import {
 import { analyse, type Assumption, type CostInputs } from '../core/cost/report.js';
 import { csvText, htmlText, jsonDoc, LABEL, textReport, type ActualData } from '../ui/cost-report.js';
 import { printJson, type Logger } from '../ui/output.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
 /** Bytes per vector component in a response: measured JSON.stringify of float32 values as JS numbers. */
@@ -391,7 +391,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--live-pricing', 'read EC2 prices from the AWS Pricing API and spot price history')
     .option('--actual', 'add the real bill (Cost Explorer, $0.01 per request) and usage (CloudWatch)')
     .option('--csv', 'print the cost-by-volume table as CSV on stdout')
-    .option('--html <file>', 'also write a self-contained HTML report with an SVG chart');
+    .option('--html <file>', 'also write a self-contained HTML report with an SVG chart')
+    .option('--out <file>', 'also write the JSON report here (atomically); rollout reads it as cost evidence');
   cmd.addHelpText(
     'after',
     '\nEvery value flag can also come from EMBEDCTL_<FLAG_NAME> (e.g. EMBEDCTL_TOKENS_PER_MONTH) or from the\n' +
@@ -433,7 +434,17 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         }
         log.info(`wrote ${path}`);
       }
-      if (globals.json) printJson(ctx, 'cost-report', jsonDoc(inputs, a, actual));
+      const doc = jsonDoc(inputs, a, actual, ctx.now());
+      if (typeof opts.out === 'string') {
+        const path = isAbsolute(opts.out) ? opts.out : join(ctx.cwd, opts.out);
+        try {
+          await writeJsonAtomic(path, { schema: 'embedctl.cost-report/v1', ...doc });
+        } catch (err) {
+          throw new UsageError(`cannot write ${path}: ${(err as Error).message}`, { field: '--out' });
+        }
+        log.info(`report written to ${path}`);
+      }
+      if (globals.json) printJson(ctx, 'cost-report', doc);
       else if (inputs.output.csv) ctx.stdout.write(csvText(inputs, a));
       else ctx.stdout.write(textReport(inputs, a, log.c, actual));
       log.verbose(`price table ${PRICE_TABLE_DATE}, ${PRICE_TABLE_REGION}; embeddings at your volume: ${embeddingsAt(inputs.workload, inputs.workload.tokensPerMonth)}`);

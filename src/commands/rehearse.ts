@@ -1,14 +1,410 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { PassThrough, type Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { Context } from '../context.js';
-import { ExternalError } from '../errors.js';
-import { action, examples, type ExitHolder } from './shared.js';
+import { Interrupted } from '../errors.js';
+import { nginxBinary } from '../adapters/nginx.js';
+import { startStandaloneRuntime, stopLocalStack, stopStandaloneRuntime, type LocalRuntime } from '../adapters/local-stack.js';
+import { createHybridClient, type HybridClient } from '../client/index.js';
+import { fmtFigures, overallExitCode, RehearsalClock, WEEK_MS, type StageResult } from '../core/rehearse.js';
+import { writeJsonAtomic } from '../util/fs.js';
+import { printJson, table } from '../ui/output.js';
+import { action, examples, type ExitHolder, type RunEnv } from './shared.js';
+
+interface RehearseOptions {
+  keep?: boolean;
+  out?: string;
+  skipNginx?: boolean;
+  sample?: string;
+  loadSeconds?: string;
+}
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
-  const cmd = program.command('rehearse').description('(not implemented yet)');
-  examples(cmd, ['embedctl rehearse --help']);
-  cmd.action(
-    action(ctx, holder, async () => {
-      throw new ExternalError('embedctl', 'rehearse is not implemented yet');
-    }),
-  );
+  const cmd = program
+    .command('rehearse')
+    .description('the whole migration, end to end, on this machine and offline: cost, render, serve, verify, load-test, five-week rollout, fault and rollback')
+    .option('--keep', 'leave the runtimes and nginx running afterwards (stop them with `embedctl down --local` in the work dir)')
+    .option('--out <dir>', 'work directory for reports, rendered files and state (default: a new temp dir)')
+    .option('--skip-nginx', 'route with the hybrid client instead of nginx (automatic when nginx is not installed)')
+    .option('--sample <n>', 'texts compared by verify-consistency in the first check', '231')
+    .option('--load-seconds <s>', 'length of the load test', '5');
+  examples(cmd, [
+    'embedctl rehearse',
+    'embedctl rehearse --json > rehearsal.json',
+    'embedctl rehearse --out ./rehearsal --keep      # inspect .embedctl/ and the reports afterwards',
+    'embedctl rehearse --skip-nginx                  # the hybrid-client path',
+  ]);
+  cmd.action(action<RehearseOptions>(ctx, holder, (env) => rehearse(env)));
 }
+
+/** Captures a sub-command's stdout; forwards its stderr, indented, as our progress. */
+function subStreams(parent: Writable, quiet: boolean) {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let text = '';
+  let errTail = '';
+  out.on('data', (d: Buffer) => (text += d.toString()));
+  let pending = '';
+  err.on('data', (d: Buffer) => {
+    const s = d.toString();
+    errTail = (errTail + s).slice(-2000);
+    if (quiet) return;
+    pending += s;
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const l of lines) if (l.trim()) parent.write(`    | ${l}\n`);
+  });
+  return { out, err, text: () => text, errTail: () => errTail };
+}
+
+async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
+  const { ctx, opts, globals, log } = env;
+  const started = Date.now();
+  const clock = new RehearsalClock(() => ctx.now());
+  const work = resolve(ctx.cwd, opts.out ?? mkdtempSync(join(tmpdir(), 'embedctl-rehearse-')));
+  const evidence = join(work, '.embedctl', 'reports');
+  mkdirSync(evidence, { recursive: true });
+  const sampleN = Number(opts.sample ?? 231);
+  const loadSeconds = Math.max(1, Number(opts.loadSeconds ?? 5));
+  const useNginx = !opts.skipNginx && nginxBinary(ctx.env) !== undefined;
+  const stages: StageResult[] = [];
+  const hostedKey = `rehearsal-${randomBytes(12).toString('hex')}`;
+  let hosted: LocalRuntime | undefined;
+  let selfHosted: LocalRuntime[] = [];
+  let gatewayUrl: string | undefined;
+  let stackUp = false;
+  const { main } = await import('../cli.js'); // lazy: cli.ts imports this file
+
+  log.info(`rehearse: work dir ${work}`);
+  if (!useNginx) log.info(`rehearse: ${opts.skipNginx ? '--skip-nginx given' : 'nginx is not installed'}: traffic is split by the hybrid client (embedctl/client) instead of nginx`);
+
+  /** Runs `embedctl <argv> --json` in-process on the rehearsal's clock and work dir. */
+  const sub = async (argv: string[], quiet = false, env: Record<string, string> = {}): Promise<{ code: number; json?: Json; errTail: string }> => {
+    const s = subStreams(ctx.stderr, quiet);
+    const subCtx: Context = { ...ctx, env: { ...ctx.env, ...env }, stdout: s.out, stderr: s.err, cwd: work, now: () => clock.now(), isTTY: false };
+    const code = await main(['node', 'embedctl', ...argv, '--json'], subCtx);
+    let json: Json | undefined;
+    try {
+      json = JSON.parse(s.text()) as Json;
+    } catch {
+      json = undefined;
+    }
+    return { code, json, errTail: s.errTail() };
+  };
+
+  const stage = async (id: string, title: string, fn: () => Promise<Omit<StageResult, 'id' | 'title' | 'seconds'>>): Promise<StageResult> => {
+    if (ctx.signal?.aborted) throw new Interrupted();
+    const n = stages.length + 1;
+    log.info(log.c.bold(`[${n}] ${title}`));
+    const t0 = Date.now();
+    let r: Omit<StageResult, 'id' | 'title' | 'seconds'>;
+    try {
+      r = await fn();
+    } catch (err) {
+      if (err instanceof Interrupted || ctx.signal?.aborted) throw err;
+      r = { verdict: 'fail', exitCode: (err as { exitCode?: number }).exitCode ?? 1, figures: {}, note: (err as Error).message.split('\n')[0] };
+    }
+    const res: StageResult = { id, title, seconds: (Date.now() - t0) / 1000, ...r };
+    stages.push(res);
+    const mark = res.verdict === 'pass' ? log.c.green('pass') : res.verdict === 'skipped' ? log.c.yellow('skipped') : log.c.red('FAIL');
+    log.info(`[${n}] ${mark} in ${res.seconds.toFixed(1)} s ${fmtFigures(res.figures)}${res.note ? ` (${res.note})` : ''}`);
+    return res;
+  };
+
+  const judged = (code: number, want = 0) => (code === want ? 'pass' : 'fail') as 'pass' | 'fail';
+  const refUrl = () => hosted!.url;
+  const candUrl = () => selfHosted[0]!.url;
+  const verifyArgs = (sample: number, out: string) => [
+    'verify-consistency', '--reference', refUrl(), '--reference-header', `Authorization: Bearer ${hostedKey}`,
+    '--candidate', candUrl(), '--sample', String(sample), '--min-cosine', '0.999', '--warn-cosine', '0.99', '--cache', 'off', '--out', out,
+  ];
+  const overlapArgs = (cache: string) => [
+    'rag-overlap', '--reference', refUrl(), '--reference-header', `Authorization: Bearer ${hostedKey}`,
+    '--candidate', candUrl(), '--k', '10', '--min-overlap', '0.8', '--warn-overlap', '0.7', '--cache', cache,
+    '--out', join(evidence, 'rag-overlap.json'),
+  ];
+  const loadArgs = (seconds: number, vus: number) => [
+    'load-test', '--target', candUrl(), '--engine', 'autocannon', '--stages', `${seconds}s:${vus}`, '--batch', '8',
+    '--p95', '500', '--max-error-rate', '0.05', '--max-requests', '20000', '--out', join(evidence, 'load-test.json'),
+  ];
+  const costArgs = [
+    'cost-report', '--tokens-per-month', '5B', '--provider', 'openai', '--model', 'text-embedding-3-large',
+    '--instance-type', 'g4dn.xlarge', '--egress-share', '0', '--pricing', 'all', '--out', join(evidence, 'cost-report.json'),
+  ];
+  const rolloutCommon = () => [
+    '--evidence-dir', evidence, '--metrics-url', `${candUrl()}/metrics`,
+    ...(useNginx ? ['--driver', 'nginx', '--samples', '400', '--tolerance', '8'] : ['--driver', 'env', '--env-file', join(work, '.embedctl', 'traffic.env')]),
+  ];
+  const hybrid = (): HybridClient =>
+    createHybridClient({
+      selfHosted: { url: candUrl(), model: 'default' },
+      hosted: { url: refUrl(), model: 'default-q', apiKey: hostedKey },
+      percentFrom: { envFile: join(work, '.embedctl', 'traffic.env') },
+      sameModel: false,
+      retries: 0,
+      refreshMs: 0,
+    });
+
+  /** Sends `n` requests with distinct keys through the gateway (or the hybrid client); counts who answered. */
+  const sampleSplit = async (n: number) => {
+    const counts = { selfhosted: 0, hosted: 0, errors: 0 };
+    const client = useNginx ? undefined : hybrid();
+    for (let i = 0; i < n; i++) {
+      const key = `tenant-${i}-${randomBytes(3).toString('hex')}`;
+      try {
+        if (client) {
+          const r = await client.embed(['rehearsal sample'], { key });
+          counts[r.backend]++;
+        } else {
+          const res = await fetch(`${gatewayUrl}/v1/embeddings`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'x-tenant-id': key },
+            body: JSON.stringify({ input: 'rehearsal sample' }),
+            signal: AbortSignal.timeout(10_000),
+          });
+          await res.arrayBuffer();
+          if (!res.ok) counts.errors++;
+          else counts[res.headers.get('x-embedctl-backend') === 'selfhosted' ? 'selfhosted' : 'hosted']++;
+        }
+      } catch {
+        counts.errors++;
+      }
+    }
+    return counts;
+  };
+
+  const setFault = async (rt: LocalRuntime, status: number) => {
+    const res = await fetch(`${rt.url}/admin/fault`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(status ? { status, rate: 1 } : { status: 0 }),
+      signal: AbortSignal.timeout(5000),
+    });
+    await res.arrayBuffer();
+    if (!res.ok) throw new Error(`fault injection refused by ${rt.url}: HTTP ${res.status}`);
+  };
+
+  try {
+    // 1. Decide.
+    await stage('cost', 'cost-report: does self-hosting pay for a sample workload?', async () => {
+      const r = await sub(costArgs);
+      const m = r.json?.monthly;
+      return {
+        verdict: judged(r.code),
+        exitCode: r.code,
+        figures: {
+          tokensPerMonth: m?.tokensPerMonth ?? null,
+          hostedUsd: m?.hosted ?? null,
+          onDemandUsd: m?.onDemand?.total ?? null,
+          spotUsd: m?.spot?.total ?? null,
+          breakEvenOnDemand: r.json?.breakEven?.onDemand ?? null,
+          recommendation: r.json?.recommendation?.decision ?? null,
+          assumptions: Array.isArray(r.json?.assumptions) ? r.json.assumptions.length : null,
+        },
+      };
+    });
+
+    // 2. Render (validated with nginx -t when nginx is installed). Ports are chosen by `up`; the
+    // hosted stand-in's URL is not known yet, so render for its final place: 127.0.0.1.
+    await stage('render', 'render: docker-compose, nginx, k8s and user-data from templates/', async () => {
+      const r = await sub(['render', '--out', join(work, 'deploy'), '--replicas', '2', '--hosted-url', 'https://api.openai.com/v1/embeddings', '--percent', '0']);
+      const files = Array.isArray(r.json?.files) ? r.json.files.length : null;
+      return { verdict: judged(r.code), exitCode: r.code, figures: { files, nginxCheck: r.json?.nginxCheck?.status ?? null } };
+    });
+
+    // 3. Serve: the hosted stand-in (default-q behind an API key) and the self-hosted side.
+    await stage('serve', `start: hosted stand-in (default-q, API key) + 2 self-hosted runtimes (default)${useNginx ? ' behind nginx' : ''}`, async () => {
+      hosted = await startStandaloneRuntime({
+        cwd: work,
+        name: 'hosted',
+        model: 'default-q',
+        env: { ...ctx.env, EMBEDCTL_API_KEY: hostedKey },
+        signal: ctx.signal,
+        onProgress: (m) => log.info(`    | ${m}`),
+      });
+      if (useNginx) {
+        const r = await sub(['up', '--local', '--replicas', '2', '--model', 'default', '--hosted-url', hosted.url, '--percent', '0'], false, {
+          EMBEDCTL_HOSTED_API_KEY: hostedKey,
+          // Lets stage 7 switch the self-hosted runtimes to answering 500s (POST /admin/fault).
+          EMBEDCTL_FAULT_INJECTION: '1',
+        });
+        if (r.code !== 0) return { verdict: 'fail', exitCode: r.code, figures: {}, note: r.errTail.trim().split('\n').pop() };
+        stackUp = true;
+        gatewayUrl = r.json?.url;
+        selfHosted = (r.json?.runtimes ?? []) as LocalRuntime[];
+      } else {
+        for (let i = 0; i < 2; i++) {
+          selfHosted.push(
+            await startStandaloneRuntime({ cwd: work, name: `selfhosted-${i + 1}`, model: 'default', env: { ...ctx.env, EMBEDCTL_FAULT_INJECTION: '1' }, signal: ctx.signal, onProgress: (m) => log.info(`    | ${m}`) }),
+          );
+        }
+      }
+      const split = await sampleSplit(50);
+      return {
+        verdict: split.errors === 0 && split.selfhosted === 0 ? 'pass' : 'fail',
+        exitCode: 0,
+        figures: { gateway: gatewayUrl ?? 'hybrid client', hosted: hosted.url, selfHosted: selfHosted.map((r) => r.url).join(','), sampledHosted: split.hosted, sampledErrors: split.errors },
+      };
+    });
+    if (stages.at(-1)!.verdict !== 'pass') throw new StopRehearsal();
+
+    // 4. Quality gates.
+    await stage('verify', 'verify-consistency: per-text cosine, hosted stand-in vs self-hosted', async () => {
+      const r = await sub(verifyArgs(sampleN, join(evidence, 'verify-consistency.json')));
+      const c = r.json?.cosine;
+      return { verdict: judged(r.code), exitCode: r.code, figures: { texts: r.json?.count ?? null, minCosine: c?.min ?? null, meanCosine: c?.mean ?? null, belowWarn: r.json?.belowWarn ?? null, verdict: r.json?.verdict ?? null } };
+    });
+    await stage('overlap', 'rag-overlap: top-10 retrieval agreement on the shipped corpus', async () => {
+      const r = await sub(overlapArgs('off'));
+      return {
+        verdict: judged(r.code),
+        exitCode: r.code,
+        figures: {
+          queries: r.json?.queries ?? null,
+          corpus: r.json?.corpus ?? null,
+          overlapMean: r.json?.overlap?.mean ?? null,
+          overlapMin: r.json?.overlap?.min ?? null,
+          rbo: r.json?.rbo?.mean ?? null,
+          ndcgRef: r.json?.quality?.reference?.ndcg10 ?? null,
+          ndcgCand: r.json?.quality?.candidate?.ndcg10 ?? null,
+        },
+      };
+    });
+
+    // 5. Load.
+    await stage('load', `load-test: ${loadSeconds} s of autocannon against the self-hosted runtime`, async () => {
+      const r = await sub(loadArgs(loadSeconds, 8));
+      return {
+        verdict: judged(r.code),
+        exitCode: r.code,
+        figures: {
+          requests: r.json?.requests ?? null,
+          embeddingsPerMinute: r.json?.embeddingsPerMinute ?? null,
+          p95Ms: r.json?.latencyMs?.p95 ?? null,
+          errorRate: r.json?.errorRate ?? null,
+          meetsSuccessCriteria: r.json?.verdict?.successCriteria?.pass ?? r.json?.verdict?.pass ?? null,
+        },
+      };
+    });
+
+    // 6. The five weeks: each week refreshes the evidence on the rehearsal clock, then moves one step.
+    const steps = [10, 25, 50, 75, 100];
+    for (const [i, pct] of steps.entries()) {
+      await stage(`rollout-${pct}`, `rollout week ${i + 1}: gates, then ${i === 0 ? '0' : steps[i - 1]} -> ${pct} % self-hosted`, async () => {
+        if (i > 0) {
+          clock.advance(WEEK_MS + 3600_000);
+          const refresh = [await sub(costArgs, true), await sub(verifyArgs(40, join(evidence, 'verify-consistency.json')), true), await sub(overlapArgs('all'), true), await sub(loadArgs(2, 4), true)];
+          const bad = refresh.findIndex((x) => x.code !== 0);
+          if (bad >= 0) return { verdict: 'fail', exitCode: refresh[bad]!.code, figures: {}, note: `evidence refresh failed: ${refresh[bad]!.errTail.trim().split('\n').pop()}` };
+        }
+        const r = await sub(['rollout', i === 0 ? '--percent' : '--next', ...(i === 0 ? [String(pct)] : []), ...rolloutCommon()]);
+        const split = await sampleSplit(200);
+        const observed = (100 * split.selfhosted) / Math.max(1, split.selfhosted + split.hosted);
+        const gates = Array.isArray(r.json?.gates) ? r.json.gates : Array.isArray(r.json?.gateResults) ? r.json.gateResults : [];
+        const ok = r.code === 0 && Math.abs(observed - pct) <= 10 && split.errors === 0;
+        return {
+          verdict: ok ? 'pass' : 'fail',
+          exitCode: r.code,
+          figures: {
+            percent: r.json?.percent ?? r.json?.state?.percent ?? null,
+            observedSelfHostedPct: +observed.toFixed(1),
+            gatesPassed: gates.filter((g: Json) => g.status === 'pass').length,
+            gates: gates.length,
+            simulatedDate: clock.now().toISOString().slice(0, 10),
+          },
+          note: r.code !== 0 ? r.errTail.trim().split('\n').pop() : undefined,
+        };
+      });
+      if (stages.at(-1)!.verdict !== 'pass') throw new StopRehearsal();
+    }
+
+    // 7. Fault: the self-hosted runtimes start answering 500; `rollout --watch` must roll back alone.
+    await stage('fault', 'fault: self-hosted returns 500s; rollout --watch must roll back to 0 % by itself', async () => {
+      const t0 = Date.now();
+      for (const rt of selfHosted) await setFault(rt, 500);
+      const stop = new AbortController();
+      const traffic = (async () => {
+        const c = { sent: 0, failed: 0 };
+        const client = useNginx ? undefined : hybrid();
+        while (!stop.signal.aborted && c.sent < 5000) {
+          c.sent++;
+          try {
+            if (client) await client.embed(['fault traffic'], { key: `t${c.sent % 97}` });
+            else {
+              const res = await fetch(`${gatewayUrl}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-tenant-id': `t${c.sent % 97}` }, body: '{"input":"fault traffic"}', signal: AbortSignal.timeout(5000) });
+              await res.arrayBuffer();
+              if (!res.ok) c.failed++;
+            }
+          } catch {
+            c.failed++;
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        return c;
+      })();
+      let r;
+      try {
+        r = await sub(['rollout', '--watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
+      } finally {
+        stop.abort();
+      }
+      const seen = await traffic;
+      const detectSeconds = (Date.now() - t0) / 1000;
+      for (const rt of selfHosted) await setFault(rt, 0);
+      const after = await sampleSplit(200);
+      const ok = r.code === 4 && after.selfhosted === 0 && after.errors === 0;
+      return {
+        verdict: ok ? 'pass' : 'fail',
+        exitCode: r.code === 4 ? 0 : r.code,
+        figures: {
+          watchExit: r.code,
+          secondsToRollback: +detectSeconds.toFixed(1),
+          rollbackMs: r.json?.rollback?.durationMs ?? r.json?.rollbackMs ?? r.json?.durationMs ?? null,
+          reason: r.json?.reason ?? r.json?.rollback?.reason ?? null,
+          clientRequestsDuringFault: seen.sent,
+          clientErrorsDuringFault: seen.failed,
+          afterSelfHosted: after.selfhosted,
+          afterHosted: after.hosted,
+        },
+        note: ok ? undefined : `watch exited ${r.code}; after rollback ${after.selfhosted} of 200 sampled went to self-hosted`,
+      };
+    });
+  } catch (err) {
+    if (!(err instanceof StopRehearsal)) {
+      if (err instanceof Interrupted || ctx.signal?.aborted) {
+        stages.push({ id: 'interrupted', title: 'interrupted', verdict: 'fail', exitCode: 130, seconds: 0, figures: {} });
+      } else throw err;
+    }
+  } finally {
+    if (!opts.keep) {
+      if (stackUp) await stopLocalStack(work).catch((e: Error) => log.warn(`could not stop the local stack: ${e.message}`));
+      for (const rt of [...(stackUp ? [] : selfHosted), ...(hosted ? [hosted] : [])]) await stopStandaloneRuntime(rt).catch(() => undefined);
+    } else {
+      log.info(`rehearse: --keep: still running; stop with: (cd ${work} && embedctl down --local)${hosted ? ` and kill ${hosted.pid}` : ''}`);
+    }
+  }
+
+  const seconds = (Date.now() - started) / 1000;
+  const code = overallExitCode(stages);
+  const verdict = code === 0 ? 'pass' : 'fail';
+  const doc = { verdict, seconds: +seconds.toFixed(1), workDir: work, nginx: useNginx, simulatedDays: Math.round(clock.skippedMs / 86_400_000), stages };
+  await writeJsonAtomic(join(work, 'rehearsal-summary.json'), { schema: 'embedctl.rehearse/v1', ...doc });
+  if (globals.json) printJson(ctx, 'rehearse', doc);
+  else {
+    ctx.stdout.write(
+      table(
+        ['stage', 'verdict', 'seconds', 'key figures'],
+        stages.map((s) => [s.title.split(':')[0]!, s.verdict, s.seconds.toFixed(1), fmtFigures(s.figures) + (s.note ? ` (${s.note})` : '')]),
+      ),
+    );
+    ctx.stdout.write(`\nrehearsal ${verdict} in ${seconds.toFixed(1)} s (${Math.round(clock.skippedMs / 86_400_000)} simulated days); reports in ${evidence}\n`);
+  }
+  return code;
+}
+
+class StopRehearsal extends Error {}

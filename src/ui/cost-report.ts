@@ -31,9 +31,11 @@ export function fmtTokens(n: number): string {
   return String(Number(n.toPrecision(3)));
 }
 
-export function jsonDoc(i: CostInputs, a: Analysis, actual?: ActualData) {
+export function jsonDoc(i: CostInputs, a: Analysis, actual: ActualData | undefined, now: Date) {
   const pick = <T>(f: (r: OptionResult) => T) => Object.fromEntries(a.results.map((r) => [r.option, f(r)]));
   return {
+    // When it was computed: rollout judges the age of its cost evidence by this.
+    generatedAt: now.toISOString(),
     workload: {
       tokensPerMonth: i.workload.tokensPerMonth,
       embeddingsPerMonth: i.workload.embeddingsPerMonth,

@@ -43,7 +43,7 @@ export const PRODUCERS: Record<GateName, string> = {
   p95LatencyMs: 'embedctl load-test --out .embedctl/reports/load-test.json (or pass --metrics-url / --cloudwatch)',
   consistency: 'embedctl verify-consistency --out .embedctl/reports/verify-consistency.json',
   overlap: 'embedctl rag-overlap --out .embedctl/reports/rag-overlap.json',
-  monthlyCost: 'embedctl cost-report --json > .embedctl/reports/cost-report.json',
+  monthlyCost: 'embedctl cost-report --out .embedctl/reports/cost-report.json',
 };
 
 interface GateSpec {

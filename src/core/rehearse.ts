@@ -1,0 +1,53 @@
+/**
+ * The rehearsal's bookkeeping: its clock, its stages and the verdict. Pure; the command runs the
+ * stages.
+ */
+
+export type Verdict = 'pass' | 'fail' | 'skipped';
+
+export interface StageResult {
+  id: string;
+  title: string;
+  verdict: Verdict;
+  /** Exit code of the sub-command the stage is judged on (null when none ran). */
+  exitCode: number | null;
+  seconds: number;
+  /** Key figures, as the stage's own report gave them. */
+  figures: Record<string, string | number | boolean | null | undefined>;
+  note?: string;
+}
+
+/**
+ * Real time plus an offset the rehearsal moves forward: a week's dwell passes in a call, while
+ * everything else (report ages, timings) still ticks in real time.
+ */
+export class RehearsalClock {
+  private offsetMs = 0;
+  constructor(private readonly real: () => Date) {}
+  now(): Date {
+    return new Date(this.real().getTime() + this.offsetMs);
+  }
+  advance(ms: number): void {
+    this.offsetMs += ms;
+  }
+  get skippedMs(): number {
+    return this.offsetMs;
+  }
+}
+
+export const WEEK_MS = 7 * 24 * 3600 * 1000;
+
+/** 0 when every stage passed; otherwise the first failed stage's exit code (3 for a gate, 1 else). */
+export function overallExitCode(stages: StageResult[]): number {
+  const failed = stages.find((s) => s.verdict === 'fail');
+  if (!failed) return 0;
+  if (failed.exitCode === 130) return 130;
+  return failed.exitCode === 3 || failed.exitCode === 2 ? 3 : 1;
+}
+
+export function fmtFigures(f: StageResult['figures']): string {
+  return Object.entries(f)
+    .filter(([, v]) => v !== null && v !== undefined && v !== '')
+    .map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(4) : v}`)
+    .join(' ');
+}
