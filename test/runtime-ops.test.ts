@@ -112,59 +112,63 @@ describe('client going away', () => {
 describe('graceful shutdown', () => {
   it('on SIGTERM answers /ready 503 and new requests 503, completes every in-flight request with 200, and exits 0', async () => {
     const rt = await startRuntime({ model: 'tiny-bert' });
-    // One request whose body this test finishes only after SIGTERM: in flight for certain.
-    const slowBody = JSON.stringify({ input: longInputs(40, 'slow') });
-    const slow = httpRequest(`${rt.url}/v1/embeddings`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(slowBody) },
-    });
-    const slowDone = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      slow.on('response', (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode!, body }));
+    try {
+      // One request whose body this test finishes only after SIGTERM: in flight for certain.
+      const slowBody = JSON.stringify({ input: longInputs(40, 'slow') });
+      const slow = httpRequest(`${rt.url}/v1/embeddings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(slowBody) },
       });
-      slow.on('error', reject);
-    });
-    slow.write(slowBody.slice(0, 100));
-    const deadline = Date.now() + 20_000;
-    while ((await metric(rt.url, 'embedctl_requests_in_flight')) < 1) {
-      expect(Date.now()).toBeLessThan(deadline);
-      await sleep(10);
-    }
-    // And a crowd of ordinary ones that are being worked on when the signal comes.
-    const n = 8;
-    const crowd = Array.from({ length: n }, (_, c) =>
-      post(rt.url, { input: longInputs(120, `s${c}`) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { data?: unknown[] } })),
-    );
-    while ((await metric(rt.url, 'embedctl_requests_in_flight')) < 2) {
-      expect(Date.now()).toBeLessThan(deadline);
-      await sleep(5);
-    }
-    rt.child.kill('SIGTERM');
-    let draining: Record<string, unknown> | undefined;
-    while (!(draining = rt.events().find((e) => e.event === 'draining'))) {
-      expect(Date.now()).toBeLessThan(deadline);
-      await sleep(5);
-    }
-    expect((await fetch(`${rt.url}/ready`)).status).toBe(503);
-    const late = await post(rt.url, { input: 'too late' });
-    expect(late.status).toBe(503);
-    expect(((await late.json()) as { error: { code: string } }).error.code).toBe('shutting_down');
+      const slowDone = new Promise<{ status: number; body: string }>((resolve, reject) => {
+        slow.on('response', (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        slow.on('error', reject);
+      });
+      slow.write(slowBody.slice(0, 100));
+      const deadline = Date.now() + 20_000;
+      while ((await metric(rt.url, 'embedctl_requests_in_flight')) < 1) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await sleep(10);
+      }
+      // And a crowd of ordinary ones that are being worked on when the signal comes.
+      const n = 8;
+      const crowd = Array.from({ length: n }, (_, c) =>
+        post(rt.url, { input: longInputs(120, `s${c}`) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { data?: unknown[] } })),
+      );
+      while ((await metric(rt.url, 'embedctl_requests_in_flight')) < 2) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await sleep(5);
+      }
+      rt.child.kill('SIGTERM');
+      let draining: Record<string, unknown> | undefined;
+      while (!(draining = rt.events().find((e) => e.event === 'draining'))) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await sleep(5);
+      }
+      expect((await fetch(`${rt.url}/ready`)).status).toBe(503);
+      const late = await post(rt.url, { input: 'too late' });
+      expect(late.status).toBe(503);
+      expect(((await late.json()) as { error: { code: string } }).error.code).toBe('shutting_down');
 
-    slow.end(slowBody.slice(100));
-    const s = await slowDone;
-    expect(s.status).toBe(200);
-    expect((JSON.parse(s.body) as { data: unknown[] }).data).toHaveLength(40);
-    const done = await Promise.all(crowd);
-    expect(await rt.exited).toBe(0);
-    // Every request is answered (none reset); those in flight at SIGTERM all with 200.
-    expect(done.every((d) => d.status === 200 || d.status === 503)).toBe(true);
-    expect(done.filter((d) => d.status === 200).every((d) => d.body.data?.length === 120)).toBe(true);
-    expect(Number(draining.inFlight)).toBeGreaterThanOrEqual(2);
-    expect(1 + done.filter((d) => d.status === 200).length).toBeGreaterThanOrEqual(Number(draining.inFlight));
-    const events = rt.events().map((e) => e.event);
-    expect(events[events.length - 1]).toBe('exit');
+      slow.end(slowBody.slice(100));
+      const s = await slowDone;
+      expect(s.status).toBe(200);
+      expect((JSON.parse(s.body) as { data: unknown[] }).data).toHaveLength(40);
+      const done = await Promise.all(crowd);
+      expect(await rt.exited).toBe(0);
+      // Every request is answered (none reset); those in flight at SIGTERM all with 200.
+      expect(done.every((d) => d.status === 200 || d.status === 503)).toBe(true);
+      expect(done.filter((d) => d.status === 200).every((d) => d.body.data?.length === 120)).toBe(true);
+      expect(Number(draining.inFlight)).toBeGreaterThanOrEqual(2);
+      expect(1 + done.filter((d) => d.status === 200).length).toBeGreaterThanOrEqual(Number(draining.inFlight));
+      const events = rt.events().map((e) => e.event);
+      expect(events[events.length - 1]).toBe('exit');
+    } finally {
+      await rt.stop(); // no-op once it has exited; kills it if an assertion failed first
+    }
   });
 });
 

@@ -52,7 +52,16 @@ export async function startRuntime(o: StartRuntimeOptions = {}): Promise<Runtime
   if (o.apiKey !== undefined) env.EMBEDCTL_API_KEY = o.apiKey;
   const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] });
   const lines: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // If the test process ends without stop() (a failed assertion before it, a crash), take the
+  // runtime along rather than leave it listening.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      process.off('exit', killOnExit);
+      resolve(code);
+    }),
+  );
   let onListening: ((url: string) => void) | undefined;
   createInterface({ input: child.stderr! }).on('line', (line) => {
     lines.push(line);
