@@ -2,6 +2,14 @@
 import { main } from '../dist/src/cli.js';
 import { processContext } from '../dist/src/context.js';
 
+// `embedctl ... | head` closes the pipe early: that is the reader's choice, not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 // First Ctrl-C asks the command to stop and print what it has; a second one kills at once.
 const ac = new AbortController();
 const onSignal = (sig) => {

@@ -84,6 +84,8 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   if (!useNginx) log.info(`rehearse: ${opts.skipNginx ? '--skip-nginx given' : 'nginx is not installed'}: traffic is split by the hybrid client (embedctl/client) instead of nginx`);
 
   /** Runs `embedctl <argv> --json` in-process on the rehearsal's clock and work dir. */
+  /** The stage being run: its sub-command reports are kept as <work>/stages/<id>[-n].json. */
+  let current: { id: string; reports: string[] } | undefined;
   const sub = async (argv: string[], quiet = false, env: Record<string, string> = {}): Promise<{ code: number; json?: Json; errTail: string }> => {
     const s = subStreams(ctx.stderr, quiet);
     const subCtx: Context = { ...ctx, env: { ...ctx.env, ...env }, stdout: s.out, stderr: s.err, cwd: work, now: () => clock.now(), isTTY: false };
@@ -94,6 +96,11 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     } catch {
       json = undefined;
     }
+    if (json && current) {
+      const path = join(work, 'stages', `${current.id}${current.reports.length ? `-${current.reports.length + 1}` : ''}.json`);
+      await writeJsonAtomic(path, json);
+      current.reports.push(path);
+    }
     return { code, json, errTail: s.errTail() };
   };
 
@@ -102,6 +109,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     const n = stages.length + 1;
     log.info(log.c.bold(`[${n}] ${title}`));
     const t0 = Date.now();
+    current = { id, reports: [] };
     let r: Omit<StageResult, 'id' | 'title' | 'seconds'>;
     try {
       r = await fn();
@@ -109,7 +117,9 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       if (err instanceof Interrupted || ctx.signal?.aborted) throw err;
       r = { verdict: 'fail', exitCode: (err as { exitCode?: number }).exitCode ?? 1, figures: {}, note: (err as Error).message.split('\n')[0] };
     }
-    const res: StageResult = { id, title, seconds: (Date.now() - t0) / 1000, ...r };
+    // The report the stage is judged on is the last sub-command's (weekly refreshes run first).
+    const res: StageResult = { id, title, seconds: (Date.now() - t0) / 1000, ...r, ...(current.reports.length ? { report: current.reports.at(-1) } : {}) };
+    current = undefined;
     stages.push(res);
     const mark = res.verdict === 'pass' ? log.c.green('pass') : res.verdict === 'skipped' ? log.c.yellow('skipped') : log.c.red('FAIL');
     log.info(`[${n}] ${mark} in ${res.seconds.toFixed(1)} s ${fmtFigures(res.figures)}${res.note ? ` (${res.note})` : ''}`);
@@ -248,7 +258,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       return {
         verdict: split.errors === 0 && split.selfhosted === 0 ? 'pass' : 'fail',
         exitCode: 0,
-        figures: { gateway: gatewayUrl ?? 'hybrid client', hosted: hosted.url, selfHosted: selfHosted.map((r) => r.url).join(','), sampledHosted: split.hosted, sampledErrors: split.errors },
+        figures: { gateway: gatewayUrl ?? 'hybrid client', hosted: hosted.url, hostedPid: hosted.pid, selfHosted: selfHosted.map((r) => r.url).join(','), sampledHosted: split.hosted, sampledErrors: split.errors },
       };
     });
     if (stages.at(-1)!.verdict !== 'pass') throw new StopRehearsal();

@@ -15,6 +15,8 @@ export interface StageResult {
   /** Key figures, as the stage's own report gave them. */
   figures: Record<string, string | number | boolean | null | undefined>;
   note?: string;
+  /** The sub-command's own JSON report for this stage, kept under <work>/stages/. */
+  report?: string;
 }
 
 /**

@@ -1,0 +1,101 @@
+// `embedctl rehearse` from the CLI: every stage green on a short schedule, every process it started
+// stopped afterwards, and its summary equal to what each stage's own report says.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers/cli.js';
+import type { StageResult } from '../src/core/rehearse.js';
+import { nginxBinary } from '../src/adapters/nginx.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'embedctl-rehearse-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Summary {
+  schema: string;
+  verdict: string;
+  nginx: boolean;
+  simulatedDays: number;
+  stages: StageResult[];
+}
+
+const readJson = (p: string) => JSON.parse(readFileSync(p, 'utf8')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const haveNginx = nginxBinary() !== undefined;
+if (!haveNginx && process.env.CI) throw new Error('nginx is required in CI (.ci/run installs it)');
+
+describe.skipIf(!haveNginx)('embedctl rehearse (nginx path)', () => {
+  it('passes every stage and its summary matches the stage reports', { timeout: 240_000 }, async () => {
+    const out = join(dir, 'nginx');
+    const r = await runCli(['rehearse', '--json', '--out', out, '--sample', '60', '--load-seconds', '2']);
+    expect(r.code, r.stderr.slice(-3000)).toBe(0);
+    const s = r.json<Summary>();
+    expect(s.schema).toBe('embedctl.rehearse/v1');
+    expect(s.nginx).toBe(true);
+    expect(s.stages.map((x) => x.id)).toEqual(['cost', 'render', 'serve', 'verify', 'overlap', 'load', 'rollout-10', 'rollout-25', 'rollout-50', 'rollout-75', 'rollout-100', 'fault']);
+    for (const st of s.stages) expect(st.verdict, `${st.id}: ${st.note}`).toBe('pass');
+    expect(s.simulatedDays).toBeGreaterThanOrEqual(28);
+    // The file summary is the same document.
+    expect(readJson(join(out, 'rehearsal-summary.json'))).toEqual(s);
+
+    const by = Object.fromEntries(s.stages.map((x) => [x.id, x]));
+    const report = (id: string) => readJson(by[id]!.report!);
+    expect(report('cost').monthly.hosted).toBe(by.cost!.figures.hostedUsd);
+    expect(report('cost').recommendation.decision).toBe(by.cost!.figures.recommendation);
+    const verify = report('verify');
+    expect(verify.count).toBe(60);
+    expect(verify.cosine.min).toBe(by.verify!.figures.minCosine);
+    // default vs default-q: close, but measurably not identical.
+    expect(verify.cosine.min).toBeGreaterThan(0.999);
+    expect(verify.cosine.min).toBeLessThan(1);
+    expect(report('overlap').overlap.mean).toBe(by.overlap!.figures.overlapMean);
+    const load = report('load');
+    expect(load.requests).toBe(by.load!.figures.requests);
+    expect(load.latencyMs.p95).toBe(by.load!.figures.p95Ms);
+    for (const pct of [10, 25, 50, 75, 100]) {
+      const st = by[`rollout-${pct}`]!;
+      expect(report(`rollout-${pct}`).percent ?? report(`rollout-${pct}`).state?.percent).toBe(pct);
+      expect(st.figures.percent).toBe(pct);
+      expect(Math.abs(Number(st.figures.observedSelfHostedPct) - pct)).toBeLessThanOrEqual(10);
+    }
+    const fault = by.fault!;
+    expect(fault.figures.watchExit).toBe(4);
+    expect(fault.figures.afterSelfHosted).toBe(0);
+    expect(Number(fault.figures.clientErrorsDuringFault)).toBeGreaterThan(0);
+
+    // The rollout state agrees: back at 0 %, with the automatic rollback in its history.
+    const state = readJson(join(out, '.embedctl', 'rollout.json'));
+    expect(state.percent).toBe(0);
+    expect(JSON.stringify(state.history ?? readFileSync(join(out, '.embedctl', 'rollout.history.jsonl'), 'utf8'))).toMatch(/automatic/);
+
+    // Nothing left running: the local stack is gone and every runtime it logged has exited.
+    expect(existsSync(join(out, '.embedctl', 'local.json'))).toBe(false);
+    const pids = [...readFileSync(join(out, 'stages', 'serve.json'), 'utf8').matchAll(/"pid":\s*(\d+)/g)].map((m) => Number(m[1]));
+    expect(pids.length).toBeGreaterThanOrEqual(3);
+    pids.push(Number(by.serve!.figures.hostedPid));
+    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+  });
+});
+
+describe('embedctl rehearse (hybrid-client path)', () => {
+  it('routes with the hybrid client and still rolls back by itself', { timeout: 240_000 }, async () => {
+    const out = join(dir, 'hybrid');
+    const r = await runCli(['rehearse', '--skip-nginx', '--json', '--out', out, '--sample', '40', '--load-seconds', '1']);
+    expect(r.code, r.stderr.slice(-3000)).toBe(0);
+    expect(r.stderr).toMatch(/hybrid client/);
+    const s = r.json<Summary>();
+    expect(s.nginx).toBe(false);
+    expect(s.stages.every((x) => x.verdict === 'pass')).toBe(true);
+    const env = readFileSync(join(out, '.embedctl', 'traffic.env'), 'utf8');
+    expect(env).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=0\b/);
+  });
+});
