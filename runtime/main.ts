@@ -8,48 +8,69 @@
  * requests get 503, everything admitted is answered, then exit 0.
  */
 import { parseArgs } from 'node:util';
+import { startEmfReporter, type EmfReporter } from './emf.js';
 import { loadModel } from './model.js';
-import { OPTION_SPECS, flagName, resolveRuntimeOptions, type RuntimeOptions } from './options.js';
+import { EMF_OPTION_SPECS, OPTION_SPECS, flagName, resolveEmfOptions, resolveRuntimeOptions, type EmfOptions, type RuntimeOptions } from './options.js';
 import { startServer } from './server.js';
 
 const emit = (event: Record<string, unknown>) => {
   process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), ...event })}\n`);
 };
 
-const USAGE = `usage: node dist/runtime/main.js [options]\n${OPTION_SPECS.map((s) => `  ${s.flag.padEnd(28)} ${s.description} (env ${s.env})`).join('\n')}\n`;
+const USAGE = `usage: node dist/runtime/main.js [options]\n${[...OPTION_SPECS, ...EMF_OPTION_SPECS].map((s) => `  ${s.flag.padEnd(28)} ${s.description} (env ${s.env})`).join('\n')}\n`;
 
-function parseCli(argv: string[]): RuntimeOptions | undefined {
+const emfFlag = (s: { flag: string }) => s.flag.split(' ')[0]!.slice(2);
+
+function parseCli(argv: string[]): { opts: RuntimeOptions; emf: EmfOptions } | undefined {
   const { values } = parseArgs({
     args: argv,
     options: {
       help: { type: 'boolean', short: 'h' },
       ...Object.fromEntries(OPTION_SPECS.map((s) => [flagName(s).slice(2), { type: 'string' as const }])),
+      ...Object.fromEntries(EMF_OPTION_SPECS.map((s) => [emfFlag(s), { type: 'string' as const }])),
     },
     strict: true,
     allowPositionals: false,
   });
   if (values.help) return undefined;
-  return resolveRuntimeOptions((s) => values[flagName(s).slice(2) as keyof typeof values], process.env);
+  const flagValue = (name: string) => (values as Record<string, unknown>)[name];
+  return {
+    opts: resolveRuntimeOptions((s) => flagValue(flagName(s).slice(2)), process.env),
+    emf: resolveEmfOptions((s) => flagValue(emfFlag(s)), process.env),
+  };
 }
 
 async function run(): Promise<number> {
-  let opts: RuntimeOptions | undefined;
+  let parsed: ReturnType<typeof parseCli>;
   try {
-    opts = parseCli(process.argv.slice(2));
+    parsed = parseCli(process.argv.slice(2));
   } catch (err) {
     emit({ event: 'usage_error', error: (err as Error).message });
     process.stderr.write(USAGE);
     return 2;
   }
-  if (!opts) {
+  if (!parsed) {
     process.stdout.write(USAGE);
     return 0;
   }
-  const o = opts;
+  const o = parsed.opts;
+  const emfOpts = parsed.emf;
   const modelPromise = loadModel(o.model, { providers: o.providers, log: (message: string) => emit({ event: 'model', message }) });
   // The server listens at once (answering /ready 503) while the model loads and warms up.
   const server = await startServer({ ...o, model: modelPromise, log: emit, processMetrics: true });
   emit({ event: 'listening', url: server.url, port: server.port, model: o.model, auth: o.apiKey ? 'bearer' : 'none' });
+  let emf: EmfReporter | undefined;
+  if (emfOpts.emfLog) {
+    emf = startEmfReporter({
+      metrics: server.metrics,
+      path: emfOpts.emfLog,
+      intervalMs: emfOpts.emfIntervalMs,
+      deployment: emfOpts.deployment,
+      // Metrics are not worth an outage: say so once per distinct failure and keep serving.
+      onError: (err) => emit({ event: 'emf_error', path: emfOpts.emfLog, error: err.message }),
+    });
+    emit({ event: 'emf', path: emfOpts.emfLog, intervalSeconds: emfOpts.emfIntervalMs / 1000, deployment: emfOpts.deployment });
+  }
 
   let stopping: Promise<number> | undefined;
   const stop = (reason: string) =>
@@ -60,6 +81,8 @@ async function run(): Promise<number> {
         new Promise<boolean>((r) => setTimeout(() => r(true), o.drainTimeoutMs).unref()),
       ]);
       if (timedOut) emit({ event: 'drain_timeout', ms: o.drainTimeoutMs });
+      // After the drain, so the last line counts the requests answered while draining.
+      await emf?.stop();
       await modelPromise.then((m) => m.close()).catch(() => {});
       emit({ event: 'exit', code: timedOut ? 1 : 0 });
       return timedOut ? 1 : 0;

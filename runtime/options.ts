@@ -3,6 +3,7 @@
  * `serve:` > defaults) and the container entry point runtime/main.ts (flags > env > defaults).
  * Each parser throws an Error whose message says what is expected; callers prefix the source.
  */
+import { DEPLOYMENT_RE } from '../src/core/service-metrics.js';
 import { DEFAULTS } from './server.js';
 
 export const PROVIDERS = ['cuda', 'webgpu', 'cpu'] as const;
@@ -110,4 +111,66 @@ export function resolveRuntimeOptions(
     }
   }
   return out as unknown as RuntimeOptions;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* CloudWatch EMF metrics (runtime/emf.ts). Only the container entry point (runtime/main.ts) reads  */
+/* these: they live apart from OPTION_SPECS so `embedctl serve` shows no flag it would ignore.      */
+
+export interface EmfOptions {
+  /** File the EMF lines are appended to; undefined = no EMF reporting. */
+  emfLog: string | undefined;
+  emfIntervalMs: number;
+  /** The Deployment dimension: provision's --name, so its alarms find these metrics. */
+  deployment: string;
+}
+
+export interface EmfOptionSpec {
+  key: keyof EmfOptions;
+  flag: string;
+  env: string;
+  description: string;
+  default: EmfOptions[keyof EmfOptions];
+  parse(raw: unknown): EmfOptions[keyof EmfOptions];
+}
+
+function seconds(min: number, max: number) {
+  return (raw: unknown): number => {
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw.trim().replace(/s$/, '')) : NaN;
+    if (!Number.isFinite(n)) throw new Error(`expected seconds (e.g. 60), got ${JSON.stringify(raw)}`);
+    if (n < min || n > max) throw new Error(`must be between ${min} and ${max} seconds, got ${n}`);
+    return Math.round(n * 1000);
+  };
+}
+
+function dimensionValue(raw: unknown): string {
+  const v = str(raw);
+  if (!DEPLOYMENT_RE.test(v)) throw new Error(`expected a deployment name (letters, digits, . _ -; as given to provision --name), got ${JSON.stringify(raw)}`);
+  return v;
+}
+
+export const EMF_OPTION_SPECS: EmfOptionSpec[] = [
+  { key: 'emfLog', flag: '--emf-log <path>', env: 'EMBEDCTL_EMF_LOG', description: 'append CloudWatch Embedded Metric Format lines to this file (off by default)', default: undefined, parse: str },
+  { key: 'emfIntervalMs', flag: '--emf-interval <s>', env: 'EMBEDCTL_EMF_INTERVAL', description: 'seconds between EMF lines', default: 60_000, parse: seconds(0.05, 3600) },
+  { key: 'deployment', flag: '--deployment <name>', env: 'EMBEDCTL_DEPLOYMENT', description: 'value of the Deployment dimension of the EMF metrics', default: 'main', parse: dimensionValue },
+];
+
+/** resolveRuntimeOptions for EMF_OPTION_SPECS: flag > env > default, errors name the source. */
+export function resolveEmfOptions(get: (s: EmfOptionSpec) => unknown, env: Record<string, string | undefined>): EmfOptions {
+  const out: Record<string, unknown> = {};
+  for (const s of EMF_OPTION_SPECS) {
+    const flagVal = get(s);
+    const envVal = env[s.env];
+    const [raw, origin] = flagVal !== undefined ? [flagVal, s.flag.split(' ')[0]!] : envVal !== undefined && envVal !== '' ? [envVal, s.env] : [undefined, ''];
+    if (raw === undefined) {
+      out[s.key] = s.default;
+      continue;
+    }
+    try {
+      out[s.key] = s.parse(raw);
+    } catch (err) {
+      throw new Error(`${origin}: ${(err as Error).message}`);
+    }
+  }
+  return out as unknown as EmfOptions;
 }
