@@ -11,6 +11,9 @@ import {
 } from '@aws-sdk/client-ec2';
 import { GetParameterCommand } from '@aws-sdk/client-ssm';
 import { PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
+import { emfRecord, readSnapshot, ZERO_SNAPSHOT } from '../runtime/emf.js';
+import { RuntimeMetrics } from '../runtime/metrics.js';
+import { buildAlarms } from '../src/core/provision-plan.js';
 import { runCli } from './helpers/cli.js';
 import { AMI, awsError, cw, ec2, fakeSleep, happyAccount, readHistory, readState, resetAws, ssm, tempProject } from './provision-fakes.js';
 
@@ -72,7 +75,8 @@ describe('provision: the exact AWS calls', () => {
       MinCount: 1,
       MaxCount: 1,
       ClientToken: 'embedctl-main-1',
-      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled' },
+      // Tags in IMDS: user data reads embedctl:deployment, the Deployment dimension of the service metrics.
+      MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled', InstanceMetadataTags: 'enabled' },
       BlockDeviceMappings: [
         { DeviceName: '/dev/sda1', Ebs: { VolumeSize: 125, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true } },
       ],
@@ -99,9 +103,16 @@ describe('provision: the exact AWS calls', () => {
     // The CloudWatch agent of templates/user-data.sh publishes host metrics into Embedctl, by InstanceId.
     expect(alarms[1]).toMatchObject({ Namespace: 'Embedctl', MetricName: 'nvidia_smi_utilization_gpu', Threshold: 90, Dimensions: [{ Name: 'InstanceId', Value: id }] });
     expect(alarms[2]).toMatchObject({ Namespace: 'Embedctl', MetricName: 'mem_used_percent', Threshold: 85 });
-    expect(alarms[3]!.Threshold).toBe(5);
-    expect(alarms[3]!.Metrics!.find((m) => m.ReturnData)!.Expression).toMatch(/100 \* errors \/ requests/);
-    expect(alarms[4]).toMatchObject({ Namespace: 'Embedctl', ExtendedStatistic: 'p95', Threshold: 500, Unit: 'Milliseconds' });
+    // The service alarms read what runtime/emf.ts publishes: Errors / Requests and RequestLatencyP95, by Deployment.
+    const dep = [{ Name: 'Deployment', Value: 'main' }];
+    expect(alarms[3]).toMatchObject({ Threshold: 0.05, ComparisonOperator: 'GreaterThanThreshold', EvaluationPeriods: 5, DatapointsToAlarm: 3 });
+    expect(alarms[3]!.Metrics!.filter((m) => m.MetricStat).map((m) => [m.Id, m.MetricStat!.Metric!.Namespace, m.MetricStat!.Metric!.MetricName, m.MetricStat!.Stat, m.MetricStat!.Metric!.Dimensions])).toEqual([
+      ['errors', 'Embedctl', 'Errors', 'Sum', dep],
+      ['requests', 'Embedctl', 'Requests', 'Sum', dep],
+    ]);
+    expect(alarms[3]!.Metrics!.find((m) => m.ReturnData)!.Expression).toBe('IF(requests > 0, errors / requests, 0)');
+    expect(alarms[4]).toMatchObject({ Namespace: 'Embedctl', MetricName: 'RequestLatencyP95', Statistic: 'Maximum', Dimensions: dep, Threshold: 500, Unit: 'Milliseconds' });
+    expect(alarms[4]!.ExtendedStatistic).toBeUndefined();
     for (const a of alarms) expect(a.Tags).toEqual(managed());
 
     const st = readState(cwd);
@@ -183,6 +194,27 @@ describe('provision: the exact AWS calls', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--name: security group sg-0theirs .* not tagged as embedctl's/);
     expect(ec2.commandCalls(RunInstancesCommand)).toHaveLength(0);
+  });
+});
+
+describe('provision: the service alarms read what the runtime publishes', () => {
+  it('every Embedctl metric with a Deployment dimension in the alarms is in the runtime EMF line, with that dimension set', async () => {
+    const m = new RuntimeMetrics(() => undefined);
+    m.requests.inc({ route: '/v1/embeddings', status: '200' }, 3);
+    m.duration.observe({ route: '/v1/embeddings' }, 0.1);
+    const rec = emfRecord(ZERO_SNAPSHOT, await readSnapshot(m), { deployment: 'blue', timestamp: Date.now() });
+    const published = rec._aws.CloudWatchMetrics.flatMap((d) => d.Metrics.map((x) => `${d.Namespace}/${x.Name}[${d.Dimensions.map((s) => s.join(',')).join(';')}]`));
+    const opts = { name: 'blue', region: 'us-east-1', instanceType: 'g4dn.xlarge', market: 'on-demand' as const, allowCidrs: ['203.0.113.7/32'], volumeSize: 125, gatewayPort: 8000 };
+    const read = buildAlarms(opts, 'i-0123456789abcdef0').flatMap((a) => [
+      ...(a.MetricName ? [{ ns: a.Namespace!, name: a.MetricName, dims: a.Dimensions ?? [] }] : []),
+      ...(a.Metrics ?? []).filter((q) => q.MetricStat).map((q) => ({ ns: q.MetricStat!.Metric!.Namespace!, name: q.MetricStat!.Metric!.MetricName!, dims: q.MetricStat!.Metric!.Dimensions ?? [] })),
+    ]);
+    const service = read.filter((r) => r.dims.some((d) => d.Name === 'Deployment'));
+    expect(service.map((r) => r.name).sort()).toEqual(['Errors', 'RequestLatencyP95', 'Requests']);
+    for (const r of service) {
+      expect(published).toContain(`${r.ns}/${r.name}[${r.dims.map((d) => d.Name).join(',')}]`);
+      expect(r.dims.find((d) => d.Name === 'Deployment')!.Value).toBe(rec.Deployment);
+    }
   });
 });
 

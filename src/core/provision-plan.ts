@@ -7,6 +7,7 @@ import type {
   TagSpecification,
 } from '@aws-sdk/client-ec2';
 import type { MetricDataQuery, PutMetricAlarmCommandInput } from '@aws-sdk/client-cloudwatch';
+import { DEPLOYMENT_DIMENSION, LATENCY_P95_STAT, SERVICE_METRICS, SERVICE_NAMESPACE } from './service-metrics.js';
 
 /**
  * The exact AWS request parameters of `embedctl provision`, built from options alone (no I/O),
@@ -28,16 +29,8 @@ export const DEPLOYMENT_TAG = 'embedctl:deployment';
 export const DEFAULT_GATEWAY_PORT = 8000;
 export const SSH_PORT = 22;
 
-/** Metrics the instance publishes (CloudWatch agent) and the alarms read. */
-export const SERVICE_NAMESPACE = 'Embedctl';
-export const SERVICE_METRICS = {
-  /** Count of requests, dimension Deployment=<name>, Sum per minute. */
-  requests: 'Requests',
-  /** Count of 5xx responses, dimension Deployment=<name>. */
-  errors: 'Errors',
-  /** Per-request latency in milliseconds, dimension Deployment=<name> (alarm on p95). */
-  latency: 'RequestLatency',
-} as const;
+/** The service metrics (runtime/emf.ts publishes them) the alarms read: one list for every reader. */
+export { DEPLOYMENT_DIMENSION, SERVICE_METRICS, SERVICE_NAMESPACE } from './service-metrics.js';
 
 export type Market = 'on-demand' | 'spot';
 
@@ -188,7 +181,9 @@ export function buildRunInstances(o: ProvisionOptions, r: RunInputs): RunInstanc
     MaxCount: 1,
     ClientToken: r.clientToken,
     // IMDSv2 only; hop limit 2 so containers (one extra hop through the docker bridge) still reach it.
-    MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled' },
+    // Instance tags in IMDS: user data reads embedctl:deployment from there, so the runtime's
+    // metrics carry the Deployment dimension the alarms below are keyed on.
+    MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled', InstanceMetadataTags: 'enabled' },
     BlockDeviceMappings: [
       {
         DeviceName: ROOT_DEVICE,
@@ -232,8 +227,13 @@ export const alarmName = (name: string, what: string) => `embedctl-${name}-${wha
  * The runbook's alarms. Host metrics: AWS/EC2 CPUUtilization, and the CloudWatch agent's
  * `nvidia_smi_utilization_gpu` and `mem_used_percent`, which templates/user-data.sh configures
  * into namespace `Embedctl` with an InstanceId-only aggregation (the dimension alarmed on).
- * Service metrics in namespace `Embedctl` with dimension Deployment=<name>: `Requests` and
- * `Errors` (counts per minute) and `RequestLatency` (milliseconds).
+ * Service metrics: what runtime/emf.ts writes and the agent ships (src/core/service-metrics.ts),
+ * namespace `Embedctl`, dimension Deployment=<name> (user data takes it from the instance's
+ * embedctl:deployment tag):
+ * - error rate: metric math Errors / Requests (5xx share of embedding requests) > 0.05;
+ * - p95: `RequestLatencyP95` is each runtime's p95 per report interval, so the alarm takes its
+ *   Maximum per minute (the worst runtime) > 500 ms. A CloudWatch p95 statistic would be a
+ *   percentile of percentiles, which means nothing.
  */
 export function buildAlarms(o: ProvisionOptions, instanceId: string): PutMetricAlarmCommandInput[] {
   const tags = managedTags(o.name, instanceName(o.name));
@@ -254,7 +254,7 @@ export function buildAlarms(o: ProvisionOptions, instanceId: string): PutMetricA
     Tags: tags,
     ...actions,
   });
-  const dim = [{ Name: 'Deployment', Value: o.name }];
+  const dim = [{ Name: DEPLOYMENT_DIMENSION, Value: o.name }];
   const stat = (Id: string, MetricName: string): MetricDataQuery => ({
     Id,
     MetricStat: { Metric: { Namespace: SERVICE_NAMESPACE, MetricName, Dimensions: dim }, Period: 60, Stat: 'Sum' },
@@ -266,15 +266,15 @@ export function buildAlarms(o: ProvisionOptions, instanceId: string): PutMetricA
     host('memory-high', SERVICE_NAMESPACE, 'mem_used_percent', 85, 'memory above 85% for 10 minutes'),
     {
       AlarmName: alarmName(o.name, 'error-rate'),
-      AlarmDescription: `embedctl ${o.name}: more than 5% of requests failed (5xx) in 3 of 5 minutes`,
+      AlarmDescription: `embedctl ${o.name}: more than 5% of embedding requests failed (5xx) in 3 of 5 minutes`,
       Metrics: [
         stat('errors', SERVICE_METRICS.errors),
         stat('requests', SERVICE_METRICS.requests),
-        { Id: 'rate', Expression: 'IF(requests > 0, 100 * errors / requests, 0)', Label: 'error rate %', ReturnData: true },
+        { Id: 'rate', Expression: 'IF(requests > 0, errors / requests, 0)', Label: 'error rate (5xx / requests)', ReturnData: true },
       ],
       EvaluationPeriods: 5,
       DatapointsToAlarm: 3,
-      Threshold: 5,
+      Threshold: 0.05,
       ComparisonOperator: 'GreaterThanThreshold',
       TreatMissingData: 'notBreaching',
       Tags: tags,
@@ -282,11 +282,11 @@ export function buildAlarms(o: ProvisionOptions, instanceId: string): PutMetricA
     },
     {
       AlarmName: alarmName(o.name, 'latency-p95'),
-      AlarmDescription: `embedctl ${o.name}: p95 latency above 500 ms in 3 of 5 minutes`,
+      AlarmDescription: `embedctl ${o.name}: p95 latency above 500 ms (worst runtime) in 3 of 5 minutes`,
       Namespace: SERVICE_NAMESPACE,
-      MetricName: SERVICE_METRICS.latency,
+      MetricName: SERVICE_METRICS.latencyP95,
       Dimensions: dim,
-      ExtendedStatistic: 'p95',
+      Statistic: LATENCY_P95_STAT,
       Unit: 'Milliseconds',
       Period: 60,
       EvaluationPeriods: 5,
