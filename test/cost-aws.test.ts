@@ -201,6 +201,7 @@ describe('--actual', () => {
       MetricDataResults: [
         { Id: 'requests', Values: [1000, 2000] },
         { Id: 'embeddings', Values: [40_000, 60_000] },
+        { Id: 'tokens', Values: [1_200_000, 800_000] },
         { Id: 'cpu0', Values: [30, 50] },
       ],
     });
@@ -232,12 +233,18 @@ describe('--actual', () => {
     const q = cw.commandCalls(GetMetricDataCommand)[0]!.args[0].input;
     expect(q.StartTime).toEqual(new Date('2026-10-24T10:00:00Z'));
     expect(q.EndTime).toEqual(NOW);
-    expect(q.MetricDataQueries!.map((m) => [m.Id, m.MetricStat!.Metric!.Namespace, m.MetricStat!.Metric!.MetricName, m.MetricStat!.Stat])).toEqual([
-      ['requests', 'Embedctl', 'embedctl_requests_total', 'Sum'],
-      ['embeddings', 'Embedctl', 'embedctl_embeddings_total', 'Sum'],
-      ['cpu0', 'AWS/EC2', 'CPUUtilization', 'Average'],
+    // The runtime's EMF metrics (runtime/emf.ts), daily sums added up over every Deployment.
+    expect(q.MetricDataQueries!.slice(0, 3).map((m) => [m.Id, m.Expression, m.ReturnData])).toEqual([
+      ['requests', `SUM(SEARCH('{Embedctl,Deployment} MetricName="Requests"', 'Sum', 86400))`, true],
+      ['embeddings', `SUM(SEARCH('{Embedctl,Deployment} MetricName="Embeddings"', 'Sum', 86400))`, true],
+      ['tokens', `SUM(SEARCH('{Embedctl,Deployment} MetricName="Tokens"', 'Sum', 86400))`, true],
     ]);
-    expect(q.MetricDataQueries![2]!.MetricStat!.Metric!.Dimensions).toEqual([{ Name: 'InstanceId', Value: 'i-0123456789abcdef0' }]);
+    expect(q.MetricDataQueries![3]!.MetricStat).toEqual({
+      Metric: { Namespace: 'AWS/EC2', MetricName: 'CPUUtilization', Dimensions: [{ Name: 'InstanceId', Value: 'i-0123456789abcdef0' }] },
+      Period: 86400,
+      Stat: 'Average',
+    });
+    expect(q.MetricDataQueries).toHaveLength(4);
 
     const d = r.json<{ actual: { costs: Record<string, any>; usage: Record<string, number> } }>();
     // last month merged across pages: 380.50 + 12.25
@@ -245,7 +252,7 @@ describe('--actual', () => {
     expect(d.actual.costs.lastMonth.byService.map((s: { service: string }) => s.service)).toEqual(['Amazon Elastic Compute Cloud - Compute', 'EC2 - Other']);
     expect(d.actual.costs.monthToDate).toMatchObject({ total: 270.1, estimated: true });
     expect(d.actual.costs.forecastRestOfMonth).toEqual({ start: '2026-11-23', end: '2026-12-01', amount: 100.5 });
-    expect(d.actual.usage).toMatchObject({ requests: 3000, embeddings: 100_000, cpuPercent: 40 });
+    expect(d.actual.usage).toMatchObject({ requests: 3000, embeddings: 100_000, tokens: 2_000_000, cpuPercent: 40 });
   });
 
   it('a young account without forecast data still reports, with a note', async () => {

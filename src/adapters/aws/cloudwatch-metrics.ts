@@ -1,16 +1,26 @@
 import { CloudWatchClient, GetMetricDataCommand, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import type { Context } from '../../context.js';
+import { DEPLOYMENT_DIMENSION, SERVICE_METRICS, SERVICE_NAMESPACE } from '../../core/service-metrics.js';
 import { mapAwsError } from './pricing.js';
 
 /**
- * Real usage over the last 30 days from CloudWatch: the runtime's counters as the CloudWatch agent
- * publishes them from /metrics into the `Embedctl` namespace, and EC2 CPU of embedctl's instances.
- * Injected client: ctx.adapters.cloudwatchClient.
+ * Real usage over the last 30 days from CloudWatch: what the runtimes published (runtime/emf.ts,
+ * shipped by the instance's CloudWatch agent; src/core/service-metrics.ts) and EC2 CPU of
+ * embedctl's instances. Injected client: ctx.adapters.cloudwatchClient.
+ *
+ * Usage is summed over every deployment (a SEARCH over the Deployment dimension), like the bill
+ * beside it, which Cost Explorer filters on the embedctl:managed tag of all of them.
  */
 
-export const USAGE_NAMESPACE = 'Embedctl';
-export const REQUESTS_METRIC = 'embedctl_requests_total';
-export const EMBEDDINGS_METRIC = 'embedctl_embeddings_total';
+export const USAGE_NAMESPACE = SERVICE_NAMESPACE;
+export const REQUESTS_METRIC = SERVICE_METRICS.requests;
+export const EMBEDDINGS_METRIC = SERVICE_METRICS.embeddings;
+export const TOKENS_METRIC = SERVICE_METRICS.tokens;
+
+/** Daily sums of one service metric, added up across deployments. */
+export function usageExpression(metric: string, period = 86400): string {
+  return `SUM(SEARCH('{${SERVICE_NAMESPACE},${DEPLOYMENT_DIMENSION}} MetricName="${metric}"', 'Sum', ${period}))`;
+}
 
 export interface UsageMetrics {
   start: string;
@@ -18,6 +28,8 @@ export interface UsageMetrics {
   days: number;
   requests: number | null;
   embeddings: number | null;
+  /** Input tokens embedded: what a hosted API would have billed. */
+  tokens: number | null;
   /** Mean of the daily CPU averages across the instances given; null without instances or data. */
   cpuPercent: number | null;
 }
@@ -27,8 +39,9 @@ export async function fetchUsage(ctx: Context, region: string, instanceIds: stri
   const end = ctx.now();
   const start = new Date(end.getTime() - days * 86400_000);
   const queries: MetricDataQuery[] = [
-    { Id: 'requests', MetricStat: { Metric: { Namespace: USAGE_NAMESPACE, MetricName: REQUESTS_METRIC }, Period: 86400, Stat: 'Sum' }, ReturnData: true },
-    { Id: 'embeddings', MetricStat: { Metric: { Namespace: USAGE_NAMESPACE, MetricName: EMBEDDINGS_METRIC }, Period: 86400, Stat: 'Sum' }, ReturnData: true },
+    { Id: 'requests', Expression: usageExpression(REQUESTS_METRIC), Label: REQUESTS_METRIC, ReturnData: true },
+    { Id: 'embeddings', Expression: usageExpression(EMBEDDINGS_METRIC), Label: EMBEDDINGS_METRIC, ReturnData: true },
+    { Id: 'tokens', Expression: usageExpression(TOKENS_METRIC), Label: TOKENS_METRIC, ReturnData: true },
     ...instanceIds.slice(0, 100).map(
       (id, i): MetricDataQuery => ({
         Id: `cpu${i}`,
@@ -71,6 +84,7 @@ export async function fetchUsage(ctx: Context, region: string, instanceIds: stri
     days,
     requests: sum('requests'),
     embeddings: sum('embeddings'),
+    tokens: sum('tokens'),
     cpuPercent: cpu.length ? cpu.reduce((a, b) => a + b, 0) / cpu.length : null,
   };
 }
