@@ -148,7 +148,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   ];
   const rolloutCommon = () => [
     '--evidence-dir', evidence, '--metrics-url', `${candUrl()}/metrics`,
-    ...(useNginx ? ['--driver', 'nginx', '--samples', '400', '--tolerance', '8'] : ['--driver', 'env', '--env-file', join(work, '.embedctl', 'traffic.env')]),
+    ...(useNginx ? ['--driver', 'nginx', '--samples', '400', '--tolerance', '8'] : ['--driver', 'env', '--traffic-env', join(work, '.embedctl', 'traffic.env')]),
   ];
   const hybrid = (): HybridClient =>
     createHybridClient({

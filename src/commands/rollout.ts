@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { parseFlag, parsers, resolveOption } from '../config.js';
 import type { Context } from '../context.js';
-import { collectEvidence, type CloudWatchSource } from '../adapters/evidence.js';
+import { CLOUDWATCH_DEFAULTS, collectEvidence, defaultCloudWatchDimensions, type CloudWatchSource } from '../adapters/evidence.js';
 import { envDriver } from '../adapters/traffic/env.js';
 import { k8sDriver } from '../adapters/traffic/k8s.js';
 import { nginxDriver } from '../adapters/traffic/nginx.js';
@@ -54,7 +54,7 @@ interface Opts {
   minCosine?: string;
   minOverlap?: string;
   maxMonthlyUsd?: string;
-  envFile?: string;
+  trafficEnv?: string;
   k8sManifest?: string;
   k8sConfigmap?: string;
   k8sNamespace?: string;
@@ -105,13 +105,13 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--cloudwatch', 'read error rate and p95 from CloudWatch (rollout.cloudwatch.*)')
     .option('--cloudwatch-region <region>', 'CloudWatch region (default AWS_REGION)')
     .option('--cloudwatch-namespace <ns>', 'CloudWatch namespace (default Embedctl)')
-    .option('--cloudwatch-dimension <name=value>', 'CloudWatch dimension, repeatable', collect)
+    .option('--cloudwatch-dimension <name=value>', 'CloudWatch dimension, repeatable (default Deployment=$EMBEDCTL_DEPLOYMENT or main)', collect)
     .option('--max-error-rate <rate>', 'error-rate gate and rollback trigger, 0.05 or 5% (rollout.gates.maxErrorRate)')
     .option('--max-p95-ms <ms>', 'p95 latency gate and rollback trigger (default 500; rollout.gates.maxP95Ms)')
     .option('--min-cosine <x>', 'min cosine of the consistency report (default 0.99; rollout.gates.minCosine)')
     .option('--min-overlap <x>', 'mean overlap@10 of the rag-overlap report (default 0.70; rollout.gates.minOverlap)')
     .option('--max-monthly-usd <usd>', 'projected monthly cost (default 500; rollout.gates.maxMonthlyUsd)')
-    .option('--env-file <path>', 'env driver: file to write (default .embedctl/traffic.env)')
+    .option('--traffic-env <path>', 'env driver: file to write (default .embedctl/traffic.env; env EMBEDCTL_TRAFFIC_ENV_FILE)')
     .option('--k8s-manifest <path>', 'k8s driver: rewrite this rendered manifest instead of kubectl patch')
     .option('--k8s-configmap <name>', 'k8s driver: ConfigMap holding SELF_HOSTED_TRAFFIC_PERCENT (default embedctl-traffic)')
     .option('--k8s-namespace <ns>', 'k8s driver: namespace (default default)')
@@ -131,7 +131,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl rollout --percent 50 --force --reason "capacity test approved by SRE" --dry-run',
     'embedctl rollout --watch --interval 30s --metrics-url http://10.0.0.5:8080/metrics',
     'embedctl rollout --rollback --reason "p95 regression"',
-    'embedctl rollout --percent 25 --driver env --env-file /etc/myapp/traffic.env',
+    'embedctl rollout --percent 25 --driver env --traffic-env /etc/myapp/traffic.env',
     'embedctl rollout --status --json',
   ]);
   cmd.addHelpText(
@@ -266,7 +266,7 @@ function resolveSettings(ctx: Context, o: Opts): Settings {
   if (o.cloudwatch) {
     const region = o.cloudwatchRegion ?? ctx.env.AWS_REGION ?? ctx.env.AWS_DEFAULT_REGION;
     if (!region) throw new UsageError('needs a region: --cloudwatch-region or AWS_REGION', { field: '--cloudwatch' });
-    const dims = (o.cloudwatchDimension ?? []).map((d) => {
+    const given = (o.cloudwatchDimension ?? []).map((d) => {
       const m = /^([^=]+)=(.+)$/.exec(d);
       if (!m) throw new UsageError(`expected name=value, got ${JSON.stringify(d)}`, { field: '--cloudwatch-dimension' });
       return { Name: m[1]!, Value: m[2]! };
@@ -274,11 +274,13 @@ function resolveSettings(ctx: Context, o: Opts): Settings {
     const str = (file: string, def: string) => resolveOption(ctx, { flag: file, flagValue: undefined, file, default: def, parse: parsers.string() }).value;
     s.cloudwatch = {
       region,
-      namespace: o.cloudwatchNamespace ?? str('rollout.cloudwatch.namespace', 'Embedctl'),
-      dimensions: dims,
-      requestsMetric: str('rollout.cloudwatch.requestsMetric', 'RequestCount'),
-      errorsMetric: str('rollout.cloudwatch.errorsMetric', 'Errors5xx'),
-      latencyMetric: str('rollout.cloudwatch.latencyMetric', 'LatencyMs'),
+      namespace: o.cloudwatchNamespace ?? str('rollout.cloudwatch.namespace', CLOUDWATCH_DEFAULTS.namespace),
+      // The runtime's metrics carry exactly one dimension, Deployment (runtime/emf.ts).
+      dimensions: given.length ? given : defaultCloudWatchDimensions(ctx.env),
+      requestsMetric: str('rollout.cloudwatch.requestsMetric', CLOUDWATCH_DEFAULTS.requestsMetric),
+      errorsMetric: str('rollout.cloudwatch.errorsMetric', CLOUDWATCH_DEFAULTS.errorsMetric),
+      latencyMetric: str('rollout.cloudwatch.latencyMetric', CLOUDWATCH_DEFAULTS.latencyMetric),
+      latencyStat: str('rollout.cloudwatch.latencyStat', CLOUDWATCH_DEFAULTS.latencyStat),
       windowSeconds: 300,
     };
   }
@@ -322,7 +324,7 @@ function buildDriver(r: Runner, name: DriverName): TrafficDriver {
   const { ctx, opts } = r;
   switch (name) {
     case 'env':
-      return envDriver(resolve(ctx.cwd, opts.envFile ?? ctx.env.EMBEDCTL_TRAFFIC_ENV_FILE ?? '.embedctl/traffic.env'));
+      return envDriver(resolve(ctx.cwd, opts.trafficEnv ?? ctx.env.EMBEDCTL_TRAFFIC_ENV_FILE ?? '.embedctl/traffic.env'));
     case 'k8s':
       return k8sDriver({
         configMap: opts.k8sConfigmap ?? 'embedctl-traffic',
