@@ -118,7 +118,12 @@ describe('evidence from CloudWatch (real client, mocked transport)', () => {
     const r = await runCli(['rollout', '--check', '--json', '--cloudwatch', '--cloudwatch-region', 'eu-west-1', '--cloudwatch-dimension', 'Service=embeddings'], { cwd, now: () => now });
     expect(r.code).toBe(3);
     const input = cw.commandCalls(GetMetricDataCommand)[0]!.args[0].input;
-    expect(input.MetricDataQueries!.map((q) => `${q.MetricStat!.Metric!.MetricName}/${q.MetricStat!.Stat}`)).toEqual(['RequestCount/Sum', 'Errors5xx/Sum', 'LatencyMs/p95']);
+    // The names runtime/emf.ts publishes; RequestLatencyP95 is already a p95 per runtime, so its Maximum.
+    expect(input.MetricDataQueries!.map((q) => `${q.MetricStat!.Metric!.Namespace}/${q.MetricStat!.Metric!.MetricName}/${q.MetricStat!.Stat}`)).toEqual([
+      'Embedctl/Requests/Sum',
+      'Embedctl/Errors/Sum',
+      'Embedctl/RequestLatencyP95/Maximum',
+    ]);
     expect(input.MetricDataQueries![0]!.MetricStat!.Metric!.Dimensions).toEqual([{ Name: 'Service', Value: 'embeddings' }]);
     const gates = r.json<{ gates: Array<{ name: string; value: number; status: string; source: string; ageSeconds: number }> }>().gates;
     expect(gates[0]).toMatchObject({ name: 'errorRate', value: 0.08, status: 'fail', source: 'cloudwatch:Embedctl (eu-west-1)', ageSeconds: 60 });
@@ -126,6 +131,20 @@ describe('evidence from CloudWatch (real client, mocked transport)', () => {
     const noRegion = await runCli(['rollout', '--check', '--cloudwatch'], { cwd, now: () => now, env: { AWS_REGION: '' } });
     expect(noRegion.code).toBe(2);
     expect(noRegion.stderr).toMatch(/--cloudwatch: needs a region/);
+  });
+
+  it('without --cloudwatch-dimension asks for the Deployment the runtime and the alarms use', async () => {
+    cw.reset();
+    cw.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
+    const dims = async (env: Record<string, string>) => {
+      cw.resetHistory();
+      const r = await runCli(['rollout', '--check', '--json', '--cloudwatch', '--cloudwatch-region', 'eu-west-1'], { cwd, now: () => now, env });
+      expect(r.code).not.toBe(2);
+      const input = cw.commandCalls(GetMetricDataCommand)[0]!.args[0].input;
+      return input.MetricDataQueries!.map((q) => q.MetricStat!.Metric!.Dimensions);
+    };
+    expect(await dims({})).toEqual(Array(3).fill([{ Name: 'Deployment', Value: 'main' }]));
+    expect(await dims({ EMBEDCTL_DEPLOYMENT: 'blue' })).toEqual(Array(3).fill([{ Name: 'Deployment', Value: 'blue' }]));
   });
 });
 

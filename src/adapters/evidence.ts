@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { CloudWatchClient, GetMetricDataCommand, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import type { Evidence, Observation } from '../core/rollout/gates.js';
 import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
+import { DEFAULT_DEPLOYMENT, DEPLOYMENT_DIMENSION, LATENCY_P95_STAT, SERVICE_METRICS, SERVICE_NAMESPACE } from '../core/service-metrics.js';
 
 /**
  * Reads what the rollout gates judge: the latest reports written by verify-consistency,
@@ -24,9 +25,29 @@ export interface CloudWatchSource {
   dimensions: Array<{ Name: string; Value: string }>;
   requestsMetric: string;
   errorsMetric: string;
-  /** A latency metric in milliseconds; p95 is asked for as an extended statistic. */
+  /** A latency metric in milliseconds. */
   latencyMetric: string;
+  /**
+   * The statistic that makes latencyMetric a p95: `Maximum` for embedctl's RequestLatencyP95
+   * (already a p95 per runtime and interval: the worst one is taken), `p95` for a metric with one
+   * sample per request. Default CLOUDWATCH_DEFAULTS.latencyStat.
+   */
+  latencyStat?: string;
   windowSeconds: number;
+}
+
+/** What the runtime publishes (runtime/emf.ts, src/core/service-metrics.ts): rollout's defaults. */
+export const CLOUDWATCH_DEFAULTS = {
+  namespace: SERVICE_NAMESPACE,
+  requestsMetric: SERVICE_METRICS.requests,
+  errorsMetric: SERVICE_METRICS.errors,
+  latencyMetric: SERVICE_METRICS.latencyP95,
+  latencyStat: LATENCY_P95_STAT,
+} as const;
+
+/** Deployment=<EMBEDCTL_DEPLOYMENT or "main">: the one dimension the runtime's metrics carry. */
+export function defaultCloudWatchDimensions(env: Record<string, string | undefined>): Array<{ Name: string; Value: string }> {
+  return [{ Name: DEPLOYMENT_DIMENSION, Value: env.EMBEDCTL_DEPLOYMENT || DEFAULT_DEPLOYMENT }];
 }
 
 export interface EvidenceOptions {
@@ -308,7 +329,11 @@ async function cloudwatchTraffic(cw: CloudWatchSource, opts: EvidenceOptions): P
       new GetMetricDataCommand({
         StartTime: new Date(opts.now.getTime() - period * 1000),
         EndTime: opts.now,
-        MetricDataQueries: [metric('requests', cw.requestsMetric, 'Sum'), metric('errors', cw.errorsMetric, 'Sum'), metric('p95', cw.latencyMetric, 'p95')],
+        MetricDataQueries: [
+          metric('requests', cw.requestsMetric, 'Sum'),
+          metric('errors', cw.errorsMetric, 'Sum'),
+          metric('p95', cw.latencyMetric, cw.latencyStat ?? CLOUDWATCH_DEFAULTS.latencyStat),
+        ],
       }),
     );
     const latest = (id: string) => {
@@ -324,7 +349,9 @@ async function cloudwatchTraffic(cw: CloudWatchSource, opts: EvidenceOptions): P
         req && req.value > 0
           ? { value: (err?.value ?? 0) / req.value, source, observedAt: req.at }
           : { value: null, source, note: `no ${cw.requestsMetric} datapoints in the last ${period}s` },
-      p95LatencyMs: p95 ? { value: p95.value, source, observedAt: p95.at } : { value: null, source, note: `no ${cw.latencyMetric} p95 datapoints in the last ${period}s` },
+      p95LatencyMs: p95
+        ? { value: p95.value, source, observedAt: p95.at }
+        : { value: null, source, note: `no ${cw.latencyMetric} datapoints in the last ${period}s` },
     };
   } catch (e) {
     const note = `GetMetricData failed: ${(e as Error).message} (check credentials and cloudwatch:GetMetricData permission)`;
