@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Batcher, Closed, QueueFull } from './batcher.js';
 import { RuntimeMetrics, routeLabel } from './metrics.js';
-import { ApiError, encodeVector, parseEmbedRequest, shapeVector } from './request.js';
+import { ApiError, embeddingsResponseJson, parseEmbedRequest } from './request.js';
 import type { Encoded, LoadedModel } from './types.js';
 
 /**
@@ -119,10 +119,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     log({ event: 'load_failed', error: loadError });
   });
 
+  /** A string body is sent as is (JSON already written, or Prometheus text with its own content-type). */
   const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     const text = typeof body === 'string' ? body : JSON.stringify(body);
     res.writeHead(status, {
-      'content-type': typeof body === 'string' ? 'text/plain; version=0.0.4; charset=utf-8' : 'application/json',
+      'content-type': 'application/json',
       'content-length': Buffer.byteLength(text),
       ...(state === 'draining' ? { connection: 'close' } : {}),
       ...headers,
@@ -230,12 +231,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
     metrics.inputs.inc(parsed.inputs.length);
     metrics.tokens.inc(tokens);
-    const data = vectors.map((v, index) => ({
-      object: 'embedding',
-      index,
-      embedding: encodeVector(shapeVector(v, parsed.dimensions, parsed.normalized), parsed.encoding),
-    }));
-    send(res, 200, { object: 'list', data, model: modelName(), usage: { prompt_tokens: tokens, total_tokens: tokens } });
+    send(res, 200, embeddingsResponseJson(vectors, parsed, modelName(), tokens));
   }
 
   async function adminFault(req: IncomingMessage, res: ServerResponse) {
