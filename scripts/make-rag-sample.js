@@ -5,6 +5,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { prng } from './make-test-model.js';
 
 const out = join(dirname(fileURLToPath(import.meta.url)), '..', 'data', 'rag');
 
@@ -137,17 +138,7 @@ const QUERY_TEMPLATES = [
 ];
 
 // mulberry32: the same seed gives the same corpus everywhere.
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rnd = rng(20240601);
+const rnd = prng(20240601);
 const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
 const shuffle = (xs) => {
   const a = [...xs];

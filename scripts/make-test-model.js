@@ -62,7 +62,7 @@ against among around across behind beyond above below near far up down out off`
   .filter(Boolean);
 
 /** mulberry32: a small seeded PRNG on integer arithmetic only, so weights are identical everywhere. */
-function prng(seed) {
+export function prng(seed) {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -5,6 +5,8 @@
  * rollout reads `latencyMs.p95`, `errorRate` and `thresholds`).
  */
 
+import { seededRandom } from './vectors.js';
+
 export interface Stage {
   durationMs: number;
   /** VUs (k6) or connections (autocannon) at the end of the stage. */
@@ -192,21 +194,10 @@ export function requestBody(opts: BodyOptions, input: string[]): Record<string, 
   return body;
 }
 
-/** Deterministic PRNG (mulberry32) so two runs with the same seed send the same bodies. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Draws `batch` texts at random, so batches mix short and long inputs like real traffic does. */
 export function bodyMaker(opts: BodyOptions, texts: string[], seed = 1): () => string {
-  const rnd = prng(seed);
+  // Seeded: two runs with the same seed send the same bodies.
+  const rnd = seededRandom(seed);
   return () => {
     const input: string[] = [];
     for (let i = 0; i < opts.batch; i++) input.push(texts[Math.floor(rnd() * texts.length)]!);
