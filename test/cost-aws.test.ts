@@ -127,18 +127,18 @@ describe('--live-pricing', () => {
     pricing.on(GetProductsCommand).rejects(Object.assign(new Error('User is not authorized to perform pricing:GetProducts'), { name: 'AccessDeniedException' }));
     let r = await run(['--tokens-per-month', '1e9', '--live-pricing']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^embedctl: error: aws pricing: access denied to pricing:GetProducts\n  hint: grant pricing:GetProducts/m);
+    expect(r.stderr).toMatch(/^embedctl: error: AWS PRICING \(us-east-1\): not allowed to call pricing:GetProducts\n  hint: grant pricing:GetProducts/m);
     pricing.reset();
     pricing.on(GetProductsCommand).rejects(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }));
     r = await run(['--tokens-per-month', '1e9', '--live-pricing']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/aws pricing: no AWS credentials found\n  hint: set AWS_PROFILE or AWS_ACCESS_KEY_ID/);
+    expect(r.stderr).toMatch(/AWS: no credentials found\n  hint: set AWS_PROFILE .* or AWS_ACCESS_KEY_ID/);
     pricing.reset();
     pricing.on(GetProductsCommand).resolves({ PriceList: [product('0.526', [])] });
     ec2.on(DescribeSpotPriceHistoryCommand).rejects(Object.assign(new Error('denied'), { name: 'UnauthorizedOperation' }));
     r = await run(['--tokens-per-month', '1e9', '--live-pricing']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/aws ec2: access denied to ec2:DescribeSpotPriceHistory/);
+    expect(r.stderr).toMatch(/AWS EC2 \(us-east-1\): not allowed to call ec2:DescribeSpotPriceHistory/);
   });
 
   it('uses injected clients (ctx.adapters.pricingClient / ec2Client) when given', async () => {
@@ -269,13 +269,13 @@ describe('--actual', () => {
     ce.on(GetCostAndUsageCommand).rejects(Object.assign(new Error('not authorized'), { name: 'AccessDeniedException' }));
     let r = await run(['--tokens-per-month', '1e9', '--actual']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/aws ce: access denied to ce:GetCostAndUsage\n  hint: grant ce:GetCostAndUsage/);
+    expect(r.stderr).toMatch(/AWS CE \(us-east-1\): not allowed to call ce:GetCostAndUsage\n  hint: grant ce:GetCostAndUsage/);
     ce.reset();
     ce.on(GetCostAndUsageCommand).resolves({ ResultsByTime: [] });
     ce.on(GetCostForecastCommand).resolves({ Total: { Amount: '0', Unit: 'USD' } });
     cw.on(GetMetricDataCommand).rejects(Object.assign(new Error('nope'), { name: 'AccessDenied' }));
     r = await run(['--tokens-per-month', '1e9', '--actual']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/aws cloudwatch: access denied to cloudwatch:GetMetricData/);
+    expect(r.stderr).toMatch(/AWS CLOUDWATCH \(us-east-1\): not allowed to call cloudwatch:GetMetricData/);
   });
 });

@@ -1,7 +1,7 @@
 import { CloudWatchClient, GetMetricDataCommand, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import type { Context } from '../../context.js';
 import { DEPLOYMENT_DIMENSION, SERVICE_METRICS, SERVICE_NAMESPACE } from '../../core/service-metrics.js';
-import { mapAwsError } from './pricing.js';
+import { mapAwsError } from './errors.js';
 
 /**
  * Real usage over the last 30 days from CloudWatch: what the runtimes published (runtime/emf.ts,
@@ -71,7 +71,7 @@ export async function fetchUsage(ctx: Context, region: string, instanceIds: stri
       token = out.NextToken;
     } while (token && ++pages < 20);
   } catch (err) {
-    throw mapAwsError('aws cloudwatch', 'cloudwatch:GetMetricData', err);
+    throw mapAwsError(err, { action: 'cloudwatch:GetMetricData', region });
   }
   const sum = (id: string) => {
     const v = values.get(id);

@@ -6,7 +6,7 @@ import {
   type ResultByTime,
 } from '@aws-sdk/client-cost-explorer';
 import type { Context } from '../../context.js';
-import { mapAwsError } from './pricing.js';
+import { mapAwsError } from './errors.js';
 
 /**
  * What embedctl's resources actually cost, from Cost Explorer. Every Cost Explorer request is billed
@@ -95,7 +95,7 @@ export async function fetchActualCosts(ctx: Context): Promise<ActualCosts> {
       token = out.NextPageToken;
     } while (token && requests < 10);
   } catch (err) {
-    throw mapAwsError('aws ce', 'ce:GetCostAndUsage', err);
+    throw mapAwsError(err, { action: 'ce:GetCostAndUsage', region: 'us-east-1' });
   }
   // Merge pages: the same month can be split across pages by its groups.
   const byStart = new Map<string, ResultByTime>();
@@ -127,7 +127,7 @@ export async function fetchActualCosts(ctx: Context): Promise<ActualCosts> {
     const code = (err as { name?: string })?.name;
     // A young account or tag has too little history to forecast: a gap in the report, not a failure.
     if (code === 'DataUnavailableException') forecastNote = 'Cost Explorer has too little history to forecast yet';
-    else throw mapAwsError('aws ce', 'ce:GetCostForecast', err);
+    else throw mapAwsError(err, { action: 'ce:GetCostForecast', region: 'us-east-1' });
   }
   return {
     lastMonth: last ? toPeriod(last) : null,

@@ -1,7 +1,8 @@
 import { DescribeSpotPriceHistoryCommand, EC2Client, type SpotPrice, type _InstanceType } from '@aws-sdk/client-ec2';
 import { GetProductsCommand, PricingClient } from '@aws-sdk/client-pricing';
 import type { Context } from '../../context.js';
-import { EmbedctlError, ExternalError, UsageError } from '../../errors.js';
+import { UsageError } from '../../errors.js';
+import { mapAwsError } from './errors.js';
 
 /**
  * Live EC2 prices for --live-pricing: the Pricing API (on-demand and 1-year no-upfront reserved)
@@ -27,30 +28,6 @@ export const REGION_LOCATIONS: Record<string, string> = {
   'ap-southeast-2': 'Asia Pacific (Sydney)',
   'sa-east-1': 'South America (Sao Paulo)',
 };
-
-interface AwsLikeError {
-  name?: string;
-  Code?: string;
-  message?: string;
-}
-
-/** One line per AWS failure, naming the service and what to fix (`action` is the IAM action). */
-export function mapAwsError(system: string, action: string, err: unknown): EmbedctlError {
-  if (err instanceof EmbedctlError) return err;
-  const e = (err ?? {}) as AwsLikeError;
-  const code = e.Code ?? e.name ?? '';
-  const message = (e.message ?? String(err)).split('\n')[0]!;
-  if (code === 'CredentialsProviderError' || /could not load credentials/i.test(message)) {
-    return new ExternalError(system, 'no AWS credentials found', { cause: err, hint: 'set AWS_PROFILE or AWS_ACCESS_KEY_ID (and AWS_SECRET_ACCESS_KEY)' });
-  }
-  if (['AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation', 'UnauthorizedException'].includes(code)) {
-    return new ExternalError(system, `access denied to ${action}`, { cause: err, hint: `grant ${action} to this IAM identity` });
-  }
-  if (['ExpiredToken', 'ExpiredTokenException', 'InvalidClientTokenId', 'UnrecognizedClientException', 'AuthFailure'].includes(code)) {
-    return new ExternalError(system, `the credentials were rejected (${code})`, { cause: err, hint: 'refresh them (e.g. `aws sso login`) or check AWS_PROFILE' });
-  }
-  return new ExternalError(system, `${action} failed: ${code ? `${code}: ` : ''}${message}`, { cause: err });
-}
 
 export interface LivePrices {
   instanceType: string;
@@ -166,7 +143,7 @@ export async function fetchLivePrices(ctx: Context, instanceType: string, region
       token = out.NextToken;
     } while (token && items.length < 1000);
   } catch (err) {
-    throw mapAwsError('aws pricing', 'pricing:GetProducts', err);
+    throw mapAwsError(err, { action: 'pricing:GetProducts', region: 'us-east-1' });
   }
   const parsed = parsePriceList(items);
   const now = ctx.now();
@@ -189,7 +166,7 @@ export async function fetchLivePrices(ctx: Context, instanceType: string, region
       token = out.NextToken || undefined;
     } while (token && ++pages < 20);
   } catch (err) {
-    throw mapAwsError('aws ec2', 'ec2:DescribeSpotPriceHistory', err);
+    throw mapAwsError(err, { action: 'ec2:DescribeSpotPriceHistory', region });
   }
   const spot = averageSpot(spots);
   return { instanceType, region, ...parsed, spot: spot.price, spotZones: spot.zones, fetchedAt: now.toISOString() };
