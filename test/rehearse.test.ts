@@ -99,3 +99,28 @@ describe('embedctl rehearse (hybrid-client path)', () => {
     expect(env).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=0\b/);
   });
 });
+
+describe.skipIf(!haveNginx)('embedctl rehearse interrupted', () => {
+  it('Ctrl-C once the stack is up: exit 130, a partial summary, every process stopped', { timeout: 120_000 }, async () => {
+    const out = join(dir, 'interrupted');
+    const ac = new AbortController();
+    const localJson = join(out, '.embedctl', 'local.json');
+    let pids: number[] = [];
+    const watcher = setInterval(() => {
+      if (ac.signal.aborted || !existsSync(localJson)) return;
+      const text = readFileSync(localJson, 'utf8');
+      pids = [...text.matchAll(/"pid":\s*(\d+)/g)].map((m) => Number(m[1]));
+      if (pids.length >= 3) ac.abort(new Error('SIGINT'));
+    }, 50);
+    const r = await runCli(['rehearse', '--json', '--out', out, '--load-seconds', '1'], { signal: ac.signal });
+    clearInterval(watcher);
+    expect(ac.signal.aborted).toBe(true);
+    expect(r.code).toBe(130);
+    const s = r.json<Summary>();
+    expect(s.verdict).toBe('fail');
+    expect(s.stages.at(-1)!.id).toBe('interrupted');
+    expect(existsSync(localJson)).toBe(false);
+    expect(pids.length).toBeGreaterThanOrEqual(3);
+    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+  });
+});
