@@ -10,7 +10,7 @@
  * Read-only over RuntimeMetrics: the values are the Prometheus counters and histogram /metrics
  * shows, differenced here, so CloudWatch and /metrics can never disagree about what happened.
  */
-import { appendFile, mkdir } from 'node:fs/promises';
+import { appendFile, mkdir, rename, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { histogramQuantile } from '../src/core/rollout/prometheus.js';
@@ -118,6 +118,24 @@ export interface EmfReporterOptions {
   now?: () => number;
   /** A failed write (full disk, permissions): reported, never thrown; serving goes on. */
   onError?: (err: Error) => void;
+  /**
+   * Past this size the file is renamed to <path>.1 (replacing the previous one) and a new one
+   * begun, so a runtime that lives for months cannot fill the disk. About 600 bytes a line: the
+   * default 32 MiB is two months at one line a minute. The agent reads by name pattern
+   * (*.emf.log), so the renamed file is not shipped twice.
+   */
+  maxBytes?: number;
+}
+
+export const DEFAULT_EMF_MAX_BYTES = 32 * 1024 * 1024;
+
+async function sizeOf(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
 }
 
 export interface EmfReporter {
@@ -146,6 +164,7 @@ export function startEmfReporter(o: EmfReporterOptions): EmfReporter {
         await mkdir(dirname(o.path), { recursive: true });
         madeDir = true;
       }
+      if ((await sizeOf(o.path)) + line.length > (o.maxBytes ?? DEFAULT_EMF_MAX_BYTES)) await rename(o.path, `${o.path}.1`);
       await appendFile(o.path, line);
       lastError = '';
     } catch (err) {

@@ -14,6 +14,7 @@ HF_TOKEN_PARAMETER={{hfTokenParameter}}
 GATEWAY_PORT={{gatewayPort}}
 DEPLOY_DIR=/opt/embedctl/deploy
 MODELS_DIR=/opt/embedctl/models
+METRICS_DIR=/var/log/embedctl
 export DEBIAN_FRONTEND=noninteractive
 
 imds() {
@@ -23,6 +24,9 @@ imds() {
 }
 REGION=$(imds meta-data/placement/region)
 export AWS_DEFAULT_REGION="${REGION}"
+# The metrics' Deployment dimension: the provision --name tag.
+DEPLOYMENT=$(imds meta-data/tags/instance/embedctl:deployment || true)
+[[ "${DEPLOYMENT}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ ]] || DEPLOYMENT=main
 
 retry() {
   local n=0
@@ -62,7 +66,8 @@ ssm_secret() {
 }
 
 # 2) The model: built-in bundles ship in the image; hub models are fetched once onto the disk.
-install -d -m 0755 "${MODELS_DIR}" "${DEPLOY_DIR}" "${DEPLOY_DIR}/nginx/templates"
+install -d -m 0755 "${MODELS_DIR}" "${DEPLOY_DIR}" "${DEPLOY_DIR}/nginx/templates" "${METRICS_DIR}"
+chown 10001:10001 "${METRICS_DIR}" # the runtime's user
 retry docker pull "${IMAGE}"
 if [ "${HUB_MODEL}" = "true" ]; then
   HF_TOKEN=""
@@ -97,7 +102,7 @@ if ! HOSTED_KEY=$(ssm_secret "${HOSTED_KEY_PARAMETER}"); then
   exit 1
 fi
 umask 077
-printf 'EMBEDCTL_HOSTED_API_KEY=%s\n' "${HOSTED_KEY}" > "${DEPLOY_DIR}/.env"
+printf 'EMBEDCTL_HOSTED_API_KEY=%s\nEMBEDCTL_DEPLOYMENT=%s\n' "${HOSTED_KEY}" "${DEPLOYMENT}" > "${DEPLOY_DIR}/.env"
 unset HOSTED_KEY
 umask 022
 
@@ -105,7 +110,7 @@ umask 022
 cd "${DEPLOY_DIR}"
 retry docker compose {{{composeProfiles}}}up -d
 
-# 5) CloudWatch agent: host and GPU metrics in the Embedctl namespace, this log in CloudWatch Logs.
+# 5) CloudWatch agent: host and GPU metrics (namespace Embedctl), this log, the runtimes' EMF lines.
 if [ ! -x /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl ]; then
   ARCH=$(dpkg --print-architecture)
   retry curl -fsSL -o /tmp/amazon-cloudwatch-agent.deb "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/${ARCH}/latest/amazon-cloudwatch-agent.deb"
@@ -131,13 +136,15 @@ cat > /opt/aws/amazon-cloudwatch-agent/etc/embedctl.json <<'EMBEDCTL_CWAGENT_EOF
     "logs_collected": {
       "files": {
         "collect_list": [
-          { "file_path": "/var/log/embedctl-user-data.log", "log_group_name": "/embedctl/user-data", "log_stream_name": "{instance_id}" }
+          { "file_path": "/var/log/embedctl-user-data.log", "log_group_name": "/embedctl/user-data", "log_stream_name": "{instance_id}" },
+          { "file_path": "/var/log/embedctl/*.emf.log", "log_group_name": "/embedctl/DEPLOYMENT_NAME/metrics", "log_stream_name": "{instance_id}", "retention_in_days": 14 }
         ]
       }
     }
   }
 }
 EMBEDCTL_CWAGENT_EOF
+sed -i "s#DEPLOYMENT_NAME#${DEPLOYMENT}#" /opt/aws/amazon-cloudwatch-agent/etc/embedctl.json
 /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
   -c file:/opt/aws/amazon-cloudwatch-agent/etc/embedctl.json
 

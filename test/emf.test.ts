@@ -3,7 +3,7 @@
 // the lines must be valid EMF, the deltas exact, the percentiles right, and a real runtime must
 // write them with the names the readers ask for.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -136,6 +136,26 @@ describe('EMF reporter', () => {
       [3, 0, 0, 60, 1_767_225_660_000],
       [2, 2, 7, 30, 1_767_225_690_000],
     ]);
+  });
+
+  it('renames a full file to .1 and starts a new one, so it never fills the disk', async () => {
+    const path = join(dir, 'rotate.emf.log');
+    const m = new RuntimeMetrics(() => undefined);
+    const rep = startEmfReporter({ metrics: m, path, intervalMs: 3_600_000, deployment: 'main', maxBytes: 1200 });
+    for (let i = 1; i <= 7; i++) {
+      m.requests.inc({ route: '/v1/embeddings', status: '200' }, i);
+      await rep.flush();
+    }
+    await rep.stop();
+    const read = (p: string) => readFileSync(p, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as EmfRecord);
+    const current = read(path);
+    const previous = read(`${path}.1`);
+    expect(statSync(path).size).toBeLessThanOrEqual(1200);
+    expect(statSync(`${path}.1`).size).toBeLessThanOrEqual(1200);
+    // The newest lines, in order, with nothing lost between the two files (the oldest .1 is dropped).
+    const requests = [...previous, ...current].map((l) => l.Requests);
+    expect(requests).toEqual([1, 2, 3, 4, 5, 6, 7, 0].slice(8 - requests.length));
+    expect(current.length).toBeGreaterThan(0);
   });
 
   it('writes on its own timer', async () => {

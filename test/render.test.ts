@@ -136,16 +136,17 @@ describe('embedctl render', () => {
     const stub = (name: string, body: string, dir = bin) => {
       writeFileSync(join(dir, name), `#!/bin/bash\necho "${name} $*" >> "$ROOT/calls.log"\n${body}\n`, { mode: 0o755 });
     };
-    stub('curl', 'case "$*" in *api/token*) echo tok;; *placement/region*) echo eu-west-1;; esac; exit 0');
+    // The deployment tag answers like IMDS: the value, or a 404 (curl -f exits 22) when tags are not exposed.
+    stub('curl', 'case "$*" in *api/token*) echo tok;; *placement/region*) echo eu-west-1;; *tags/instance/embedctl:deployment*) [ -n "$DEPLOYMENT_TAG" ] || exit 22; echo "$DEPLOYMENT_TAG";; esac; exit 0');
     stub('docker', '[ "$1" = run ] && echo "docker-run-env HF_TOKEN=$HF_TOKEN" >> "$ROOT/calls.log"; exit 0');
     stub('aws', 'while [ $# -gt 0 ]; do [ "$1" = --name ] && { [ "$2" = "$FAIL_PARAM" ] && exit 255; echo "secret-for-$2"; exit 0; }; shift; done; exit 1');
-    for (const name of ['nvidia-ctk', 'nvidia-smi', 'systemctl', 'apt-get', 'dpkg', 'sleep']) stub(name, 'exit 0');
+    for (const name of ['nvidia-ctk', 'nvidia-smi', 'systemctl', 'apt-get', 'dpkg', 'sleep', 'chown']) stub(name, 'exit 0');
     stub('amazon-cloudwatch-agent-ctl', 'exit 0', join(root, 'opt/aws/amazon-cloudwatch-agent/bin'));
     // Same script, with its absolute system paths moved under a scratch root.
     const script = renderUserData(config).replace(/(?<=[\s"'=:>])\/(opt|var\/log)\//g, '$ROOT/$1/');
     const path = join(root, 'user-data.sh');
     writeFileSync(path, script);
-    const env = { ...process.env, ROOT: root, PATH: `${bin}:${process.env.PATH}` };
+    const env = { ...process.env, ROOT: root, PATH: `${bin}:${process.env.PATH}`, DEPLOYMENT_TAG: 'blue-1' };
     execFileSync('bash', [path], { env });
     const calls = readFileSync(join(root, 'calls.log'), 'utf8');
     expect(calls).toContain('aws ssm get-parameter --with-decryption --name /embedctl/hf');
@@ -155,13 +156,27 @@ describe('embedctl render', () => {
     expect(calls).toContain('docker compose --profile monitoring up -d');
     expect(calls).toContain('amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s');
     const deployDir = join(root, 'opt/embedctl/deploy');
-    expect(readFileSync(join(deployDir, '.env'), 'utf8')).toBe('EMBEDCTL_HOSTED_API_KEY=secret-for-/embedctl/hosted-api-key\n');
+    // The deployment comes from the instance's embedctl:deployment tag: compose passes it to the runtimes.
+    expect(readFileSync(join(deployDir, '.env'), 'utf8')).toBe('EMBEDCTL_HOSTED_API_KEY=secret-for-/embedctl/hosted-api-key\nEMBEDCTL_DEPLOYMENT=blue-1\n');
     expect(statSync(join(deployDir, '.env')).mode & 0o777).toBe(0o600);
     const files = renderDeploy(config);
-    expect(parseYaml(readFileSync(join(deployDir, 'docker-compose.yml'), 'utf8').replaceAll('$ROOT/opt/', '/opt/'))).toEqual(parseYaml(files.find((f) => f.path === 'docker-compose.yml')!.content));
+    expect(parseYaml(readFileSync(join(deployDir, 'docker-compose.yml'), 'utf8').replaceAll('$ROOT/opt/', '/opt/').replaceAll('$ROOT/var/log/', '/var/log/'))).toEqual(parseYaml(files.find((f) => f.path === 'docker-compose.yml')!.content));
     const agent = JSON.parse(readFileSync(join(root, 'opt/aws/amazon-cloudwatch-agent/etc/embedctl.json'), 'utf8'));
     expect(agent.metrics.namespace).toBe('Embedctl');
     expect(agent.metrics.metrics_collected.nvidia_gpu.measurement).toContain('utilization_gpu');
+    // The runtimes' EMF files (EMBEDCTL_EMF_LOG in compose, on the host's metrics dir) go to the deployment's log group.
+    const emf = agent.logs.logs_collected.files.collect_list.find((f: { file_path: string }) => f.file_path.endsWith('*.emf.log'));
+    // (Quoted heredocs keep the test's "$ROOT" prefix literally.)
+    expect(emf).toMatchObject({ file_path: '$ROOT/var/log/embedctl/*.emf.log', log_group_name: '/embedctl/blue-1/metrics' });
+    expect(calls).toContain(`chown 10001:10001 ${root}/var/log/embedctl`);
+    const compose = parseYaml(files.find((f) => f.path === 'docker-compose.yml')!.content);
+    for (const name of ['runtime-1', 'runtime-2']) {
+      expect(compose.services[name].environment).toMatchObject({ EMBEDCTL_EMF_LOG: `/var/log/embedctl/${name}.emf.log`, EMBEDCTL_DEPLOYMENT: '${EMBEDCTL_DEPLOYMENT:-main}' });
+      expect(compose.services[name].volumes).toContain('/var/log/embedctl:/var/log/embedctl');
+    }
+    execFileSync('bash', [path], { env: { ...env, DEPLOYMENT_TAG: '' } });
+    expect(readFileSync(join(deployDir, '.env'), 'utf8')).toMatch(/\nEMBEDCTL_DEPLOYMENT=main\n$/);
+    expect(JSON.parse(readFileSync(join(root, 'opt/aws/amazon-cloudwatch-agent/etc/embedctl.json'), 'utf8')).logs.logs_collected.files.collect_list[1].log_group_name).toBe('/embedctl/main/metrics');
     expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/gateway healthy/);
 
     // A missing hosted-key parameter stops the script before compose, saying what to create.
