@@ -72,9 +72,12 @@ describe('the weekly CI step, non-interactive', () => {
     expect(c.doc?.schema).toBe('embedctl.cost-report/v1');
   });
 
-  it('moves traffic one step, refuses a second step inside the dwell, then moves after it', { timeout: 60_000 }, async () => {
+  it('moves traffic one step, refuses a second step inside the dwell, then moves after it', { timeout: 90_000 }, async () => {
     const common = ['--driver', 'env', '--traffic-env', envFile, '--evidence-dir', reports, '--metrics-url', `${candidate.url}/metrics`];
-    const first = await step(['rollout', '--percent', '10', '--dwell', '2s', ...common, '--json']);
+    // Wide enough that the refused step lands inside it even on a loaded 2-core machine.
+    const DWELL_MS = 12_000;
+    const first = await step(['rollout', '--percent', '10', '--dwell', '12s', ...common, '--json']);
+    const movedAt = Date.now();
     expect(first.code, first.stderr).toBe(0);
     expect(first.doc?.schema).toBe('embedctl.rollout/v1');
     expect(readFileSync(envFile, 'utf8')).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=10\b/);
@@ -84,7 +87,7 @@ describe('the weekly CI step, non-interactive', () => {
     expect(early.stderr.trim().split('\n')[0]).toMatch(/dwell/);
     expect(readFileSync(envFile, 'utf8')).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=10\b/);
 
-    await new Promise((r) => setTimeout(r, 2100));
+    await new Promise((r) => setTimeout(r, Math.max(0, movedAt + DWELL_MS + 200 - Date.now())));
     const next = await step(['rollout', '--next', ...common, '--json']);
     expect(next.code, next.stderr).toBe(0);
     expect(readFileSync(envFile, 'utf8')).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=25\b/);
