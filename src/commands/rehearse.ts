@@ -240,6 +240,8 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       if (useNginx) {
         const r = await sub(['up', '--local', '--replicas', '2', '--model', 'default', '--hosted-url', hosted.url, '--percent', '0'], false, {
           EMBEDCTL_HOSTED_API_KEY: hostedKey,
+          // The self-hosted side is open inside the rehearsal, whatever the caller's shell exports.
+          EMBEDCTL_API_KEY: '',
           // Lets stage 7 switch the self-hosted runtimes to answering 500s (POST /admin/fault).
           EMBEDCTL_FAULT_INJECTION: '1',
         });
@@ -250,7 +252,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       } else {
         for (let i = 0; i < 2; i++) {
           selfHosted.push(
-            await startStandaloneRuntime({ cwd: work, name: `selfhosted-${i + 1}`, model: 'default', env: { ...ctx.env, EMBEDCTL_FAULT_INJECTION: '1' }, signal: ctx.signal, onProgress: (m) => log.info(`    | ${m}`) }),
+            await startStandaloneRuntime({ cwd: work, name: `selfhosted-${i + 1}`, model: 'default', env: { ...ctx.env, EMBEDCTL_API_KEY: '', EMBEDCTL_FAULT_INJECTION: '1' }, signal: ctx.signal, onProgress: (m) => log.info(`    | ${m}`) }),
           );
         }
       }
