@@ -110,6 +110,7 @@ function threadCpu(pid: number): Map<string, number> {
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
       // utime and stime are fields 14 and 15 of stat(5), in clock ticks (USER_HZ = 100 on Linux).
+      // onnxruntime's intra-op pool threads inherit the name "node", like V8's and libuv's.
       const key = tid === String(pid) ? 'main' : name.replace(/[0-9]+$/, '').trim() || 'thread';
       out.set(key, (out.get(key) ?? 0) + (Number(f[11]) + Number(f[12])) / 100);
     } catch {
@@ -295,7 +296,7 @@ const CATEGORIES: Array<[string, (url: string, fn: string) => boolean]> = [
   ['response encoding', (u, f) => u.endsWith('/runtime/request.js') && /Json|shapeVector|encodeVector|toBase64|toBinary/.test(f)],
   ['request parsing (JSON, validation)', (u, f) => (u.endsWith('/runtime/request.js') && /parse/i.test(f)) || (u.endsWith('/runtime/server.js') && f === 'readBody')],
   ['batcher', (u) => u.endsWith('/runtime/batcher.js')],
-  ['model feeds and pooling (JS side of session.run)', (u) => u.endsWith('/runtime/model.js') || u.includes('onnxruntime')],
+  ['model run (onnxruntime-node 1.30 runs session.run on the main thread), feeds, pooling', (u) => u.endsWith('/runtime/model.js') || u.includes('onnxruntime')],
   ['metrics', (u) => u.includes('prom-client') || u.endsWith('/runtime/metrics.js')],
   ['access log', (u) => u.endsWith('/runtime/main.js')],
   ['HTTP and sockets (node:http, net, streams)', (u) => /^node:(_http|http|net|stream|internal\/(streams|http|stream_base|net))/.test(u)],
@@ -460,6 +461,10 @@ const doc = {
   settings: { durationMs: DURATION, clients: CLIENTS, rounds: ROUNDS, textsPerRequest: 1, texts: 'distinct (4,096 generated, 4-60 words), no encoding cache' },
   loadAverage: loadavg().map((x) => round(x, 2)),
   targets: TARGETS,
+  notes: [
+    'onnxruntime-node 1.30 runs session.run synchronously on the JS main thread (backend.js wraps it in setImmediate), so while a batch runs nothing else in the server does: HTTP, tokenising and response encoding cannot overlap the model; mainThread CPU includes one of the model threads.',
+    'modelThreads is every thread but the main one: onnxruntime intra-op pool threads (which spin-wait between runs), V8 and libuv helpers.',
+  ],
   results,
   totalSeconds: round((performance.now() - t0) / 1000, 1),
 };
