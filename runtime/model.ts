@@ -70,6 +70,12 @@ export async function loadModel(dirOrName: string, opts: LoadOptions = {}): Prom
     executionMode: 'sequential',
     interOpNumThreads: 1,
     ...(opts.intraOpThreads ? { intraOpNumThreads: opts.intraOpThreads } : {}),
+    // onnxruntime's pool threads spin between runs by default. In the server they share the CPU
+    // with the event loop (HTTP, tokenising, batching), so spinning steals the time the next batch
+    // needs; EMBEDCTL_ORT_SPIN=1 restores it for a dedicated inference box.
+    ...((opts.env ?? process.env).EMBEDCTL_ORT_SPIN === '1'
+      ? {}
+      : { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } }),
   };
 
   const failures: string[] = [];
