@@ -27,6 +27,13 @@ export interface BatcherOptions {
   maxWaitMs: number;
   /** Most inputs admitted and not yet answered (queued + running); more -> QueueFull. */
   maxQueue: number;
+  /**
+   * Largest share of a batch's padded tokens that may be padding (0..1; default 1 = no limit).
+   * On CPU a transformer pays for every padded position (attention grows with the square of the
+   * longest input), so mixing a 10-token query with a 400-token passage costs more than running
+   * them apart; on a GPU big padded batches are usually still the better deal.
+   */
+  maxPadding?: number;
 }
 
 export interface BatchReport {
@@ -117,6 +124,9 @@ export class Batcher {
       if (!Number.isInteger(opts[k]) || opts[k] < 1) throw new RangeError(`${k} must be a whole number >= 1, got ${opts[k]}`);
     }
     if (!(opts.maxWaitMs >= 0)) throw new RangeError(`maxWaitMs must be >= 0, got ${opts.maxWaitMs}`);
+    if (opts.maxPadding !== undefined && !(opts.maxPadding >= 0 && opts.maxPadding <= 1)) {
+      throw new RangeError(`maxPadding must be between 0 and 1, got ${opts.maxPadding}`);
+    }
     this.loop = this.work();
   }
 
@@ -269,12 +279,18 @@ export class Batcher {
    */
   private takeBatch(): Item[] {
     const { maxBatchSize, maxBatchTokens } = this.opts;
-    const fits = (count: number, maxLen: number) => count <= maxBatchSize && count * maxLen <= maxBatchTokens;
+    const maxPadding = this.opts.maxPadding ?? 1;
+    const fits = (count: number, maxLen: number, sumLen: number) =>
+      count <= maxBatchSize && count * maxLen <= maxBatchTokens && count * maxLen - sumLen <= maxPadding * count * maxLen;
     const all = this.queue;
     let maxLenAll = 0;
-    for (const it of all) maxLenAll = Math.max(maxLenAll, it.len);
+    let sumAll = 0;
+    for (const it of all) {
+      maxLenAll = Math.max(maxLenAll, it.len);
+      sumAll += it.len;
+    }
     let chosen: Item[];
-    if (fits(all.length, maxLenAll)) {
+    if (fits(all.length, maxLenAll, sumAll)) {
       chosen = all;
       this.queue = [];
     } else {
@@ -295,20 +311,24 @@ export class Batcher {
       let lo = h;
       let hi = h;
       let maxLen = sorted[h]!.len;
+      let sumLen = maxLen;
       for (;;) {
         const down = lo > 0 ? sorted[lo - 1]! : undefined;
         const up = hi < sorted.length - 1 ? sorted[hi + 1]! : undefined;
         const minLen = sorted[lo]!.len;
         const count = hi - lo + 2;
         // Growing downwards never raises the padded length; upwards may.
-        const canDown = down !== undefined && fits(count, maxLen);
-        const canUp = up !== undefined && fits(count, Math.max(maxLen, up.len));
+        const canDown = down !== undefined && fits(count, maxLen, sumLen + down.len);
+        const canUp = up !== undefined && fits(count, Math.max(maxLen, up.len), sumLen + up.len);
         if (!canDown && !canUp) break;
         const pickDown = canDown && (!canUp || minLen - down.len <= up!.len - maxLen);
-        if (pickDown) lo--;
-        else {
+        if (pickDown) {
+          lo--;
+          sumLen += down.len;
+        } else {
           hi++;
           maxLen = Math.max(maxLen, up!.len);
+          sumLen += up!.len;
         }
       }
       chosen = sorted.slice(lo, hi + 1);

@@ -17,6 +17,7 @@ export interface RuntimeOptions {
   maxBatchSize: number;
   maxQueue: number;
   maxWaitMs: number;
+  maxPadding: number | undefined;
   maxBodyBytes: number;
   apiKey: string | undefined;
   modelName: string | undefined;
@@ -43,6 +44,12 @@ function int(min: number, max = Number.MAX_SAFE_INTEGER) {
     if (n < min || n > max) throw new Error(`must be between ${min} and ${max}, got ${n}`);
     return n;
   };
+}
+
+function fraction(raw: unknown): number {
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+  if (!(n >= 0 && n <= 1)) throw new Error(`expected a fraction between 0 and 1, got ${JSON.stringify(raw)}`);
+  return n;
 }
 
 function onOff(raw: unknown): boolean {
@@ -77,6 +84,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   spec({ key: 'maxBatchSize', flag: '--max-batch-size <n>', env: 'EMBEDCTL_MAX_BATCH_SIZE', description: 'inputs per model batch', default: DEFAULTS.maxBatchSize, parse: int(1, 100_000) }),
   spec({ key: 'maxQueue', flag: '--max-queue <n>', env: 'EMBEDCTL_MAX_QUEUE', description: 'inputs admitted and not yet answered before 429', default: DEFAULTS.maxQueue, parse: int(1) }),
   spec({ key: 'maxWaitMs', flag: '--max-wait-ms <ms>', env: 'EMBEDCTL_MAX_WAIT_MS', description: 'how long a partial batch waits for company', default: DEFAULTS.maxWaitMs, parse: int(0, 10_000) }),
+  spec({ key: 'maxPadding', flag: '--max-padding <fraction>', env: 'EMBEDCTL_MAX_PADDING', description: 'largest share of a batch that may be padding, 0..1 (default 0.3 on cpu, 1 on gpu)', default: undefined, parse: fraction }),
   spec({ key: 'maxBodyBytes', flag: '--max-body-bytes <n>', env: 'EMBEDCTL_MAX_BODY_BYTES', description: 'largest request body before 413', default: DEFAULTS.maxBodyBytes, parse: int(1024) }),
   spec({ key: 'apiKey', flag: '--api-key <key>', env: 'EMBEDCTL_API_KEY', description: 'require "Authorization: Bearer <key>" (prefer the env var: flags show in ps)', default: undefined, parse: str, secret: true }),
   spec({ key: 'modelName', flag: '--model-name <name>', env: 'EMBEDCTL_MODEL_NAME', description: 'model name reported to clients (default: the bundle name)', default: undefined, parse: str }),

@@ -110,6 +110,33 @@ describe('Batcher', () => {
     await b.close();
   });
 
+  it('with maxPadding, splits a queue that would fit in one batch by length instead of padding short inputs', async () => {
+    const run = async (maxPadding?: number) => {
+      const model = new RecordingModel();
+      const reports: BatchReport[] = [];
+      const b = new Batcher(model, opts({ maxWaitMs: 1, maxPadding }), (r) => reports.push(r));
+      model.hold();
+      const first = b.submit([enc(1)]);
+      await new Promise((r) => setTimeout(r, 20));
+      // 8 short and 8 long inputs: all 16 fit the size and token budget together.
+      const pending = Array.from({ length: 16 }, (_, i) => b.submit([enc(10_000 + i * 200, i % 2 ? 100 : 5)]));
+      model.release();
+      await Promise.all([first, ...pending]);
+      await b.close();
+      return { batches: model.lengths.slice(1), reports: reports.slice(1) };
+    };
+    const unlimited = await run();
+    expect(unlimited.batches).toHaveLength(1);
+    expect(unlimited.reports[0]!.paddedTokens).toBe(16 * 100);
+    const capped = await run(0.3);
+    expect(capped.batches).toHaveLength(2);
+    for (const [i, r] of capped.reports.entries()) {
+      expect(1 - r.tokens / r.paddedTokens, `batch ${i}`).toBeLessThanOrEqual(0.3);
+      expect(new Set(capped.batches[i]).size).toBe(1);
+    }
+    expect(capped.reports.reduce((a, r) => a + r.paddedTokens, 0)).toBe(8 * 5 + 8 * 100);
+  });
+
   it('runs an input longer than the whole token budget in a batch of its own instead of stalling', async () => {
     const model = new RecordingModel();
     const reports: BatchReport[] = [];
@@ -216,5 +243,6 @@ describe('Batcher', () => {
   it('rejects nonsensical limits up front', () => {
     expect(() => new Batcher(new RecordingModel(), opts({ maxBatchSize: 0 }))).toThrow(/maxBatchSize/);
     expect(() => new Batcher(new RecordingModel(), opts({ maxQueue: 1.5 }))).toThrow(/maxQueue/);
+    expect(() => new Batcher(new RecordingModel(), opts({ maxPadding: 1.5 }))).toThrow(/maxPadding/);
   });
 });
