@@ -692,7 +692,7 @@ function showPlan(r: Runner, state: RolloutState): number {
   }
   ctx.stdout.write(
     table(
-      ['step', 'self-hosted', 'planned', 'reached', ''],
+      ['step', 'self-hosted', 'planned', 'reached', 'state'],
       rows.map((t) => [t.step, `${t.percent}%`, t.plannedAt.slice(0, 10), t.actualAt?.slice(0, 16).replace('T', ' ') ?? '-', t.state]),
     ),
   );
@@ -717,7 +717,7 @@ function showStatus(r: Runner, state: RolloutState): number {
     return ExitCode.ok;
   }
   ctx.stdout.write(`self-hosted: ${state.percent}% (step ${state.stepIndex + 1} of ${state.steps.length})${state.paused ? ` PAUSED: ${state.pausedReason}` : ''}\n`);
-  ctx.stdout.write(table(['step', 'self-hosted', 'planned', 'reached', ''], rows.map((t) => [t.step, `${t.percent}%`, t.plannedAt.slice(0, 10), t.actualAt?.slice(0, 16).replace('T', ' ') ?? '-', t.state])));
+  ctx.stdout.write(table(['step', 'self-hosted', 'planned', 'reached', 'state'], rows.map((t) => [t.step, `${t.percent}%`, t.plannedAt.slice(0, 10), t.actualAt?.slice(0, 16).replace('T', ' ') ?? '-', t.state])));
   if (summary.dwellEndsAt) ctx.stdout.write(`dwell: ends ${summary.dwellEndsAt}${summary.dwellRemainingMs > 0 ? ` (in ${fmtDuration(summary.dwellRemainingMs)})` : ' (over)'}\n`);
   if (state.lastGates.length) ctx.stdout.write(`gates at ${state.lastGatesAt}: ${verdict(state.lastGates)}\n${gateTable(state.lastGates)}`);
   else ctx.stdout.write('gates: not evaluated yet (embedctl rollout --check)\n');
