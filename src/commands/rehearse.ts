@@ -6,6 +6,7 @@ import { PassThrough, type Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { Context } from '../context.js';
 import { Interrupted } from '../errors.js';
+import { parseFlag, parsers } from '../config.js';
 import { nginxBinary } from '../adapters/nginx.js';
 import { startStandaloneRuntime, stopLocalStack, stopStandaloneRuntime, type LocalRuntime } from '../adapters/local-stack.js';
 import { createHybridClient, type HybridClient } from '../client/index.js';
@@ -65,12 +66,12 @@ function subStreams(parent: Writable, quiet: boolean) {
 async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   const { ctx, opts, globals, log } = env;
   const started = Date.now();
+  const sampleN = parseFlag('--sample', opts.sample ?? '231', parsers.number({ min: 10, max: 100_000, integer: true }));
+  const loadSeconds = parseFlag('--load-seconds', opts.loadSeconds ?? '5', parsers.number({ min: 1, max: 600, integer: true }));
   const clock = new RehearsalClock(() => ctx.now());
   const work = resolve(ctx.cwd, opts.out ?? mkdtempSync(join(tmpdir(), 'embedctl-rehearse-')));
   const evidence = join(work, '.embedctl', 'reports');
   mkdirSync(evidence, { recursive: true });
-  const sampleN = Number(opts.sample ?? 231);
-  const loadSeconds = Math.max(1, Number(opts.loadSeconds ?? 5));
   const useNginx = !opts.skipNginx && nginxBinary(ctx.env) !== undefined;
   const stages: StageResult[] = [];
   const hostedKey = `rehearsal-${randomBytes(12).toString('hex')}`;
@@ -83,9 +84,9 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   log.info(`rehearse: work dir ${work}`);
   if (!useNginx) log.info(`rehearse: ${opts.skipNginx ? '--skip-nginx given' : 'nginx is not installed'}: traffic is split by the hybrid client (embedctl/client) instead of nginx`);
 
-  /** Runs `embedctl <argv> --json` in-process on the rehearsal's clock and work dir. */
   /** The stage being run: its sub-command reports are kept as <work>/stages/<id>[-n].json. */
   let current: { id: string; reports: string[] } | undefined;
+  /** Runs `embedctl <argv> --json` in-process on the rehearsal's clock and work dir. */
   const sub = async (argv: string[], quiet = false, env: Record<string, string> = {}): Promise<{ code: number; json?: Json; errTail: string }> => {
     const s = subStreams(ctx.stderr, quiet);
     const subCtx: Context = { ...ctx, env: { ...ctx.env, ...env }, stdout: s.out, stderr: s.err, cwd: work, now: () => clock.now(), isTTY: false };
