@@ -139,5 +139,7 @@ set +e
   --models-dir "$STAGE/models" --out "$OUT/gpu-bench.json" "$@" 2>&1 | tee -a "$OUT/run.log"
 code=${PIPESTATUS[0]}
 set -e
+# A benchmark that exits 0 without its JSON measured nothing: say so rather than report success.
+if [ "$code" = 0 ] && [ ! -s "$OUT/gpu-bench.json" ]; then log "the benchmark wrote no $OUT/gpu-bench.json"; code=1; fi
 log "benchmark exit $code; results in $OUT"
 exit "$code"
