@@ -9,7 +9,7 @@
  */
 import { parseArgs } from 'node:util';
 import { startEmfReporter, type EmfReporter } from './emf.js';
-import { loadModel } from './model.js';
+import { loadRuntimeModel } from './model-worker.js';
 import { EMF_OPTION_SPECS, OPTION_SPECS, flagName, resolveEmfOptions, resolveRuntimeOptions, type EmfOptions, type RuntimeOptions } from './options.js';
 import { startServer } from './server.js';
 
@@ -55,7 +55,7 @@ async function run(): Promise<number> {
   }
   const o = parsed.opts;
   const emfOpts = parsed.emf;
-  const modelPromise = loadModel(o.model, { providers: o.providers, log: (message: string) => emit({ event: 'model', message }) });
+  const modelPromise = loadRuntimeModel(o.model, o.modelWorker, { providers: o.providers, log: (message: string) => emit({ event: 'model', message }) });
   // The server listens at once (answering /ready 503) while the model loads and warms up.
   const server = await startServer({ ...o, model: modelPromise, log: emit, processMetrics: true });
   emit({ event: 'listening', url: server.url, port: server.port, model: o.model, auth: o.apiKey ? 'bearer' : 'none' });

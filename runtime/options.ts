@@ -23,6 +23,7 @@ export interface RuntimeOptions {
   modelName: string | undefined;
   drainTimeoutMs: number;
   faultInjection: boolean;
+  modelWorker: 'on' | 'off' | 'auto';
 }
 
 export interface OptionSpec<K extends keyof RuntimeOptions = keyof RuntimeOptions> {
@@ -59,6 +60,16 @@ function onOff(raw: unknown): boolean {
   throw new Error(`expected on or off, got ${JSON.stringify(raw)}`);
 }
 
+function onOffAuto(raw: unknown): 'on' | 'off' | 'auto' {
+  const v = String(raw).trim().toLowerCase();
+  if (v === 'auto') return 'auto';
+  try {
+    return onOff(v) ? 'on' : 'off';
+  } catch {
+    throw new Error(`expected on, off or auto, got ${JSON.stringify(raw)}`);
+  }
+}
+
 function str(raw: unknown): string {
   if (typeof raw !== 'string' || raw.trim() === '') throw new Error('expected a non-empty value');
   return raw.trim();
@@ -90,6 +101,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   spec({ key: 'modelName', flag: '--model-name <name>', env: 'EMBEDCTL_MODEL_NAME', description: 'model name reported to clients (default: the bundle name)', default: undefined, parse: str }),
   spec({ key: 'drainTimeoutMs', flag: '--drain-timeout-ms <ms>', env: 'EMBEDCTL_DRAIN_TIMEOUT_MS', description: 'longest wait for in-flight requests on shutdown', default: 30_000, parse: int(0) }),
   spec({ key: 'faultInjection', flag: '--fault-injection <on|off>', env: 'EMBEDCTL_FAULT_INJECTION', description: 'enable POST /admin/fault from loopback (rehearsals and drills only: makes the server answer errors on demand)', default: false, parse: onOff }),
+  spec({ key: 'modelWorker', flag: '--model-worker <on|off|auto>', env: 'EMBEDCTL_MODEL_WORKER', description: 'run the model in a worker thread so HTTP and tokenising go on while a batch runs (auto = on for cuda/webgpu, off for cpu)', default: 'auto', parse: onOffAuto }),
 ];
 
 /** "--max-batch-tokens <n>" -> "--max-batch-tokens". */

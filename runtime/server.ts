@@ -100,6 +100,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   let idle: (() => void) | undefined;
   const metrics = new RuntimeMetrics(() => batcher?.stats(), { processMetrics: opts.processMetrics });
   const modelName = () => opts.modelName ?? model?.manifest.name ?? 'loading';
+  // A model that can die after loading (runtime/model-worker.ts: its thread crashed) says why here.
+  const modelFault = () => (model as { fault?: () => string | undefined } | undefined)?.fault?.();
+  const currentState = (): ServerState => (state === 'ready' && modelFault() ? 'failed' : state);
 
   const ready = (async () => {
     const m = await opts.model;
@@ -272,19 +275,24 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (GET_ROUTES.has(path)) {
       if (req.method !== 'GET' && req.method !== 'HEAD') throw new ApiError(405, `${path} takes GET, not ${req.method}`, null, 'method_not_allowed', 'invalid_request_error', { allow: 'GET, HEAD' });
       switch (path) {
-        case '/health':
-          return send(res, state === 'failed' ? 503 : 200, {
-            status: state,
+        case '/health': {
+          const now = currentState();
+          const error = loadError ?? modelFault();
+          return send(res, now === 'failed' ? 503 : 200, {
+            status: now,
             model: modelName(),
             provider: model?.provider ?? null,
             dimensions: model?.manifest.dimensions ?? null,
             maxTokens: model?.manifest.maxTokens ?? null,
             uptimeSeconds: Math.round((Date.now() - started) / 1000),
             ...(batcher ? { queue: { queued: batcher.stats().queued, running: batcher.stats().running, maxQueue: cfg.maxQueue } } : {}),
-            ...(loadError ? { error: loadError } : {}),
+            ...(error ? { error } : {}),
           });
-        case '/ready':
-          return send(res, state === 'ready' ? 200 : 503, { ready: state === 'ready', status: state });
+        }
+        case '/ready': {
+          const now = currentState();
+          return send(res, now === 'ready' ? 200 : 503, { ready: now === 'ready', status: now });
+        }
         case '/metrics': {
           const text = await metrics.registry.metrics();
           return send(res, 200, text, { 'content-type': metrics.registry.contentType });
@@ -390,5 +398,5 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       log({ event: 'closed' });
     })());
 
-  return { url, port: addr.port, ready, state: () => state, metrics, close };
+  return { url, port: addr.port, ready, state: currentState, metrics, close };
 }
