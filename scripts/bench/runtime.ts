@@ -43,6 +43,8 @@ const { values: flags } = parseArgs({
     clients: { type: 'string', default: '64' },
     rounds: { type: 'string', default: '3' },
     profile: { type: 'boolean', default: true },
+    // Passed to the runtime as --model-worker (on = session.run in a worker thread); recorded in settings.
+    'model-worker': { type: 'string', default: 'auto' },
     out: { type: 'string', default: join(root, 'bench-results', 'runtime.json') },
   },
   allowNegative: true,
@@ -51,6 +53,7 @@ const MODELS = flags.models!.split(',').map((s) => s.trim()).filter(Boolean);
 const DURATION = Number(flags['duration-ms']);
 const CLIENTS = Number(flags.clients);
 const ROUNDS = Number(flags.rounds);
+const MODEL_WORKER = flags['model-worker']!;
 const TARGETS = { serverVsRaw: 0.85, batchingVsSerial: 5 };
 
 const WORDS = (
@@ -372,7 +375,7 @@ async function benchModel(label: string, model: string) {
   const tokeniseUsPerText = tokeniseCost(direct, texts);
   const slice = DURATION / ROUNDS;
 
-  const rt = await startRuntime(model, []);
+  const rt = await startRuntime(model, ['--model-worker', MODEL_WORKER]);
   await load(rt.url, bodies, 8, 300); // warm the JIT and connections
   const server: Phase[] = [];
   const serial: Phase[] = [];
@@ -393,7 +396,7 @@ async function benchModel(label: string, model: string) {
   if (flags.profile) {
     log('profiling the server main thread (--cpu-prof) under the same load');
     const dir = mkdtempSync(join(tmpdir(), 'embedctl-bench-prof-'));
-    const prt = await startRuntime(model, [], ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+    const prt = await startRuntime(model, ['--model-worker', MODEL_WORKER], ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
     await load(prt.url, bodies, CLIENTS, Math.min(1500, slice));
     await prt.stop();
     mainThreadProfile = profileBreakdown(dir);
@@ -468,7 +471,7 @@ const doc = {
   schema: 'embedctl.bench.runtime/v1',
   date: new Date().toISOString(),
   machine: { cpus: availableParallelism(), cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version },
-  settings: { durationMs: DURATION, clients: CLIENTS, rounds: ROUNDS, textsPerRequest: 1, texts: 'distinct (4,096 generated, 4-60 words), no encoding cache' },
+  settings: { durationMs: DURATION, clients: CLIENTS, rounds: ROUNDS, modelWorker: MODEL_WORKER, textsPerRequest: 1, texts: 'distinct (4,096 generated, 4-60 words), no encoding cache' },
   loadAverage: loadavg().map((x) => round(x, 2)),
   targets: TARGETS,
   notes: [
