@@ -55,7 +55,7 @@ async function run(): Promise<number> {
   }
   const o = parsed.opts;
   const emfOpts = parsed.emf;
-  const modelPromise = loadRuntimeModel(o.model, o.modelWorker, { providers: o.providers, log: (message: string) => emit({ event: 'model', message }) });
+  const modelPromise = loadRuntimeModel(o.model, o.modelWorker, { providers: o.providers, deviceId: o.deviceId, log: (message: string) => emit({ event: 'model', message }) });
   // The server listens at once (answering /ready 503) while the model loads and warms up.
   const server = await startServer({ ...o, model: modelPromise, log: emit, processMetrics: true });
   emit({ event: 'listening', url: server.url, port: server.port, model: o.model, auth: o.apiKey ? 'bearer' : 'none' });

@@ -31,9 +31,10 @@ export const KNOWN_PROVIDERS = ['cuda', 'webgpu', 'cpu'] as const;
 function providerConfig(name: string, deviceId: number): ort.InferenceSession.ExecutionProviderConfig {
   switch (name) {
     case 'cuda':
-      // kSameAsRequested: the arena grows by what a batch needs, not by doubling, so a long-text
-      // batch does not reserve GPU memory that later batches never use.
-      return { name: 'cuda', deviceId, arenaExtendStrategy: 'kSameAsRequested' } as ort.InferenceSession.ExecutionProviderConfig;
+      // onnxruntime-node 1.30 reads only deviceId from the CUDA provider options (no arena or
+      // memory-limit settings reach the C++ side), so GPU memory cannot be capped from here: run
+      // one runtime per GPU and size --max-batch-tokens to the card.
+      return { name: 'cuda', deviceId } as ort.InferenceSession.ExecutionProviderConfig;
     case 'webgpu':
       return { name: 'webgpu' } as ort.InferenceSession.ExecutionProviderConfig;
     default:

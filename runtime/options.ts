@@ -22,6 +22,7 @@ export interface RuntimeOptions {
   apiKey: string | undefined;
   modelName: string | undefined;
   drainTimeoutMs: number;
+  deviceId: number;
   faultInjection: boolean;
   modelWorker: 'on' | 'off' | 'auto';
 }
@@ -100,6 +101,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   spec({ key: 'apiKey', flag: '--api-key <key>', env: 'EMBEDCTL_API_KEY', description: 'require "Authorization: Bearer <key>" (prefer the env var: flags show in ps)', default: undefined, parse: str, secret: true }),
   spec({ key: 'modelName', flag: '--model-name <name>', env: 'EMBEDCTL_MODEL_NAME', description: 'model name reported to clients (default: the bundle name)', default: undefined, parse: str }),
   spec({ key: 'drainTimeoutMs', flag: '--drain-timeout-ms <ms>', env: 'EMBEDCTL_DRAIN_TIMEOUT_MS', description: 'longest wait for in-flight requests on shutdown', default: 30_000, parse: int(0) }),
+  spec({ key: 'deviceId', flag: '--device-id <n>', env: 'EMBEDCTL_DEVICE_ID', description: 'GPU to run on (cuda provider), as nvidia-smi numbers them', default: 0, parse: int(0, 1023) }),
   spec({ key: 'faultInjection', flag: '--fault-injection <on|off>', env: 'EMBEDCTL_FAULT_INJECTION', description: 'enable POST /admin/fault from loopback (rehearsals and drills only: makes the server answer errors on demand)', default: false, parse: onOff }),
   spec({ key: 'modelWorker', flag: '--model-worker <on|off|auto>', env: 'EMBEDCTL_MODEL_WORKER', description: 'run the model in a worker thread so HTTP and tokenising go on while a batch runs (auto = on for cuda/webgpu, off for cpu)', default: 'auto', parse: onOffAuto }),
 ];
@@ -115,11 +117,20 @@ export function resolveRuntimeOptions(
   get: (s: OptionSpec) => unknown,
   env: Record<string, string | undefined>,
 ): RuntimeOptions {
+  return resolveSpecs(OPTION_SPECS, get, env) as unknown as RuntimeOptions;
+}
+
+/** flag > env > default for any list of specs; errors name the flag or variable at fault. */
+function resolveSpecs<S extends { key: string; flag: string; env: string; default: unknown; parse(raw: unknown): unknown }>(
+  specs: readonly S[],
+  get: (s: S) => unknown,
+  env: Record<string, string | undefined>,
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const s of OPTION_SPECS) {
+  for (const s of specs) {
     const flagVal = get(s);
     const envVal = env[s.env];
-    const [raw, origin] = flagVal !== undefined ? [flagVal, flagName(s)] : envVal !== undefined && envVal !== '' ? [envVal, s.env] : [undefined, ''];
+    const [raw, origin] = flagVal !== undefined ? [flagVal, s.flag.split(' ')[0]!] : envVal !== undefined && envVal !== '' ? [envVal, s.env] : [undefined, ''];
     if (raw === undefined) {
       out[s.key] = s.default;
       continue;
@@ -130,7 +141,7 @@ export function resolveRuntimeOptions(
       throw new Error(`${origin}: ${(err as Error).message}`);
     }
   }
-  return out as unknown as RuntimeOptions;
+  return out;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -177,20 +188,5 @@ export const EMF_OPTION_SPECS: EmfOptionSpec[] = [
 
 /** resolveRuntimeOptions for EMF_OPTION_SPECS: flag > env > default, errors name the source. */
 export function resolveEmfOptions(get: (s: EmfOptionSpec) => unknown, env: Record<string, string | undefined>): EmfOptions {
-  const out: Record<string, unknown> = {};
-  for (const s of EMF_OPTION_SPECS) {
-    const flagVal = get(s);
-    const envVal = env[s.env];
-    const [raw, origin] = flagVal !== undefined ? [flagVal, s.flag.split(' ')[0]!] : envVal !== undefined && envVal !== '' ? [envVal, s.env] : [undefined, ''];
-    if (raw === undefined) {
-      out[s.key] = s.default;
-      continue;
-    }
-    try {
-      out[s.key] = s.parse(raw);
-    } catch (err) {
-      throw new Error(`${origin}: ${(err as Error).message}`);
-    }
-  }
-  return out as unknown as EmfOptions;
+  return resolveSpecs(EMF_OPTION_SPECS, get, env) as unknown as EmfOptions;
 }

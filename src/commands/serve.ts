@@ -55,7 +55,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       }
 
       log.info(`loading model ${opts.model} (providers ${opts.providers.join(',')})`);
-      const modelPromise = loadRuntimeModel(opts.model, opts.modelWorker, { providers: opts.providers, log: (m: string) => log.verbose(m), cwd: ctx.cwd, env: ctx.env });
+      const modelPromise = loadRuntimeModel(opts.model, opts.modelWorker, { providers: opts.providers, deviceId: opts.deviceId, log: (m: string) => log.verbose(m), cwd: ctx.cwd, env: ctx.env });
       // A load failure surfaces through server.ready below; this only keeps it from counting as unhandled.
       modelPromise.catch(() => {});
       let server;
