@@ -8,6 +8,7 @@ import { main } from '../src/cli.js';
 import { sleep, type Context } from '../src/context.js';
 import { runCli } from './helpers/cli.js';
 import { runtimeEntry, startRuntime } from './helpers/runtime.js';
+import { cosine } from './helpers/reference-math.js';
 
 /**
  * Operations: auth, overload, graceful shutdown, readiness, the transformer path, and the
@@ -25,17 +26,6 @@ const metric = async (url: string, name: string) => {
   return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
 };
 
-const cosine = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let d = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return d / Math.sqrt(na * nb);
-};
 
 describe('API key', () => {
   it('answers 401 without or with a wrong Bearer key, 200 with the right one, and never logs the key', async () => {

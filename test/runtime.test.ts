@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type Model } from '../runtime/model.js';
 import { startRuntime, type RuntimeHandle } from './helpers/runtime.js';
+import { cosine } from './helpers/reference-math.js';
 
 /**
  * The real runtime process (node dist/runtime/main.js, default model) over real HTTP, compared
@@ -11,17 +12,6 @@ const WORDS = 'the river city music green ocean market winter garden science his
 /** Deterministic, distinct texts of varied length. */
 const text = (i: number) => Array.from({ length: 2 + (i % 9) }, (_, j) => WORDS[(i * 7 + j * 3 + Math.floor(i / 5)) % WORDS.length]).join(' ') + ` ${i}`;
 
-const cosine = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let d = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return d / Math.sqrt(na * nb);
-};
 const norm = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((s, x) => s + x * x, 0));
 
 interface EmbResponse {

@@ -96,37 +96,15 @@ export function rollbackTriggers(gates: GateResult[]): GateResult[] {
   return gates.filter((g) => g.status === 'fail' && g.rollbackTrigger);
 }
 
-export interface Change {
-  action: HistoryAction;
-  to: number;
-  now: Date;
-  user: string;
-  reason: string | null;
-  forced: boolean;
-  gates: GateResult[];
-  driver: DriverName;
-  confirmed?: boolean | null;
-  observedPercent?: number | null;
-  durationMs?: number;
-}
+/** What a command decided: a history entry before it is dated and given its starting point. */
+export type Change = Omit<HistoryEntry, 'time' | 'from'> & { now: Date };
 
 /** The next state after a change, with its history entry appended. Never mutates `state`. */
 export function applyChange(state: RolloutState, c: Change): RolloutState {
   const time = c.now.toISOString();
-  const entry: HistoryEntry = {
-    time,
-    user: c.user,
-    action: c.action,
-    from: state.percent,
-    to: c.to,
-    reason: c.reason,
-    forced: c.forced,
-    gates: c.gates,
-    driver: c.driver,
-    ...(c.confirmed !== undefined ? { confirmed: c.confirmed } : {}),
-    ...(c.observedPercent !== undefined ? { observedPercent: c.observedPercent } : {}),
-    ...(c.durationMs !== undefined ? { durationMs: c.durationMs } : {}),
-  };
+  const { now: _now, ...decided } = c;
+  // JSON drops the optional fields a change left undefined.
+  const entry: HistoryEntry = { time, from: state.percent, ...decided };
   const next: RolloutState = { ...state, history: [...state.history, entry], driver: c.driver };
   if (c.gates.length > 0) {
     next.lastGates = c.gates;
