@@ -187,7 +187,7 @@ describe('Batcher', () => {
     const big = b.submit(Array.from({ length: 150 }, (_, i) => enc(i)));
     const refused = b.submit([enc(7)]);
     await expect(refused).rejects.toBeInstanceOf(QueueFull);
-    const err = await refused.catch((e: QueueFull) => e);
+    const err = (await refused.catch((e: unknown) => e)) as QueueFull;
     expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(1);
     expect(err.pending).toBe(150);
     expect(b.pending).toBe(150);

@@ -205,7 +205,7 @@ describe.skipIf(skip)('nginx gateway (real nginx on loopback)', () => {
     const prefix = join(tmp.dir, 'busy');
     mkdirSync(prefix, { recursive: true });
     const confPath = writeFile(join(prefix, 'nginx.conf'), renderNginxConf({ selfHosted: ['127.0.0.1:1'], hostedUrl: 'http://127.0.0.1:2', selfHostedPercent: 0, errorLog: 'stderr', accessLog: 'access.log', listen: { host: '127.0.0.1', port: busy.port } }));
-    const err = await startNginx({ confPath, prefix, timeoutMs: 3000 }).catch((e: unknown) => e as Error);
+    const err = (await startNginx({ confPath, prefix, timeoutMs: 3000 }).catch((e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(ExternalError);
     expect(err.message).toMatch(/nginx: exited at start: .*bind\(\) to 127\.0\.0\.1:\d+ failed \(98: Address already in use\)/);
   });

@@ -32,7 +32,7 @@ describe('API key', () => {
     const key = 'sk-test-9f8e7d6c5b4a';
     const rt = await startRuntime({ model: 'tiny-bert', apiKey: key });
     try {
-      for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Bearer ${key}x` }, { authorization: key }]) {
+      for (const headers of [{} as Record<string, string>, { authorization: 'Bearer wrong' }, { authorization: `Bearer ${key}x` }, { authorization: key }]) {
         const r = await post(rt.url, { input: 'x' }, headers);
         expect(r.status).toBe(401);
         expect(((await r.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'invalid_api_key', message: expect.stringMatching(/Bearer/) });
