@@ -15,6 +15,7 @@ import {
 import { createEmbeddingCache, defaultCacheDir } from '../adapters/embedding-cache.js';
 import { parseTexts, type TextItem } from '../core/sample-texts.js';
 import { fmtUsd, progress, type Logger } from '../ui/output.js';
+import { confirmOrRefuse } from '../ui/prompts.js';
 
 /**
  * The endpoint flags verify-consistency and rag-overlap share (two sides, auth, batching, the
@@ -142,18 +143,12 @@ export async function guardCost(
   const summary = `estimated cost ${fmtUsd(usd)} (${parts.join('; ')}; cached texts are not re-sent)`;
   log.info(summary);
   if (usd <= o.maxCost || o.yes) return { tokens, usd };
-  if (!ctx.isTTY) {
-    throw new UsageError(`${summary} is over --max-cost ${fmtUsd(o.maxCost)}; not asking without a terminal`, {
-      field: '--yes',
-      hint: 'pass --yes to accept, raise --max-cost, or use --sample to send fewer texts',
-    });
-  }
-  const confirm =
-    (ctx.adapters.confirm as ((q: { message: string }) => Promise<boolean>) | undefined) ??
-    (async (q: { message: string }) => (await import('@inquirer/prompts')).confirm({ ...q, default: false }, { input: ctx.stdin, output: ctx.stderr }));
-  if (!(await confirm({ message: `Spend about ${fmtUsd(usd)} on embeddings?` }))) {
-    throw new UsageError('cancelled: the estimated cost was not accepted', { field: '--yes' });
-  }
+  await confirmOrRefuse(ctx, {
+    message: `Spend about ${fmtUsd(usd)} on embeddings?`,
+    noTerminal: `${summary} is over --max-cost ${fmtUsd(o.maxCost)}; not asking without a terminal`,
+    hint: 'pass --yes to accept, raise --max-cost, or use --sample to send fewer texts',
+    refused: 'cancelled: the estimated cost was not accepted',
+  });
   return { tokens, usd };
 }
 

@@ -10,6 +10,7 @@ import { UsageError } from '../errors.js';
 import { printJson, progress, table, type Logger } from '../ui/output.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
+import { confirmOrRefuse } from '../ui/prompts.js';
 
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
   const cmd = program.command('models').description('list the model bundles embedctl can serve, fetch ONNX models from the Hugging Face hub');
@@ -139,19 +140,12 @@ async function acceptLicense(ctx: Context, log: Logger, preset: ModelPreset, yes
   if (!preset.licenseWarning) return;
   log.warn(preset.licenseWarning);
   if (yes) return;
-  if (!ctx.isTTY) {
-    throw new UsageError(`${preset.repoId} is licensed ${preset.license}; not asking without a terminal`, {
-      field: '--yes',
-      hint: 'pass --yes to accept the licence terms',
-    });
-  }
-  const confirm =
-    (ctx.adapters.confirm as ((q: { message: string }) => Promise<boolean>) | undefined) ??
-    (async (q: { message: string }) =>
-      (await import('@inquirer/prompts')).confirm({ ...q, default: false }, { input: ctx.stdin, output: ctx.stderr, signal: ctx.signal }));
-  if (!(await confirm({ message: `Accept the ${preset.license} licence of ${preset.repoId}?` }))) {
-    throw new UsageError('licence not accepted; nothing was downloaded', { field: '--yes' });
-  }
+  await confirmOrRefuse(ctx, {
+    message: `Accept the ${preset.license} licence of ${preset.repoId}?`,
+    noTerminal: `${preset.repoId} is licensed ${preset.license}; not asking without a terminal`,
+    hint: 'pass --yes to accept the licence terms',
+    refused: 'licence not accepted; nothing was downloaded',
+  });
 }
 
 function complete(dir: string): boolean {

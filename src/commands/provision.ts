@@ -32,6 +32,7 @@ import { fmtUsd, printJson, type Logger } from '../ui/output.js';
 import { action, examples, type ExitHolder } from './shared.js';
 import { addDeployOptions } from './render.js';
 import { DescribeInstancesCommand } from '@aws-sdk/client-ec2';
+import { confirmOrRefuse } from '../ui/prompts.js';
 
 interface Opts {
   instanceType?: string;
@@ -131,7 +132,14 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       }
 
       if (!globals.json) ctx.stderr.write(renderPlan(plan));
-      if (!o.yes) await confirmOrRefuse(ctx, `Create these resources in ${o.region} (billed by the hour)?`);
+      if (!o.yes) {
+        await confirmOrRefuse(ctx, {
+          message: `Create these resources in ${o.region} (billed by the hour)?`,
+          noTerminal: 'confirmation needed and there is no terminal to ask on',
+          hint: 'review the plan above (or run with --dry-run), then re-run with --yes',
+          refused: 'not confirmed; nothing was created',
+        });
+      }
 
       const dep = await StateStore.locked({ cwd: ctx.cwd, env: ctx.env, command: 'provision', now: () => ctx.now() }, (store) =>
         execute(store, ec2, o, { amiId, vpcId, existingSg: existingSg?.GroupId, userData }, w, log),
@@ -399,18 +407,6 @@ async function dryRunChecks(ec2: Ec2, o: ProvisionOptions, vpcId: string, sgId: 
   }
   await check('ec2:RunInstances', () => ec2.client.send(new RunInstancesCommand({ ...run, DryRun: true })));
   return checks;
-}
-
-async function confirmOrRefuse(ctx: Context, message: string): Promise<void> {
-  if (!ctx.isTTY || !ctx.stdin) {
-    throw new UsageError('confirmation needed and there is no terminal to ask on', {
-      field: '--yes',
-      hint: 'review the plan above (or run with --dry-run), then re-run with --yes',
-    });
-  }
-  const { confirm } = await import('@inquirer/prompts');
-  const ok = await confirm({ message, default: false }, { input: ctx.stdin, output: ctx.stderr, signal: ctx.signal });
-  if (!ok) throw new UsageError('not confirmed; nothing was created', { field: '--yes' });
 }
 
 interface Prepared {

@@ -10,6 +10,7 @@ import { checkAlarms, cloudWatchClient, deleteAlarms, type AlarmCheck } from '..
 import { awsErrorCode } from '../adapters/aws/errors.js';
 import { printJson, type Logger } from '../ui/output.js';
 import { action, examples, type ExitHolder } from './shared.js';
+import { confirmOrRefuse } from '../ui/prompts.js';
 
 interface Opts {
   name?: string;
@@ -93,7 +94,14 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         }
 
         if (!globals.json) ctx.stderr.write(planText);
-        if (!opts.yes) await confirmOrRefuse(ctx, `Remove these resources?`);
+        if (!opts.yes) {
+          await confirmOrRefuse(ctx, {
+            message: 'Remove these resources?',
+            noTerminal: 'confirmation needed and there is no terminal to ask on',
+            hint: 'review what would be removed with --dry-run, then re-run with --yes',
+            refused: 'not confirmed; nothing was removed',
+          });
+        }
 
         const outcomes: Outcome[] = [];
         for (const s of surveys) outcomes.push(await remove(store, s, w, log));
@@ -222,18 +230,6 @@ async function remove(store: StateStore, s: Survey, w: Waiter, log: Logger): Pro
     await store.update(d.name, 'forget-deployment', (st) => void delete st.deployments[d.name]);
   }
   return o;
-}
-
-async function confirmOrRefuse(ctx: Context, message: string): Promise<void> {
-  if (!ctx.isTTY || !ctx.stdin) {
-    throw new UsageError('confirmation needed and there is no terminal to ask on', {
-      field: '--yes',
-      hint: 'review what would be removed with --dry-run, then re-run with --yes',
-    });
-  }
-  const { confirm } = await import('@inquirer/prompts');
-  const ok = await confirm({ message, default: false }, { input: ctx.stdin, output: ctx.stderr, signal: ctx.signal });
-  if (!ok) throw new UsageError('not confirmed; nothing was removed', { field: '--yes' });
 }
 
 const verdictText: Record<Verdict, string> = {
