@@ -21,7 +21,7 @@ import {
 } from '../core/cost/prices.js';
 import { analyse, type Assumption, type CostInputs } from '../core/cost/report.js';
 import { csvText, htmlText, jsonDoc, LABEL, textReport, type ActualData } from '../ui/cost-report.js';
-import { printJson, type Logger } from '../ui/output.js';
+import { type Logger, printJson, withSchema } from '../ui/output.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
@@ -438,7 +438,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       if (typeof opts.out === 'string') {
         const path = isAbsolute(opts.out) ? opts.out : join(ctx.cwd, opts.out);
         try {
-          await writeJsonAtomic(path, { schema: 'embedctl.cost-report/v1', ...doc });
+          await writeJsonAtomic(path, withSchema('cost-report', doc));
         } catch (err) {
           throw new UsageError(`cannot write ${path}: ${(err as Error).message}`, { field: '--out' });
         }

@@ -33,7 +33,7 @@ import {
   type ThresholdSpec,
 } from '../core/loadtest.js';
 import { ExternalError, GateFailed, Interrupted, UsageError } from '../errors.js';
-import { fmtNum, printJson, table, type Logger } from '../ui/output.js';
+import { fmtNum, type Logger, printJson, table, withSchema } from '../ui/output.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { dataDir, templatesDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
@@ -315,7 +315,7 @@ async function run(ctx: Context, opts: Opts, json: boolean, log: Logger): Promis
   );
   if (opts.out) {
     const path = resolve(ctx.cwd, opts.out);
-    await writeJsonAtomic(path, { schema: 'embedctl.load-test/v1', ...report });
+    await writeJsonAtomic(path, withSchema('load-test', report));
     log.info(`report written to ${path}`);
   }
   if (json) printJson(ctx, 'load-test', report as unknown as Record<string, unknown>);

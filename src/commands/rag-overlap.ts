@@ -8,7 +8,7 @@ import { bestTopKBackend } from '../adapters/onnx-topk.js';
 import { meanDefined, ndcgAtK, overlapAtK, parseQrels, rbo, recallAtK, type Qrels } from '../core/overlap.js';
 import { cosine, histogram, packNormalized, summarize } from '../core/vectors.js';
 import { preview } from '../core/sample-texts.js';
-import { printJson, table } from '../ui/output.js';
+import { printJson, table, withSchema } from '../ui/output.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { dataDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
@@ -181,7 +181,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         topkBackend: backend.name,
         generatedAt: ctx.now().toISOString(),
       };
-      if (opts.out) await writeJsonAtomic(resolve(ctx.cwd, opts.out), { schema: 'embedctl.rag-overlap/v1', ...doc });
+      if (opts.out) await writeJsonAtomic(resolve(ctx.cwd, opts.out), withSchema('rag-overlap', doc));
       if (globals.json) printJson(ctx, 'rag-overlap', doc);
       else {
         const c = log.c;

@@ -12,7 +12,7 @@ import { startStandaloneRuntime, stopLocalStack, stopStandaloneRuntime, type Loc
 import { createHybridClient, type HybridClient } from '../client/index.js';
 import { fmtFigures, overallExitCode, RehearsalClock, WEEK_MS, type StageResult } from '../core/rehearse.js';
 import { writeJsonAtomic } from '../util/fs.js';
-import { printJson, table } from '../ui/output.js';
+import { printJson, table, withSchema } from '../ui/output.js';
 import { action, examples, type ExitHolder, type RunEnv } from './shared.js';
 
 interface RehearseOptions {
@@ -406,7 +406,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   const code = overallExitCode(stages);
   const verdict = code === 0 ? 'pass' : 'fail';
   const doc = { verdict, seconds: +seconds.toFixed(1), workDir: work, nginx: useNginx, simulatedDays: Math.round(clock.skippedMs / 86_400_000), stages };
-  await writeJsonAtomic(join(work, 'rehearsal-summary.json'), { schema: 'embedctl.rehearse/v1', ...doc });
+  await writeJsonAtomic(join(work, 'rehearsal-summary.json'), withSchema('rehearse', doc));
   if (globals.json) printJson(ctx, 'rehearse', doc);
   else {
     ctx.stdout.write(

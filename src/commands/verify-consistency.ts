@@ -5,7 +5,7 @@ import { parseFlag, parsers, resolveOption } from '../config.js';
 import { GateFailed, UsageError } from '../errors.js';
 import { cosine, sampleIndices, summarize } from '../core/vectors.js';
 import { preview, type TextItem } from '../core/sample-texts.js';
-import { fmtNum, printJson, table } from '../ui/output.js';
+import { fmtNum, printJson, table, withSchema } from '../ui/output.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { dataDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
@@ -104,7 +104,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         ...(differentModel ? { note: 'median cosine under 0.5: the candidate looks like a different model; this move is a re-index (use rag-overlap with --qrels)' } : {}),
         generatedAt: ctx.now().toISOString(),
       };
-      if (opts.out) await writeJsonAtomic(resolve(ctx.cwd, opts.out), { schema: 'embedctl.verify-consistency/v1', ...doc });
+      if (opts.out) await writeJsonAtomic(resolve(ctx.cwd, opts.out), withSchema('verify-consistency', doc));
 
       if (globals.json) printJson(ctx, 'verify-consistency', doc);
       else {

@@ -40,9 +40,14 @@ export function logger(ctx: Context, globals: GlobalOptions): Logger {
   };
 }
 
+/** A command's report with its schema key: what --json prints and what --out files hold. */
+export function withSchema<T extends object>(command: string, doc: T): { schema: string } & T {
+  return { schema: `embedctl.${command}/v1`, ...doc };
+}
+
 /** The one JSON document a `--json` run prints on stdout. */
 export function printJson(ctx: Context, command: string, doc: Record<string, unknown>): void {
-  ctx.stdout.write(`${JSON.stringify({ schema: `embedctl.${command}/v1`, ...doc }, null, 2)}\n`);
+  ctx.stdout.write(`${JSON.stringify(withSchema(command, doc), null, 2)}\n`);
 }
 
 export type Align = 'left' | 'right';
