@@ -1,4 +1,4 @@
-import { EmbedctlError, ExitCode } from '../common/errors.js';
+import { EmbedctlError, ExitCode, UsageError } from '../common/errors.js';
 
 // Shared with the runtime (common/errors.ts); re-exported so CLI code keeps one import.
 export { EmbedctlError, ExitCode, ExternalError, UsageError } from '../common/errors.js';
