@@ -40,7 +40,7 @@ describe('contracts', () => {
     const path = join(dir, 'state.json');
     const s = emptyState();
     s.deployments.main = newDeployment('main', 'us-east-1', new Date(0), 1);
-    await stateFile.write(path, s);
+    await stateFile.write(path, sameState(s));
     expect(await stateFile.read(path)).toEqual(s);
     writeFileSync(path, JSON.stringify({ version: 1, deployments: {} }));
     expect(await stateFile.read(path)).toEqual({ version: 1, deployments: {}, attempts: {} });
