@@ -262,7 +262,9 @@ describe('embedctl serve', () => {
     expect(r.status).toBe(200);
     expect(out.stderr).not.toContain('k-123456');
     ac.abort();
-    expect(await running).toBe(0);
+    // Ctrl-C exits 130 everywhere (src/cli.ts), serve included, after a clean drain.
+    expect(await running).toBe(130);
+    expect(out.stderr).toContain('stopped');
     await expect(fetch(`${doc.url}/health`)).rejects.toThrow();
   });
 
