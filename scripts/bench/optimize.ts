@@ -17,7 +17,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadModel, type Model } from '../../runtime/model.js';
+import { loadModel, type Model } from '../../runtime/inference/model.js';
 import type { OptimizeReport } from '../../src/commands/models-optimize.js';
 import { embedAll } from '../../src/commands/models-optimize-eval.js';
 import { parseTexts } from '../../src/core/sample-texts.js';

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import type { Model } from '../../runtime/model.js';
+import type { Model } from '../../runtime/inference/model.js';
 import type { Context } from '../context.js';
 import { parseQrels } from '../core/overlap.js';
 import { retrievalCost, type RetrievalCost } from '../core/onnx-optimize/quality.js';
@@ -21,7 +21,7 @@ export interface Pair {
 }
 
 export async function openPair(ctx: Context, srcDir: string, outDir: string, ep: string): Promise<Pair> {
-  const { loadModel } = await import('../../runtime/model.js');
+  const { loadModel } = await import('../../runtime/inference/model.js');
   const opts = { providers: [ep], cwd: ctx.cwd, env: ctx.env };
   const source = await loadModel(srcDir, opts);
   const result = await loadModel(outDir, opts).catch(async (err: unknown) => {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ensureBuiltin, readManifest, resolveModelRef } from '../../runtime/models-registry.js';
+import { ensureBuiltin, readManifest, resolveModelRef } from '../../common/models-registry.js';
 import type { Command } from 'commander';
 import { parseFlag, parsers } from '../config.js';
 import type { Context } from '../context.js';
