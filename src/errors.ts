@@ -82,3 +82,22 @@ export function formatError(err: unknown, verbose: boolean): string {
   }
   return lines.join('\n') + '\n';
 }
+
+/** What `--json` prints on stdout when a command fails: the one-line message, split into fields. */
+export interface ErrorDocument {
+  schema: 'embedctl.error/v1';
+  error: { message: string; hint: string | null; field: string | null; exitCode: number };
+}
+
+export function errorDocument(err: unknown): ErrorDocument {
+  const message = (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+  return {
+    schema: 'embedctl.error/v1',
+    error: {
+      message,
+      hint: err instanceof EmbedctlError ? (err.hint ?? null) : null,
+      field: err instanceof UsageError ? (err.field ?? null) : null,
+      exitCode: exitCodeOf(err),
+    },
+  };
+}

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { templatesDir } from '../util/paths.js';
 import { renderTemplate, type TemplateVars } from './template.js';
+import { K8S_FILES, k8sVars } from './render-k8s.js';
 
 export { renderTemplate, TemplateError, escapers, type TemplateVars, type EscapeTarget } from './template.js';
 
@@ -382,6 +383,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
     memoryLimitK8s: k8sQuantity(c.memoryLimit),
     hubModel: isHubModel(c.model),
     fetchScriptJson: JSON.stringify(fetchScript('env')),
+    ...k8sVars(c),
   };
   const yaml = (rel: string) => renderTemplate(loadTemplate(rel), common, { name: `templates/${rel}`, escape: 'yaml' });
   const compose = yaml('docker-compose.yml');
@@ -394,11 +396,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
     { path: 'nginx/nginx.conf', content: nginxConf, mode: 0o644 },
     { path: 'nginx/templates/hosted-auth.conf.template', content: hostedAuth, mode: 0o644 },
     { path: 'prometheus.yml', content: prometheus, mode: 0o644 },
-    { path: 'k8s/configmap.yaml', content: yaml('k8s/configmap.yaml'), mode: 0o644 },
-    { path: 'k8s/deployment.yaml', content: yaml('k8s/deployment.yaml'), mode: 0o644 },
-    { path: 'k8s/service.yaml', content: yaml('k8s/service.yaml'), mode: 0o644 },
-    { path: 'k8s/hpa.yaml', content: yaml('k8s/hpa.yaml'), mode: 0o644 },
-    { path: 'k8s/pdb.yaml', content: yaml('k8s/pdb.yaml'), mode: 0o644 },
+    ...K8S_FILES.map((f) => ({ path: `k8s/${f}`, content: yaml(`k8s/${f}`), mode: 0o644 })),
     { path: 'user-data.sh', content: userData, mode: 0o755 },
     {
       path: '.env.example',
