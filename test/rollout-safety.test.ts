@@ -32,7 +32,7 @@ describe('rollout: state file safety', () => {
     for (const args of [['to', '10'], ['status'], ['next'], ['pause']]) {
       const r = await cli(args);
       expect(r.code, args.join(' ')).toBe(2);
-      expect(r.stderr).toMatch(/rollout\.json is corrupt .* left untouched/);
+      expect(r.stderr).toMatch(/rollout\.json is not valid JSON .* left untouched/);
     }
     expect(readFileSync(statePath(), 'utf8')).toBe('{"version":1, "percent": 10,');
     expect(existsSync(join(cwd, '.embedctl', 'traffic.env'))).toBe(false);
@@ -42,17 +42,17 @@ describe('rollout: state file safety', () => {
     expect((await cli(['to', '10'])).code).toBe(0);
     const good = state();
     for (const [patch, field] of [
-      [{ percent: 250 }, /percent: .*100.* \(got 250\)/],
-      [{ driver: 'carrier-pigeon' }, /driver: .*\(got "carrier-pigeon"\)/],
-      [{ steps: null }, /steps: .*\(got null\)/],
-      [{ history: [{ ...good.history[0], user: null }] }, /history\.0\.user: .*\(got null\)/],
+      [{ percent: 250 }, /rollout\.json: percent: must be <= 100/],
+      [{ driver: 'carrier-pigeon' }, /rollout\.json: driver: .*"nginx"/],
+      [{ steps: null }, /rollout\.json: steps: .*received null/],
+      [{ history: [{ ...good.history[0], user: null }] }, /rollout\.json: history\.0\.user: .*received null/],
     ] as const) {
       writeFileSync(statePath(), JSON.stringify({ ...good, ...patch }));
       for (const verb of ['status', 'next']) {
         const r = await cli([verb]);
         expect(r.code, `${verb} ${JSON.stringify(patch)}`).toBe(2);
         expect(r.stderr).toMatch(field);
-        expect(r.stderr).toMatch(/is invalid: .* left untouched\n  hint: .*embedctl rollout rollback/);
+        expect(r.stderr).toMatch(/; it was left untouched\n  hint: .*`embedctl rollout rollback` works regardless/);
         expect(r.stderr.trim().split('\n')).toHaveLength(2);
       }
     }
@@ -71,7 +71,7 @@ describe('rollout: state file safety', () => {
     expect(doc).toMatchObject({ to: 0, confirmed: true, driver: 'env' });
     expect(doc.repaired).toHaveLength(2);
     expect(doc.repaired[0]).toMatch(/took over a stale lock \(empty lock file\)/);
-    expect(doc.repaired[1]).toMatch(/moved the unusable state file aside to .*rollout\.json\.corrupt-.* \(.*is corrupt/);
+    expect(doc.repaired[1]).toMatch(/moved the unusable state file aside to .*rollout\.json\.corrupt-.* \(.*is not valid JSON/);
     // The damaged file is kept for a post-mortem, the lock is gone, the new state is valid and says why.
     const aside = readdirSync(join(cwd, '.embedctl')).filter((f) => f.startsWith('rollout.json.corrupt-'));
     expect(aside).toHaveLength(1);
@@ -107,7 +107,7 @@ describe('rollout: state file safety', () => {
     writeFileSync(statePath(), newer);
     const r = await cli(['next']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/newer embedctl \(rollout state version 2, this one understands up to 1\)/);
+    expect(r.stderr).toMatch(/newer embedctl \(rollout state v2; this one reads up to v1\)/);
     expect(readFileSync(statePath(), 'utf8')).toBe(newer);
   });
 

@@ -1,11 +1,10 @@
 import { promises as fsp } from 'node:fs';
 import { resolve } from 'node:path';
-import { describeIssue, rolloutStateSchema } from '../../contracts/rollout-state.js';
+import { rolloutFile, rolloutHistory } from '../../contracts/rollout.js';
 import { applyChange, type Change } from '../../core/rollout/machine.js';
 import { initialState, stepIndexOf } from '../../core/rollout/plan.js';
-import { STATE_VERSION, type DriverName, type RolloutState } from '../../core/rollout/types.js';
-import { UsageError } from '../../errors.js';
-import { acquireLock, appendJsonl, currentUser, readVersionedJson, writeJsonAtomic, type HeldLock } from '../../util/fs.js';
+import type { DriverName, RolloutState } from '../../core/rollout/types.js';
+import { acquireLock, currentUser, type HeldLock } from '../../util/fs.js';
 import type { Settings } from './options.js';
 
 /** A state read without throwing: what the emergency path works from. */
@@ -29,17 +28,9 @@ export class RolloutStore {
     this.historyPath = this.statePath.replace(/\.json$/, '') + '.history.jsonl';
   }
 
-  /** The saved state, validated; undefined when there is none yet. A bad file is a one-line UsageError. */
+  /** The saved state, validated by its contract; undefined when there is none yet. A bad file is a one-line UsageError. */
   async load(): Promise<RolloutState | undefined> {
-    const doc = await readVersionedJson<RolloutState>(this.statePath, STATE_VERSION, 'rollout state');
-    if (doc === undefined) return undefined;
-    const parsed = rolloutStateSchema.safeParse(doc);
-    if (!parsed.success) {
-      throw new UsageError(`${this.statePath} is invalid: ${describeIssue(parsed.error, doc)}; it was left untouched`, {
-        hint: `fix that field, or run \`embedctl rollout rollback\` (it moves traffic to 0 % and repairs the file)`,
-      });
-    }
-    return doc;
+    return (await rolloutFile.read(this.statePath)) as RolloutState | undefined;
   }
 
   /** The saved state with the configured plan applied, or a fresh one at 0 %. */
@@ -96,9 +87,9 @@ export class RolloutStore {
 
   /** Writes the state atomically and appends the history entries it added since `before`. */
   async save(next: RolloutState, before?: RolloutState): Promise<void> {
-    await writeJsonAtomic(this.statePath, next);
+    await rolloutFile.write(this.statePath, next);
     const added = next.history.slice(before?.history.length ?? 0);
-    for (const h of added) await appendJsonl(this.historyPath, h);
+    for (const h of added) await rolloutHistory.append(this.historyPath, h);
   }
 
   /** Moves a damaged state file aside (never deletes it) and says where it went. */
