@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadModel } from '../runtime/model.js';
-import { builtinModelsDir, readManifest } from '../runtime/models-registry.js';
+import { loadModel } from '../runtime/inference/model.js';
+import { builtinModelsDir, readManifest } from '../common/models-registry.js';
 import { packageRoot } from '../src/util/paths.js';
 
 const root = packageRoot();
