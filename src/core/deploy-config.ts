@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { resolveOption, type Resolved } from '../config.js';
 import type { Context } from '../context.js';
 import { packageVersion } from '../util/paths.js';
+import { GATEWAY_FIELDS } from './gateway-config.js';
 import { parseHostedUrl, SPLIT_KEYS, type SplitKey } from './render.js';
 
 /**
@@ -59,6 +60,8 @@ export const FIELDS = {
   hostedKeyParameter: { flag: '--hosted-key-parameter', env: 'EMBEDCTL_HOSTED_KEY_PARAMETER', default: '/embedctl/hosted-api-key', schema: z.string().regex(/^\/?[\w./-]+$/, 'expected an SSM parameter name'), help: 'SSM SecureString holding the hosted API key on the instance' },
   namespace: { flag: '--namespace', env: 'EMBEDCTL_K8S_NAMESPACE', default: 'embedctl', schema: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a DNS-1123 label'), help: 'Kubernetes namespace' },
   maxReplicas: { flag: '--max-replicas', env: 'EMBEDCTL_MAX_REPLICAS', default: 4, schema: int(1, 64), help: 'HorizontalPodAutoscaler ceiling' },
+  // Fallback, client keys and TLS at the gateway (owned with the nginx template).
+  ...GATEWAY_FIELDS,
 } as const;
 
 export type DeployKey = keyof typeof FIELDS;

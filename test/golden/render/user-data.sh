@@ -10,6 +10,7 @@ IMAGE=ghcr.io/embedctl/runtime:golden
 MODEL=default
 HUB_MODEL=false
 HOSTED_KEY_PARAMETER=/embedctl/hosted-api-key
+GATEWAY_KEYS_PARAMETER=/embedctl/gateway-keys
 HF_TOKEN_PARAMETER=''
 GATEWAY_PORT=8000
 DEPLOY_DIR=/opt/embedctl/deploy
@@ -167,6 +168,7 @@ services:
     volumes:
       - ./nginx/nginx.conf:/etc/nginx/nginx.conf:ro
       - ./nginx/templates:/etc/nginx/templates:ro
+      - ./nginx/keys:/etc/nginx/keys:ro
     depends_on:
       runtime-1:
         condition: service_started
@@ -195,172 +197,68 @@ services:
     mem_limit: 1g
     logging: *logging
 EMBEDCTL_COMPOSE_EOF
-cat > "${DEPLOY_DIR}/nginx/nginx.conf" <<'EMBEDCTL_NGINX_EOF'
-
-worker_processes auto;
-pid nginx.pid;
-error_log stderr warn;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-
-    server_tokens off;
-    default_type application/json;
-    keepalive_timeout 65s;
-    recursive_error_pages on;
-
-    log_format embedctl_json escape=json
-        '{"time":"$time_iso8601","request_id":"$request_id","method":"$request_method",'
-        '"uri":"$request_uri","status":$status,"split":"$embedctl_backend",'
-        '"backend":"$sent_http_x_embedctl_backend","upstream_addr":"$upstream_addr",'
-        '"upstream_status":"$upstream_status","request_time":$request_time,'
-        '"upstream_connect_time":"$upstream_connect_time",'
-        '"upstream_header_time":"$upstream_header_time",'
-        '"upstream_response_time":"$upstream_response_time",'
-        '"request_length":$request_length,"bytes_sent":$bytes_sent}';
-    access_log /dev/stdout embedctl_json;
-
-    client_max_body_size 8m;
-    client_body_buffer_size 8m;
-    proxy_buffer_size 16k;
-    proxy_buffers 32 64k;
-    proxy_busy_buffers_size 128k;
-    proxy_max_temp_file_size 0;
-
-    resolver 169.254.169.253 valid=30s ipv6=off;
-    resolver_timeout 5s;
-
-    map $http_authorization $embedctl_key_from_auth {
-        ""      $request_id;
-        default $http_authorization;
-    }
-    map $http_x_tenant_id $embedctl_split_key {
-        ""      $embedctl_key_from_auth;
-        default $http_x_tenant_id;
-    }
-
-    split_clients "$embedctl_split_key" $embedctl_backend {
-        10% selfhosted;
-        * hosted;
-    }
-
-    upstream selfhosted {
-        least_conn;
-        server 127.0.0.1:8081 max_fails=1 fail_timeout=5s;
-        server 127.0.0.1:8082 max_fails=1 fail_timeout=5s;
-        keepalive 32;
-    }
-
-    server {
-        listen 0.0.0.0:8000;
-        error_page 502 503 504 @gateway_error;
-
-        location = /health {
-            access_log off;
-            add_header X-Embedctl-Backend nginx always;
-            return 200 '{"status":"ok","component":"nginx","config":"1986ecfb66c1","selfHostedPercent":10}\n';
-        }
-
-        location = /_embedctl/nginx_status {
-            access_log off;
-            allow 127.0.0.1;
-            deny all;
-            stub_status;
-        }
-
-        location = /v1/embeddings {
-            error_page 418 = @selfhosted;
-            error_page 419 = @hosted;
-            if ($embedctl_backend = selfhosted) {
-                return 418;
-            }
-            return 419;
-        }
-
-        location / {
-            add_header X-Embedctl-Backend nginx always;
-            return 404 '{"error":{"message":"embedctl gateway serves POST /v1/embeddings and GET /health","type":"not_found"}}\n';
-        }
-
-        location @gateway_error {
-            add_header X-Embedctl-Backend nginx always;
-            add_header X-Request-Id $request_id always;
-            return 502 '{"error":{"message":"embedctl gateway: no backend could answer (request $request_id)","type":"upstream_unavailable"}}\n';
-        }
-
-        location @selfhosted {
-            proxy_pass http://selfhosted;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_connect_timeout 2s;
-            proxy_send_timeout 30s;
-            proxy_read_timeout 30s;
-            proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
-            proxy_next_upstream_tries 2;
-            proxy_next_upstream_timeout 30s;
-            proxy_intercept_errors on;
-            error_page 502 503 504 = @hosted_fallback;
-            proxy_hide_header X-Embedctl-Backend;
-            add_header X-Embedctl-Backend selfhosted always;
-            add_header X-Request-Id $request_id always;
-        }
-
-        location @hosted {
-            set $embedctl_hosted_host api.jina.ai;
-            proxy_pass https://$embedctl_hosted_host:443/v1/embeddings$is_args$args;
-            proxy_set_header Host api.jina.ai;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_ssl_server_name on;
-            proxy_ssl_name api.jina.ai;
-            proxy_ssl_verify on;
-            proxy_ssl_verify_depth 4;
-            proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
-            proxy_ssl_session_reuse on;
-            include conf.d/hosted-auth.conf;
-            proxy_connect_timeout 5s;
-            proxy_send_timeout 60s;
-            proxy_read_timeout 60s;
-            proxy_hide_header X-Embedctl-Backend;
-            add_header X-Embedctl-Backend hosted always;
-            add_header X-Embedctl-Fallback no always;
-            add_header X-Request-Id $request_id always;
-        }
-
-        location @hosted_fallback {
-            set $embedctl_hosted_host api.jina.ai;
-            proxy_pass https://$embedctl_hosted_host:443/v1/embeddings$is_args$args;
-            proxy_set_header Host api.jina.ai;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_ssl_server_name on;
-            proxy_ssl_name api.jina.ai;
-            proxy_ssl_verify on;
-            proxy_ssl_verify_depth 4;
-            proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
-            proxy_ssl_session_reuse on;
-            include conf.d/hosted-auth.conf;
-            proxy_connect_timeout 5s;
-            proxy_send_timeout 60s;
-            proxy_read_timeout 60s;
-            proxy_hide_header X-Embedctl-Backend;
-            add_header X-Embedctl-Backend hosted always;
-            add_header X-Embedctl-Fallback yes always;
-            add_header X-Request-Id $request_id always;
-        }
-    }
-}
+# nginx.conf travels gzipped (base64) to fit EC2's 16 KB; deploy/nginx/nginx.conf is the readable copy.
+base64 -d <<'EMBEDCTL_NGINX_EOF' | gunzip > "${DEPLOY_DIR}/nginx/nginx.conf"
+H4sIAAAAAAACA+1ae28jtxH/X59isHZhO9DbsuOT66KXV3NAmhzurrgAfSyo5azEeEVuSa5k5eB+
+9mJI7kuSbeVxaBrYB5yk5XA4HM7jN7M8gjcoOWrkMNsALmfIE5tBqtUSLC7zjFk0AzkX8s7/30+U
+TK9BY0+7iSCkscg4qBSQCyvknDgtmOT9zlHFsUfTxLwn+BTO2adswi6u0nQ26hxBJoxFOYVh3/2b
+Xg2Hw84RGMzS3kIZixzMgmmcwmj4B1rG5JmwcIsbA6ff996hZNL2XvFrwMwgvCzsQmnxI7NCyfAs
+Rw0a/12gsWedo84RvMGMWbFCyJldGJhhptag0ahshcDmjDYFdoGQa0zFHczFCiWshV1AL++CUW7Q
+sCVCKjIEXUgDzADrHIFUsqeVspCphGWQa5WgMXBaKbfIoddzg2fAJCcNCo6Oo1MxJEpaJiTqfqez
+VvoWdRy4oAFWWHXdyQX3xP1c8OsOaq10nKk5GMtRa1gzLa87HVyhtAY+dAAAAqtESYkJacfAZPji
+8rpz3+ksrM0DWZIJlDaeKb6JyQRi0tHO02tHm2t116Sqf/vxlBmbzEWDovnE0xRr06Kof/tx02Zg
+6tl+GPUKdWzVLUoDKk39LI4pKzIb202OwPI8E4mziMEPRklPcouYs0ysMLZiiaqwcHlh/NARvFsg
+cGFyZpNFsI+Fyg3YhVbFfAF2rcBrPWdzBI1caEysgVNnnl06Tgkpy7IZS27P+o6txqTQhlaspxog
+edxwpuZxqvSS2cpvYhIX0CQsxxv67gjp7+RDRGJH0+iYPmNh1NXlcBR1o6XBJJoe00c3CmYfC06U
+jV/daIl2oVqPw5PuSb1KVGjRJKGf3chYZgsTTY/9l27kNk10leC0bZS0jlYZtobcg9YiJfE0OjZk
+ZmSO8V28h1mRG6uRLWPGuSb69oO26OVQKW6DOjyqFeSVedz8uZ9Z8J+41P7+gf1zF8g4Gev21Obz
+/TM1mlxJg7tz2yOt2eVmMpRzu2jszj/oRrONRROTyqPpcf3j/sS7AUso6Li4MuC4GhjLyU1axhls
+13sMhQfIxFJYWJLnoHFhTReShDsxoNYSThnMxHyO2pOvVZFxUDLbwIwcKS0Mcpqm8awPnyku0IQl
+mEaYFWnq8tV6oTKEGaZKow88Qs5dbGbw+ru37yBh0nPMM7Yhlj5qS7yz7qFIGCgNVgXuPtl0YVZY
+Lw5Rp0IbC+OLy1uX4ViyAGPZBoSEJS6V3lz7HaKxMFe0X1qf4pPLDN3A2ygwFEOUhozpOUKRZ4px
+Q0JKZQHvFqwIOWfOLK7Z5sSEFfrNsLxkdz4IG/EjwtXyeidmewX5cZJ7l6IMd+dD0wzjzYmjcl5z
+yMD5GC4nWyOmGg5Tx1ctCpLYhW/ShycZtowmJPmXr1+dGCAvDolOo4cZLivTeYdMK4WcT0O2Jrih
+ZILALJ2Ltt6cSq1bTQnWapamIoE1hWRhDXz+xbewVCs0XZeAGXzx7VtYiCQpcmI0o+ztzZJyRMjK
+DhO5NYScl/HcyaZhdPmiP76Y9P3nOaxYJvjN+dCAyFeXN1VWKidUR0AJJwj71rJZhjW6mTo7InAD
+Pjx0PZghE3n5+hWRhCeMAE4v+DYI7oVbshyOXSBlTUgEdRy+xU1Mu3IEIfvTXxT5z0a6uK4GQ2Ld
+x9oT3W+tTqdPu4gFb6zttkkS7Ft3v4QPydBYoJSgYV1NHDkrklu0kKglGu/ZLl5oJgwZksN0BDW9
++zsL8TjTnX1gUsWLBucuSCQ7oDzlte/3573OQLRn4xHsJMuGLgjr0gKef731T6D5pNrp+4UCQdEk
+y5x3tOOI3wO5z5LlBqLPkGnU8Mdb3Pwp8hGLcjKcenkpSqkcNbNKB+RyBH+Tt5KiNy1BoWCOFibD
+0aG25vh/2DnBKKq3JmSSFRydtIMgfI9++JqjveGXshIRlmwDuZC0i+ADVoGSCA5Xn37f+7KsQt6o
+wuIZDc8ZZRjAleBI8cOdsLCB+3rBrDtQZxJ0YteQKg1Mbohv5YfeMUnzIW+VhmBEhtJmGxBzqTQ2
+XHILB02Pt7GOJhmjluoKu093O3+p0jPBOcpap9F//vV31vvxn59Mj6MWrd9UTVcqc9qw6sjB610b
+rIlrOve3xzSdZZhkgUtsbGlhqqpknzVUp/yaGYLLpOfMLlyFFWKdT9+J0EkhLMw0slvUUziHlIkM
+OTBLOYfwuIPaXQgRt0zIF3d3ZOaT8YszV9cJCReGTIoyRBekqrIGnfuFCYCeTp9KhtLSAjeNvVyr
+GRoQth/yRabmBioAF+oUhwyUZlpkG6ovKOTzqMxMbn0qIRw4BY2EEIQNPthgVZ5JQ4cZMmMdBq0P
+Kqw5Gn/qauvR9Gp4NQJKyKQlc+O1VSajm7L6eWjq+LCpVV0F5+P66RG84hnWm2iWoUmmDAVdr7kT
+4x03QLs2gCTmPc+9daIVzKIgQNAKnLuCoEU9f++ZmiUELqpQoaSLf0a51NBYzMXTTJkq2++vGSsQ
+dd+sR5sH4/obrfZGUytfknmaYDNLdutsiE4YTsMZF1IT7nTogKUWNbCqsOyCYRtqI5i168XQBhrM
+v8tRvnzlC1VKbTlCmZJYRua1gZxpg2TwltT19bu/fgNUltZbblS5F8MxXAzP4WI4gT+HCO1L2YBi
+fBXrK224gUHw21oZW1VFBYyqMc5DMQSNsP1ZSI9eSSxbs415cN5bq0Vie+80kyZX2vbeUtUt7GY7
+/uzjo9EWWsJ4OKQCu6ob1W3UjRK1zJV0tVLkJHHPqK0VTaNmU4sKZMzSr93xvUaduDmj4f0/5Em9
+3P1+lVWJwPfbQqH6U1SYUaFROW57kKPcEEX7qbHFLCz0pHyr0cBJyIWc74j1y0/v+94b75i9V7wJ
+QD/qqTdMfDK6ghv48760t0P5giifohoP2/ziXEj56IRJzXYv8RF8vsDklvCsj5BMbiiBzSliUc0l
+kE/JmYsWZCvjH8USNCWaPWWSb3H3dHO0vngPhATVhfwBE4v8rN+aIlI43UJ6NxBFZ1vWsXVi79+/
+71GzFqWl3hzCSYClGlm2vIlKhtHJ3jP7JfbW8PTJcESe7g4gmn6IlmgMm1OHperXhkA3haUwrk5Q
+ulJtKMSuwdCKrd7zFEqYHRiAg9vdiFqS0TQS0lWJcWnjXgQKKbw5zHLhqoX7dvSoK62HToFA402N
+CfedRqWD84N1sA2m4bRZYCkdzOWMbHGhpCqoVePKqbRRVTiMf7Aq3F7iaic/VxW1Dz6mi/Hwp3M+
+gOvkcK5lMXioxKOrx3hXVC8eD+2DXymWVzY1OdCmPGIyvme3lV6oO/OXL9+VQKK2GKlsnKpC8m1j
+2Le1NlT5neSsoGeCZIf6rlRQ2lbiulsBNp6WWLgh+1mt66rTXEi2YiIjIHqQ2vfWKXVjMGfGAFW/
+08HgoXzrKV2JvEJtiO1oG9N4GoO21OvnVWnR6i/spSWQBse09BOEDx3yk9O+UnrNNEdO3+DYU5AV
+3FFI80P0bR+j5isFKjbGZv9yku/WI20aAvsP0xx57xPG1QGCU5FqqRNklXeBa2h6pUbfZ5ebqpFO
+1WChkZr7F8OhK762VpiMX4BV6sx3S6wWLjHstOR9SzZRhStSqlexrCI4MWW539+zT2IVV0Wmd/hy
+286MSLrwZVx+OS+/TPwXElUqGdeKuH5qqZg2ZGB8AOHjByWkpYohD1nQvx58ACvSXpo1GcndBpu+
+G7LXpwTHhwPfT6nKGm7+WwuUT4SlAK+fo9NzdHqOTv+D6OTd7zlINduBK9RtuyWJJS/L8OAEjF5/
+uBhC78nhlOyUY56pzZIcg9ObaKLjmGTMNVGZLVkEvF3dYFoqjhmBQHefy19y6tFIz42cndGbyCRD
+pv3pNhuuvlewwsSSMbiXKEwq92rFPwSTs6TRTdwbhsM2fx/AvMHnDVq96b10PdvR4yj+8AocnYU0
+q+4tazmtXxT43uH2rRd/7cwuXKjzyL8yGGosuyqBgqvn798mfizreqr6aJhJs/6omgNSxWUz/JGi
+5Gc71k6/IxeSOvSknsYZfHwfacXKZ1f5rbrKgfbyca1+jyXtrcMN2uYx+fXoA1gu+j8IyfpMXD8G
+js10MNjLYTqZnLebOcfCxEzPzTH9dwjufUKGn4t+TRaHO6OS4tM2gKmp3PBTQpiMoL9IN48w8gQx
+x9wuYPIQldWF016C2orUt8QHaJOBMdmAHppBwnqNUdNPtH2IW66VVYnKDLz75u1q1B+Hz/OHdWKo
+gIk1FmZXK0ft3rZr5trW3a2+u23j3hKYEPLc60jhb574JFJe8RBmB4AbKfIcw8278j3wkhnr3whw
+A6fuzjQF2uHlcOjvs6jCVpendbjJvsXYX8x1N/Wqi9XTijhcdV8goFwJraTLcOVtsu0XHUF8euvX
+5wO/+R5deWlcUXm8Rrp4uka6PKBGeoDm18PLh2LlauJXIRxRl/H/og3wWAvgOTA+B8bnwPgcGH//
+gdH/f9/5L13q+IgJNgAA
 EMBEDCTL_NGINX_EOF
 cat > "${DEPLOY_DIR}/nginx/templates/hosted-auth.conf.template" <<'EMBEDCTL_AUTH_EOF'
 proxy_set_header Authorization "Bearer ${EMBEDCTL_HOSTED_API_KEY}";
@@ -387,6 +285,21 @@ fi
 umask 077
 printf 'EMBEDCTL_HOSTED_API_KEY=%s\nEMBEDCTL_DEPLOYMENT=%s\n' "${HOSTED_KEY}" "${DEPLOYMENT}" > "${DEPLOY_DIR}/.env"
 unset HOSTED_KEY
+# Gateway keys: only callers with one reach either side (lines "client <key>" / "operator <key>",
+# turned into nginx's map; a malformed line stops the boot rather than open the gateway).
+install -d -m 0700 "${DEPLOY_DIR}/nginx/keys"
+if ! GATEWAY_KEYS=$(ssm_secret "${GATEWAY_KEYS_PARAMETER}"); then
+  echo "embedctl user-data: cannot read the gateway keys from SSM parameter ${GATEWAY_KEYS_PARAMETER};" \
+    "create it (lines \"client <key>\" and \"operator <key>\") and reboot" >&2
+  exit 1
+fi
+if ! printf '%s\n' "${GATEWAY_KEYS}" | awk '/^[[:space:]]*(#|$)/ { next }
+    NF == 2 && $1 ~ /^(client|operator)$/ && $2 ~ /^[A-Za-z0-9._~+\/=-]+$/ && length($2) >= 16 { printf "\"Bearer %s\" %s;\n", $2, $1; n++; next }
+    { bad = 1 } END { exit (bad || n == 0) }' > "${DEPLOY_DIR}/nginx/keys/gateway-keys.conf"; then
+  echo "embedctl user-data: SSM parameter ${GATEWAY_KEYS_PARAMETER} must hold lines \"client <key>\" / \"operator <key>\" (keys of 16+ characters)" >&2
+  exit 1
+fi
+unset GATEWAY_KEYS
 umask 022
 
 # 4) Start everything; restart: unless-stopped brings it back after a reboot.
