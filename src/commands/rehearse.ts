@@ -344,14 +344,20 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       for (const rt of selfHosted) await setFault(rt, 500);
       const stop = new AbortController();
       const traffic = (async () => {
-        const c = { sent: 0, failed: 0 };
+        const c = { sent: 0, failed: 0, connectionRetries: 0 };
         const client = useNginx ? undefined : hybrid();
         while (!stop.signal.aborted && c.sent < 5000) {
           c.sent++;
           try {
             if (client) await client.embed(['fault traffic'], { key: `t${c.sent % 97}` });
             else {
-              const res = await fetch(`${gatewayUrl}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-tenant-id': `t${c.sent % 97}` }, body: '{"input":"fault traffic"}', signal: AbortSignal.timeout(5000) });
+              const send = () => fetch(`${gatewayUrl}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-tenant-id': `t${c.sent % 97}` }, body: '{"input":"fault traffic"}', signal: AbortSignal.timeout(5000) });
+              // Like the OpenAI SDK, retry once when a reload closed the keep-alive connection under
+              // the request (nginx never saw it); HTTP errors are never retried here.
+              const res = await send().catch(() => {
+                c.connectionRetries++;
+                return send();
+              });
               await res.arrayBuffer();
               if (!res.ok) c.failed++;
             }
@@ -384,6 +390,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
           reason: r.json?.reason ?? r.json?.rollback?.reason ?? null,
           clientRequestsDuringFault: seen.sent,
           clientErrorsDuringFault: seen.failed,
+          connectionRetriesDuringFault: seen.connectionRetries,
           afterSelfHosted: after.selfhosted,
           afterHosted: after.hosted,
         },
