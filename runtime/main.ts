@@ -8,10 +8,9 @@
  * requests get 503, everything admitted is answered, then exit 0.
  */
 import { parseArgs } from 'node:util';
-import { startEmfReporter, type EmfReporter } from './emf.js';
-import { loadRuntimeModel } from './model-worker.js';
-import { EMF_OPTION_SPECS, OPTION_SPECS, flagName, resolveEmfOptions, resolveRuntimeOptions, type EmfOptions, type RuntimeOptions } from './options.js';
-import { startServer } from './server.js';
+import { EMF_OPTION_SPECS, OPTION_SPECS, flagName, resolveEmfOptions, resolveRuntimeOptions, type EmfOptions, type RuntimeOptions } from '../common/runtime-options.js';
+import { startEmfReporter, type EmfReporter } from './hooks/emf.js';
+import { modelSpecs, startApp } from './start.js';
 
 const emit = (event: Record<string, unknown>) => {
   process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), ...event })}\n`);
@@ -26,16 +25,24 @@ function parseCli(argv: string[]): { opts: RuntimeOptions; emf: EmfOptions } | u
     args: argv,
     options: {
       help: { type: 'boolean', short: 'h' },
-      ...Object.fromEntries(OPTION_SPECS.map((s) => [flagName(s).slice(2), { type: 'string' as const }])),
+      // Repeatable: --model a --model b serves both (joined with commas, as the env var takes them).
+      ...Object.fromEntries(OPTION_SPECS.map((s) => [flagName(s).slice(2), { type: 'string' as const, multiple: true as const }])),
       ...Object.fromEntries(EMF_OPTION_SPECS.map((s) => [emfFlag(s), { type: 'string' as const }])),
     },
     strict: true,
     allowPositionals: false,
   });
   if (values.help) return undefined;
-  const flagValue = (name: string) => (values as Record<string, unknown>)[name];
+  const flagValue = (name: string) => {
+    const v = (values as Record<string, unknown>)[name];
+    if (!Array.isArray(v)) return v;
+    // Only lists join; any other flag given twice means its last value, as before.
+    return name === 'model' || name === 'model-alias' ? v.join(',') : v[v.length - 1];
+  };
+  const opts = resolveRuntimeOptions((s) => flagValue(flagName(s).slice(2)), process.env);
+  modelSpecs(opts); // throws on an alias naming no model: a usage error, before anything loads
   return {
-    opts: resolveRuntimeOptions((s) => flagValue(flagName(s).slice(2)), process.env),
+    opts,
     emf: resolveEmfOptions((s) => flagValue(emfFlag(s)), process.env),
   };
 }
@@ -55,9 +62,9 @@ async function run(): Promise<number> {
   }
   const o = parsed.opts;
   const emfOpts = parsed.emf;
-  const modelPromise = loadRuntimeModel(o.model, o.modelWorker, { providers: o.providers, deviceId: o.deviceId, log: (message: string) => emit({ event: 'model', message }) });
-  // The server listens at once (answering /ready 503) while the model loads and warms up.
-  const server = await startServer({ ...o, model: modelPromise, log: emit, processMetrics: true });
+  // The server listens at once (answering /ready 503) while the models load and warm up.
+  const app = await startApp(o, { log: emit, modelLog: (message: string) => emit({ event: 'model', message }), processMetrics: true });
+  const { server } = app;
   emit({ event: 'listening', url: server.url, port: server.port, model: o.model, auth: o.apiKey ? 'bearer' : 'none' });
   let emf: EmfReporter | undefined;
   if (emfOpts.emfLog) {
@@ -76,14 +83,10 @@ async function run(): Promise<number> {
   const stop = (reason: string) =>
     (stopping ??= (async () => {
       emit({ event: 'stopping', reason });
-      const timedOut = await Promise.race([
-        server.close().then(() => false),
-        new Promise<boolean>((r) => setTimeout(() => r(true), o.drainTimeoutMs).unref()),
-      ]);
+      const { timedOut } = await app.stop();
       if (timedOut) emit({ event: 'drain_timeout', ms: o.drainTimeoutMs });
       // After the drain, so the last line counts the requests answered while draining.
       await emf?.stop();
-      await modelPromise.then((m) => m.close()).catch(() => {});
       emit({ event: 'exit', code: timedOut ? 1 : 0 });
       return timedOut ? 1 : 0;
     })());

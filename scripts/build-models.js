@@ -114,7 +114,7 @@ function wordTokenizerJson(vocab) {
     post_processor: null,
     decoder: { type: 'WordPiece', prefix: '##', cleanup: true },
     // WordLevel: a word is in the vocabulary or it is [UNK]. @huggingface/tokenizers 0.2.0 hands
-    // back `undefined` for unknown words here; runtime/tokenizer.ts maps those to unk_token.
+    // back `undefined` for unknown words here; runtime/inference/tokenizer.ts maps those to unk_token.
     model: { type: 'WordLevel', unk_token: '[UNK]', vocab },
   };
 }

@@ -11,7 +11,7 @@ import { buildProgram } from '../src/cli.js';
 import { sleep, type Context } from '../src/context.js';
 import { packageRoot } from '../src/util/paths.js';
 
-export function referenceMarkdown(): string {
+export async function referenceMarkdown(): Promise<string> {
   const ctx: Context = {
     stdout: new PassThrough(),
     stderr: new PassThrough(),
@@ -22,7 +22,7 @@ export function referenceMarkdown(): string {
     isTTY: false,
     adapters: {},
   };
-  const program = buildProgram(ctx, { code: 0 });
+  const program = await buildProgram(ctx, { code: 0 });
   const out: string[] = [
     '# Command reference',
     '',
@@ -53,7 +53,7 @@ export function referenceMarkdown(): string {
 const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!);
 if (isMain) {
   const path = join(packageRoot(), 'docs', 'reference.md');
-  const md = referenceMarkdown();
+  const md = await referenceMarkdown();
   if (process.argv.includes('--check')) {
     const cur = readFileSync(path, 'utf8');
     if (cur !== md) {

@@ -1,40 +1,57 @@
+import type { Writable } from 'node:stream';
 import { Command, CommanderError } from 'commander';
 import { processContext, type Context } from './context.js';
-import { ExitCode, exitCodeOf, formatError } from './errors.js';
+import { ExitCode, errorDocument, type ErrorDocument, exitCodeOf, formatError, Interrupted, UsageError } from './errors.js';
 import { packageVersion } from './util/paths.js';
 import type { ExitHolder, Register } from './commands/shared.js';
-import { register as costReport } from './commands/cost-report.js';
-import { register as loadTest } from './commands/load-test.js';
-import { register as models } from './commands/models.js';
-import { register as provision } from './commands/provision.js';
-import { register as ragOverlap } from './commands/rag-overlap.js';
-import { register as rehearse } from './commands/rehearse.js';
-import { register as render } from './commands/render.js';
-import { register as rollout } from './commands/rollout.js';
-import { register as serve } from './commands/serve.js';
-import { register as status } from './commands/status.js';
-import { register as teardown } from './commands/teardown.js';
-import { register as up } from './commands/up.js';
-import { register as verifyConsistency } from './commands/verify-consistency.js';
 
-/** In the order `embedctl --help` lists them: the order of a migration. */
-const COMMANDS: Register[] = [
-  rehearse,
-  costReport,
-  models,
-  serve,
-  render,
-  provision,
-  up,
-  status,
-  teardown,
-  verifyConsistency,
-  ragOverlap,
-  loadTest,
-  rollout,
+interface CommandEntry {
+  name: string;
+  /** One line for `embedctl --help`; the module's own description shows in `<cmd> --help`. */
+  summary: string;
+  load(): Promise<{ register: Register }>;
+}
+
+const upModule = () => import('./commands/up.js');
+
+/**
+ * In the order `embedctl --help` lists them: the order of a migration. Modules are imported only
+ * when their command runs (or shows its help): the AWS SDK, onnxruntime and friends cost seconds
+ * at start-up, and `embedctl --version` needs none of them.
+ */
+const COMMANDS: CommandEntry[] = [
+  { name: 'rehearse', summary: 'the whole migration, end to end, on this machine and offline: cost, render, serve, verify, load-test, five-week rollout, fault and rollback', load: () => import('./commands/rehearse.js') },
+  { name: 'cost-report', summary: 'Whether self-hosting pays for your workload: monthly cost by volume, break-even, triggers and a recommendation', load: () => import('./commands/cost-report.js') },
+  { name: 'models', summary: 'list the model bundles embedctl can serve, fetch ONNX models from the Hugging Face hub', load: () => import('./commands/models.js') },
+  { name: 'serve', summary: 'run the embedding server (OpenAI- and Jina-compatible /v1/embeddings) on this machine', load: () => import('./commands/serve.js') },
+  { name: 'render', summary: 'Write the deploy files: docker-compose.yml, nginx.conf (traffic split + fallback), k8s/, user-data.sh', load: () => import('./commands/render.js') },
+  { name: 'provision', summary: 'Launch a GPU instance on EC2 for the runtime (Deep Learning AMI, locked-down security group, alarms)', load: () => import('./commands/provision.js') },
+  { name: 'up', summary: 'Start the self-hosted runtimes: on this machine behind nginx (--local) or on a Docker engine (--docker-host)', load: upModule },
+  { name: 'down', summary: 'Stop what `up` started: the local runtimes and nginx (--local) or the runtime containers (--docker-host)', load: upModule },
+  { name: 'status', summary: "Show the instance, each backend's health, the traffic split and recent latency and errors", load: () => import('./commands/status.js') },
+  { name: 'teardown', summary: 'Remove what provision created: only resources listed in .embedctl/state.json whose tags confirm embedctl manages them', load: () => import('./commands/teardown.js') },
+  { name: 'verify-consistency', summary: 'Embed the same texts on two endpoints and compare per-text cosine: does the candidate answer like the reference?', load: () => import('./commands/verify-consistency.js') },
+  { name: 'rag-overlap', summary: 'Retrieve with both endpoints over the same corpus and compare the top-k lists (and quality against qrels)', load: () => import('./commands/rag-overlap.js') },
+  { name: 'load-test', summary: 'Load-test an embeddings endpoint (k6 when on PATH, else autocannon) and judge it against the gates and the migration criteria', load: () => import('./commands/load-test.js') },
+  { name: 'rollout', summary: 'Move traffic to self-hosted step by step (10 -> 25 -> 50 -> 75 -> 100 %), behind gates, with rollback', load: () => import('./commands/rollout.js') },
 ];
 
-export function buildProgram(ctx: Context, holder: ExitHolder): Command {
+/** Flags of the program itself; none takes a value, so the first other word names the command. */
+const GLOBAL_FLAGS = new Set(['--json', '--verbose', '--no-color', '-V', '--version', '-h', '--help']);
+
+/** The command an argv invokes (`help <cmd>` counts as <cmd>), or undefined for the program itself. */
+export function invokedCommand(args: string[]): string | undefined {
+  const words = args.filter((a) => !GLOBAL_FLAGS.has(a));
+  if (words[0] === 'help') return words[1];
+  return words[0]?.startsWith('-') ? undefined : words[0];
+}
+
+/**
+ * Builds the commander program. `load` says which command modules to import: 'all' (docs,
+ * tests of every command) or only the one being run (none for `--version`); the others appear
+ * in the program's help by their summary only.
+ */
+export async function buildProgram(ctx: Context, holder: ExitHolder, load: 'all' | { only?: string } = 'all'): Promise<Command> {
   const program = new Command('embedctl');
   program
     .description('Move a text-embedding workload off a hosted API onto your own GPUs on AWS, safely.')
@@ -57,7 +74,12 @@ export function buildProgram(ctx: Context, holder: ExitHolder): Command {
       'after',
       `\nExit codes: 0 ok, 1 outside system failed, 2 bad usage or input, 3 gate failed, 4 rolled back, 130 interrupted.\n\nStart here:\n  $ embedctl rehearse          # the whole migration on this machine, offline\n  $ embedctl cost-report --tokens-per-month 2e9\n`,
     );
-  for (const reg of COMMANDS) reg(program, ctx, holder);
+  const wanted = COMMANDS.filter((e) => load === 'all' || e.name === load.only);
+  // Distinct modules only (up.js registers both `up` and `down`), in the listed order.
+  for (const importer of new Set(wanted.map((e) => e.load))) (await importer()).register(program, ctx, holder);
+  const registered = new Set(program.commands.map((c) => c.name()));
+  for (const e of COMMANDS) if (!registered.has(e.name)) program.command(e.name).description(e.summary);
+  if (load !== 'all') sortLike(program);
   const inherit = (cmd: Command) => {
     cmd.exitOverride().configureOutput(program.configureOutput()).showSuggestionAfterError(true);
     cmd.commands.forEach(inherit);
@@ -67,32 +89,80 @@ export function buildProgram(ctx: Context, holder: ExitHolder): Command {
 }
 
 /** Runs the CLI and returns the exit code; never throws, never calls process.exit. */
-export async function main(argv: string[], ctx: Context = processContext()): Promise<number> {
+export async function main(argv: string[], outer: Context = processContext()): Promise<number> {
   const holder: ExitHolder = { code: ExitCode.ok };
-  const verbose = argv.includes('--verbose');
+  const args = argv.slice(2);
+  const verbose = args.includes('--verbose');
+  // Under --json a failure is a JSON document on stdout too, so CI never scrapes stderr; unless
+  // the command already printed its own report (a failed gate's report carries the verdict).
+  const json = args.includes('--json') && !args.includes('--help') && !args.includes('-h');
+  const stdout = noticeWrites(outer.stdout);
+  const ctx: Context = { ...outer, stdout: stdout.stream };
+  const printError = (doc: ErrorDocument) => {
+    if (json && !stdout.written()) outer.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+  };
+  const fail = (err: unknown): number => {
+    ctx.stderr.write(formatError(err, verbose));
+    printError(errorDocument(err));
+    return exitCodeOf(err);
+  };
   let program: Command;
   try {
-    program = buildProgram(ctx, holder);
+    program = await buildProgram(ctx, holder, { only: invokedCommand(args) });
   } catch (err) {
-    ctx.stderr.write(formatError(err, verbose));
-    return exitCodeOf(err);
+    return fail(err);
   }
   try {
-    if (argv.slice(2).length === 0) {
+    if (args.length === 0) {
       program.outputHelp();
       return ExitCode.usage;
     }
     await program.parseAsync(argv);
-    return holder.code;
+    return interrupted(ctx) && holder.code !== ExitCode.rolledBack ? ExitCode.interrupted : holder.code;
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
         return ExitCode.ok;
       }
-      if (err.code === 'commander.executeSubCommandAsync') return ExitCode.external;
-      return ExitCode.usage;
+      const code = err.code === 'commander.executeSubCommandAsync' ? ExitCode.external : ExitCode.usage;
+      const doc = errorDocument(new UsageError(err.message.replace(/^error: /, ''), { hint: 'see `embedctl --help`' }));
+      printError({ ...doc, error: { ...doc.error, exitCode: code } });
+      return code;
     }
-    ctx.stderr.write(formatError(err, verbose));
-    return exitCodeOf(err);
+    // A command stopped by Ctrl-C fails with whatever the abort broke; the cause is the interrupt.
+    if (interrupted(ctx) && exitCodeOf(err) === ExitCode.external) {
+      ctx.stderr.write('embedctl: interrupted\n');
+      printError(errorDocument(new Interrupted()));
+      return ExitCode.interrupted;
+    }
+    return fail(err);
   }
+}
+
+function interrupted(ctx: Context): boolean {
+  return ctx.signal?.aborted === true;
+}
+
+/** Keeps `embedctl --help` in migration order whichever command was loaded first. */
+function sortLike(program: Command): void {
+  const order = COMMANDS.map((e) => e.name);
+  (program.commands as Command[]).sort((a, b) => order.indexOf(a.name()) - order.indexOf(b.name()));
+}
+
+/** The same stream, remembering whether anything was written to it (a Proxy keeps fd, isTTY, columns). */
+function noticeWrites(stream: Writable): { stream: Writable; written(): boolean } {
+  let written = false;
+  const proxy = new Proxy(stream, {
+    get(target, prop) {
+      if (prop === 'write') {
+        return (...a: Parameters<Writable['write']>) => {
+          written = true;
+          return target.write(...a);
+        };
+      }
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return { stream: proxy, written: () => written };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Batcher, Closed, QueueFull, type BatchReport, type BatcherOptions } from '../runtime/batcher.js';
-import type { Encoded } from '../runtime/types.js';
+import { Batcher, Closed, QueueFull, type BatchReport, type BatcherOptions } from '../runtime/inference/batcher.js';
+import type { Encoded } from '../runtime/inference/types.js';
 
 /**
  * The batcher's only dependency is "something that embeds a padded batch". This one computes a

@@ -36,3 +36,39 @@ describe('cli skeleton', () => {
     }
   });
 });
+
+describe('--json failures', () => {
+  it('a bad value prints the error document on stdout, exit code unchanged (2)', async () => {
+    const r = await runCli(['--json', 'cost-report', '--tokens-per-month', 'lots']);
+    expect(r.code).toBe(2);
+    const doc = r.json<{ schema: string; error: { message: string; hint: string | null; field: string | null; exitCode: number } }>();
+    expect(doc.schema).toBe('embedctl.error/v1');
+    expect(doc.error.exitCode).toBe(2);
+    expect(doc.error.field).toBe('--tokens-per-month');
+    expect(doc.error.message).toMatch(/^--tokens-per-month: /);
+    expect(Object.keys(doc.error).sort()).toEqual(['exitCode', 'field', 'hint', 'message']);
+    // stderr keeps the one human line
+    expect(r.stderr.trim().split('\n')[0]).toMatch(/^embedctl: error: --tokens-per-month/);
+  });
+
+  it('an unknown flag (commander) and an outside-system failure are documents too', async () => {
+    const bad = await runCli(['cost-report', '--json', '--no-such-flag']);
+    expect(bad.code).toBe(2);
+    expect(bad.json()).toMatchObject({ schema: 'embedctl.error/v1', error: { exitCode: 2, message: "unknown option '--no-such-flag'" } });
+    const down = await runCli(['--json', 'status', '--timeout', '1s'], { cwd: '/nonexistent-embedctl-dir' });
+    expect(down.json<{ schema: string }>().schema).toMatch(/^embedctl\.(status|error)\/v1$/);
+  });
+
+  it('without --json nothing is printed on stdout for a failure', async () => {
+    const r = await runCli(['cost-report', '--tokens-per-month', 'lots']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+  });
+
+  it('--version and a command --help load only what they need', async () => {
+    const { invokedCommand } = await import('../src/cli.js');
+    expect(invokedCommand(['--version'])).toBeUndefined();
+    expect(invokedCommand(['--json', 'rollout', '--help'])).toBe('rollout');
+    expect(invokedCommand(['help', 'status'])).toBe('status');
+  });
+});

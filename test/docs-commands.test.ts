@@ -16,7 +16,7 @@ const files = [
   ...readdirSync(join(root, 'examples', 'ci')).map((f) => `examples/ci/${f}`),
 ];
 
-const program = buildProgram(
+const program = await buildProgram(
   { stdout: new PassThrough(), stderr: new PassThrough(), env: {}, cwd: root, now: () => new Date(0), sleep, isTTY: false, adapters: {} },
   { code: 0 },
 );

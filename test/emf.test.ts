@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { emfRecord, readSnapshot, startEmfReporter, type EmfRecord } from '../runtime/emf.js';
-import { RuntimeMetrics } from '../runtime/metrics.js';
+import { emfRecord, readSnapshot, startEmfReporter, type EmfRecord } from '../runtime/hooks/emf.js';
+import { RuntimeMetrics } from '../runtime/hooks/metrics.js';
 import { SERVICE_METRICS } from '../src/core/service-metrics.js';
 import { runtimeEntry, startRuntime } from './helpers/runtime.js';
 

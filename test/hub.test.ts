@@ -8,8 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { loadModel } from '../runtime/model.js';
-import { builtinModelsDir } from '../runtime/models-registry.js';
+import { loadModel } from '../runtime/inference/model.js';
+import { builtinModelsDir } from '../common/models-registry.js';
 import { runCli } from './helpers/cli.js';
 
 interface Seen {

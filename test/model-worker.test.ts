@@ -1,14 +1,14 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadModel } from '../runtime/model.js';
-import { loadModelInWorker, wantsModelWorker, type WorkerModel } from '../runtime/model-worker.js';
-import { resolveRuntimeOptions } from '../runtime/options.js';
-import { startServer } from '../runtime/server.js';
+import { loadModel } from '../runtime/inference/model.js';
+import { loadModelInWorker, wantsModelWorker, type WorkerModel } from '../runtime/inference/model-worker.js';
+import { resolveRuntimeOptions } from '../common/runtime-options.js';
+import { startServer } from '../runtime/app.js';
 import { ExternalError, UsageError } from '../src/errors.js';
 
 /**
- * runtime/model-worker.ts against runtime/model.ts: the same bundle loaded both ways must give
+ * runtime/inference/model-worker.ts against runtime/inference/model.ts: the same bundle loaded both ways must give
  * bit-identical vectors; failures stay with their call; a dead thread is reported, not hung on.
- * The worker runs the compiled script (dist/runtime/model-worker-entry.js): `npx tsc -p tsconfig.json` first.
+ * The worker runs the compiled script (dist/runtime/inference/model-worker-entry.js): `npx tsc -p tsconfig.json` first.
  */
 
 const WORDS = 'the river city music green ocean market winter garden science history light mountain coffee train paper doctor school money forest window'.split(' ');

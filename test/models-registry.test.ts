@@ -3,8 +3,8 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadModel } from '../runtime/model.js';
-import { builtinModelsDir, hubCacheDir, readManifest, resolveModelRef } from '../runtime/models-registry.js';
+import { loadModel } from '../runtime/inference/model.js';
+import { builtinModelsDir, hubCacheDir, readManifest, resolveModelRef } from '../common/models-registry.js';
 import { UsageError } from '../src/errors.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'embedctl-registry-'));

@@ -6,8 +6,8 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, type Model } from '../runtime/model.js';
-import { builtinModelsDir } from '../runtime/models-registry.js';
+import { loadModel, type Model } from '../runtime/inference/model.js';
+import { builtinModelsDir } from '../common/models-registry.js';
 import { cosine } from './helpers/reference-math.js';
 
 const require = createRequire(import.meta.url);

@@ -11,8 +11,8 @@ import {
 } from '@aws-sdk/client-ec2';
 import { GetParameterCommand } from '@aws-sdk/client-ssm';
 import { PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
-import { emfRecord, readSnapshot, ZERO_SNAPSHOT } from '../runtime/emf.js';
-import { RuntimeMetrics } from '../runtime/metrics.js';
+import { emfRecord, readSnapshot, ZERO_SNAPSHOT } from '../runtime/hooks/emf.js';
+import { RuntimeMetrics } from '../runtime/hooks/metrics.js';
 import { buildAlarms } from '../src/core/provision-plan.js';
 import { runCli } from './helpers/cli.js';
 import { AMI, awsError, cw, ec2, fakeSleep, happyAccount, readHistory, readState, resetAws, ssm, tempProject } from './provision-fakes.js';

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { nginxBinary } from '../src/adapters/nginx.js';
 import { defaultDeployConfig } from '../src/core/deploy-config.js';
 import { renderDeploy, renderUserData, userDataBytes } from '../src/core/render.js';
@@ -75,7 +75,7 @@ describe('embedctl render', () => {
     expect(cpu.services['runtime-1'].deploy).toBeUndefined();
   });
 
-  it('renders k8s objects a cluster would accept: GPU limit, probes, non-root, autoscaling/v2, PDB, ConfigMap share', () => {
+  it('renders k8s objects a cluster would accept: GPU limit, probes, non-root, autoscaling/v2, PDB, canary share', () => {
     const files = renderDeploy(defaultDeployConfig({ replicas: 2, maxReplicas: 6, percent: 25, model: 'BAAI/bge-small-en-v1.5' }));
     const get = (p: string) => parseYaml(files.find((f) => f.path === `k8s/${p}`)!.content);
     const dep = get('deployment.yaml');
@@ -90,7 +90,9 @@ describe('embedctl render', () => {
     const init = dep.spec.template.spec.initContainers[0];
     expect(init.command.slice(0, 3)).toEqual(['node', '--input-type=module', '-e']);
     expect(init.command[3]).toContain("'models','fetch',process.env.EMBEDCTL_MODEL");
-    expect(get('configmap.yaml').data).toMatchObject({ SELF_HOSTED_TRAFFIC_PERCENT: '25', EMBEDCTL_MODEL: 'BAAI/bge-small-en-v1.5' });
+    expect(get('configmap.yaml').data).toMatchObject({ EMBEDCTL_MODEL: 'BAAI/bge-small-en-v1.5' });
+    // The share lives in the canary Ingress weight (percent x 100 of 10000); test/k8s.test.ts has the rest.
+    expect(parseAllDocuments(files.find((f) => f.path === 'k8s/traffic.yaml')!.content)[2]!.getIn(['metadata', 'annotations', 'nginx.ingress.kubernetes.io/canary-weight'])).toBe('2500');
     const hpa = get('hpa.yaml');
     expect(hpa.apiVersion).toBe('autoscaling/v2');
     expect([hpa.spec.minReplicas, hpa.spec.maxReplicas]).toEqual([2, 6]);
@@ -233,7 +235,7 @@ describe('embedctl render', () => {
     const changed = await runCli(['render', '--json', '--percent', '30'], { cwd });
     const byPath = Object.fromEntries(changed.json<{ files: Array<{ path: string; status: string }> }>().files.map((f) => [f.path, f.status]));
     expect(byPath['deploy/nginx/nginx.conf']).toBe('updated');
-    expect(byPath['deploy/k8s/configmap.yaml']).toBe('updated');
+    expect(byPath['deploy/k8s/traffic.yaml']).toBe('updated');
     expect(byPath['deploy/k8s/service.yaml']).toBe('unchanged');
   });
 

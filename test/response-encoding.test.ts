@@ -1,7 +1,7 @@
 // The hand-written response encoder against JSON.parse and JSON.stringify: every float32 must
 // come back bit-for-bit, and the document must be the one JSON.stringify would have described.
 import { describe, expect, it } from 'vitest';
-import { embeddingsResponseJson, float32ArrayJson, float32Json, shapeVector } from '../runtime/request.js';
+import { embeddingsResponseJson, float32ArrayJson, float32Json, shapeVector } from '../runtime/routes/request.js';
 
 describe('float32Json', () => {
   it('round-trips random float32 bit patterns and hand-picked edges', () => {

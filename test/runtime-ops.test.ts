@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { loadModel, type Model } from '../runtime/model.js';
-import { startServer } from '../runtime/server.js';
+import { loadModel, type Model } from '../runtime/inference/model.js';
+import { startServer } from '../runtime/app.js';
 import { main } from '../src/cli.js';
 import { sleep, type Context } from '../src/context.js';
 import { runCli } from './helpers/cli.js';
@@ -262,7 +262,9 @@ describe('embedctl serve', () => {
     expect(r.status).toBe(200);
     expect(out.stderr).not.toContain('k-123456');
     ac.abort();
-    expect(await running).toBe(0);
+    // Ctrl-C exits 130 everywhere (src/cli.ts), serve included, after a clean drain.
+    expect(await running).toBe(130);
+    expect(out.stderr).toContain('stopped');
     await expect(fetch(`${doc.url}/health`)).rejects.toThrow();
   });
 

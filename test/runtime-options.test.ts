@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resolveEmfOptions, resolveRuntimeOptions } from '../runtime/options.js';
+import { resolveEmfOptions, resolveRuntimeOptions } from '../common/runtime-options.js';
 
 // One resolver serves both option lists: flag > env > default, errors name the source.
 describe('runtime options', () => {

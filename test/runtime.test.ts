@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, type Model } from '../runtime/model.js';
+import { loadModel, type Model } from '../runtime/inference/model.js';
 import { startRuntime, type RuntimeHandle } from './helpers/runtime.js';
 import { cosine } from './helpers/reference-math.js';
 
@@ -38,7 +38,7 @@ const post = async (body: unknown, headers: Record<string, string> = {}, path = 
 const directEmbed = async (t: string) => (await direct.embed([direct.encode(t)]))[0]!;
 
 beforeAll(async () => {
-  [rt, direct] = await Promise.all([startRuntime({ model: 'default' }), loadModel('default')]);
+  [rt, direct] = await Promise.all([startRuntime({ model: 'default', args: ['--model-alias', 'text-embedding-3-small', '--model-alias', 'jina-embeddings-v3'] }), loadModel('default')]);
 });
 afterAll(async () => {
   await rt?.stop();
@@ -142,7 +142,7 @@ describe('runtime over HTTP (default model)', () => {
   const badInputs: Array<[string, unknown, number, string | null, RegExp]> = [
     ['invalid JSON', '{"input": [', 400, null, /not valid JSON/],
     ['a body that is not an object', '[1,2]', 400, null, /JSON object/],
-    ['no input', { model: 'x' }, 400, 'input', /'input' is required/],
+    ['no input', { model: 'default' }, 400, 'input', /'input' is required/],
     ['an empty string', { input: '' }, 400, 'input', /empty string/],
     ['an empty array', { input: [] }, 400, 'input', /empty array/],
     ['an empty string in the array', { input: ['ok', ''] }, 400, 'input', /input\[1\].*empty/],
@@ -204,6 +204,20 @@ describe('runtime over HTTP (default model)', () => {
     const m = (await fetch(`${rt.url}/v1/models`).then((r) => r.json())) as { object: string; data: Array<{ id: string; object: string }> };
     expect(m.object).toBe('list');
     expect(m.data[0]).toMatchObject({ id: 'default', object: 'model' });
+    // Aliases are listed too, so OpenAI clients that check the model list find the name they use.
+    expect(m.data.map((d) => d.id)).toEqual(['default', 'text-embedding-3-small', 'jina-embeddings-v3']);
+  });
+
+  it('answers an unknown model with 404 model_not_found listing what it serves (OpenAI error shape)', async () => {
+    const r = await post({ input: 'green tea', model: 'text-embedding-3-large' });
+    expect(r.status).toBe(404);
+    expect(r.json.error).toMatchObject({ code: 'model_not_found', param: 'model', type: 'invalid_request_error' });
+    expect(r.json.error.message).toContain("'text-embedding-3-large'");
+    for (const name of ['default', 'text-embedding-3-small', 'jina-embeddings-v3']) expect(r.json.error.message).toContain(`'${name}'`);
+    // An alias answers with the served name, so the client sees which vector space it got.
+    const viaAlias = await post({ input: 'green tea', model: 'text-embedding-3-small' });
+    expect(viaAlias.status).toBe(200);
+    expect(viaAlias.json.model).toBe('default');
   });
 
   it('echoes X-Request-Id and writes one JSON access-log line per request', async () => {

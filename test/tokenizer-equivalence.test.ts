@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ensureBuiltin } from '../runtime/models-registry.js';
-import { loadTokenizer } from '../runtime/tokenizer.js';
+import { ensureBuiltin } from '../common/models-registry.js';
+import { loadTokenizer } from '../runtime/inference/tokenizer.js';
 
 const root = join(import.meta.dirname, '..');
 const jsonl = (path: string) =>

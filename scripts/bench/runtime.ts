@@ -29,7 +29,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadModel, type Model } from '../../runtime/model.js';
+import { loadModel, type Model } from '../../runtime/inference/model.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 // dist/scripts/bench -> repository root
@@ -302,15 +302,15 @@ function tokeniseCost(m: Model, texts: string[]): number {
 // What the main thread spends its time on, from the V8 CPU profile: each sample goes to the first
 // frame, from the leaf up, that a rule recognises (native frames carry no URL and are skipped).
 const CATEGORIES: Array<[string, (url: string, fn: string) => boolean]> = [
-  ['tokenise', (u) => u.includes('@huggingface/tokenizers') || u.endsWith('/runtime/tokenizer.js')],
-  ['response encoding', (u, f) => u.endsWith('/runtime/request.js') && /Json|shapeVector|encodeVector|toBase64|toBinary/.test(f)],
-  ['request parsing (JSON, validation)', (u, f) => (u.endsWith('/runtime/request.js') && /parse/i.test(f)) || (u.endsWith('/runtime/server.js') && f === 'readBody')],
-  ['batcher', (u) => u.endsWith('/runtime/batcher.js')],
-  ['model run (onnxruntime-node 1.30 runs session.run on the main thread), feeds, pooling', (u) => u.endsWith('/runtime/model.js') || u.includes('onnxruntime')],
-  ['metrics', (u) => u.includes('prom-client') || u.endsWith('/runtime/metrics.js')],
+  ['tokenise', (u) => u.includes('@huggingface/tokenizers') || u.endsWith('/runtime/inference/tokenizer.js')],
+  ['response encoding', (u, f) => u.endsWith('/runtime/routes/request.js') && /Json|shapeVector|encodeVector|toBase64|toBinary/.test(f)],
+  ['request parsing (JSON, validation)', (u, f) => (u.endsWith('/runtime/routes/request.js') && /parse/i.test(f)) || (u.endsWith('/runtime/http.js') && f === 'readBody')],
+  ['batcher', (u) => u.endsWith('/runtime/inference/batcher.js')],
+  ['model run (onnxruntime-node 1.30 runs session.run on the main thread), feeds, pooling', (u) => u.endsWith('/runtime/inference/model.js') || u.includes('onnxruntime')],
+  ['metrics', (u) => u.includes('prom-client') || u.endsWith('/runtime/hooks/metrics.js')],
   ['access log', (u) => u.endsWith('/runtime/main.js')],
   ['HTTP and sockets (node:http, net, streams)', (u) => /^node:(_http|http|net|stream|internal\/(streams|http|stream_base|net))/.test(u)],
-  ['embeddings handler', (u) => u.endsWith('/runtime/server.js')],
+  ['embeddings handler', (u) => /\/runtime\/(app|routes\/[a-z-]+)\.js$/.test(u)],
 ];
 
 interface CpuProfile {

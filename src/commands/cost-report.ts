@@ -24,6 +24,7 @@ import { csvText, htmlText, jsonDoc, LABEL, textReport, type ActualData } from '
 import { type Logger, printJson, withSchema } from '../ui/output.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
+import { costReport } from '../contracts/reports.js';
 
 /** Bytes per vector component in a response: measured JSON.stringify of float32 values as JS numbers. */
 export const BYTES_PER_VALUE = { float: 20.8, base64: (4 * 4) / 3 } as const;
@@ -438,7 +439,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       if (typeof opts.out === 'string') {
         const path = isAbsolute(opts.out) ? opts.out : join(ctx.cwd, opts.out);
         try {
-          await writeJsonAtomic(path, withSchema('cost-report', doc));
+          await costReport.write(path, withSchema('cost-report', doc));
         } catch (err) {
           throw new UsageError(`cannot write ${path}: ${(err as Error).message}`, { field: '--out' });
         }

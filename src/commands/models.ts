@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { BUILTIN_MODELS, hubCacheDir, hubDirName, isHubId, listModels, readManifest } from '../../runtime/models-registry.js';
+import { BUILTIN_MODELS, hubCacheDir, hubDirName, isHubId, listModels, readManifest } from '../../common/models-registry.js';
 import { DEFAULT_ENDPOINT, downloadFile, resolveUrl } from '../adapters/hub.js';
 import type { Context } from '../context.js';
 import { findPreset, manifestFromPreset, MODEL_PRESETS, type ModelPreset } from '../core/model-presets.js';

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
-import { loadRuntimeModel } from '../../runtime/model-worker.js';
-import { OPTION_SPECS, flagName, type RuntimeOptions } from '../../runtime/options.js';
-import { startServer } from '../../runtime/server.js';
+import { OPTION_SPECS, flagName, type RuntimeOptions } from '../../common/runtime-options.js';
 import { resolveOption, type Resolved } from '../config.js';
 import type { Context } from '../context.js';
 import { EmbedctlError, ExternalError, UsageError } from '../errors.js';
@@ -33,7 +31,12 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
   const cmd = program
     .command('serve')
     .description('run the embedding server (OpenAI- and Jina-compatible /v1/embeddings) on this machine');
-  for (const s of OPTION_SPECS) cmd.option(s.flag, `${s.description} [env ${s.env}]`);
+  // A repeated --model / --model-alias adds to the list (several models in one runtime).
+  const list = (v: string, prev: string | undefined) => (prev ? `${prev},${v}` : v);
+  for (const s of OPTION_SPECS) {
+    if (s.key === 'model' || s.key === 'modelAlias') cmd.option(s.flag, `${s.description} [env ${s.env}]`, list);
+    else cmd.option(s.flag, `${s.description} [env ${s.env}]`);
+  }
   cmd.option('--dry-run', 'print the resolved settings and where each came from; start nothing');
   examples(cmd, [
     'embedctl serve                                  # default model on http://127.0.0.1:8080',
@@ -55,36 +58,34 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       }
 
       log.info(`loading model ${opts.model} (providers ${opts.providers.join(',')})`);
-      const modelPromise = loadRuntimeModel(opts.model, opts.modelWorker, { providers: opts.providers, deviceId: opts.deviceId, log: (m: string) => log.verbose(m), cwd: ctx.cwd, env: ctx.env });
-      // A load failure surfaces through server.ready below; this only keeps it from counting as unhandled.
-      modelPromise.catch(() => {});
-      let server;
+      // runtime/start.ts owns start, drain and stop (the container entry uses it too); loaded on
+      // demand so other commands do not pay for onnxruntime at start-up.
+      const { startApp } = await import('../../runtime/start.js');
+      let app;
       try {
-        server = await startServer({
-          ...opts,
-          model: modelPromise,
+        app = await startApp(opts, {
           log: (ev) => {
             // Access log lines stay JSON (machine-readable); lifecycle events are told in words below.
             if (ev.event === 'request' || ev.event === 'error') ctx.stderr.write(`${JSON.stringify(ev)}\n`);
           },
+          modelLog: (m: string) => log.verbose(m),
+          cwd: ctx.cwd,
+          env: ctx.env,
         });
       } catch (err) {
-        await modelPromise.then((m) => m.close()).catch(() => {});
         const e = err as NodeJS.ErrnoException;
         if (e.code === 'EADDRINUSE') throw new UsageError(`${opts.host}:${opts.port} is already in use`, { field: '--port', hint: 'pick another port, or --port 0 for any free one' });
         if (e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND') throw new UsageError(`cannot listen on ${opts.host}`, { field: '--host', hint: 'use 127.0.0.1, 0.0.0.0 or an address of this machine' });
         if (e.code === 'EACCES') throw new UsageError(`not allowed to listen on port ${opts.port}`, { field: '--port', hint: 'ports below 1024 need root; use 8080' });
+        if (e instanceof Error && e.message.startsWith('--model-alias')) throw new UsageError(e.message.replace(/^--model-alias: /, ''), { field: '--model-alias' });
         throw err;
       }
+      const { server } = app;
       log.verbose(`bound ${server.url}; /ready answers 503 until the model is loaded`);
 
       const stop = async () => {
-        const timedOut = await Promise.race([
-          server.close().then(() => false),
-          new Promise<boolean>((r) => setTimeout(() => r(true), opts.drainTimeoutMs).unref()),
-        ]);
+        const { timedOut } = await app.stop();
         if (timedOut) log.warn(`requests still in flight after ${opts.drainTimeoutMs} ms (--drain-timeout-ms); stopping anyway`);
-        await modelPromise.then((m) => m.close()).catch(() => {});
       };
       try {
         await server.ready;
@@ -96,14 +97,15 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
           hint: 'run "embedctl models list" for the models here, or pass a model directory with --model',
         });
       }
-      const m = await modelPromise;
+      const m = server.models.primary.service!.model;
       log.info(
-        `listening on ${server.url} (POST ${server.url}/v1/embeddings): ${opts.modelName ?? m.manifest.name}, ${m.manifest.dimensions} dims, ${m.provider}${opts.apiKey ? ', API key required' : ''}; Ctrl-C to stop`,
+        `listening on ${server.url} (POST ${server.url}/v1/embeddings): ${server.models.names().join(', ')}, ${m.manifest.dimensions} dims, ${m.provider}${opts.apiKey ? ', API key required' : ''}; Ctrl-C to stop`,
       );
       if (globals.json) {
         printJson(ctx, 'serve', {
           url: server.url,
-          model: opts.modelName ?? m.manifest.name,
+          model: server.models.primary.name,
+          models: server.models.slots.map((sl) => ({ name: sl.name, aliases: sl.aliases, loadMs: sl.loadMs })),
           provider: m.provider,
           dimensions: m.manifest.dimensions,
           auth: opts.apiKey ? 'bearer' : 'none',

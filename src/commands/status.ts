@@ -149,7 +149,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         draw(f, false);
         return f.nothing || !unhealthy(f) ? ExitCode.ok : ExitCode.external;
       }
-      // Ctrl-C is how a watch ends, so it ends well: exit 0 after the last frame.
+      // Ctrl-C is how a watch ends: the last frame stays, and the exit code says so (130), as
+      // every other command interrupted by Ctrl-C does.
       while (!ctx.signal?.aborted) {
         draw(await frame(), true);
         try {
@@ -158,7 +159,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
           break;
         }
       }
-      return ExitCode.ok;
+      return ExitCode.interrupted;
     }),
   );
 }

@@ -1,4 +1,4 @@
-import type { ModelManifest } from '../../runtime/types.js';
+import type { ModelManifest } from '../../common/model-manifest.js';
 
 /**
  * What `embedctl models fetch` knows about well-known hub models: the ONNX file to take and the

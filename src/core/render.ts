@@ -2,6 +2,7 @@ import { gzipSync } from 'node:zlib';
 import { tlsPlan, type GatewayDeploy } from './gateway-config.js';
 import { renderNginxConf, type NginxConfOptions, type SplitKey } from './nginx-conf.js';
 import { renderTemplate, type TemplateVars } from './template.js';
+import { K8S_FILES, k8sVars } from './render-k8s.js';
 import { loadTemplate } from './templates.js';
 
 export { renderTemplate, TemplateError, escapers, type TemplateVars, type EscapeTarget } from './template.js';
@@ -184,6 +185,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
     hubModel: isHubModel(c.model),
     fetchScriptJson: JSON.stringify(fetchScript('env')),
     tlsMounts: tlsMounts(c),
+    ...k8sVars(c),
   };
   const yaml = (rel: string) => renderTemplate(loadTemplate(rel), common, { name: `templates/${rel}`, escape: 'yaml' });
   const compose = yaml('docker-compose.yml');
@@ -196,11 +198,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
     { path: 'nginx/nginx.conf', content: nginxConf, mode: 0o644 },
     { path: 'nginx/templates/hosted-auth.conf.template', content: hostedAuth, mode: 0o644 },
     { path: 'prometheus.yml', content: prometheus, mode: 0o644 },
-    { path: 'k8s/configmap.yaml', content: yaml('k8s/configmap.yaml'), mode: 0o644 },
-    { path: 'k8s/deployment.yaml', content: yaml('k8s/deployment.yaml'), mode: 0o644 },
-    { path: 'k8s/service.yaml', content: yaml('k8s/service.yaml'), mode: 0o644 },
-    { path: 'k8s/hpa.yaml', content: yaml('k8s/hpa.yaml'), mode: 0o644 },
-    { path: 'k8s/pdb.yaml', content: yaml('k8s/pdb.yaml'), mode: 0o644 },
+    ...K8S_FILES.map((f) => ({ path: `k8s/${f}`, content: yaml(`k8s/${f}`), mode: 0o644 })),
     { path: 'user-data.sh', content: userData, mode: 0o755 },
     {
       path: '.env.example',

@@ -118,7 +118,8 @@ export async function embed(base: string, headers: Record<string, string> = {}, 
   const res = await fetch(`${base}/v1/embeddings`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ input, model: 'default' }),
+    // No model name: a runtime then answers with the one it serves (a wrong name is a 404).
+    body: JSON.stringify({ input }),
     signal: AbortSignal.timeout(15_000),
   });
   return {

@@ -1,7 +1,4 @@
-/**
- * The contract between the model layer (model.ts, tokenizer.ts) and the server/batcher.
- * Everything that runs a model goes through LoadedModel.
- */
+/** The model-bundle contract both `embedctl models` (src/) and the runtime read. */
 
 /** embedctl-model.json: what a model directory says about itself. */
 export interface ModelManifest {
@@ -27,24 +24,4 @@ export interface ModelManifest {
   /** sha256 of model.onnx, recorded at build or fetch time. */
   sha256?: string;
   source?: string;
-}
-
-export interface Encoded {
-  ids: number[];
-  /** Tokens before truncation (what usage counts and `truncate:false` checks). */
-  fullLength: number;
-}
-
-export interface LoadedModel {
-  manifest: ModelManifest;
-  /** Execution provider actually in use: "cuda" | "webgpu" | "cpu". */
-  provider: string;
-  /** Tokenise one text (with the task prefix already applied by the caller). */
-  encode(text: string): Encoded;
-  /**
-   * Run one padded batch; returns one vector per input, pooled and (if manifest.normalize)
-   * L2-normalised, length manifest.dimensions.
-   */
-  embed(batch: Encoded[]): Promise<Float32Array[]>;
-  close(): Promise<void>;
 }

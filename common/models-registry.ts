@@ -3,9 +3,9 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { ExternalError, UsageError } from '../src/errors.js';
-import { packageRoot } from '../src/util/paths.js';
-import type { ModelManifest } from './types.js';
+import { ExternalError, UsageError } from './errors.js';
+import { packageRoot } from './paths.js';
+import type { ModelManifest } from './model-manifest.js';
 
 /** Bundles scripts/build-models.js makes into <packageRoot>/models/<name>. */
 export const BUILTIN_MODELS = ['default', 'default-q', 'tiny-bert', 'tiny-bert-cls'] as const;

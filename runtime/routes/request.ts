@@ -1,35 +1,13 @@
-import type { ModelManifest } from './types.js';
+import type { ModelManifest } from '../inference/types.js';
+import { ApiError } from './errors.js';
+
+export { ApiError };
 
 /**
  * Request parsing for POST /v1/embeddings: one function that accepts both shapes users send
  * today (OpenAI and Jina) and turns them into one normalised request, or throws an ApiError
  * whose message names the field and what to send instead.
  */
-
-/** An error answered as OpenAI does: `{error:{message,type,param,code}}`. */
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly param: string | null = null,
-    readonly code: string | null = null,
-    readonly type: string = status === 401
-      ? 'authentication_error'
-      : status === 429
-        ? 'rate_limit_error'
-        : status >= 500
-          ? 'server_error'
-          : 'invalid_request_error',
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
-
-  body() {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
-  }
-}
 
 /** The most inputs one request may carry (OpenAI's limit). */
 export const MAX_INPUTS = 2048;
@@ -46,8 +24,6 @@ export interface EmbedRequest {
   /** Output size after Matryoshka truncation (= manifest.dimensions when not asked). */
   dimensions: number;
   task?: string;
-  /** Text prepended to every input for the task. */
-  prefix: string;
   normalized: boolean;
   truncate: boolean;
 }
@@ -142,14 +118,12 @@ export function parseEmbedRequest(body: unknown, manifest: ModelManifest): Embed
   }
 
   let task: string | undefined;
-  let prefix = '';
   if (b.task !== undefined && b.task !== null) {
     const known = new Set<string>([...JINA_TASKS, ...Object.keys(manifest.taskPrefixes)]);
     if (typeof b.task !== 'string' || !known.has(b.task)) {
       throw bad(`'task' ${JSON.stringify(b.task)} is not known; use one of ${[...known].join(', ')}`, 'task');
     }
     task = b.task;
-    prefix = manifest.taskPrefixes[task] ?? '';
   }
 
   if (b.late_chunking !== undefined && b.late_chunking !== null && b.late_chunking !== false) {
@@ -165,7 +139,6 @@ export function parseEmbedRequest(body: unknown, manifest: ModelManifest): Embed
     encoding,
     dimensions,
     task,
-    prefix,
     normalized: bool(b, 'normalized', true),
     truncate: bool(b, 'truncate', true),
   };

@@ -3,13 +3,26 @@
  * `serve:` > defaults) and the container entry point runtime/main.ts (flags > env > defaults).
  * Each parser throws an Error whose message says what is expected; callers prefix the source.
  */
-import { DEPLOYMENT_RE } from '../src/core/service-metrics.js';
-import { DEFAULTS } from './server.js';
+import { DEPLOYMENT_RE } from './service-metrics.js';
+
+/** Server defaults (runtime/app.ts applies them to anything left unset). */
+export const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 8080,
+  maxBatchTokens: 16384,
+  maxBatchSize: 64,
+  maxQueue: 8192,
+  maxWaitMs: 0,
+  maxBodyBytes: 8 * 1024 * 1024,
+} as const;
 
 export const PROVIDERS = ['cuda', 'webgpu', 'cpu'] as const;
 
 export interface RuntimeOptions {
+  /** One model, or several comma-separated (a repeated --model is joined so): routed by `model`. */
   model: string;
+  /** "alias" (for the first model) or "alias=model", comma-separated. */
+  modelAlias: string | undefined;
   host: string;
   port: number;
   providers: string[];
@@ -88,7 +101,8 @@ function providers(raw: unknown): string[] {
 const spec = <K extends keyof RuntimeOptions>(s: OptionSpec<K>) => s as unknown as OptionSpec;
 
 export const OPTION_SPECS: OptionSpec[] = [
-  spec({ key: 'model', flag: '--model <name|dir>', env: 'EMBEDCTL_MODEL', description: 'model bundle: default, default-q, tiny-bert or a directory', default: 'default', parse: str }),
+  spec({ key: 'model', flag: '--model <name|dir>', env: 'EMBEDCTL_MODEL', description: 'model bundle: default, default-q, tiny-bert, a directory or a hub id; repeat (or comma-separate) to serve several', default: 'default', parse: str }),
+  spec({ key: 'modelAlias', flag: '--model-alias <list>', env: 'EMBEDCTL_MODEL_ALIAS', description: 'other names clients may send as "model": alias (first model) or alias=model, comma-separated', default: undefined, parse: str }),
   spec({ key: 'host', flag: '--host <addr>', env: 'EMBEDCTL_HOST', description: 'address to listen on (0.0.0.0 in a container)', default: DEFAULTS.host, parse: str }),
   spec({ key: 'port', flag: '--port <n>', env: 'EMBEDCTL_PORT', description: 'port to listen on (0 = any free port)', default: DEFAULTS.port, parse: int(0, 65535) }),
   spec({ key: 'providers', flag: '--ep <list>', env: 'EMBEDCTL_EP', description: 'execution providers to try, in order (cuda,webgpu,cpu)', default: ['cpu'], parse: providers }),
@@ -145,7 +159,7 @@ function resolveSpecs<S extends { key: string; flag: string; env: string; defaul
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* CloudWatch EMF metrics (runtime/emf.ts). Only the container entry point (runtime/main.ts) reads  */
+/* CloudWatch EMF metrics (runtime/hooks/emf.ts). Only the container entry point (runtime/main.ts) reads  */
 /* these: they live apart from OPTION_SPECS so `embedctl serve` shows no flag it would ignore.      */
 
 export interface EmfOptions {

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { BatchReport, BatcherStats } from './batcher.js';
+import type { BatchReport, BatcherStats } from '../inference/batcher.js';
 
 /**
  * The runtime's Prometheus metrics, in a registry of its own: several servers can live in one

@@ -13,8 +13,8 @@
 import { appendFile, mkdir, rename, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
-import { histogramQuantile } from '../src/core/rollout/prometheus.js';
-import { DEPLOYMENT_DIMENSION, SERVICE_METRICS, SERVICE_NAMESPACE } from '../src/core/service-metrics.js';
+import { histogramQuantile } from '../../common/quantile.js';
+import { DEPLOYMENT_DIMENSION, SERVICE_METRICS, SERVICE_NAMESPACE } from '../../common/service-metrics.js';
 import type { RuntimeMetrics } from './metrics.js';
 
 /** The routes that are traffic; health checks and scrapes would dilute every rate. */

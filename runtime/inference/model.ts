@@ -1,8 +1,8 @@
 // The only importer of onnxruntime-node.
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { ExternalError, UsageError } from '../src/errors.js';
-import { ensureBuiltin, readManifest, resolveModelRef } from './models-registry.js';
+import { ExternalError, UsageError } from '../../common/errors.js';
+import { ensureBuiltin, readManifest, resolveModelRef } from '../../common/models-registry.js';
 import { loadTokenizer } from './tokenizer.js';
 import type { Encoded, LoadedModel, ModelManifest } from './types.js';
 

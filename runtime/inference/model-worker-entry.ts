@@ -1,5 +1,5 @@
 /**
- * The worker-thread side of runtime/model-worker.ts: loads the bundle with loadModel (same
+ * The worker-thread side of runtime/inference/model-worker.ts: loads the bundle with loadModel (same
  * providers and options as the main thread would) and answers embed messages. onnxruntime-node
  * runs session.run synchronously on its calling thread; here that thread is this one, so the
  * server's event loop keeps reading, tokenising and answering while a batch runs.

@@ -10,8 +10,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { EmbedctlError, ExternalError, UsageError } from '../src/errors.js';
-import { packageRoot } from '../src/util/paths.js';
+import { EmbedctlError, ExternalError, UsageError } from '../../common/errors.js';
+import { packageRoot } from '../../common/paths.js';
 import { loadModel, type LoadOptions, type Model } from './model.js';
 import { loadTokenizer } from './tokenizer.js';
 import type { Encoded, LoadedModel, ModelManifest } from './types.js';
@@ -62,7 +62,7 @@ export interface WorkerModel extends Model {
 function entryScript(): URL {
   const beside = new URL('./model-worker-entry.js', import.meta.url);
   if (existsSync(fileURLToPath(beside))) return beside;
-  const built = join(packageRoot(), 'dist', 'runtime', 'model-worker-entry.js');
+  const built = join(packageRoot(), 'dist', 'runtime', 'inference', 'model-worker-entry.js');
   if (existsSync(built)) return new URL(`file://${built}`);
   throw new ExternalError('model worker', `no compiled worker script at ${fileURLToPath(beside)} or ${built}`, { hint: 'run "npx tsc -p tsconfig.json"' });
 }

@@ -1,0 +1,68 @@
+import type { RuntimeOptions } from '../common/runtime-options.js';
+import { startServer, type RunningServer } from './app.js';
+import type { Hooks } from './hooks/index.js';
+import type { ModelSpec } from './inference/models.js';
+import { loadRuntimeModel } from './inference/model-worker.js';
+
+/**
+ * Start, drain and stop, once for both callers: `embedctl serve` (src/commands/serve.ts) and the
+ * container entry point (runtime/main.ts). Loads every --model, starts the server at once (it
+ * answers /ready 503 while the models load) and hands back stop().
+ */
+
+export interface AppOptions {
+  log?: (event: Record<string, unknown>) => void;
+  /** Model-loading progress lines. */
+  modelLog?: (line: string) => void;
+  cwd?: string;
+  env?: Record<string, string | undefined>;
+  processMetrics?: boolean;
+  hooks?: Partial<Hooks>;
+}
+
+export interface RuntimeApp {
+  server: RunningServer;
+  /** Drains (bounded by --drain-timeout-ms) and frees the models; timedOut: requests were cut. */
+  stop(): Promise<{ timedOut: boolean }>;
+}
+
+/** "--model a,b" and "--model-alias x,y=b" -> one spec per model (names are resolved at load). */
+export function modelSpecs(o: Pick<RuntimeOptions, 'model' | 'modelAlias' | 'modelName'>): Array<Omit<ModelSpec, 'model'>> {
+  const refs = o.model.split(',').map((s) => s.trim()).filter(Boolean);
+  const specs = refs.map((ref, i) => ({ ref, name: i === 0 ? o.modelName : undefined, aliases: [] as string[] }));
+  for (const item of (o.modelAlias ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [alias, target] = item.includes('=') ? item.split('=', 2).map((s) => s.trim()) : [item, undefined];
+    const spec = target === undefined ? specs[0] : specs.find((s) => s.ref === target || s.name === target);
+    if (!spec || !alias) throw new Error(`--model-alias: "${item}" names no --model (have ${refs.join(', ')}); use alias or alias=<one of them>`);
+    spec.aliases.push(alias);
+  }
+  return specs;
+}
+
+export async function startApp(o: RuntimeOptions, opts: AppOptions = {}): Promise<RuntimeApp> {
+  const specs = modelSpecs(o).map((s) => {
+    const model = loadRuntimeModel(s.ref, o.modelWorker, { providers: o.providers, deviceId: o.deviceId, log: opts.modelLog, cwd: opts.cwd, env: opts.env });
+    // A load failure surfaces through server.ready; this only keeps it from counting as unhandled.
+    model.catch(() => {});
+    return { ...s, model };
+  });
+  let server: RunningServer;
+  try {
+    const { model: _ref, ...settings } = o;
+    server = await startServer({ ...settings, models: specs, log: opts.log, processMetrics: opts.processMetrics, hooks: opts.hooks });
+  } catch (err) {
+    await Promise.all(specs.map((s) => s.model.then((m) => m.close()).catch(() => {})));
+    throw err;
+  }
+  let stopping: Promise<{ timedOut: boolean }> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      const timedOut = await Promise.race([
+        server.close().then(() => false),
+        new Promise<boolean>((r) => setTimeout(() => r(true), o.drainTimeoutMs).unref()),
+      ]);
+      await server.models.release();
+      return { timedOut };
+    })());
+  return { server, stop };
+}
