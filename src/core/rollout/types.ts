@@ -2,8 +2,8 @@
 
 export const STATE_VERSION = 1;
 
-export type DriverName = 'nginx' | 'env' | 'k8s';
-export const DRIVERS: readonly DriverName[] = ['nginx', 'env', 'k8s'];
+export type DriverName = 'nginx' | 'env' | 'k8s' | 'ssm';
+export const DRIVERS: readonly DriverName[] = ['nginx', 'env', 'k8s', 'ssm'];
 
 export type GateStatus = 'pass' | 'fail' | 'inconclusive';
 export type GateName = 'errorRate' | 'p95LatencyMs' | 'consistency' | 'overlap' | 'monthlyCost';
@@ -46,6 +46,10 @@ export interface HistoryEntry {
   observedPercent?: number | null;
   /** Rollbacks: ms from the decision to a confirmed 0 %. */
   durationMs?: number;
+  /** What an emergency rollback found broken and fixed (stale lock, invalid state file). */
+  repaired?: string[];
+  /** Where the driver acted, e.g. "nginx /srv/nginx.conf" or "ssm i-0abc (eu-west-1)". */
+  target?: string;
 }
 
 export interface RolloutState {

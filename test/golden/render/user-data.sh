@@ -9,6 +9,7 @@ IMAGE=ghcr.io/embedctl/runtime:golden
 MODEL=default
 HUB_MODEL=false
 HOSTED_KEY_PARAMETER=/embedctl/hosted-api-key
+GATEWAY_KEYS_PARAMETER=/embedctl/gateway-keys
 HF_TOKEN_PARAMETER=''
 GATEWAY_PORT=8000
 DEPLOY_DIR=/opt/embedctl/deploy
@@ -166,6 +167,7 @@ services:
     volumes:
       - ./nginx/nginx.conf:/etc/nginx/nginx.conf:ro
       - ./nginx/templates:/etc/nginx/templates:ro
+      - ./nginx/keys:/etc/nginx/keys:ro
     depends_on:
       runtime-1:
         condition: service_started
@@ -194,178 +196,71 @@ services:
     mem_limit: 1g
     logging: *logging
 EMBEDCTL_COMPOSE_EOF
-cat > "${DEPLOY_DIR}/nginx/nginx.conf" <<'EMBEDCTL_NGINX_EOF'
-
-worker_processes auto;
-pid nginx.pid;
-error_log stderr warn;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-
-    server_tokens off;
-    default_type application/json;
-    keepalive_timeout 65s;
-    recursive_error_pages on;
-
-    log_format embedctl_json escape=json
-        '{"time":"$time_iso8601","request_id":"$request_id","method":"$request_method",'
-        '"uri":"$request_uri","status":$status,"split":"$embedctl_backend",'
-        '"backend":"$sent_http_x_embedctl_backend","upstream_addr":"$upstream_addr",'
-        '"upstream_status":"$upstream_status","request_time":$request_time,'
-        '"upstream_connect_time":"$upstream_connect_time",'
-        '"upstream_header_time":"$upstream_header_time",'
-        '"upstream_response_time":"$upstream_response_time",'
-        '"request_length":$request_length,"bytes_sent":$bytes_sent}';
-    access_log /dev/stdout embedctl_json;
-
-    client_max_body_size 8m;
-    client_body_buffer_size 8m;
-    proxy_buffer_size 16k;
-    proxy_buffers 32 64k;
-    proxy_busy_buffers_size 128k;
-    proxy_max_temp_file_size 0;
-
-    resolver 169.254.169.253 valid=30s ipv6=off;
-    resolver_timeout 5s;
-
-    map $http_authorization $embedctl_key_from_auth {
-        ""      $request_id;
-        default $http_authorization;
-    }
-    map $http_x_tenant_id $embedctl_split_key {
-        ""      $embedctl_key_from_auth;
-        default $http_x_tenant_id;
-    }
-
-    split_clients "$embedctl_split_key" $embedctl_backend {
-        10% selfhosted;
-        * hosted;
-    }
-
-    upstream selfhosted {
-        least_conn;
-        server 127.0.0.1:8081 max_fails=1 fail_timeout=5s;
-        server 127.0.0.1:8082 max_fails=1 fail_timeout=5s;
-        keepalive 32;
-    }
-
-    server {
-        listen 0.0.0.0:8000;
-        error_page 502 503 504 @gateway_error;
-
-        location = /health {
-            access_log off;
-            add_header X-Embedctl-Backend nginx always;
-            return 200 '{"status":"ok","component":"nginx","config":"e5fa001662d3","selfHostedPercent":10}\n';
-        }
-
-        location = /ready {
-            access_log off;
-            proxy_pass http://selfhosted;
-            proxy_read_timeout 5s;
-        }
-
-        location = /_embedctl/nginx_status {
-            access_log off;
-            allow 127.0.0.1;
-            deny all;
-            stub_status;
-        }
-
-        location = /v1/embeddings {
-            error_page 418 = @selfhosted;
-            error_page 419 = @hosted;
-            if ($embedctl_backend = selfhosted) {
-                return 418;
-            }
-            return 419;
-        }
-
-        location / {
-            add_header X-Embedctl-Backend nginx always;
-            return 404 '{"error":{"message":"embedctl gateway serves POST /v1/embeddings and GET /health","type":"not_found"}}\n';
-        }
-
-        location @gateway_error {
-            add_header X-Embedctl-Backend nginx always;
-            add_header X-Request-Id $request_id always;
-            return 502 '{"error":{"message":"embedctl gateway: no backend could answer (request $request_id)","type":"upstream_unavailable"}}\n';
-        }
-
-        location @selfhosted {
-            proxy_pass http://selfhosted;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_connect_timeout 2s;
-            proxy_send_timeout 30s;
-            proxy_read_timeout 30s;
-            proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
-            proxy_next_upstream_tries 2;
-            proxy_next_upstream_timeout 30s;
-            proxy_intercept_errors on;
-            error_page 502 503 504 = @hosted_fallback;
-            proxy_hide_header X-Embedctl-Backend;
-            add_header X-Embedctl-Backend selfhosted always;
-            add_header X-Request-Id $request_id always;
-        }
-
-        location @hosted {
-            set $embedctl_hosted_host api.jina.ai;
-            proxy_pass https://$embedctl_hosted_host:443/v1/embeddings$is_args$args;
-            proxy_set_header Host api.jina.ai;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_ssl_server_name on;
-            proxy_ssl_name api.jina.ai;
-            proxy_ssl_verify on;
-            proxy_ssl_verify_depth 4;
-            proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
-            proxy_ssl_session_reuse on;
-            include conf.d/hosted-auth.conf;
-            proxy_connect_timeout 5s;
-            proxy_send_timeout 60s;
-            proxy_read_timeout 60s;
-            proxy_hide_header X-Embedctl-Backend;
-            add_header X-Embedctl-Backend hosted always;
-            add_header X-Embedctl-Fallback no always;
-            add_header X-Request-Id $request_id always;
-        }
-
-        location @hosted_fallback {
-            set $embedctl_hosted_host api.jina.ai;
-            proxy_pass https://$embedctl_hosted_host:443/v1/embeddings$is_args$args;
-            proxy_set_header Host api.jina.ai;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_ssl_server_name on;
-            proxy_ssl_name api.jina.ai;
-            proxy_ssl_verify on;
-            proxy_ssl_verify_depth 4;
-            proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
-            proxy_ssl_session_reuse on;
-            include conf.d/hosted-auth.conf;
-            proxy_connect_timeout 5s;
-            proxy_send_timeout 60s;
-            proxy_read_timeout 60s;
-            proxy_hide_header X-Embedctl-Backend;
-            add_header X-Embedctl-Backend hosted always;
-            add_header X-Embedctl-Fallback yes always;
-            add_header X-Request-Id $request_id always;
-        }
-    }
-}
+# nginx.conf travels gzipped (base64) to fit EC2's 16 KB; deploy/nginx/nginx.conf is the readable copy.
+base64 -d <<'EMBEDCTL_NGINX_EOF' | gunzip > "${DEPLOY_DIR}/nginx/nginx.conf"
+H4sIAAAAAAACA+1be28bNxL/X59isPbBdqG3ZdeRz4cmbXoN0GuDJIcUuMeC2h1JrHfJPQ5Xthrk
+PvthSO5qV5ZtNW1xd4UdIJaWwyE5j988uD6AN6hSNJjCbA2YzzBNbAZzo3OwmBeZsEgDtZDq1v/f
+T7SaX4LBnnETQSqyKFLQc8BUWqkWzGkpVNrvHNQcezxNLnoynUJycXYxmU+Gs+Hn484BZJIsqikM
+++7f9GI4HHYOgDCb95aaLKZAS2FwCqPhH3gZKjJp4RrXBMc/9N6hEsr2XqWXgBkhPC/tUhv5k7BS
+q/CsQAMG/1Ui2ZPOQecA3mAmrFwhFMIuCWaY6RswSDpbIYiF4EOBXSIUBufyFhZyhQpupF1Cr+gC
+aTdIIkeYywzBlIpAEIjOASitekZrC5lORAaF0QkSwXEt3LKAXs8NnoBQKUtQpug4OhFDopUVUqHp
+dzo32lyjiQMXJBCl1ZedQqaeuF/I9LKDxmgTZ3oBZFM0Bm6EUZedDq5QWYIPHQCAwCrRSmHC0iGY
+DJ+dX3Y+djpLa4tAlmQSlY1nOl3HbAIxy+jO00tHWxh926TafPfjc0E2WcgGRfOJpylvqEWx+e7H
+qc2ANrP9MJoVmtjqa1QEej73s1KcizKzsV0XCKIoMpk4ixj8SFp5kmvEQmRyhbGVOerSwvkZ+aED
+eLdESCUVwibLYB9LXRDYpdHlYgn2RoOXeiEWCAZTaTCxBMfOPLusTgVzkWUzkVyf9B1bg0lpiFfc
+TCXg/bjhTC/iuTa5sLXfxLxdQEpEgVf82RHyz9GHiLcdTaND/h1L0hfnw1HUjXLCJJoe8q9uFMw+
+lilTNr51oxztUrcehyfdo80qUWlkk4S/diOywpYUTQ/9h27kDs109cb52Kh4HaMzbA25B61FKuJp
+dEhsZmyO8W28g1lZkDUo8likqWH69oP21quharsN6vBoIyAvzMPm193Mgv/ElfR3D+yeu0SRsrFu
+T20+3z3TIBVaEd6d2x5pza4Ok6Fa2GXjdP5BN5qtLVLMIo+mh5svH4+8G4iEQcfhyiDF1YBsym7S
+Ms5gu95jGB4gk7m0kLPnIDlYM6XizR0R6BsFxwJmcrFA48lvdJmloFW2hhk70rwkTHmawZM+vNCp
+RApLCIMwK+dzF69uljpDmOFcG/TAI9XCYbOA19+/fQeJUJ5jkYk1s/SorfDWuocyEaANWB24+2DT
+hVlp/XaYei4NWRifnV+7CCeSJZAVa5AKcsy1WV/6EyJZWGg+L6/P+OQiQzfwJg3EGKINZMIsEMoi
+0yIl3qTSFvB2KcoQcxbC4o1YH1FYod+E5VzcehAm+RPCRX55B7O9gPw47/suRQV3p0Nqwnhz4qia
+1xwiOB3D+WRrhOrhMHV80aLgHTv4Znl4kmHLaEKQf/761REBe3EIdAZ9muGiMus7RFol1WIaojWn
+G1olCMKyXoz15lRJ3RoOsNaI+VwmcMOQLC3Bl199B7leIXVdABbw1XdvYSmTpCyY0YyjtzdLjhEh
+KrucyK0h1aLCc7c3A6PzZ/3x2aTvf5/CSmQyvTodEshidX5VR6VqQq0CDjhhs2+tmGW4yW6mzo44
+uQEPD12fzLCJPH/9iknCE8EJTi/4NsjUby4XBRw6IBXNlAg2OHyN65hP5QhC9OefKPK/G+Hish4M
+gXUXa0/0cWt11j6fIpZpY213TN7BrnV37/C+PTQWqHbQsK5mHjkrk2u0kOgcyXu2wwsjJLEhuZyO
+U03v/s5CfJ7pdB+Y1HjR4NwFhWwHHKe89P35vNcRRDsOHsGdYNmQBee6vIDnvzn6Z9B8Up/0/VKD
+ZDTJMucdbRzxZ2D3yUVBEL1AYdDAH69x/afIIxbHZDj2+2WU0gUaYbUJmcsB/FVdK0ZvXoKhYIEW
+JsPRvrbm+H+4o8Eo2hxNqiQrU3S7HYTN9/iLrznaB36u6i1CLtZQSMWnCD5gNWiF4PLq4x96L6sq
+5I0uLZ7w8EJwhAFcyRQZP5yGpQ3cb5bCOoU6k2CNXcJcGxBqzXxrP/SOyZIPcasyBJIZKputQS6U
+Nthwya08aHq4nesY3mPUEl1pd8nuzs9cm5lMU1QbmUb//uffRO+nf3w2PYxatP5QG7pKmNOGVUcu
+vb5rgxviDZ372WGazjIoWWKOjSMtqa5KdllDreXXgjhdZjlndukqrIB1Pnwn0iSltDAzKK7RTOEU
+5kJmmIKwHHM4H3epdhcC4lYB+ez2ls18Mn524uo6qeCM2KQ4QnRB6TpqsN7PKCT0rH0uGSpLC9wM
+9gqjZ0ggbT/Ei0wvCOoELtQpLjPQRhiZrbm+YMhPoyoyufW5hHDJKRjkDEHa4IMNVpVOGjLMUJB1
+OehGUWHN0fhzV1uPphfDixFwQGYp0ZWXVhWMrqrq576p4/2m1nUVnI43Tw/gVZrh5hDNMjTJNDHo
+eskdkXfckNq1E0hm3vPcWxqt0ywGAU6twLkrSF7U8/eeaUTCyUUNFVo5/CPtQkNjMYenmaY62u+u
+Gesk6mOzHm0qxvU3Wu2NplResnlSsJlcXDsbYg3DcdBxqQznnS47EHOLBkRdWHaBxJrbCHTjejF8
+gAbz7wtUz1/5QpVDW4FQhSSRsXmtoRCGkA3esri+efeXb4HL0s2RG1Xu2XAMZ8NTOBtO4IuA0L6U
+vdxFPhmdwhd1QaV17FLfkPD4gtcX5XAFg+DiG7ltFSB1DlWPpWmom6CB8C9CJPXyFNmNWNO9895a
+IxPbe2eEokIb23vLBbq0622o2sXHoC2NgvFwyLV4XWLq66gbJTovtHJlVeR24p5xByyaRs3+F9fS
+mM2/cZp+jSZxc0bDj39XR5vlPnYaOuWkxhn4TGRCJWiOqMLHZInJNRwXRq8ksVx7vVyqQa+Xi9uT
+qduqT5ZrG5/hUnKGvJTUWCKo1sc1ka7rjtfzb1/43IhQcfESbMlq1wbk3XDBJ6yrvZwn8LS8v1Pj
+3v72V7gvJwpBBBwzp4PBruC0oWT+rUR7hzib+6lDsO90hhbBz7HIjEu8GjLbgymqNVO0n5ItZ2Gh
+R/e3Gg3cDlOpFne29cud4YfeG++qvVdpM/X/TZ2ohRYXcAVf3KfTFuUzpnyMajxs84sLqdSDEyYb
+to8S34NtTfID+JIdkgsPH8qEWnOmsWDHYhuVmE4ZdctWbl0FKgZ9pKrsOBYq3eLu6RZofZclEHJN
+JdWPmFhMT/qtKXIOx1sp+RVE0cmWMW0p+P379z3uqqOy3ERFOAr1g0GR5VdRxTA62qniX2KeDZyd
+DEeMs04F0fRDlCORWHArrG6sB9iaQi7JFXTa1KINFfOlQ672JcEUqnqowj1XF3Uj7h1H00gqV87H
+lbb9FhjQ0+awKKQr6z62sXtTEt+nBc7urzbJ+y5t1DI43VsG21UPHDcrYW2CuZywLS610iX31By2
+zxvlnyvG9haFO0tcn+RTRbFx2YdkMR7+fM57cJ3sz7Wq2vfd8ejiId411bOHI8HgV4L+2qYme9qU
+D+jkm6tb0YjbaH9++a5K4zYWo7SN57pU6bYx7DraXUD9lc862t9/fFfX1wiuTy0JNOPtRR5AZI6c
+c7vEWhvr0u+itNS8bdzfc7YPvpe4Win47yQjCKriUmNfVSkNlSsmrmsbyqHjSn+NvZ9sVFLfoJRK
+rITMuMDaS+w76+9PyVBd62eFxuXqo+2M0dMQ2kquX9Ylc6tvtpOWKwo45KUfIbxPyY9O+1qbG2FS
+TPkTHHoKtoJbjgB+iD/tYtS8KuPsfEy7l1Pp3Tr7gST/Ds2BBytJrr6VKTdfLHc4rfYucAlNEDPo
+74/Uur4g4i5HaZAvrc64fDIgtlaYjJ+B1frEV0vWSBdH71w1+auGRJeu+K5fMRA1wRFVbaz+jnMy
+q7hunniHr47tzIh3Fz6Mqw+n1YeJ/8BbVVrFG0FcPrZUzAciGO9B+LCipLJc3hYB+vy19z3JNZ+l
+2WvgfbdTed/l+0XZeXBBmeL9OPlzOg4NVPhfw9VHUCzUOk9g9gRmT2D2XwAz735PmPapmHYAL1do
+2mbOO1Zp1RMJPiP40tBBDr9dAsds1ikWmV7n7Ecpv7/BdCkmmXBXD8JWLELxU7/3l+sUM04x3VuQ
+/tXAHo/03MjJCd/fJxkK45XYvKbwjZsVJpZtx109CqXdhaR/CFSIBPsPo3Y45u8j7W/weYPWrHvP
+3U3H6OEaYf9yDp2FNFsgW9ZyvLle833f7XfF/Mua3Cmv68LaYPg6xtUgjMWev68gfyvreqy2aZhJ
+s7qp602l4+oK6YGS55Md607zqZCK77VYPA0d/PY+0oLWJ1f5X3WVPe3lt7X6HZa0s8ontE01+fX4
+F4hC9n+USvSFfPDqiqaDwU4O08nktN1ZO5QUC7OgQ/5vnzT5kT18arJMWRzetFaMT9v5zobKDT+2
+Ccq4UpDz9QOMPEGcYmGXMLmPyprSSS9BY+Xc308M0CYDomzAD2mQiF5jlPqJsfdxK4y2OtEZwbtv
+365G/XH4fXq/TIjrndhgSXelctC+aHCdddt647HvrnPdlQ0FyHOX+NK/r+WDSPVilKQ7+TopWRQY
+3let3p7IBVl/PZMSHLu/NGCgHZ4Ph/4tMF3a+k8OTPj7jy3G/nV2935r/ecI05o4/IHIEgHVShqt
+XISr3sHcvnUK2+cL8H468Ifv8YtijRe7Hi6pzh4vqc73KKnuofn18uV9c+V64tcBjriH+X/RNXio
+Y/AEjE/A+ASMT8D4+wdG///Hzn8Ar+Nndz85AAA=
 EMBEDCTL_NGINX_EOF
 cat > "${DEPLOY_DIR}/nginx/templates/hosted-auth.conf.template" <<'EMBEDCTL_AUTH_EOF'
 proxy_set_header Authorization "Bearer ${EMBEDCTL_HOSTED_API_KEY}";
@@ -392,6 +287,21 @@ fi
 umask 077
 printf 'EMBEDCTL_HOSTED_API_KEY=%s\nEMBEDCTL_DEPLOYMENT=%s\n' "${HOSTED_KEY}" "${DEPLOYMENT}" > "${DEPLOY_DIR}/.env"
 unset HOSTED_KEY
+# Gateway keys: only callers with one reach either side (lines "client <key>" / "operator <key>",
+# turned into nginx's map; a malformed line stops the boot rather than open the gateway).
+install -d -m 0700 "${DEPLOY_DIR}/nginx/keys"
+if ! GATEWAY_KEYS=$(ssm_secret "${GATEWAY_KEYS_PARAMETER}"); then
+  echo "embedctl user-data: cannot read the gateway keys from SSM parameter ${GATEWAY_KEYS_PARAMETER};" \
+    "create it (lines \"client <key>\" and \"operator <key>\") and reboot" >&2
+  exit 1
+fi
+if ! printf '%s\n' "${GATEWAY_KEYS}" | awk '/^[[:space:]]*(#|$)/ { next }
+    NF == 2 && $1 ~ /^(client|operator)$/ && $2 ~ /^[A-Za-z0-9._~+\/=-]+$/ && length($2) >= 16 { printf "\"Bearer %s\" %s;\n", $2, $1; n++; next }
+    { bad = 1 } END { exit (bad || n == 0) }' > "${DEPLOY_DIR}/nginx/keys/gateway-keys.conf"; then
+  echo "embedctl user-data: SSM parameter ${GATEWAY_KEYS_PARAMETER} must hold lines \"client <key>\" / \"operator <key>\" (keys of 16+ characters)" >&2
+  exit 1
+fi
+unset GATEWAY_KEYS
 umask 022
 
 # 4) Start; restart: unless-stopped survives reboots.
