@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DEFAULTS } from '../common/runtime-options.js';
+import { DEFAULTS, bodyLimitFor } from '../common/runtime-options.js';
 import { discardBody, methodNotAllowed, send } from './http.js';
 import { defaultHooks, type Hooks } from './hooks/index.js';
 import { RuntimeMetrics, routeLabel } from './hooks/metrics.js';
@@ -36,6 +36,10 @@ export interface ServerOptions {
   /** Most inputs admitted and not yet answered before 429. */
   maxQueue?: number;
   maxWaitMs?: number;
+  /** Latency budget for admission (BatcherOptions.maxQueueMs); 0 = off. */
+  maxQueueMs?: number;
+  /** Most tokens (after truncation) one request may put through the model. */
+  maxRequestTokens?: number;
   /** Largest share of a batch that may be padding (0..1); see BatcherOptions.maxPadding. */
   maxPadding?: number;
   /** Bearer key clients must send; none = open (ignored when hooks.auth is given). */
@@ -82,7 +86,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxBatchSize: opts.maxBatchSize ?? DEFAULTS.maxBatchSize,
     maxQueue: opts.maxQueue ?? DEFAULTS.maxQueue,
     maxWaitMs: opts.maxWaitMs ?? DEFAULTS.maxWaitMs,
-    maxBodyBytes: opts.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+    maxQueueMs: opts.maxQueueMs ?? DEFAULTS.maxQueueMs,
+    maxRequestTokens: opts.maxRequestTokens ?? DEFAULTS.maxRequestTokens,
+    maxBodyBytes: opts.maxBodyBytes ?? bodyLimitFor(opts.maxRequestTokens ?? DEFAULTS.maxRequestTokens),
   };
   const log = opts.log ?? (() => {});
   const specs: ModelSpec[] = opts.models ?? [{ ref: opts.modelName ?? 'model', name: opts.modelName, aliases: opts.modelAliases, model: opts.model! }];

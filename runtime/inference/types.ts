@@ -11,6 +11,8 @@ export interface Encoded {
   ids: number[];
   /** Tokens before truncation (what usage counts and `truncate:false` checks). */
   fullLength: number;
+  /** LoRA adapter index (manifest.loraTasks) this input runs under; undefined = the model's default. */
+  task?: number;
 }
 
 export interface LoadedModel {
