@@ -10,7 +10,9 @@ import type { LoadedModel } from './inference/types.js';
 import { ApiError } from './routes/errors.js';
 import { faultRoute } from './routes/fault.js';
 import { healthRoutes } from './routes/health.js';
+import { ollamaRoutes } from './routes/ollama.js';
 import { openaiRoute } from './routes/openai.js';
+import { teiRoutes } from './routes/tei.js';
 import type { RequestNote, Route, RouteContext, ServerState } from './routes/types.js';
 
 /**
@@ -29,6 +31,8 @@ export interface ServerOptions {
   model?: LoadedModel | Promise<LoadedModel>;
   /** Several models, routed by the request's `model` (with aliases); the first is the default. */
   models?: ModelSpec[];
+  /** alias=name pairs naming a model by its served name (known once loaded). */
+  lateAliases?: Array<[string, string]>;
   host?: string;
   port?: number;
   maxBatchTokens?: number;
@@ -76,7 +80,7 @@ const QUIET_MS = 50;
 /** How long a draining server lets a client finish sending a body it started before answering 503. */
 const BODY_GRACE_MS = 1000;
 
-const BUILTIN_ROUTES: Route[] = [openaiRoute, ...healthRoutes];
+const BUILTIN_ROUTES: Route[] = [openaiRoute, ...teiRoutes, ...ollamaRoutes, ...healthRoutes];
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const cfg = {
@@ -107,6 +111,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     log({ event: 'ready', model: slot.name, provider: m.provider, dimensions: m.manifest.dimensions, warmupMs: slot.service!.warmupMs, loadMs: slot.loadMs });
   });
   const ready = models.ready.then(() => {
+    models.addAliases(opts.lateAliases ?? []);
     if (state === 'loading') state = 'ready';
   });
   ready.catch((err: unknown) => log({ event: 'load_failed', error: err instanceof Error ? err.message : String(err) }));
@@ -181,7 +186,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (!api) log({ event: 'error', id, error: err instanceof Error ? err.message : String(err) });
       const e = api ?? new ApiError(500, 'internal error while embedding; see the server log for request ' + id, null, 'internal_error');
       if (!req.complete) discardBody(req, 8 * cfg.maxBodyBytes);
-      send(res, e.status, route?.errorBody ? route.errorBody(e) : e.body(), e.headers);
+      const shaped = route?.errorBody ? route.errorBody(e) : { status: e.status, body: e.body() };
+      send(res, shaped.status, shaped.body, e.headers);
     });
   });
   server.keepAliveTimeout = 65_000; // longer than typical load balancer idle timeouts (ALB: 60 s)

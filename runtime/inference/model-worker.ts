@@ -178,6 +178,8 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
     worker,
     fault: () => fault,
     encode: (text: string) => tokenizer.encode(text),
+    encodeIds: (ids: number[]) => tokenizer.encodeIds(ids),
+    tokenText: (id: number) => tokenizer.tokenText(id),
     embed,
     async warmup() {
       await embed(warmupBatch);

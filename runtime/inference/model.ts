@@ -183,6 +183,8 @@ function makeModel(
     provider,
     dir,
     encode: (text: string) => tokenizer.encode(text),
+    encodeIds: (ids: number[]) => tokenizer.encodeIds(ids),
+    tokenText: (id: number) => tokenizer.tokenText(id),
     embed,
     async warmup() {
       await embed(warmupBatch);

@@ -19,7 +19,8 @@ export interface ServiceOptions extends BatcherOptions {
 }
 
 export interface EmbedCall {
-  texts: string[];
+  /** Texts, or token-id arrays of this model's vocabulary (OpenAI token-array inputs). */
+  texts: Array<string | number[]>;
   /** The task ("retrieval.query"...): a text prefix (e5, nomic, bge) or a LoRA adapter, as the model has it. */
   task?: string;
   /** Cut inputs over the model's max tokens (true) or refuse them (false). */
@@ -131,8 +132,8 @@ export class ModelService {
     let slice = performance.now();
     for (let i = 0; i < call.texts.length; i++) {
       const text = call.texts[i]!;
-      const cut = text.length > this.cutChars;
-      const enc = m.encode(prefix + (cut ? text.slice(0, this.cutChars) : text));
+      const cut = typeof text === 'string' && text.length > this.cutChars;
+      const enc = typeof text === 'string' ? m.encode(prefix + (cut ? text.slice(0, this.cutChars) : text)) : this.encodeIds(text, i);
       if (!call.truncate && enc.fullLength > m.manifest.maxTokens) {
         throw new InferenceError(
           'input_too_long',
@@ -167,6 +168,14 @@ export class ModelService {
       if (err instanceof QueueFull) throw overloaded(err);
       if (err instanceof Closed) throw new InferenceError('shutting_down', 'the server is shutting down; retry on another replica', 'shutting_down', { retryAfterSeconds: 1 });
       throw err;
+    }
+  }
+
+  private encodeIds(ids: number[], i: number): Encoded {
+    try {
+      return this.model.encodeIds(ids);
+    } catch (err) {
+      throw new InferenceError('invalid', `'input[${i}]': ${(err as Error).message}`, 'invalid_value', { param: 'input' });
     }
   }
 
