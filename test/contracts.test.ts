@@ -78,7 +78,8 @@ describe('contracts', () => {
     });
     expect(c.parse({ schema: 'embedctl.thing/v2', sum: 4 }, 'thing.json')).toEqual({ schema: 'embedctl.thing/v3', total: 4 });
     expect(() => c.parse({ schema: 'embedctl.thing/v1', sum: 4 }, 'thing.json')).toThrow(/thing\.json is embedctl\.thing v1, which this embedctl no longer reads/);
-    expect(() => c.parse({ schema: 'embedctl.other/v3', total: 4 }, 'thing.json')).toThrow(/not a thing \(no embedctl\.thing version stamp\)/);
+    expect(() => c.parse({ schema: 'embedctl.other/v3', total: 4 }, 'thing.json')).toThrow(/thing\.json has schema embedctl\.other\/v3, expected embedctl\.thing\/v3/);
+    expect(() => c.parse({ total: 4 }, 'thing.json')).toThrow(/not a thing \(no embedctl\.thing version stamp\)/);
   });
 
   it('history lines are validated on append and on read, a bad line named by number', async () => {

@@ -32,7 +32,8 @@ async function json(args: string[], o: Parameters<typeof runCli>[1] = {}) {
 
 function oneLineError(r: { code: number; stderr: string; stdout: string }, field: RegExp) {
   expect(r.code).toBe(2);
-  expect(r.stdout).toBe('');
+  // Under --json the failure is the error document on stdout; otherwise stdout stays empty.
+  if (r.stdout) expect(JSON.parse(r.stdout)).toMatchObject({ schema: 'embedctl.error/v1', error: { exitCode: 2 } });
   const first = r.stderr.trim().split('\n')[0]!;
   expect(first).toMatch(field);
   expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace

@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -61,7 +61,8 @@ describe('evidence from reports', () => {
     expect(by.consistency).toMatchObject({ status: 'pass', value: 0.991, ageSeconds: 3600, onTarget: false });
     expect(by.errorRate!.status).toBe('inconclusive');
     expect(by.errorRate!.note).toMatch(/load-test\.json has no errorRate; produce it with: embedctl load-test/);
-    expect(by.p95LatencyMs).toMatchObject({ status: 'pass', value: 40 });
+    // An incomplete report is not evidence at all: its p95 is not trusted either.
+    expect(by.p95LatencyMs).toMatchObject({ status: 'inconclusive', value: null });
     expect(by.overlap!.note).toMatch(/has schema embedctl\.verify-consistency\/v1, expected embedctl\.rag-overlap\/v1/);
     // cost-report's shape: monthly.<option>.total for the recommended option
     expect(by.monthlyCost).toMatchObject({ status: 'pass', value: 310 });
@@ -76,18 +77,16 @@ describe('evidence from reports', () => {
     expect(g.note).toMatch(/re-index/);
   });
 
-  it('a report without a timestamp is as old as the file', async () => {
+  it('a report without generatedAt is not evidence: its file date does not make it fresh', async () => {
     cwd = tempProject();
     const dir = join(cwd, 'r');
     mkdirSync(dir);
     const file = join(dir, 'verify-consistency.json');
-    writeFileSync(file, JSON.stringify({ cosine: { min: 0.999, mean: 0.9995 } }));
-    const old = new Date(now.getTime() - 3 * 24 * 3600_000);
-    utimesSync(file, old, old);
+    writeFileSync(file, JSON.stringify({ schema: 'embedctl.verify-consistency/v1', cosine: { min: 0.999, mean: 0.9995 } }));
     const gates = evaluateGates((await collectEvidence({ evidenceDir: dir, now })).evidence, DEFAULT_GATES, now);
     const c = gates.find((g) => g.name === 'consistency')!;
-    expect(c).toMatchObject({ status: 'inconclusive', value: 0.999, ageSeconds: 3 * 24 * 3600 });
-    expect(c.note).toMatch(/^stale: 3d old/);
+    expect(c).toMatchObject({ status: 'inconclusive', value: null });
+    expect(c.note).toMatch(/verify-consistency\.json has no generatedAt/);
   });
 
   it('an unreachable /metrics is inconclusive, never a pass', async () => {

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { CloudWatchClient, GetMetricDataCommand, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import type { Evidence, Observation } from '../core/rollout/gates.js';
 import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
+import type { Contract } from '../contracts/contract.js';
+import { EVIDENCE_REPORTS, recommendedMonthly } from '../contracts/reports.js';
 import { DEFAULT_DEPLOYMENT, DEPLOYMENT_DIMENSION, LATENCY_P95_STAT, SERVICE_METRICS, SERVICE_NAMESPACE } from '../core/service-metrics.js';
 
 /**
@@ -11,13 +13,6 @@ import { DEFAULT_DEPLOYMENT, DEPLOYMENT_DIMENSION, LATENCY_P95_STAT, SERVICE_MET
  * CloudWatch. Never throws for missing or odd evidence: it returns an Observation whose note says
  * what is missing, so the gate turns inconclusive and names the command that produces it.
  */
-
-export const REPORT_FILES = {
-  consistency: 'verify-consistency.json',
-  overlap: 'rag-overlap.json',
-  loadTest: 'load-test.json',
-  cost: 'cost-report.json',
-} as const;
 
 export interface CloudWatchSource {
   region: string;
@@ -79,46 +74,25 @@ export interface CollectedEvidence {
 export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedEvidence> {
   const evidence: Evidence = {};
   const [consistency, overlap, load, cost] = await Promise.all([
-    readReport(join(opts.evidenceDir, REPORT_FILES.consistency), 'verify-consistency'),
-    readReport(join(opts.evidenceDir, REPORT_FILES.overlap), 'rag-overlap'),
-    readReport(join(opts.evidenceDir, REPORT_FILES.loadTest), 'load-test'),
-    readReport(join(opts.evidenceDir, REPORT_FILES.cost), 'cost-report'),
+    readReport(opts.evidenceDir, EVIDENCE_REPORTS.consistency),
+    readReport(opts.evidenceDir, EVIDENCE_REPORTS.overlap),
+    readReport(opts.evidenceDir, EVIDENCE_REPORTS.loadTest),
+    readReport(opts.evidenceDir, EVIDENCE_REPORTS.cost),
   ]);
 
-  evidence.consistency = fromReport(consistency, (doc) => {
-    const min = num(get(doc, 'cosine.min'));
-    if (min !== undefined) return { value: min, note: meanNote(doc) };
-    const mean = num(get(doc, 'cosine.mean'));
-    if (mean !== undefined) return { value: mean, note: 'cosine.min missing; judged on cosine.mean' };
-    return 'cosine.min (and cosine.mean)';
-  });
-  evidence.overlap = fromReport(overlap, (doc) => {
+  evidence.consistency = observe(consistency, (doc) => ({ value: doc.cosine.min, note: `min cosine; mean ${doc.cosine.mean.toFixed(4)}` }));
+  evidence.overlap = observe(overlap, (doc) => {
     // A different model cannot overlap the old index; rag-overlap then judges retrieval quality.
-    if (get(doc, 'reindex') === true) {
-      const ratio = num(get(doc, 'quality.ratio'));
-      return ratio === undefined ? 'quality.ratio (a re-index report)' : { value: ratio, note: 're-index: judged on the nDCG@10 ratio candidate/reference' };
-    }
-    const v = num(get(doc, 'overlap.mean')) ?? num(get(doc, 'overlapAt10.mean')) ?? num(get(doc, 'overlap.meanAt10'));
-    if (v === undefined) return 'overlap.mean';
-    return { value: v > 1 ? v / 100 : v };
+    if (!doc.reindex) return { value: doc.overlap.mean };
+    const ratio = doc.quality?.ratio;
+    return typeof ratio === 'number' ? { value: ratio, note: 're-index: judged on the nDCG@10 ratio candidate/reference' } : 'quality.ratio (a re-index report needs --qrels)';
   });
-  evidence.monthlyCost = fromReport(cost, (doc) => {
-    const v = monthlyFromCost(doc);
-    return v === undefined ? 'a projected self-hosted monthly cost (e.g. recommendation.monthly.total)' : { value: v };
+  evidence.monthlyCost = observe(cost, (doc) => {
+    const m = recommendedMonthly(doc);
+    return m ? { value: m.value, ...(m.note ? { note: m.note } : {}) } : 'monthly.<option>.total for any self-hosted option';
   });
-
-  const fromLoad = {
-    errorRate: fromReport(load, (doc) => {
-      const v = num(get(doc, 'errorRate')) ?? num(get(doc, 'errors.rate')) ?? num(get(doc, 'summary.errorRate'));
-      return v === undefined ? 'errorRate' : { value: v };
-    }),
-    p95LatencyMs: fromReport(load, (doc) => {
-      const v = num(get(doc, 'latencyMs.p95')) ?? num(get(doc, 'latency.p95')) ?? num(get(doc, 'summary.latencyMs.p95'));
-      return v === undefined ? 'latencyMs.p95' : { value: v };
-    }),
-  };
-  evidence.errorRate = fromLoad.errorRate;
-  evidence.p95LatencyMs = fromLoad.p95LatencyMs;
+  evidence.errorRate = observe(load, (doc) => ({ value: doc.errorRate }));
+  evidence.p95LatencyMs = observe(load, (doc) => ({ value: doc.latencyMs.p95 }));
 
   // Live traffic beats a load test: it is what users see right now.
   let snap: TrafficSnapshot | undefined;
@@ -156,13 +130,14 @@ export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedE
   return { evidence, snapshot: snap };
 }
 
-type Report = { path: string; doc?: Record<string, unknown>; observedAt?: Date; problem?: string };
+type Read<T> = { path: string; doc?: T; problem?: string };
 
-async function readReport(path: string, command: string): Promise<Report> {
+/** One report through its contract: missing, corrupt, another schema or a missing field is a note. */
+async function readReport<T extends { generatedAt: string }>(dir: string, r: { file: string; contract: Contract<T> }): Promise<Read<T>> {
+  const path = join(dir, r.file);
   let text: string;
-  let mtime: Date;
   try {
-    [text, mtime] = await Promise.all([fsp.readFile(path, 'utf8'), fsp.stat(path).then((s) => s.mtime)]);
+    text = await fsp.readFile(path, 'utf8');
   } catch {
     return { path, problem: `no report at ${path}` };
   }
@@ -172,78 +147,17 @@ async function readReport(path: string, command: string): Promise<Report> {
   } catch {
     return { path, problem: `${path} is not valid JSON` };
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return { path, problem: `${path} is not a report object` };
-  const d = doc as Record<string, unknown>;
-  const schema = d.schema;
-  if (typeof schema === 'string' && schema !== `embedctl.${command}/v1`) {
-    return { path, problem: `${path} has schema ${schema}, expected embedctl.${command}/v1` };
-  }
-  // The report's own timestamp says when it was measured; mtime only when it has none (a copy
-  // keeps the date of the measurement, a touch does not make old evidence fresh).
-  const stamp = ['generatedAt', 'createdAt', 'finishedAt', 'endedAt', 'time', 'timestamp', 'at'].map((k) => d[k]).find((v) => typeof v === 'string' && !Number.isNaN(Date.parse(v)));
-  return { path, doc: d, observedAt: stamp ? new Date(Date.parse(stamp as string)) : mtime };
+  const out = r.contract.check(doc, path);
+  return out.ok ? { path, doc: out.value } : { path, problem: out.problem };
 }
 
-function fromReport(r: Report, pick: (doc: Record<string, unknown>) => { value: number; note?: string } | string): Observation {
+/** The report's generatedAt is when it was measured: the gates judge its age by that. */
+function observe<T extends { generatedAt: string }>(r: Read<T>, pick: (doc: T) => { value: number; note?: string } | string): Observation {
   if (!r.doc) return { value: null, source: r.path, note: r.problem ?? 'missing' };
+  const observedAt = new Date(r.doc.generatedAt);
   const got = pick(r.doc);
-  if (typeof got === 'string') return { value: null, source: r.path, observedAt: r.observedAt ?? null, note: `${r.path} has no ${got}` };
-  return { value: got.value, source: r.path, observedAt: r.observedAt ?? null, ...(got.note ? { note: got.note } : {}) };
-}
-
-function get(obj: unknown, dotted: string): unknown {
-  let cur = obj;
-  for (const k of dotted.split('.')) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<string, unknown>)[k];
-  }
-  return cur;
-}
-
-function num(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
-}
-
-function meanNote(doc: unknown): string | undefined {
-  const mean = num(get(doc, 'cosine.mean'));
-  return mean === undefined ? undefined : `min cosine; mean ${mean.toFixed(4)}`;
-}
-
-/** cost-report is written concurrently with this: accept the shapes it may reasonably take. */
-function monthlyFromCost(doc: Record<string, unknown>): number | undefined {
-  for (const p of [
-    'projectedMonthlyUsd',
-    'selfHosted.monthlyUsd',
-    'selfHosted.monthly.total',
-    'recommendation.monthly.total',
-    'recommendation.monthlyUsd',
-    'recommended.monthly.total',
-    'monthly.selfHosted',
-  ]) {
-    const v = num(get(doc, p));
-    if (v !== undefined) return v;
-  }
-  // embedctl.cost-report/v1: monthly.<option>.total per pricing option, recommendation.option.
-  const monthly = get(doc, 'monthly');
-  if (monthly && typeof monthly === 'object') {
-    const opt = get(doc, 'recommendation.option');
-    if (typeof opt === 'string') {
-      const v = num(get(monthly, `${opt}.total`));
-      if (v !== undefined) return v;
-    }
-    const totals = Object.values(monthly as Record<string, unknown>).map((m) => num(get(m, 'total'))).filter((v): v is number => v !== undefined);
-    if (totals.length > 0) return Math.min(...totals);
-  }
-  const options = get(doc, 'options');
-  if (Array.isArray(options)) {
-    const rec = get(doc, 'recommendation.option') ?? get(doc, 'recommendation');
-    const totals = options
-      .map((o) => ({ name: get(o, 'option') ?? get(o, 'name'), total: num(get(o, 'monthly.total')) ?? num(get(o, 'monthlyUsd')) }))
-      .filter((o): o is { name: unknown; total: number } => o.total !== undefined);
-    const chosen = totals.find((o) => o.name !== undefined && o.name === rec) ?? totals.sort((a, b) => a.total - b.total)[0];
-    return chosen?.total;
-  }
-  return undefined;
+  if (typeof got === 'string') return { value: null, source: r.path, observedAt, note: `${r.path} has no ${got}` };
+  return { value: got.value, source: r.path, observedAt, ...(got.note ? { note: got.note } : {}) };
 }
 
 async function scrapeMetrics(url: string, opts: EvidenceOptions): Promise<{ snapshot: TrafficSnapshot } | { error: string }> {

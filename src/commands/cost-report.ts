@@ -24,6 +24,7 @@ import { csvText, htmlText, jsonDoc, LABEL, textReport, type ActualData } from '
 import { type Logger, printJson, withSchema } from '../ui/output.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
+import { costReport } from '../contracts/reports.js';
 
 /** Bytes per vector component in a response: measured JSON.stringify of float32 values as JS numbers. */
 export const BYTES_PER_VALUE = { float: 20.8, base64: (4 * 4) / 3 } as const;
@@ -419,8 +420,9 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       }
       let actual: ActualData | undefined;
       if (inputs.output.actual) {
-        log.warn('--actual calls Cost Explorer, which bills $0.01 per request (this run makes at least 2)');
+        log.warn('--actual calls Cost Explorer, which bills $0.01 per request (this run makes at least 3)');
         const costs = await fetchActualCosts(ctx);
+        if (costs.tag.hint) log.warn(costs.tag.hint);
         const usage = await fetchUsage(ctx, inputs.instance.region, provisionedInstanceIds(ctx));
         log.info(`Cost Explorer requests made: ${costs.costExplorerRequests} ($${(costs.costExplorerRequests * 0.01).toFixed(2)})`);
         actual = { costs, usage };
@@ -438,7 +440,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       if (typeof opts.out === 'string') {
         const path = isAbsolute(opts.out) ? opts.out : join(ctx.cwd, opts.out);
         try {
-          await writeJsonAtomic(path, withSchema('cost-report', doc));
+          await costReport.write(path, withSchema('cost-report', doc));
         } catch (err) {
           throw new UsageError(`cannot write ${path}: ${(err as Error).message}`, { field: '--out' });
         }

@@ -37,6 +37,7 @@ import { fmtNum, type Logger, printJson, table, withSchema } from '../ui/output.
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { dataDir, templatesDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
+import { loadTestReport } from '../contracts/reports.js';
 
 interface Opts {
   target?: string;
@@ -315,7 +316,7 @@ async function run(ctx: Context, opts: Opts, json: boolean, log: Logger): Promis
   );
   if (opts.out) {
     const path = resolve(ctx.cwd, opts.out);
-    await writeJsonAtomic(path, withSchema('load-test', report));
+    await loadTestReport.write(path, withSchema('load-test', report));
     log.info(`report written to ${path}`);
   }
   if (json) printJson(ctx, 'load-test', report as unknown as Record<string, unknown>);

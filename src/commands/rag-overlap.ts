@@ -13,6 +13,7 @@ import { writeJsonAtomic } from '../util/fs.js';
 import { dataDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
 import { addEndpointOptions, embedWithProgress, endpointClients, guardCost, readTextFile, type EndpointFlags } from './embedding-endpoints.js';
+import { ragOverlapReport } from '../contracts/reports.js';
 
 interface Opts extends EndpointFlags {
   corpus?: string;
@@ -181,7 +182,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         topkBackend: backend.name,
         generatedAt: ctx.now().toISOString(),
       };
-      if (opts.out) await writeJsonAtomic(resolve(ctx.cwd, opts.out), withSchema('rag-overlap', doc));
+      if (opts.out) await ragOverlapReport.write(resolve(ctx.cwd, opts.out), withSchema('rag-overlap', doc));
       if (globals.json) printJson(ctx, 'rag-overlap', doc);
       else {
         const c = log.c;

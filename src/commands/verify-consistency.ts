@@ -10,6 +10,7 @@ import { writeJsonAtomic } from '../util/fs.js';
 import { dataDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
 import { addEndpointOptions, embedWithProgress, endpointClients, guardCost, readTextFile, type EndpointFlags } from './embedding-endpoints.js';
+import { verifyConsistencyReport } from '../contracts/reports.js';
 
 interface Opts extends EndpointFlags {
   texts?: string;
@@ -104,7 +105,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         ...(differentModel ? { note: 'median cosine under 0.5: the candidate looks like a different model; this move is a re-index (use rag-overlap with --qrels)' } : {}),
         generatedAt: ctx.now().toISOString(),
       };
-      if (opts.out) await writeJsonAtomic(resolve(ctx.cwd, opts.out), withSchema('verify-consistency', doc));
+      if (opts.out) await verifyConsistencyReport.write(resolve(ctx.cwd, opts.out), withSchema('verify-consistency', doc));
 
       if (globals.json) printJson(ctx, 'verify-consistency', doc);
       else {

@@ -19,6 +19,8 @@ export interface Contract<T> {
   readonly schema: z.ZodType<T>;
   /** Validates a parsed document (migrating older versions); `where` names it in errors. */
   parse(doc: unknown, where: string): T;
+  /** As parse, but returns the problem as a phrase ("x.json has no errorRate") instead of throwing. */
+  check(doc: unknown, where: string): { ok: true; value: T } | { ok: false; problem: string };
   /** Reads and validates `path`; undefined when it does not exist. */
   read(path: string): Promise<T | undefined>;
   /** Validates and writes atomically (temp file + rename). */
@@ -52,6 +54,9 @@ export function defineContract<T>(spec: Spec<T>): Contract<T> {
     }
     let cur = doc as Record<string, unknown>;
     let v = stampOf(cur);
+    if (v === undefined && typeof cur.schema === 'string' && spec.stamp.key === 'schema') {
+      throw new UsageError(`${where} has schema ${cur.schema}, expected ${label}/v${spec.version}`, { hint: spec.fix });
+    }
     if (v === undefined) {
       throw new UsageError(`${where} is not a ${spec.name} (no ${label} version stamp); it was left untouched`, { hint: spec.fix });
     }
@@ -72,9 +77,18 @@ export function defineContract<T>(spec: Spec<T>): Contract<T> {
     if (!out.success) {
       const issue = out.error.issues[0]!;
       const field = issue.path.map(String).join('.') || '(top level)';
-      throw new UsageError(`${issue.message}; it was left untouched`, { field: `${where}: ${field}`, hint: spec.fix });
+      throw new FieldProblem(where, field, issue.code === 'invalid_type' && issue.input === undefined ? undefined : issue.message, spec.fix);
     }
     return out.data;
+  };
+  const check = (doc: unknown, where: string): { ok: true; value: T } | { ok: false; problem: string } => {
+    try {
+      return { ok: true, value: parse(doc, where) };
+    } catch (err) {
+      if (err instanceof FieldProblem) return { ok: false, problem: err.missing ? `${where} has no ${err.path}` : `${where}: ${err.path}: ${err.detail}` };
+      if (err instanceof UsageError) return { ok: false, problem: err.message.replace(/; it was left untouched$/, '') };
+      throw err;
+    }
   };
   return {
     name: spec.name,
@@ -82,6 +96,7 @@ export function defineContract<T>(spec: Spec<T>): Contract<T> {
     fix: spec.fix,
     schema: spec.schema,
     parse,
+    check,
     async read(path) {
       const text = await readText(path);
       if (text === undefined) return undefined;
@@ -94,9 +109,24 @@ export function defineContract<T>(spec: Spec<T>): Contract<T> {
         const issue = checked.error.issues[0]!;
         throw new Error(`refusing to write an invalid ${spec.name} to ${path}: ${issue.path.join('.')}: ${issue.message}`);
       }
-      await writeJsonAtomic(path, checked.data);
+      // The writer's document goes to disk as written: the schema checks it, it does not trim it.
+      await writeJsonAtomic(path, value);
     },
   };
+}
+
+/** A field of a file that is missing or wrong: exit 2, naming the file, the field and the fix. */
+class FieldProblem extends UsageError {
+  readonly missing: boolean;
+  constructor(
+    where: string,
+    readonly path: string,
+    readonly detail: string | undefined,
+    fix: string,
+  ) {
+    super(`${detail ?? 'missing'}; it was left untouched`, { field: `${where}: ${path}`, hint: fix });
+    this.missing = detail === undefined;
+  }
 }
 
 /**

@@ -41,8 +41,8 @@ export function logger(ctx: Context, globals: GlobalOptions): Logger {
 }
 
 /** A command's report with its schema key: what --json prints and what --out files hold. */
-export function withSchema<T extends object>(command: string, doc: T): { schema: string } & T {
-  return { schema: `embedctl.${command}/v1`, ...doc };
+export function withSchema<C extends string, T extends object>(command: C, doc: T): { schema: `embedctl.${C}/v1` } & T {
+  return { schema: `embedctl.${command}/v1` as const, ...doc };
 }
 
 /** The one JSON document a `--json` run prints on stdout. */

@@ -1,0 +1,82 @@
+import { z } from 'zod';
+import { defineContract, type Contract } from './contract.js';
+
+/**
+ * The reports commands write with `--out` (and print with `--json`) that other commands read:
+ * rollout's gates read the four evidence reports, rehearse keeps every stage's report. Each
+ * schema pins the fields another command reads, typed and required; the rest of a report is its
+ * writer's detail: written as is, not part of what a reader gets back. `generatedAt` is the one timestamp: a report is
+ * as old as its measurement, never as old as the file.
+ */
+const iso = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'expected an ISO date-time');
+const fraction = z.number().min(0, 'must be >= 0').max(1, 'must be <= 1 (a fraction, not a percentage)');
+
+function report<S extends z.ZodRawShape>(id: string, shape: S, fix: string) {
+  const schema = z.object({ schema: z.literal(`embedctl.${id}/v1`), generatedAt: iso, ...shape });
+  return defineContract<z.infer<typeof schema>>({ name: `${id} report`, version: 1, stamp: { key: 'schema', id }, schema, fix });
+}
+
+export const verifyConsistencyReport = report(
+  'verify-consistency',
+  {
+    count: z.number().int().min(0).optional(),
+    cosine: z.object({ min: z.number(), mean: z.number() }),
+  },
+  'produce it with: embedctl verify-consistency --out .embedctl/reports/verify-consistency.json',
+);
+
+export const ragOverlapReport = report(
+  'rag-overlap',
+  {
+    overlap: z.object({ mean: fraction }),
+    /** The candidate is another model: judge retrieval quality (nDCG@10 ratio), not overlap. */
+    reindex: z.boolean().default(false),
+    // JSON has no Infinity: a reference nDCG of 0 with a better candidate is written as null.
+    quality: z.object({ ratio: z.number().nullable() }).optional(),
+  },
+  'produce it with: embedctl rag-overlap --out .embedctl/reports/rag-overlap.json',
+);
+
+export const loadTestReport = report(
+  'load-test',
+  {
+    requests: z.number().int().min(0).optional(),
+    errorRate: fraction,
+    latencyMs: z.object({ p95: z.number().min(0) }),
+    embeddingsPerMinute: z.number().optional(),
+    verdict: z.object({ gatesPass: z.boolean(), meetsSuccessCriteria: z.boolean() }).optional(),
+  },
+  'produce it with: embedctl load-test --out .embedctl/reports/load-test.json',
+);
+
+const pricingOption = z.enum(['onDemand', 'reserved', 'spot']);
+export const costReport = report(
+  'cost-report',
+  {
+    monthly: z.object({ hosted: z.number(), onDemand: z.object({ total: z.number() }).optional(), reserved: z.object({ total: z.number() }).optional(), spot: z.object({ total: z.number() }).optional() }),
+    recommendation: z.object({ decision: z.string(), option: pricingOption.nullable(), reason: z.string() }),
+  },
+  'produce it with: embedctl cost-report --out .embedctl/reports/cost-report.json',
+);
+
+export type VerifyConsistencyReport = z.infer<typeof verifyConsistencyReport.schema>;
+export type RagOverlapReport = z.infer<typeof ragOverlapReport.schema>;
+export type LoadTestReportDoc = z.infer<typeof loadTestReport.schema>;
+export type CostReportDoc = z.infer<typeof costReport.schema>;
+
+/** The self-hosted monthly total a cost report recommends (its cheapest option when it says stay). */
+export function recommendedMonthly(doc: CostReportDoc): { value: number; option: string; note?: string } | undefined {
+  const totals = pricingOption.options.flatMap((o) => (doc.monthly[o] ? [{ option: o, total: doc.monthly[o].total }] : []));
+  const rec = doc.recommendation.option;
+  const chosen = totals.find((t) => t.option === rec);
+  if (chosen) return { value: chosen.total, option: chosen.option };
+  const cheapest = totals.sort((a, b) => a.total - b.total)[0];
+  return cheapest && { value: cheapest.total, option: cheapest.option, note: `no recommended option (${doc.recommendation.decision}); the cheapest, ${cheapest.option}` };
+}
+
+export const EVIDENCE_REPORTS = {
+  consistency: { file: 'verify-consistency.json', contract: verifyConsistencyReport as Contract<VerifyConsistencyReport> },
+  overlap: { file: 'rag-overlap.json', contract: ragOverlapReport as Contract<RagOverlapReport> },
+  loadTest: { file: 'load-test.json', contract: loadTestReport as Contract<LoadTestReportDoc> },
+  cost: { file: 'cost-report.json', contract: costReport as Contract<CostReportDoc> },
+} as const;
