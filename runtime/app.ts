@@ -80,7 +80,7 @@ export interface RunningServer {
 /** How long nothing may be in flight before a draining server stops listening. */
 const QUIET_MS = 50;
 /** How long a draining server lets a client finish sending a body it started before answering 503. */
-const BODY_GRACE_MS = 1000;
+const BODY_GRACE_MS = 5000;
 
 const BUILTIN_ROUTES: Route[] = [openaiRoute, ...teiRoutes, ...ollamaRoutes, ...healthRoutes];
 
