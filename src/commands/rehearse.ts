@@ -315,7 +315,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
           const bad = refresh.findIndex((x) => x.code !== 0);
           if (bad >= 0) return { verdict: 'fail', exitCode: refresh[bad]!.code, figures: {}, note: `evidence refresh failed: ${refresh[bad]!.errTail.trim().split('\n').pop()}` };
         }
-        const r = await sub(['rollout', i === 0 ? '--percent' : '--next', ...(i === 0 ? [String(pct)] : []), ...rolloutCommon()]);
+        const r = await sub(['rollout', ...(i === 0 ? ['to', String(pct)] : ['next']), ...rolloutCommon()]);
         const split = await sampleSplit(200);
         const observed = (100 * split.selfhosted) / Math.max(1, split.selfhosted + split.hosted);
         const gates = Array.isArray(r.json?.gates) ? r.json.gates : Array.isArray(r.json?.gateResults) ? r.json.gateResults : [];
@@ -362,7 +362,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       })();
       let r;
       try {
-        r = await sub(['rollout', '--watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
+        r = await sub(['rollout', 'watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
       } finally {
         stop.abort();
       }
