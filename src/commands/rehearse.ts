@@ -156,7 +156,9 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       selfHosted: { url: candUrl(), model: 'default' },
       hosted: { url: refUrl(), model: 'default-q', apiKey: hostedKey },
       percentFrom: { envFile: join(work, '.embedctl', 'traffic.env') },
-      sameModel: false,
+      // default-q is default quantised: one vector space (verify-consistency checks it), so a
+      // self-hosted failure may be answered by hosted.
+      sameModel: true,
       retries: 0,
       refreshMs: 0,
     });
@@ -239,7 +241,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
         onProgress: (m) => log.info(`    | ${m}`),
       });
       if (useNginx) {
-        const r = await sub(['up', '--local', '--replicas', '2', '--model', 'default', '--hosted-url', hosted.url, '--percent', '0'], false, {
+        const r = await sub(['up', '--local', '--replicas', '2', '--model', 'default', '--hosted-url', hosted.url, '--percent', '0', '--same-model'], false, {
           EMBEDCTL_HOSTED_API_KEY: hostedKey,
           // The self-hosted side is open inside the rehearsal, whatever the caller's shell exports.
           EMBEDCTL_API_KEY: '',
@@ -315,7 +317,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
           const bad = refresh.findIndex((x) => x.code !== 0);
           if (bad >= 0) return { verdict: 'fail', exitCode: refresh[bad]!.code, figures: {}, note: `evidence refresh failed: ${refresh[bad]!.errTail.trim().split('\n').pop()}` };
         }
-        const r = await sub(['rollout', i === 0 ? '--percent' : '--next', ...(i === 0 ? [String(pct)] : []), ...rolloutCommon()]);
+        const r = await sub(['rollout', ...(i === 0 ? ['to', String(pct)] : ['next']), ...rolloutCommon()]);
         const split = await sampleSplit(200);
         const observed = (100 * split.selfhosted) / Math.max(1, split.selfhosted + split.hosted);
         const gates = Array.isArray(r.json?.gates) ? r.json.gates : Array.isArray(r.json?.gateResults) ? r.json.gateResults : [];
@@ -342,14 +344,20 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       for (const rt of selfHosted) await setFault(rt, 500);
       const stop = new AbortController();
       const traffic = (async () => {
-        const c = { sent: 0, failed: 0 };
+        const c = { sent: 0, failed: 0, connectionRetries: 0 };
         const client = useNginx ? undefined : hybrid();
         while (!stop.signal.aborted && c.sent < 5000) {
           c.sent++;
           try {
             if (client) await client.embed(['fault traffic'], { key: `t${c.sent % 97}` });
             else {
-              const res = await fetch(`${gatewayUrl}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-tenant-id': `t${c.sent % 97}` }, body: '{"input":"fault traffic"}', signal: AbortSignal.timeout(5000) });
+              const send = () => fetch(`${gatewayUrl}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-tenant-id': `t${c.sent % 97}` }, body: '{"input":"fault traffic"}', signal: AbortSignal.timeout(5000) });
+              // Like the OpenAI SDK, retry once when a reload closed the keep-alive connection under
+              // the request (nginx never saw it); HTTP errors are never retried here.
+              const res = await send().catch(() => {
+                c.connectionRetries++;
+                return send();
+              });
               await res.arrayBuffer();
               if (!res.ok) c.failed++;
             }
@@ -362,7 +370,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       })();
       let r;
       try {
-        r = await sub(['rollout', '--watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
+        r = await sub(['rollout', 'watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
       } finally {
         stop.abort();
       }
@@ -370,7 +378,8 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       const detectSeconds = (Date.now() - t0) / 1000;
       for (const rt of selfHosted) await setFault(rt, 0);
       const after = await sampleSplit(200);
-      const ok = r.code === 4 && after.selfhosted === 0 && after.errors === 0;
+      // Clients must not notice: every request during the fault and after the rollback answered.
+      const ok = r.code === 4 && after.selfhosted === 0 && after.errors === 0 && seen.failed === 0;
       return {
         verdict: ok ? 'pass' : 'fail',
         exitCode: r.code === 4 ? 0 : r.code,
@@ -381,10 +390,11 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
           reason: r.json?.reason ?? r.json?.rollback?.reason ?? null,
           clientRequestsDuringFault: seen.sent,
           clientErrorsDuringFault: seen.failed,
+          connectionRetriesDuringFault: seen.connectionRetries,
           afterSelfHosted: after.selfhosted,
           afterHosted: after.hosted,
         },
-        note: ok ? undefined : `watch exited ${r.code}; after rollback ${after.selfhosted} of 200 sampled went to self-hosted`,
+        note: ok ? undefined : `watch exited ${r.code}; ${seen.failed} of ${seen.sent} client requests failed during the fault; after rollback ${after.selfhosted} of 200 sampled went to self-hosted`,
       };
     });
   } catch (err) {
