@@ -2,6 +2,7 @@ import { ExternalError, UsageError } from '../errors.js';
 import { sleep as defaultSleep } from '../context.js';
 import { vectorProblem } from '../core/vectors.js';
 import type { EmbeddingCache } from './embedding-cache.js';
+import { listPricePerMillion } from '../core/cost/prices.js';
 
 /**
  * One client for every embeddings endpoint a team has: the Jina API, OpenAI (and anything that
@@ -450,18 +451,6 @@ export function estimateTokens(texts: string[]): number {
   return n;
 }
 
-/**
- * List prices in USD per million tokens, as published when this was written; a guard against
- * surprises, not a bill. Override with --price-per-million.
- */
-export const LIST_PRICE_PER_MILLION: Record<string, number> = {
-  'jina-embeddings-v3': 0.05,
-  'jina-embeddings-v4': 0.05,
-  'text-embedding-3-small': 0.02,
-  'text-embedding-3-large': 0.13,
-  'text-embedding-ada-002': 0.1,
-};
-
 export interface CostEstimate {
   endpoint: string;
   tokens: number;
@@ -476,7 +465,8 @@ export function estimateCost(
   pricePerMillion?: number,
 ): CostEstimate | undefined {
   if (!client.paid && pricePerMillion === undefined) return undefined;
-  const price = pricePerMillion ?? LIST_PRICE_PER_MILLION[client.model ?? ''] ?? 0.13;
+  // Unknown model: the dearest list price, so the guard errs on the side of asking.
+  const price = pricePerMillion ?? listPricePerMillion(client.model) ?? 0.13;
   const tokens = estimateTokens(texts);
   return { endpoint: client.endpoint, tokens, usd: (tokens / 1e6) * price, pricePerMillion: price };
 }

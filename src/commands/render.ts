@@ -16,7 +16,7 @@ import { action, examples, type ExitHolder } from './shared.js';
 export type NginxCheck = { status: 'passed' } | { status: 'skipped'; reason: string } | { status: 'failed'; message: string };
 
 /** Flags `render` exposes, in help order. */
-export const RENDER_FLAGS: readonly DeployKey[] = [
+const RENDER_FLAGS: readonly DeployKey[] = [
   'replicas',
   'hostedUrl',
   'percent',
@@ -51,7 +51,7 @@ function substitutedAuthSnippet(template: string): string {
  * nginx -t on the rendered nginx.conf itself, in a scratch prefix next to the hosted-auth
  * snippet the container would produce.
  */
-export async function checkDeployNginx(files: RenderedFile[], env: Context['env']): Promise<NginxCheck> {
+async function checkDeployNginx(files: RenderedFile[], env: Context['env']): Promise<NginxCheck> {
   if (!nginxBinary(env)) return { status: 'skipped', reason: 'nginx is not installed here' };
   const dir = mkdtempSync(join(tmpdir(), 'embedctl-render-check-'));
   try {
@@ -88,7 +88,7 @@ function statusOf(path: string, content: string): FileStatus {
   }
 }
 
-export function renderFiles(config: DeployConfig): RenderedFile[] {
+function renderFiles(config: DeployConfig): RenderedFile[] {
   try {
     return renderDeploy(config);
   } catch (err) {
