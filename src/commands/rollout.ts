@@ -451,7 +451,7 @@ async function gatesNow(r: Runner, previous?: TrafficSnapshot, windowMs = r.sett
     metricsUrl: r.settings.metricsUrl,
     metricsApiKey: r.settings.metricsApiKey,
     cloudwatch: r.settings.cloudwatch,
-    cloudwatchClient: r.ctx.adapters.cloudwatchClient as never,
+    cloudwatchClient: r.ctx.adapters.cloudwatchClient,
     previous,
     now: r.ctx.now(),
   });

@@ -68,7 +68,7 @@ function toPeriod(r: ResultByTime): PeriodCost {
 
 export async function fetchActualCosts(ctx: Context): Promise<ActualCosts> {
   // Cost Explorer has one endpoint, in us-east-1.
-  const ce = (ctx.adapters.costExplorerClient as CostExplorerClient | undefined) ?? new CostExplorerClient({ region: 'us-east-1' });
+  const ce = ctx.adapters.costExplorerClient ?? new CostExplorerClient({ region: 'us-east-1' });
   const p = costPeriods(ctx.now());
   let requests = 0;
   const results: ResultByTime[] = [];
