@@ -4,6 +4,7 @@
  * Each parser throws an Error whose message says what is expected; callers prefix the source.
  */
 import { DEPLOYMENT_RE } from './service-metrics.js';
+import { SERVING_OPTION_SPECS, type ServingOptions } from './serving-options.js';
 
 /** Server defaults (runtime/app.ts applies them to anything left unset). */
 export const DEFAULTS = {
@@ -18,7 +19,7 @@ export const DEFAULTS = {
 
 export const PROVIDERS = ['cuda', 'webgpu', 'cpu'] as const;
 
-export interface RuntimeOptions {
+export interface RuntimeOptions extends ServingOptions {
   /** One model, or several comma-separated (a repeated --model is joined so): routed by `model`. */
   model: string;
   /** "alias" (for the first model) or "alias=model", comma-separated. */
@@ -118,6 +119,8 @@ export const OPTION_SPECS: OptionSpec[] = [
   spec({ key: 'deviceId', flag: '--device-id <n>', env: 'EMBEDCTL_DEVICE_ID', description: 'GPU to run on (cuda provider), as nvidia-smi numbers them', default: 0, parse: int(0, 1023) }),
   spec({ key: 'faultInjection', flag: '--fault-injection <on|off>', env: 'EMBEDCTL_FAULT_INJECTION', description: 'enable POST /admin/fault from loopback (rehearsals and drills only: makes the server answer errors on demand)', default: false, parse: onOff }),
   spec({ key: 'modelWorker', flag: '--model-worker <on|off|auto>', env: 'EMBEDCTL_MODEL_WORKER', description: 'run the model in a worker thread so HTTP and tokenising go on while a batch runs (auto = on for cuda/webgpu, off for cpu)', default: 'auto', parse: onOffAuto }),
+  // Cache, per-caller limits, keys, JWT, admin (issue 17): common/serving-options.ts.
+  ...(SERVING_OPTION_SPECS as unknown as OptionSpec[]),
 ];
 
 /** "--max-batch-tokens <n>" -> "--max-batch-tokens". */

@@ -3,7 +3,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { DEFAULTS } from '../common/runtime-options.js';
 import { discardBody, methodNotAllowed, send } from './http.js';
+import type { ServingOptions } from '../common/serving-options.js';
 import { defaultHooks, type Hooks } from './hooks/index.js';
+import { createServingHooks, servingRequested } from './hooks/serving.js';
 import { RuntimeMetrics, routeLabel } from './hooks/metrics.js';
 import { ModelSet, type ModelSpec } from './inference/models.js';
 import type { LoadedModel } from './inference/types.js';
@@ -24,7 +26,7 @@ export { DEFAULTS };
 export { CPU_MAX_PADDING } from './inference/service.js';
 export type { ServerState };
 
-export interface ServerOptions {
+export interface ServerOptions extends Partial<ServingOptions> {
   /** One model, or a promise of it: the server listens (and answers /ready 503) while it loads. */
   model?: LoadedModel | Promise<LoadedModel>;
   /** Several models, routed by the request's `model` (with aliases); the first is the default. */
@@ -110,7 +112,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const ms = models.state();
     return ms === 'failed' ? 'failed' : state === 'ready' ? 'ready' : 'loading';
   };
-  const hooks = defaultHooks({ apiKey: opts.apiKey }, opts.hooks);
+  // Keys, JWT, limits, cache, admin API (issue 17): only what the options ask for.
+  const serving = servingRequested(opts) ? await createServingHooks(opts, { registry: metrics.registry, log, host: cfg.host, models }) : undefined;
+  const hooks = defaultHooks({ apiKey: opts.apiKey }, { ...serving, ...opts.hooks });
   const ctx: RouteContext = { models, hooks, metrics, state: currentState, started: Date.now(), maxBodyBytes: cfg.maxBodyBytes, log, fault: { status: 0, rate: 0 } };
   const routes = new Map<string, Route>();
   const extra: Route[] = (hooks.routes ?? []).map((r) => ({
@@ -186,6 +190,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       server.off('error', reject);
       resolve();
     });
+  }).catch(async (err: unknown) => {
+    await serving?.close?.();
+    throw err;
   });
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;

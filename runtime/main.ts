@@ -115,6 +115,7 @@ run().then(
   },
   (err: unknown) => {
     emit({ event: 'fatal', error: err instanceof Error ? err.message : String(err) });
-    process.exit(1);
+    // A bad --keys-file or --jwt-secret is the caller's to fix (UsageError, 2).
+    process.exit((err as { exitCode?: unknown }).exitCode === 2 ? 2 : 1);
   },
 );

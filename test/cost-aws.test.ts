@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
-import { CostExplorerClient, GetCostAndUsageCommand, GetCostForecastCommand } from '@aws-sdk/client-cost-explorer';
+import { CostExplorerClient, GetCostAndUsageCommand, GetCostForecastCommand, ListCostAllocationTagsCommand } from '@aws-sdk/client-cost-explorer';
 import { DescribeSpotPriceHistoryCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetProductsCommand, PricingClient } from '@aws-sdk/client-pricing';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -197,6 +197,7 @@ describe('--actual', () => {
         ],
       });
     ce.on(GetCostForecastCommand).resolves({ Total: { Amount: '100.5', Unit: 'USD' } });
+    ce.on(ListCostAllocationTagsCommand).resolves({ CostAllocationTags: [{ TagKey: 'embedctl:managed', Type: 'UserDefined', Status: 'Active' }] });
     cw.on(GetMetricDataCommand).resolves({
       MetricDataResults: [
         { Id: 'requests', Values: [1000, 2000] },
@@ -211,7 +212,10 @@ describe('--actual', () => {
     const r = await run(['--tokens-per-month', '1e9', '--actual', '--json'], proj);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/warning: --actual calls Cost Explorer, which bills \$0\.01 per request/);
-    expect(r.stderr).toMatch(/Cost Explorer requests made: 3 \(\$0\.03\)/);
+    // ListCostAllocationTags is a Cost Explorer request too.
+    expect(r.stderr).toMatch(/Cost Explorer requests made: 4 \(\$0\.04\)/);
+    expect(ce.commandCalls(ListCostAllocationTagsCommand).map((c) => c.args[0].input)).toEqual([{ TagKeys: ['embedctl:managed'] }]);
+    expect(r.stderr).not.toMatch(/cost-allocation tag/);
 
     const cu = ce.commandCalls(GetCostAndUsageCommand);
     expect(cu).toHaveLength(2);
@@ -253,6 +257,21 @@ describe('--actual', () => {
     expect(d.actual.costs.monthToDate).toMatchObject({ total: 270.1, estimated: true });
     expect(d.actual.costs.forecastRestOfMonth).toEqual({ start: '2026-11-23', end: '2026-12-01', amount: 100.5 });
     expect(d.actual.usage).toMatchObject({ requests: 3000, embeddings: 100_000, tokens: 2_000_000, cpuPercent: 40 });
+  });
+
+  it('an inactive or unseen embedctl:managed cost-allocation tag: a warning that says why the bill shows $0 and how to activate it', async () => {
+    ce.on(GetCostAndUsageCommand).resolves({ ResultsByTime: [] });
+    ce.on(GetCostForecastCommand).resolves({ Total: { Amount: '0', Unit: 'USD' } });
+    cw.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
+    ce.on(ListCostAllocationTagsCommand).resolves({ CostAllocationTags: [{ TagKey: 'embedctl:managed', Type: 'UserDefined', Status: 'Inactive' }] });
+    let r = await run(['--tokens-per-month', '1e9', '--actual', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/warning: the cost-allocation tag embedctl:managed is not active, so Cost Explorer reports \$0 for it; activate it: `aws ce update-cost-allocation-tags-status --cost-allocation-tags-status TagKey=embedctl:managed,Status=Active`/);
+    expect(r.stderr).toMatch(/embedctl provision --activate-cost-tags/);
+    expect(r.json<{ actual: { costs: { tag: unknown } } }>().actual.costs.tag).toMatchObject({ key: 'embedctl:managed', status: 'inactive' });
+    ce.on(ListCostAllocationTagsCommand).resolves({ CostAllocationTags: [] });
+    r = await run(['--tokens-per-month', '1e9', '--actual']);
+    expect(r.stderr).toMatch(/billing has not seen the tag embedctl:managed on any resource yet/);
   });
 
   it('a young account without forecast data still reports, with a note', async () => {

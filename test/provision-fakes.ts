@@ -17,7 +17,12 @@ import {
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { CloudWatchClient, PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
+import { CloudWatchClient, DeleteAlarmsCommand, DeleteDashboardsCommand, GetDashboardCommand, PutDashboardCommand, PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
+import { BudgetsClient, BudgetsServiceException, CreateBudgetCommand, DeleteBudgetCommand, DescribeBudgetCommand } from '@aws-sdk/client-budgets';
+import { CostExplorerClient, ListCostAllocationTagsCommand, UpdateCostAllocationTagsStatusCommand } from '@aws-sdk/client-cost-explorer';
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { ACMClient } from '@aws-sdk/client-acm';
 
 /**
  * The real AWS SDK clients with `send` intercepted by aws-sdk-client-mock: each test sets the
@@ -26,6 +31,18 @@ import { CloudWatchClient, PutMetricAlarmCommand } from '@aws-sdk/client-cloudwa
 export const ec2 = mockClient(EC2Client);
 export const ssm = mockClient(SSMClient);
 export const cw = mockClient(CloudWatchClient);
+export const budgets = mockClient(BudgetsClient);
+export const ce = mockClient(CostExplorerClient);
+export const asg = mockClient(AutoScalingClient);
+export const elb = mockClient(ElasticLoadBalancingV2Client);
+export const acm = mockClient(ACMClient);
+
+export const ACCOUNT = '123456789012';
+
+/** A Budgets "not found" the way the SDK throws it. */
+export function budgetsNotFound() {
+  return new BudgetsServiceException({ name: 'NotFoundException', $fault: 'client', $metadata: { httpStatusCode: 404 }, message: 'not found' });
+}
 
 export const AMI = 'ami-0123456789abcdef0';
 
@@ -38,6 +55,11 @@ export function resetAws() {
   ec2.reset();
   ssm.reset();
   cw.reset();
+  budgets.reset();
+  ce.reset();
+  asg.reset();
+  elb.reset();
+  acm.reset();
 }
 
 /** A working account: default VPC, no group yet, an instance that boots after one poll. */
@@ -48,7 +70,7 @@ export function happyAccount(opts: { instanceId?: string; dns?: string } = {}) {
   ec2.on(DescribeVpcsCommand).resolves({ Vpcs: [{ VpcId: 'vpc-default', IsDefault: true }] });
   ec2.on(DescribeSubnetsCommand).resolves({ Subnets: [{ SubnetId: 'subnet-0aa', VpcId: 'vpc-custom', AvailabilityZone: 'us-east-1b' }] });
   ec2.on(DescribeSecurityGroupsCommand).resolves({ SecurityGroups: [] });
-  ec2.on(DescribeSecurityGroupsCommand, { GroupIds: ['sg-0new'] }).resolves({ SecurityGroups: [{ GroupId: 'sg-0new', IpPermissions: [] }] });
+  ec2.on(DescribeSecurityGroupsCommand, { GroupIds: ['sg-0new'] }).resolves({ SecurityGroups: [{ GroupId: 'sg-0new', OwnerId: ACCOUNT, IpPermissions: [] }] });
   ec2.on(CreateSecurityGroupCommand).resolves({ GroupId: 'sg-0new' });
   ec2.on(AuthorizeSecurityGroupIngressCommand).resolves({ Return: true });
   ec2.on(RunInstancesCommand).resolves({ Instances: [{ InstanceId: id, State: { Name: 'pending' } }] });
@@ -69,6 +91,15 @@ export function happyAccount(opts: { instanceId?: string; dns?: string } = {}) {
     .resolvesOnce({ InstanceStatuses: [{ InstanceId: id, SystemStatus: { Status: 'initializing' }, InstanceStatus: { Status: 'initializing' } }] })
     .resolves({ InstanceStatuses: [{ InstanceId: id, SystemStatus: { Status: 'ok' }, InstanceStatus: { Status: 'ok' } }] });
   cw.on(PutMetricAlarmCommand).resolves({});
+  cw.on(PutDashboardCommand).resolves({});
+  cw.on(GetDashboardCommand).resolves({ DashboardBody: '' });
+  cw.on(DeleteDashboardsCommand).resolves({});
+  cw.on(DeleteAlarmsCommand).resolves({});
+  budgets.on(DescribeBudgetCommand).rejects(budgetsNotFound());
+  budgets.on(CreateBudgetCommand).resolves({});
+  budgets.on(DeleteBudgetCommand).resolves({});
+  ce.on(ListCostAllocationTagsCommand).resolves({ CostAllocationTags: [{ TagKey: 'embedctl:managed', Type: 'UserDefined', Status: 'Active' }] });
+  ce.on(UpdateCostAllocationTagsStatusCommand).resolves({ Errors: [] });
   ec2.on(TerminateInstancesCommand).resolves({});
   ec2.on(DeleteSecurityGroupCommand).resolves({});
   return { id, dns };

@@ -10,15 +10,17 @@ import {
   RunInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { GetParameterCommand } from '@aws-sdk/client-ssm';
-import { PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
+import { PutDashboardCommand, PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
+import { CreateBudgetCommand } from '@aws-sdk/client-budgets';
+import { ListCostAllocationTagsCommand, UpdateCostAllocationTagsStatusCommand } from '@aws-sdk/client-cost-explorer';
 import { emfRecord, readSnapshot, ZERO_SNAPSHOT } from '../runtime/hooks/emf.js';
 import { RuntimeMetrics } from '../runtime/hooks/metrics.js';
 import { buildAlarms } from '../src/core/provision-plan.js';
 import { runCli } from './helpers/cli.js';
-import { AMI, awsError, cw, ec2, fakeSleep, happyAccount, readHistory, readState, resetAws, ssm, tempProject } from './provision-fakes.js';
+import { ACCOUNT, AMI, awsError, budgets, ce, cw, ec2, fakeSleep, happyAccount, readHistory, readState, resetAws, ssm, tempProject } from './provision-fakes.js';
 
 const CIDR = '203.0.113.7/32';
-const base = ['provision', '--region', 'us-east-1', '--allow-cidr', CIDR];
+const base = ['provision', '--region', 'us-east-1', '--allow-cidr', CIDR, '--allow-demo-model'];
 
 const managed = (name = 'main') => [
   { Key: 'Name', Value: `embedctl-${name}` },
@@ -98,6 +100,9 @@ describe('provision: the exact AWS calls', () => {
       'embedctl-main-memory-high',
       'embedctl-main-error-rate',
       'embedctl-main-latency-p95',
+      'embedctl-main-status-check',
+      'embedctl-main-disk-high',
+      'embedctl-main-traffic-drop',
     ]);
     expect(alarms[0]).toMatchObject({ Namespace: 'AWS/EC2', MetricName: 'CPUUtilization', Threshold: 80, Dimensions: [{ Name: 'InstanceId', Value: id }] });
     // The CloudWatch agent of templates/user-data.sh publishes host metrics into Embedctl, by InstanceId.
@@ -113,7 +118,32 @@ describe('provision: the exact AWS calls', () => {
     expect(alarms[3]!.Metrics!.find((m) => m.ReturnData)!.Expression).toBe('IF(requests > 0, errors / requests, 0)');
     expect(alarms[4]).toMatchObject({ Namespace: 'Embedctl', MetricName: 'RequestLatencyP95', Statistic: 'Maximum', Dimensions: dep, Threshold: 500, Unit: 'Milliseconds' });
     expect(alarms[4]!.ExtendedStatistic).toBeUndefined();
+    expect(alarms[5]).toMatchObject({ Namespace: 'AWS/EC2', MetricName: 'StatusCheckFailed', Statistic: 'Maximum', Period: 60, Threshold: 0, Dimensions: [{ Name: 'InstanceId', Value: id }] });
+    // disk_used_percent: the CloudWatch agent's disk plugin for "/", aggregated by InstanceId in user data.
+    expect(alarms[6]).toMatchObject({ Namespace: 'Embedctl', MetricName: 'disk_used_percent', Threshold: 80, ComparisonOperator: 'GreaterThanThreshold', Dimensions: [{ Name: 'InstanceId', Value: id }] });
+    expect(alarms[7]).toMatchObject({ ComparisonOperator: 'LessThanLowerThreshold', ThresholdMetricId: 'band', TreatMissingData: 'breaching', EvaluationPeriods: 3 });
+    expect(alarms[7]!.Metrics!.map((m) => m.Expression ?? m.MetricStat!.Metric!.MetricName)).toEqual(['Requests', 'ANOMALY_DETECTION_BAND(requests, 2)']);
     for (const a of alarms) expect(a.Tags).toEqual(managed());
+
+    // The CloudWatch dashboard, the monthly budget (account from the group's owner), the cost tags.
+    const dash = cw.commandCalls(PutDashboardCommand).map((c) => c.args[0].input);
+    expect(dash).toHaveLength(1);
+    expect(dash[0]!.DashboardName).toBe('embedctl-main');
+    const body = JSON.parse(dash[0]!.DashboardBody!) as { widgets: Array<{ properties: { markdown?: string; metrics?: unknown[][] } }> };
+    expect(body.widgets[0]!.properties.markdown).toContain('embedctl:managed=true, embedctl:deployment=main');
+    const dashMetrics = body.widgets.flatMap((w) => w.properties.metrics ?? []).map((m) => m.slice(0, 4).join(' '));
+    expect(dashMetrics).toEqual(expect.arrayContaining(['Embedctl Requests Deployment main', 'Embedctl RequestLatencyP95 Deployment main', `Embedctl disk_used_percent InstanceId ${id}`]));
+    const budget = budgets.commandCalls(CreateBudgetCommand).map((c) => c.args[0].input);
+    expect(budget).toEqual([
+      {
+        AccountId: ACCOUNT,
+        // g4dn.xlarge list price x 730 h x 1.2, rounded up to $10.
+        Budget: { BudgetName: 'embedctl-main-monthly', BudgetType: 'COST', TimeUnit: 'MONTHLY', BudgetLimit: { Amount: '470.00', Unit: 'USD' }, CostFilters: { TagKeyValue: ['user:embedctl:deployment$main'] } },
+        ResourceTags: managed().slice(1),
+      },
+    ]);
+    expect(ce.commandCalls(ListCostAllocationTagsCommand)[0]!.args[0].input).toEqual({ TagKeys: ['embedctl:managed'] });
+    expect(ce.commandCalls(UpdateCostAllocationTagsStatusCommand)).toHaveLength(0);
 
     const st = readState(cwd);
     expect(st.version).toBe(1);
@@ -127,7 +157,9 @@ describe('provision: the exact AWS calls', () => {
       gateway: `http://${dns}:8000`,
       endpoints: [],
     });
-    expect(st.deployments.main.alarms).toHaveLength(5);
+    expect(st.deployments.main.alarms).toHaveLength(8);
+    expect(st.deployments.main.dashboard).toBe('embedctl-main');
+    expect(st.deployments.main.budget).toEqual({ name: 'embedctl-main-monthly', accountId: ACCOUNT });
     const actions = readHistory(cwd).map((h) => h.action);
     expect(actions).toEqual(expect.arrayContaining(['start', 'create-security-group', 'run-instances', 'instance', 'running', 'alarms']));
     expect(actions.indexOf('run-instances')).toBeLessThan(actions.indexOf('instance'));
@@ -210,7 +242,7 @@ describe('provision: the service alarms read what the runtime publishes', () => 
       ...(a.Metrics ?? []).filter((q) => q.MetricStat).map((q) => ({ ns: q.MetricStat!.Metric!.Namespace!, name: q.MetricStat!.Metric!.MetricName!, dims: q.MetricStat!.Metric!.Dimensions ?? [] })),
     ]);
     const service = read.filter((r) => r.dims.some((d) => d.Name === 'Deployment'));
-    expect(service.map((r) => r.name).sort()).toEqual(['Errors', 'RequestLatencyP95', 'Requests']);
+    expect([...new Set(service.map((r) => r.name))].sort()).toEqual(['Errors', 'RequestLatencyP95', 'Requests']);
     for (const r of service) {
       expect(published).toContain(`${r.ns}/${r.name}[${r.dims.map((d) => d.Name).join(',')}]`);
       expect(r.dims.find((d) => d.Name === 'Deployment')!.Value).toBe(rec.Deployment);
@@ -230,12 +262,12 @@ describe('provision: inputs and confirmation', () => {
   it('0.0.0.0/0 is refused unless --allow-world', async () => {
     const r = await runCli(['provision', '--region', 'us-east-1', '--allow-cidr', '0.0.0.0/0', '--yes'], { cwd: tempProject() });
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--allow-cidr: 0\.0\.0\.0\/0 opens the endpoint to the whole internet/);
+    expect(r.stderr).toMatch(/--allow-cidr: 0\.0\.0\.0\/0 is shorter than \/8: that opens the endpoint to the whole internet/);
     expect(r.stderr.trim().split('\n')).toHaveLength(2);
     expect(ec2.calls()).toHaveLength(0);
 
     happyAccount();
-    const ok = await runCli(['provision', '--region', 'us-east-1', '--allow-cidr', '0.0.0.0/0', '--allow-world', '--yes'], {
+    const ok = await runCli(['provision', '--region', 'us-east-1', '--allow-cidr', '0.0.0.0/0', '--allow-world', '--model', 'BAAI/bge-small-en-v1.5', '--yes'], {
       cwd: tempProject(),
       sleep: fakeSleep().sleep,
     });

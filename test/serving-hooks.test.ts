@@ -10,7 +10,8 @@ import { EmbeddingCache, MemoryLru, parseCacheSize, type CacheEntry, type CacheK
 import { JwtVerifier } from '../runtime/hooks/jwt.js';
 import { KeyStore, parseKeysFile } from '../runtime/hooks/keys.js';
 import { ADMIT, debit, formatReset, MemoryLimiter, RedisLimiter } from '../runtime/hooks/limits.js';
-import { connectRedis, parseRedisUrl, type SharedRedis } from '../runtime/hooks/redis.js';
+import { parseRedisUrl } from '../common/serving-options.js';
+import { connectRedis, type SharedRedis } from '../runtime/hooks/redis.js';
 import { startRedis, type RedisHandle } from './helpers/redis-server.js';
 
 /**

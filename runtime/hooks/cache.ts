@@ -1,6 +1,11 @@
 import { createHash } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { CacheEntry, CacheHook, CacheKey } from './index.js';
 import type { SharedRedis } from './redis.js';
+
+export type { CacheEntry, CacheKey };
+
+export { parseCacheSize } from '../../common/serving-options.js';
 
 /**
  * The response cache (the pipeline's CacheHook, runtime/hooks/index.ts): one entry per input
@@ -14,41 +19,9 @@ import type { SharedRedis } from './redis.js';
  * or timeout is a miss, counted in embedctl_cache_errors_total.
  */
 
-export interface CacheKey {
-  /** The served name (DELETE /admin/cache?model= matches it). */
-  model: string;
-  task: string | undefined;
-  /** The input as sent, before any task prefix. */
-  text: string;
-  truncate: boolean;
-}
-
-export interface CacheEntry {
-  vector: Float32Array;
-  /** Tokens of the input before truncation (what usage reports and limits count). */
-  tokens: number;
-}
-
 export interface CacheSize {
   entries?: number;
   bytes?: number;
-}
-
-const UNITS: Record<string, number> = { b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
-
-/** "10000" = entries; "256MB", "1GiB", "512k" = bytes (K, M, G are powers of 1024). */
-export function parseCacheSize(raw: unknown): CacheSize {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(String(raw ?? '').replace(/_/g, ''));
-  const unit = m?.[2]?.toLowerCase() ?? '';
-  if (!m || (unit && !(unit in UNITS))) throw new Error(`expected a number of entries (10000) or a size (256MB, 1GiB), got ${JSON.stringify(raw)}`);
-  const n = Number(m[1]);
-  if (!unit) {
-    if (!Number.isInteger(n) || n < 1) throw new Error(`expected at least 1 entry, got ${JSON.stringify(raw)}`);
-    return { entries: n };
-  }
-  const bytes = Math.floor(n * UNITS[unit]!);
-  if (bytes < 1024) throw new Error(`a cache under 1KiB holds nothing useful, got ${JSON.stringify(raw)}`);
-  return { bytes };
 }
 
 export const KEY_PREFIX = 'embedctl:cache:v1:';
@@ -164,7 +137,7 @@ export interface EmbeddingCacheOptions {
   modelId?: (model: string) => string | undefined;
 }
 
-export class EmbeddingCache {
+export class EmbeddingCache implements CacheHook {
   readonly memory?: MemoryLru;
   private readonly redis?: SharedRedis;
   private readonly ttlMs: number;
@@ -212,7 +185,8 @@ export class EmbeddingCache {
   }
 
   private async lookup(keys: string[]): Promise<Array<CacheEntry | undefined>> {
-    const out: Array<CacheEntry | undefined> = this.memory ? keys.map((k) => this.memory!.get(k)) : new Array(keys.length);
+    // Dense (not new Array(n)): callers iterate with forEach, which skips holes.
+    const out: Array<CacheEntry | undefined> = this.memory ? keys.map((k) => this.memory!.get(k)) : keys.map(() => undefined);
     const missing: number[] = [];
     for (let i = 0; i < keys.length; i++) if (!out[i]) missing.push(i);
     if (this.redis && missing.length) {

@@ -57,6 +57,8 @@ export interface Outcome {
 }
 
 export interface Admission {
+  /** Sent with the response (e.g. the x-ratelimit-* headers of the caller's limits). */
+  headers?: Record<string, string>;
   done(outcome: Outcome): void;
 }
 
@@ -98,6 +100,8 @@ export interface Hooks {
   routes?: ExtraRoute[];
   /** Called once after the server drained (close connections to Redis etc.). */
   close?(): Promise<void>;
+  /** Extra fields for /health (e.g. cache statistics). */
+  health?(): Record<string, unknown>;
 }
 
 /** The hooks a runtime gets from its options; `extra` (given by the embedder) wins per hook. */

@@ -175,23 +175,11 @@ export interface AuthenticatorOptions {
   defaultLimits?: LimitSpec;
 }
 
-/** Parses --trusted-proxy: "127.0.0.1,10.0.0.0/8,::1". */
-export function parseProxyList(raw: unknown): string[] {
-  const list = String(raw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  if (!list.length) throw new Error('expected addresses or CIDRs, comma-separated (127.0.0.1,10.0.0.0/8)');
-  for (const p of list) {
-    const [addr, bits] = p.split('/');
-    const fam = isIP(addr ?? '');
-    const max = fam === 6 ? 128 : 32;
-    if (!fam || (bits !== undefined && !(Number.isInteger(Number(bits)) && Number(bits) >= 0 && Number(bits) <= max))) {
-      throw new Error(`"${p}" is not an IP address or CIDR (e.g. 10.0.0.0/8)`);
-    }
-  }
-  return list;
-}
-
-const ANONYMOUS: Caller = { name: 'anonymous', scopes: ['embed', 'admin', 'metrics'], via: 'anonymous' };
-const API_KEY_CALLER: Caller = { name: 'default', scopes: ['embed', 'admin', 'metrics'], via: 'api-key' };
+// With no credentials configured, the admin API is for the machine itself (as /admin/fault is).
+const ANONYMOUS: Caller = { name: 'anonymous', scopes: ['embed', 'metrics'], via: 'anonymous' };
+const ANONYMOUS_LOCAL: Caller = { ...ANONYMOUS, scopes: ['embed', 'metrics', 'admin'] };
+const isLoopback = (addr: string) => /^(127\.|::1$|::ffff:127\.)/.test(addr);
+const API_KEY_CALLER: Caller = { name: 'api-key', scopes: ['embed', 'admin', 'metrics'], via: 'api-key' };
 
 export class Authenticator {
   private readonly apiKeyDigest?: Buffer;
@@ -223,7 +211,7 @@ export class Authenticator {
   async authenticate(req: IncomingMessage): Promise<AuthResult> {
     const proxied = this.fromTrustedProxy(req);
     if (proxied) return { ok: true, caller: proxied };
-    if (!this.required) return { ok: true, caller: ANONYMOUS };
+    if (!this.required) return { ok: true, caller: isLoopback(req.socket.remoteAddress ?? '') ? ANONYMOUS_LOCAL : ANONYMOUS };
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     if (!m) return { ok: false, status: 401, message: 'missing API key; send "Authorization: Bearer <key>"', code: 'invalid_api_key' };
     const token = m[1]!;

@@ -17,20 +17,6 @@ export interface SharedRedis {
   close(): Promise<void>;
 }
 
-/** Checks a --cache-redis value; the message says what is expected. */
-export function parseRedisUrl(raw: unknown): string {
-  const s = String(raw ?? '').trim();
-  let u: URL;
-  try {
-    u = new URL(s);
-  } catch {
-    throw new Error(`expected a Redis URL like redis://127.0.0.1:6379/0, got ${JSON.stringify(s)}`);
-  }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`expected a redis:// or rediss:// URL, got ${u.protocol}//`);
-  if (!u.hostname) throw new Error('the Redis URL has no host; use redis://host:6379');
-  return s;
-}
-
 /** The URL without its password, for logs. */
 export function redactRedisUrl(url: string): string {
   const u = new URL(url);

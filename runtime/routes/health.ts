@@ -40,6 +40,7 @@ function health(ctx: RouteContext) {
       uptimeSeconds: Math.round((Date.now() - ctx.started) / 1000),
       ...(p.queue ? { queue: { queued: p.queue.queued, running: p.queue.running, maxQueue: primary.service!.batcher.opts.maxQueue } } : {}),
       models: ctx.models.slots.map(modelInfo),
+      ...ctx.hooks.health?.(),
       memory: { rssMiB: mib(process.memoryUsage().rss), heapUsedMiB: mib(process.memoryUsage().heapUsed) },
       ...(error ? { error } : {}),
     },

@@ -56,7 +56,9 @@ export async function embed(req: IncomingMessage, res: ServerResponse, ctx: Rout
   if (full) throw overloaded(ctx, full);
   let chars = 0;
   for (const t of texts) chars += t.length;
+  note.caller = principal.id;
   const admission = await ctx.hooks.limits?.admit(principal, { route: job.route, model: slot.name, inputs: texts.length, chars });
+  for (const [k, v] of Object.entries(admission?.headers ?? {})) res.setHeader(k, v);
   let outcome = { status: 500, tokens: 0 };
   try {
     // A client that hangs up frees its queued inputs (and stops its tokenisation).

@@ -11,6 +11,8 @@ export interface RequestNote {
   inputs?: number;
   tokens?: number;
   model?: string;
+  /** Who asked (the principal's id: a key's name, never the key). */
+  caller?: string;
 }
 
 /** What every route may use: the models, the hooks, the server's state and limits. */

@@ -420,8 +420,9 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       }
       let actual: ActualData | undefined;
       if (inputs.output.actual) {
-        log.warn('--actual calls Cost Explorer, which bills $0.01 per request (this run makes at least 2)');
+        log.warn('--actual calls Cost Explorer, which bills $0.01 per request (this run makes at least 3)');
         const costs = await fetchActualCosts(ctx);
+        if (costs.tag.hint) log.warn(costs.tag.hint);
         const usage = await fetchUsage(ctx, inputs.instance.region, provisionedInstanceIds(ctx));
         log.info(`Cost Explorer requests made: ${costs.costExplorerRequests} ($${(costs.costExplorerRequests * 0.01).toFixed(2)})`);
         actual = { costs, usage };

@@ -11,6 +11,7 @@ import { printJson, progress, table, type Logger } from '../ui/output.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
+import { registerOptimize } from './models-optimize.js';
 
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
   const cmd = program.command('models').description('list the model bundles embedctl can serve, fetch ONNX models from the Hugging Face hub');
@@ -46,6 +47,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
   fetch.action(
     action<FetchOpts>(ctx, holder, async ({ opts, args, globals, ctx, log }) => fetchAction(ctx, log, args[0]!, opts, globals.json)),
   );
+  registerOptimize(cmd, ctx, holder);
 }
 
 function listAction(ctx: Context, json: boolean): number {

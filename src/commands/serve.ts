@@ -48,7 +48,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
   cmd.action(
     action<Record<string, unknown>>(ctx, holder, async ({ opts: flags, globals, log }) => {
       const { opts, sources } = resolveAll(ctx, flags);
-      const shown = (k: keyof RuntimeOptions) => (k === 'apiKey' ? (opts.apiKey ? '(set)' : '(none)') : opts[k]);
+      // Secrets (API key, JWT secret, a Redis URL with its password) are shown as set or not, never echoed.
+      const shown = (k: keyof RuntimeOptions) => (OPTION_SPECS.find((s) => s.key === k)?.secret ? (opts[k] ? '(set)' : '(none)') : opts[k]);
 
       if (flags.dryRun) {
         const settings = Object.fromEntries(OPTION_SPECS.map((s) => [s.key, { value: shown(s.key) ?? null, source: sources[s.key]!.origin }]));

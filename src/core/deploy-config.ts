@@ -1,8 +1,10 @@
 import { z } from 'zod';
 import { resolveOption, type Resolved } from '../config.js';
 import type { Context } from '../context.js';
+import { UsageError } from '../errors.js';
 import { packageVersion } from '../util/paths.js';
 import { parseHostedUrl, SPLIT_KEYS, type SplitKey } from './render.js';
+import { MODEL_PRESETS, findPreset } from './model-presets.js';
 
 /**
  * What gets deployed: one schema for `render`, `up` and `provision`, resolved from
@@ -58,6 +60,7 @@ export const FIELDS = {
   hfTokenParameter: { flag: '--hf-token-parameter', env: 'EMBEDCTL_HF_TOKEN_PARAMETER', default: '', schema: z.string().regex(/^$|^\/?[\w./-]+$/, 'expected an SSM parameter name like /embedctl/hf-token'), help: 'SSM SecureString holding HF_TOKEN for gated models' },
   hostedKeyParameter: { flag: '--hosted-key-parameter', env: 'EMBEDCTL_HOSTED_KEY_PARAMETER', default: '/embedctl/hosted-api-key', schema: z.string().regex(/^\/?[\w./-]+$/, 'expected an SSM parameter name'), help: 'SSM SecureString holding the hosted API key on the instance' },
   namespace: { flag: '--namespace', env: 'EMBEDCTL_K8S_NAMESPACE', default: 'embedctl', schema: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a DNS-1123 label'), help: 'Kubernetes namespace' },
+  allowDemoModel: { flag: '--allow-demo-model', env: 'EMBEDCTL_ALLOW_DEMO_MODEL', default: false, schema: bool, help: 'deploy a built-in demo model (default, default-q, tiny-bert) to a remote target anyway' },
   maxReplicas: { flag: '--max-replicas', env: 'EMBEDCTL_MAX_REPLICAS', default: 4, schema: int(1, 64), help: 'HorizontalPodAutoscaler ceiling' },
 } as const;
 
@@ -106,4 +109,29 @@ export function defaultDeployConfig(overrides: Partial<DeployConfig> = {}): Depl
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(FIELDS) as DeployKey[]) out[key] = FIELDS[key].default;
   return { ...(out as DeployConfig), ...overrides };
+}
+
+/**
+ * Why `model` must not go to a remote target (a GPU instance, an Auto Scaling group, a cluster),
+ * or undefined when it may: production means a hub preset (src/core/model-presets.ts), which the
+ * instance can fetch and serve with the right pooling; the built-in bundles are word-vector and
+ * tiny test models for rehearsals. `render`, `up` (remote) and `provision` call this.
+ */
+export function demoModelProblem(model: string, allowDemo: boolean): string | undefined {
+  if (findPreset(model)) return undefined;
+  const presets = MODEL_PRESETS.map((p) => p.repoId).join(', ');
+  if (model.includes('/')) return `${model} is not a hub preset embedctl can fetch on the instance (known: ${presets})`;
+  if (allowDemo) return undefined;
+  return `${JSON.stringify(model)} is a built-in demo model (100-dimension word vectors or a test model), not one to serve users with; use a preset (${presets}) or pass --allow-demo-model`;
+}
+
+/** demoModelProblem as a usage error naming --model, for commands that refuse to deploy it. */
+export function requireProductionModel(config: Pick<DeployConfig, 'model' | 'allowDemoModel'>, field = '--model'): void {
+  const problem = demoModelProblem(config.model, Boolean(config.allowDemoModel));
+  if (problem) {
+    throw new UsageError(problem, {
+      field,
+      hint: `e.g. --model BAAI/bge-base-en-v1.5 (in place of OpenAI text-embedding-3-small) or --model jinaai/jina-embeddings-v3 (the same model as Jina's API; CC BY-NC); see docs/runbook.md`,
+    });
+  }
 }

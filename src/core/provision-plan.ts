@@ -6,8 +6,6 @@ import type {
   Tag,
   TagSpecification,
 } from '@aws-sdk/client-ec2';
-import type { MetricDataQuery, PutMetricAlarmCommandInput } from '@aws-sdk/client-cloudwatch';
-import { DEPLOYMENT_DIMENSION, LATENCY_P95_STAT, SERVICE_METRICS, SERVICE_NAMESPACE } from './service-metrics.js';
 
 /**
  * The exact AWS request parameters of `embedctl provision`, built from options alone (no I/O),
@@ -61,7 +59,22 @@ export function checkDeploymentName(name: string): string | undefined {
 export interface CidrCheck {
   cidr: string;
   ipv6: boolean;
-  world: boolean;
+  bits: number;
+  /** First address and size of the range, as integers (IPv6 needs BigInt). */
+  start: bigint;
+  size: bigint;
+}
+
+function ipv6ToBigInt(addr: string): bigint | undefined {
+  const halves = addr.split('::');
+  if (halves.length > 2) return undefined;
+  const part = (h: string) => (h === '' ? [] : h.split(':'));
+  const head = part(halves[0]!);
+  const tail = halves.length === 2 ? part(halves[1]!) : [];
+  const fill = halves.length === 2 ? 8 - head.length - tail.length : 0;
+  const groups = [...head, ...Array<string>(Math.max(fill, 0)).fill('0'), ...tail];
+  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-f]{1,4}$/i.test(g))) return undefined;
+  return groups.reduce((n, g) => (n << 16n) | BigInt(parseInt(g, 16)), 0n);
 }
 
 /** Validates one IPv4 or IPv6 CIDR; throws an Error with a one-line message. */
@@ -72,13 +85,57 @@ export function parseCidr(raw: string): CidrCheck {
     const octets = m4.slice(1, 5).map(Number);
     const bits = Number(m4[5]);
     if (octets.some((o) => o > 255) || bits > 32) throw new Error(`${JSON.stringify(raw)} is not a valid IPv4 CIDR`);
-    return { cidr: s, ipv6: false, world: bits === 0 };
+    const addr = octets.reduce((n, o) => (n << 8n) | BigInt(o), 0n);
+    const size = 1n << BigInt(32 - bits);
+    return { cidr: s, ipv6: false, bits, start: addr - (addr % size), size };
   }
   const m6 = /^([0-9a-fA-F:]+)\/(\d{1,3})$/.exec(s);
-  if (m6 && m6[1]!.includes(':') && Number(m6[2]) <= 128) {
-    return { cidr: s.toLowerCase(), ipv6: true, world: Number(m6[2]) === 0 };
+  const addr6 = m6 && m6[1]!.includes(':') ? ipv6ToBigInt(m6[1]!) : undefined;
+  if (m6 && addr6 !== undefined && Number(m6[2]) <= 128) {
+    const bits = Number(m6[2]);
+    const size = 1n << BigInt(128 - bits);
+    return { cidr: s.toLowerCase(), ipv6: true, bits, start: addr6 - (addr6 % size), size };
   }
   throw new Error(`${JSON.stringify(raw)} is not a CIDR; use an address with a prefix length, e.g. 203.0.113.7/32`);
+}
+
+/** Prefixes shorter than this are "the internet" whatever else is listed. */
+export const MIN_PREFIX_BITS = 8;
+
+/** Addresses covered by a set of ranges, overlaps counted once. */
+function unionSize(ranges: CidrCheck[]): bigint {
+  const sorted = [...ranges].sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  let total = 0n;
+  let end = -1n;
+  for (const r of sorted) {
+    const rEnd = r.start + r.size;
+    if (rEnd <= end) continue;
+    total += rEnd - (r.start > end ? r.start : end);
+    end = rEnd;
+  }
+  return total;
+}
+
+/**
+ * Why a set of --allow-cidr values opens the endpoint to (a big share of) the internet, or
+ * undefined. Checked as a set: 0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0 spelled twice, and
+ * 2000::/3 is every global IPv6 address. Anything shorter than /8, or together more than one /8
+ * worth of addresses per family, needs --allow-world.
+ */
+export function internetExposure(cidrs: string[]): string | undefined {
+  const parsed = cidrs.map(parseCidr);
+  const short = parsed.filter((c) => c.bits < MIN_PREFIX_BITS);
+  if (short.length) return `${short.map((c) => c.cidr).join(', ')} ${short.length > 1 ? 'are' : 'is'} shorter than /${MIN_PREFIX_BITS}`;
+  for (const [family, total] of [['IPv4', 32n], ['IPv6', 128n]] as const) {
+    const mine = parsed.filter((c) => c.ipv6 === (family === 'IPv6'));
+    if (mine.length < 2) continue;
+    const covered = unionSize(mine);
+    if (covered > 1n << (total - BigInt(MIN_PREFIX_BITS))) {
+      const share = Number((covered * 10_000n) / (1n << total)) / 100;
+      return `${mine.map((c) => c.cidr).join(' + ')} together cover ${share}% of the ${family} internet (more than one /${MIN_PREFIX_BITS})`;
+    }
+  }
+  return undefined;
 }
 
 export function managedTags(name: string, resourceName: string): Array<Tag & { Key: string; Value: string }> {
@@ -221,84 +278,7 @@ export function buildRunInstances(o: ProvisionOptions, r: RunInputs): RunInstanc
   return input;
 }
 
-export const alarmName = (name: string, what: string) => `embedctl-${name}-${what}`;
-
-/**
- * The runbook's alarms. Host metrics: AWS/EC2 CPUUtilization, and the CloudWatch agent's
- * `nvidia_smi_utilization_gpu` and `mem_used_percent`, which templates/user-data.sh configures
- * into namespace `Embedctl` with an InstanceId-only aggregation (the dimension alarmed on).
- * Service metrics: what runtime/emf.ts writes and the agent ships (src/core/service-metrics.ts),
- * namespace `Embedctl`, dimension Deployment=<name> (user data takes it from the instance's
- * embedctl:deployment tag):
- * - error rate: metric math Errors / Requests (5xx share of embedding requests) > 0.05;
- * - p95: `RequestLatencyP95` is each runtime's p95 per report interval, so the alarm takes its
- *   Maximum per minute (the worst runtime) > 500 ms. A CloudWatch p95 statistic would be a
- *   percentile of percentiles, which means nothing.
- */
-export function buildAlarms(o: ProvisionOptions, instanceId: string): PutMetricAlarmCommandInput[] {
-  const tags = managedTags(o.name, instanceName(o.name));
-  const actions = o.alarmTopicArn ? { AlarmActions: [o.alarmTopicArn], OKActions: [o.alarmTopicArn] } : {};
-  const host = (what: string, namespace: string, metric: string, threshold: number, desc: string): PutMetricAlarmCommandInput => ({
-    AlarmName: alarmName(o.name, what),
-    AlarmDescription: `embedctl ${o.name}: ${desc}`,
-    Namespace: namespace,
-    MetricName: metric,
-    Dimensions: [{ Name: 'InstanceId', Value: instanceId }],
-    Statistic: 'Average',
-    Period: 300,
-    EvaluationPeriods: 2,
-    DatapointsToAlarm: 2,
-    Threshold: threshold,
-    ComparisonOperator: 'GreaterThanThreshold',
-    TreatMissingData: 'missing',
-    Tags: tags,
-    ...actions,
-  });
-  const dim = [{ Name: DEPLOYMENT_DIMENSION, Value: o.name }];
-  const stat = (Id: string, MetricName: string): MetricDataQuery => ({
-    Id,
-    MetricStat: { Metric: { Namespace: SERVICE_NAMESPACE, MetricName, Dimensions: dim }, Period: 60, Stat: 'Sum' },
-    ReturnData: false,
-  });
-  return [
-    host('cpu-high', 'AWS/EC2', 'CPUUtilization', 80, 'CPU above 80% for 10 minutes'),
-    host('gpu-high', SERVICE_NAMESPACE, 'nvidia_smi_utilization_gpu', 90, 'GPU utilisation above 90% for 10 minutes'),
-    host('memory-high', SERVICE_NAMESPACE, 'mem_used_percent', 85, 'memory above 85% for 10 minutes'),
-    {
-      AlarmName: alarmName(o.name, 'error-rate'),
-      AlarmDescription: `embedctl ${o.name}: more than 5% of embedding requests failed (5xx) in 3 of 5 minutes`,
-      Metrics: [
-        stat('errors', SERVICE_METRICS.errors),
-        stat('requests', SERVICE_METRICS.requests),
-        { Id: 'rate', Expression: 'IF(requests > 0, errors / requests, 0)', Label: 'error rate (5xx / requests)', ReturnData: true },
-      ],
-      EvaluationPeriods: 5,
-      DatapointsToAlarm: 3,
-      Threshold: 0.05,
-      ComparisonOperator: 'GreaterThanThreshold',
-      TreatMissingData: 'notBreaching',
-      Tags: tags,
-      ...actions,
-    },
-    {
-      AlarmName: alarmName(o.name, 'latency-p95'),
-      AlarmDescription: `embedctl ${o.name}: p95 latency above 500 ms (worst runtime) in 3 of 5 minutes`,
-      Namespace: SERVICE_NAMESPACE,
-      MetricName: SERVICE_METRICS.latencyP95,
-      Dimensions: dim,
-      Statistic: LATENCY_P95_STAT,
-      Unit: 'Milliseconds',
-      Period: 60,
-      EvaluationPeriods: 5,
-      DatapointsToAlarm: 3,
-      Threshold: 500,
-      ComparisonOperator: 'GreaterThanThreshold',
-      TreatMissingData: 'notBreaching',
-      Tags: tags,
-      ...actions,
-    },
-  ];
-}
+export { alarmName, buildAlarms } from './provision-monitoring.js';
 
 /**
  * Approximate us-east-1 on-demand list prices (USD/hour) for the usual embedding GPUs, shown in

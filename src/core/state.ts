@@ -27,6 +27,18 @@ export interface SecurityGroupRecord {
   createdByUs: boolean;
 }
 
+export interface ScaleRecord {
+  min: number;
+  max: number;
+  launchTemplateId?: string;
+  targetGroupArn?: string;
+  loadBalancerArn?: string;
+  loadBalancerDns?: string;
+  listenerArn?: string;
+  autoScalingGroup?: string;
+  scalingPolicy?: string;
+}
+
 export interface DeploymentRecord {
   name: string;
   region: string;
@@ -42,6 +54,11 @@ export interface DeploymentRecord {
   instance?: InstanceRecord;
   securityGroup?: SecurityGroupRecord;
   alarms: string[];
+  /** Scale-out (provision --min/--max): the launch template, load balancer and Auto Scaling group. */
+  scale?: ScaleRecord;
+  /** AWS Budgets monthly budget and CloudWatch dashboard provision created (teardown removes them). */
+  budget?: { name: string; accountId: string };
+  dashboard?: string;
   /** The instance's nginx gateway (`status` reads its /health and live split). */
   gateway?: string;
   /** Runtime endpoints reachable from here (`status` probes /health, /ready, /metrics). */

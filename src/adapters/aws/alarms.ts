@@ -1,13 +1,17 @@
 import {
   CloudWatchClient,
   DeleteAlarmsCommand,
+  DeleteDashboardsCommand,
   DescribeAlarmsCommand,
+  GetDashboardCommand,
+  PutDashboardCommand,
   ListTagsForResourceCommand,
   PutMetricAlarmCommand,
+  type PutDashboardCommandInput,
   type PutMetricAlarmCommandInput,
 } from '@aws-sdk/client-cloudwatch';
 import { tagsConfirm } from '../../core/provision-plan.js';
-import { mapAwsError } from './errors.js';
+import { awsErrorCode, mapAwsError } from './errors.js';
 
 export function cloudWatchClient(region: string): CloudWatchClient {
   return new CloudWatchClient({ region, maxAttempts: 5 });
@@ -67,5 +71,33 @@ export async function deleteAlarms(client: CloudWatchClient, region: string, nam
     } catch (err) {
       throw mapAwsError(err, { action: 'cloudwatch:DeleteAlarms', region });
     }
+  }
+}
+
+/** PutDashboard replaces by name: idempotent. */
+export async function putDashboard(client: CloudWatchClient, region: string, input: PutDashboardCommandInput): Promise<void> {
+  try {
+    await client.send(new PutDashboardCommand(input));
+  } catch (err) {
+    throw mapAwsError(err, { action: 'cloudwatch:PutDashboard', region });
+  }
+}
+
+/** The dashboard's body, or undefined when it does not exist. */
+export async function getDashboardBody(client: CloudWatchClient, region: string, name: string): Promise<string | undefined> {
+  try {
+    const out = await client.send(new GetDashboardCommand({ DashboardName: name }));
+    return out.DashboardBody ?? '';
+  } catch (err) {
+    if (/NotFound/.test(awsErrorCode(err))) return undefined;
+    throw mapAwsError(err, { action: 'cloudwatch:GetDashboard', region });
+  }
+}
+
+export async function deleteDashboard(client: CloudWatchClient, region: string, name: string): Promise<void> {
+  try {
+    await client.send(new DeleteDashboardsCommand({ DashboardNames: [name] }));
+  } catch (err) {
+    if (!/NotFound/.test(awsErrorCode(err))) throw mapAwsError(err, { action: 'cloudwatch:DeleteDashboards', region });
   }
 }

@@ -2,6 +2,8 @@ import {
   CostExplorerClient,
   GetCostAndUsageCommand,
   GetCostForecastCommand,
+  ListCostAllocationTagsCommand,
+  UpdateCostAllocationTagsStatusCommand,
   type Expression,
   type ResultByTime,
 } from '@aws-sdk/client-cost-explorer';
@@ -36,6 +38,8 @@ export interface ActualCosts {
   forecastNote?: string;
   currency: string;
   costExplorerRequests: number;
+  /** Whether Cost Explorer honours the embedctl:managed tag; when not, every figure above is $0. */
+  tag: CostTagStatus;
 }
 
 const day = (d: Date) => d.toISOString().slice(0, 10);
@@ -66,11 +70,63 @@ function toPeriod(r: ResultByTime): PeriodCost {
   };
 }
 
+/** The tags embedctl puts on everything and filters costs by. */
+export const COST_TAGS = [MANAGED_TAG.key, 'embedctl:deployment'] as const;
+
+export interface CostTagStatus {
+  key: string;
+  /** active; inactive (known to billing, not activated); unseen (billing has not seen it on any resource yet). */
+  status: 'active' | 'inactive' | 'unseen';
+  /** What to do about it, when not active. */
+  hint?: string;
+}
+
+export const activateHint = (keys: readonly string[]) =>
+  `activate it: \`aws ce update-cost-allocation-tags-status --cost-allocation-tags-status ${keys.map((k) => `TagKey=${k},Status=Active`).join(' ')}\` (or Billing > Cost allocation tags; or \`embedctl provision --activate-cost-tags\`); costs show from activation on, about 24 h later`;
+
+/**
+ * Cost Explorer filters on a tag only after it is activated as a cost-allocation tag
+ * (ListCostAllocationTags). Billed like every Cost Explorer request.
+ */
+export async function costTagStatus(ce: CostExplorerClient, key: string = MANAGED_TAG.key): Promise<CostTagStatus> {
+  let found;
+  try {
+    const out = await ce.send(new ListCostAllocationTagsCommand({ TagKeys: [key] }));
+    found = out?.CostAllocationTags?.find((t) => t.TagKey === key);
+  } catch (err) {
+    throw mapAwsError(err, { action: 'ce:ListCostAllocationTags', region: 'us-east-1' });
+  }
+  if (found?.Status === 'Active') return { key, status: 'active' };
+  if (found) return { key, status: 'inactive', hint: `the cost-allocation tag ${key} is not active, so Cost Explorer reports $0 for it; ${activateHint([key])}` };
+  return {
+    key,
+    status: 'unseen',
+    hint: `billing has not seen the tag ${key} on any resource yet (it appears up to 24 h after provision), so Cost Explorer reports $0; once it appears, ${activateHint([key])}`,
+  };
+}
+
+/** Activates the given user tags as cost-allocation tags; returns the keys AWS refused, with why. */
+export async function activateCostTags(ce: CostExplorerClient, keys: readonly string[]): Promise<Array<{ key: string; reason: string }>> {
+  try {
+    const out = await ce.send(
+      new UpdateCostAllocationTagsStatusCommand({ CostAllocationTagsStatus: keys.map((TagKey) => ({ TagKey, Status: 'Active' as const })) }),
+    );
+    return (out?.Errors ?? []).map((e) => ({ key: e.TagKey ?? '?', reason: `${e.Code ?? ''} ${e.Message ?? ''}`.trim() }));
+  } catch (err) {
+    throw mapAwsError(err, { action: 'ce:UpdateCostAllocationTagsStatus', region: 'us-east-1' });
+  }
+}
+
+export function costExplorerClient(): CostExplorerClient {
+  return new CostExplorerClient({ region: 'us-east-1' });
+}
+
 export async function fetchActualCosts(ctx: Context): Promise<ActualCosts> {
   // Cost Explorer has one endpoint, in us-east-1.
   const ce = ctx.adapters.costExplorerClient ?? new CostExplorerClient({ region: 'us-east-1' });
   const p = costPeriods(ctx.now());
-  let requests = 0;
+  let requests = 1;
+  const tag = await costTagStatus(ce);
   const results: ResultByTime[] = [];
   let currency = 'USD';
   try {
@@ -136,5 +192,6 @@ export async function fetchActualCosts(ctx: Context): Promise<ActualCosts> {
     forecastNote,
     currency,
     costExplorerRequests: requests,
+    tag,
   };
 }

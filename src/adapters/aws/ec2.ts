@@ -1,7 +1,10 @@
 import {
   AuthorizeSecurityGroupIngressCommand,
+  CreateLaunchTemplateCommand,
   CreateSecurityGroupCommand,
+  DeleteLaunchTemplateCommand,
   DeleteSecurityGroupCommand,
+  DescribeLaunchTemplatesCommand,
   DescribeInstancesCommand,
   DescribeInstanceStatusCommand,
   DescribeSecurityGroupsCommand,
@@ -11,7 +14,9 @@ import {
   RunInstancesCommand,
   TerminateInstancesCommand,
   type AuthorizeSecurityGroupIngressCommandInput,
+  type CreateLaunchTemplateCommandInput,
   type CreateSecurityGroupCommandInput,
+  type LaunchTemplate,
   type Instance,
   type IpPermission,
   type RunInstancesCommandInput,
@@ -147,20 +152,22 @@ export class Ec2 {
 
   /** Adds only the rules the group lacks (EC2 rejects a whole request if one rule exists). */
   async authorizeMissing(input: AuthorizeSecurityGroupIngressCommandInput, existing: IpPermission[] = []): Promise<number> {
+    const same = (p: IpPermission, port: number | undefined) => p.IpProtocol === 'tcp' && p.FromPort === port && p.ToPort === port;
     const has = (port: number | undefined, cidr: string) =>
-      existing.some(
-        (p) =>
-          p.IpProtocol === 'tcp' &&
-          p.FromPort === port &&
-          p.ToPort === port &&
-          ((p.IpRanges ?? []).some((r) => r.CidrIp === cidr) || (p.Ipv6Ranges ?? []).some((r) => r.CidrIpv6 === cidr)),
-      );
+      existing.some((p) => same(p, port) && ((p.IpRanges ?? []).some((r) => r.CidrIp === cidr) || (p.Ipv6Ranges ?? []).some((r) => r.CidrIpv6 === cidr)));
+    const hasGroup = (port: number | undefined, group: string) => existing.some((p) => same(p, port) && (p.UserIdGroupPairs ?? []).some((g) => g.GroupId === group));
     const missing: IpPermission[] = [];
     for (const p of input.IpPermissions ?? []) {
       const v4 = (p.IpRanges ?? []).filter((r) => !has(p.FromPort, r.CidrIp!));
       const v6 = (p.Ipv6Ranges ?? []).filter((r) => !has(p.FromPort, r.CidrIpv6!));
-      if (v4.length || v6.length) {
-        missing.push({ ...p, ...(v4.length ? { IpRanges: v4 } : { IpRanges: undefined }), ...(v6.length ? { Ipv6Ranges: v6 } : { Ipv6Ranges: undefined }) });
+      const groups = (p.UserIdGroupPairs ?? []).filter((g) => !hasGroup(p.FromPort, g.GroupId!));
+      if (v4.length || v6.length || groups.length) {
+        missing.push({
+          ...p,
+          IpRanges: v4.length ? v4 : undefined,
+          Ipv6Ranges: v6.length ? v6 : undefined,
+          UserIdGroupPairs: groups.length ? groups : undefined,
+        });
       }
     }
     const clean = missing.map((p) => Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined)) as IpPermission);
@@ -173,7 +180,7 @@ export class Ec2 {
         throw mapAwsError(err, { ...this.base, action: 'ec2:AuthorizeSecurityGroupIngress', region: this.region });
       }
     }
-    return clean.reduce((n, p) => n + (p.IpRanges?.length ?? 0) + (p.Ipv6Ranges?.length ?? 0), 0);
+    return clean.reduce((n, p) => n + (p.IpRanges?.length ?? 0) + (p.Ipv6Ranges?.length ?? 0) + (p.UserIdGroupPairs?.length ?? 0), 0);
   }
 
   async runInstance(input: RunInstancesCommandInput): Promise<Instance> {
@@ -279,5 +286,65 @@ export class Ec2 {
         throw mapAwsError(err, { ...this.base, action: 'ec2:DeleteSecurityGroup', region: this.region });
       }
     });
+  }
+
+  /** The instance an interrupted earlier run launched with this ClientToken, if any. */
+  async findByClientToken(token: string): Promise<Instance | undefined> {
+    const out = await this.call('ec2:DescribeInstances', () =>
+      this.client.send(new DescribeInstancesCommand({ Filters: [{ Name: 'client-token', Values: [token] }] })),
+    );
+    return out.Reservations?.flatMap((r) => r.Instances ?? []).find((i) => i.State?.Name !== 'terminated');
+  }
+
+  /** The default subnets (one per availability zone) of a VPC: where the ALB and the ASG go by default. */
+  async defaultSubnets(vpcId: string): Promise<Array<{ id: string; availabilityZone?: string }>> {
+    const out = await this.call('ec2:DescribeSubnets', () =>
+      this.client.send(
+        new DescribeSubnetsCommand({
+          Filters: [
+            { Name: 'vpc-id', Values: [vpcId] },
+            { Name: 'default-for-az', Values: ['true'] },
+          ],
+        }),
+      ),
+    );
+    return (out.Subnets ?? []).filter((s) => s.SubnetId).map((s) => ({ id: s.SubnetId!, availabilityZone: s.AvailabilityZone }));
+  }
+
+  async findLaunchTemplate(name: string): Promise<LaunchTemplate | undefined> {
+    try {
+      const out = await this.client.send(new DescribeLaunchTemplatesCommand({ LaunchTemplateNames: [name] }));
+      return out.LaunchTemplates?.[0];
+    } catch (err) {
+      // A missing name is an error in this API, not an empty list.
+      if (/NotFound/.test(awsErrorCode(err))) return undefined;
+      throw mapAwsError(err, { ...this.base, action: 'ec2:DescribeLaunchTemplates', region: this.region });
+    }
+  }
+
+  async findLaunchTemplateById(id: string): Promise<LaunchTemplate | undefined> {
+    try {
+      const out = await this.client.send(new DescribeLaunchTemplatesCommand({ LaunchTemplateIds: [id] }));
+      return out.LaunchTemplates?.[0];
+    } catch (err) {
+      if (/NotFound/.test(awsErrorCode(err))) return undefined;
+      throw mapAwsError(err, { ...this.base, action: 'ec2:DescribeLaunchTemplates', region: this.region });
+    }
+  }
+
+  async createLaunchTemplate(input: CreateLaunchTemplateCommandInput): Promise<string> {
+    const out = await this.call('ec2:CreateLaunchTemplate', () => this.client.send(new CreateLaunchTemplateCommand(input)));
+    if (!out.LaunchTemplate?.LaunchTemplateId) throw new ExternalError('AWS EC2', 'CreateLaunchTemplate returned no id');
+    return out.LaunchTemplate.LaunchTemplateId;
+  }
+
+  async deleteLaunchTemplate(id: string): Promise<'deleted' | 'gone'> {
+    try {
+      await this.client.send(new DeleteLaunchTemplateCommand({ LaunchTemplateId: id }));
+      return 'deleted';
+    } catch (err) {
+      if (/NotFound/.test(awsErrorCode(err))) return 'gone';
+      throw mapAwsError(err, { ...this.base, action: 'ec2:DeleteLaunchTemplate', region: this.region });
+    }
   }
 }

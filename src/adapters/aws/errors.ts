@@ -123,3 +123,18 @@ export const NOT_FOUND_CODES = new Set([
   'ResourceNotFound',
   'ResourceNotFoundException',
 ]);
+
+/**
+ * Why AWS cannot be asked anything from here (no or bad credentials, no network), or undefined
+ * for any other failure. `provision --dry-run` then prints the plan offline instead of failing.
+ */
+export function offlineReason(err: unknown): string | undefined {
+  const cause = (err as { cause?: unknown })?.cause ?? err;
+  const code = awsErrorCode(cause);
+  const message = String((cause as AwsLikeError)?.message ?? '');
+  if (code === 'CredentialsProviderError' || /Could not load credentials/i.test(message)) return 'no AWS credentials found';
+  if (['ExpiredToken', 'ExpiredTokenException', 'RequestExpired'].includes(code)) return 'the AWS session credentials have expired';
+  if (['AuthFailure', 'InvalidClientTokenId', 'UnrecognizedClientException', 'SignatureDoesNotMatch'].includes(code)) return `the AWS credentials were rejected (${code})`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || /getaddrinfo/.test(message)) return 'the AWS endpoint cannot be reached';
+  return undefined;
+}

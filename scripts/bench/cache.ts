@@ -1,0 +1,294 @@
+/**
+ * Cache and limiter benchmark (issue 17), against baselines measured in the same run:
+ *
+ *   npm run bench:cache [-- --model default --duration-ms 2000 --rounds 3 --clients 16]
+ *
+ * 1. pipeline: the runtime's per-request work for one-text requests, in process, no HTTP:
+ *      miss = cache lookup (miss) + tokenise + model run (batch of one) + cache store + response JSON
+ *      hit  = cache lookup (hit) + response JSON
+ *    Ratio hitVsMiss = hit / miss in embeddings/s (target >= 20).
+ * 2. http: the real runtime (--cache-size) over HTTP, `clients` concurrent clients, one text per
+ *    request: every request a new text (misses) against texts already cached (hits). Reported
+ *    next to 1 because HTTP and JSON cost the same on both paths, which bounds this ratio on a
+ *    model as cheap as the default one (word vectors: the model is a small part of a request).
+ * 3. limiter: one runtime with a keys file of two keys, one with limits (requests and tokens per
+ *    minute, never reached) and one without; one client alternates them, one text per request,
+ *    so both see the same machine at the same moments. limiterP50Overhead = p50(limited) /
+ *    p50(unlimited) - 1 (target <= 0.05). With redis-server on the PATH, the same against a
+ *    runtime whose buckets live in Redis (for information: one loopback round trip).
+ * Rounds are interleaved; each ratio is the median of per-round ratios. Writes
+ * bench-results/cache.json.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createServer } from 'node:net';
+import { Registry } from 'prom-client';
+import { EmbeddingCache, type CacheKey } from '../../runtime/hooks/cache.js';
+import { loadModel } from '../../runtime/inference/model.js';
+import { embeddingsResponseJson, parseEmbedRequest } from '../../runtime/routes/request.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const root = resolve(here, '..', '..', '..');
+const entry = join(root, 'dist', 'runtime', 'main.js');
+
+const { values: flags } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'default' },
+    'duration-ms': { type: 'string', default: '2000' },
+    rounds: { type: 'string', default: '3' },
+    clients: { type: 'string', default: '16' },
+    out: { type: 'string', default: join(root, 'bench-results', 'cache.json') },
+  },
+});
+const MODEL = flags.model!;
+const DURATION = Number(flags['duration-ms']);
+const ROUNDS = Number(flags.rounds);
+const CLIENTS = Number(flags.clients);
+const TARGETS = { hitVsMiss: 20, limiterP50Overhead: 0.05 };
+
+const WORDS = 'the of and to in is for river city music green ocean market winter garden science history light mountain coffee train paper doctor school money forest window summer bread engine island data model search query'.split(' ');
+let seq = 0;
+/** A text never produced before in this run (a guaranteed miss). */
+const freshText = () => {
+  const n = seq++;
+  return `${Array.from({ length: 6 + (n % 10) }, (_, j) => WORDS[(n * 7 + j * 13) % WORDS.length]).join(' ')} ${n}`;
+};
+
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+/* ---------------------------------------------------------------- 1. pipeline, in process */
+
+async function pipeline() {
+  const model = await loadModel(MODEL);
+  const cache = new EmbeddingCache({ memory: { entries: 1_000_000 }, registry: new Registry(), modelId: () => model.manifest.sha256 });
+  const parsed = parseEmbedRequest({ input: 'x' }, model.manifest);
+  const key = (text: string): CacheKey => ({ model: MODEL, task: undefined, text, truncate: true });
+  const respond = (v: Float32Array, tokens: number) => embeddingsResponseJson([v], parsed, MODEL, tokens);
+  const cached = Array.from({ length: 4096 }, freshText);
+  for (const t of cached) {
+    const enc = model.encode(t);
+    await cache.set([{ key: key(t), entry: { vector: (await model.embed([enc]))[0]!, tokens: enc.fullLength } }]);
+  }
+  const miss = async () => {
+    const text = freshText();
+    const [found] = await cache.get([key(text)]);
+    if (found) throw new Error('a fresh text was in the cache');
+    const enc = model.encode(text);
+    const [v] = await model.embed([enc]);
+    await cache.set([{ key: key(text), entry: { vector: v!, tokens: enc.fullLength } }]);
+    return respond(v!, enc.fullLength);
+  };
+  let i = 0;
+  const hit = async () => {
+    const [found] = await cache.get([key(cached[i++ % cached.length]!)]);
+    if (!found) throw new Error('a cached text missed');
+    return respond(found.vector, found.tokens);
+  };
+  const rate = async (f: () => Promise<string>) => {
+    let n = 0;
+    const t0 = performance.now();
+    const end = t0 + DURATION / 2;
+    while (performance.now() < end) for (let k = 0; k < 64; k++, n++) await f();
+    return n / ((performance.now() - t0) / 1000);
+  };
+  await rate(miss); // warm-up (JIT, allocator)
+  const rounds: Array<{ miss: number; hit: number; ratio: number }> = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const m = await rate(miss);
+    const h = await rate(hit);
+    rounds.push({ miss: round(m, 0), hit: round(h, 0), ratio: round(h / m, 2) });
+  }
+  await model.close();
+  return {
+    missEmbeddingsPerSec: median(rounds.map((r) => r.miss)),
+    hitEmbeddingsPerSec: median(rounds.map((r) => r.hit)),
+    hitVsMiss: median(rounds.map((r) => r.ratio)),
+    rounds,
+  };
+}
+
+/* ---------------------------------------------------------------- runtime processes and load */
+
+async function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const s = createServer().once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => ok(p));
+    });
+  });
+}
+
+async function startRuntime(args: string[]) {
+  // Access log to a file: a pipe drained late by this busy process would slow the server down.
+  const logPath = join(tmpdir(), `embedctl-bench-cache-${process.pid}-${Date.now()}.log`);
+  const fd = openSync(logPath, 'w');
+  const child = spawn(process.execPath, [entry, '--model', MODEL, '--port', '0', '--host', '127.0.0.1', ...args], { stdio: ['ignore', 'ignore', fd] });
+  closeSync(fd);
+  let exited = false;
+  const done = new Promise<void>((r) => child.once('exit', () => ((exited = true), r())));
+  const deadline = Date.now() + 60_000;
+  let url: string | undefined;
+  for (;;) {
+    const text = readFileSync(logPath, 'utf8');
+    url ??= /"event":"listening","url":"([^"]+)"/.exec(text)?.[1];
+    if (url && text.includes('"event":"ready"')) break;
+    if (exited || Date.now() > deadline) throw new Error(`runtime did not start:\n${text.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url: new URL(url),
+    async stop() {
+      child.kill('SIGTERM');
+      await done;
+      rmSync(logPath, { force: true });
+    },
+  };
+}
+
+function post(agent: Agent, url: URL, body: string, headers: Record<string, string> = {}): Promise<number> {
+  return new Promise((ok, fail) => {
+    const req = request({ agent, host: url.hostname, port: url.port, path: '/v1/embeddings', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
+      res.resume();
+      res.on('end', () => ok(res.statusCode ?? 0));
+    });
+    req.on('error', fail);
+    req.end(body);
+  });
+}
+
+/** `clients` concurrent clients for DURATION ms, each request's text from `next()`. */
+async function load(url: URL, next: () => string, clients: number) {
+  const agent = new Agent({ keepAlive: true, maxSockets: clients });
+  let ok = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  const end = t0 + DURATION;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < end) ((await post(agent, url, JSON.stringify({ input: next() }))) === 200 ? ok++ : errors++);
+    }),
+  );
+  agent.destroy();
+  if (errors) throw new Error(`${errors} requests failed`);
+  return ok / ((performance.now() - t0) / 1000);
+}
+
+async function http() {
+  const rt = await startRuntime(['--cache-size', '1000000']);
+  try {
+    const agent = new Agent({ keepAlive: true });
+    const cached = Array.from({ length: 4096 }, freshText);
+    for (const t of cached) await post(agent, rt.url, JSON.stringify({ input: t }));
+    agent.destroy();
+    let i = 0;
+    await load(rt.url, freshText, CLIENTS);
+    const rounds: Array<{ miss: number; hit: number; ratio: number }> = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const miss = await load(rt.url, freshText, CLIENTS);
+      const hit = await load(rt.url, () => cached[i++ % cached.length]!, CLIENTS);
+      rounds.push({ miss: round(miss, 0), hit: round(hit, 0), ratio: round(hit / miss, 2) });
+    }
+    return { clients: CLIENTS, missEmbeddingsPerSec: median(rounds.map((r) => r.miss)), hitEmbeddingsPerSec: median(rounds.map((r) => r.hit)), hitVsMiss: median(rounds.map((r) => r.ratio)), rounds };
+  } finally {
+    await rt.stop();
+  }
+}
+
+/* ---------------------------------------------------------------- 3. limiter */
+
+async function limiter(extraArgs: string[]) {
+  const dir = mkdtempSync(join(tmpdir(), 'embedctl-bench-keys-'));
+  const keys = join(dir, 'keys.yaml');
+  const [LIMITED, FREE] = ['sk-bench-limited-0123456789', 'sk-bench-unlimited-0123456789'];
+  writeFileSync(keys, `keys:\n  - {name: limited, key: ${LIMITED}, requestsPerMinute: 100000000, tokensPerMinute: 1000000000}\n  - {name: free, key: ${FREE}}\n`);
+  const rt = await startRuntime(['--keys-file', keys, ...extraArgs]);
+  try {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const lat = { limited: [] as number[], free: [] as number[] };
+    const once = async (which: 'limited' | 'free') => {
+      const s = performance.now();
+      const status = await post(agent, rt.url, JSON.stringify({ input: freshText() }), { authorization: `Bearer ${which === 'limited' ? LIMITED : FREE}` });
+      if (status !== 200) throw new Error(`${which}: status ${status}`);
+      return performance.now() - s;
+    };
+    for (let k = 0; k < 200; k++) await once(k % 2 ? 'limited' : 'free'); // warm-up
+    const rounds: Array<{ p50Limited: number; p50Free: number; overhead: number }> = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const l: number[] = [];
+      const f: number[] = [];
+      const end = performance.now() + DURATION;
+      for (let k = 0; performance.now() < end; k++) {
+        // Alternate which goes first so neither always follows the other.
+        if (k % 2) {
+          l.push(await once('limited'));
+          f.push(await once('free'));
+        } else {
+          f.push(await once('free'));
+          l.push(await once('limited'));
+        }
+      }
+      l.sort((a, b) => a - b);
+      f.sort((a, b) => a - b);
+      lat.limited.push(...l);
+      lat.free.push(...f);
+      rounds.push({ p50Limited: round(pct(l, 50), 3), p50Free: round(pct(f, 50), 3), overhead: round(pct(l, 50) / pct(f, 50) - 1, 4) });
+    }
+    agent.destroy();
+    return { requestsPerSide: lat.limited.length, p50LimitedMs: median(rounds.map((r) => r.p50Limited)), p50UnlimitedMs: median(rounds.map((r) => r.p50Free)), p50Overhead: median(rounds.map((r) => r.overhead)), rounds };
+  } finally {
+    await rt.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function withRedis<T>(f: (url: string) => Promise<T>): Promise<T | { skipped: string }> {
+  if (spawnSync('redis-server', ['--version']).status !== 0) return { skipped: 'redis-server not on the PATH' };
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const done = new Promise((r) => child.once('exit', r));
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    return await f(`redis://127.0.0.1:${port}`);
+  } finally {
+    child.kill('SIGTERM');
+    await done;
+  }
+}
+
+/* ---------------------------------------------------------------- main */
+
+const pipelineResult = await pipeline();
+console.error(`pipeline: hit ${pipelineResult.hitEmbeddingsPerSec} emb/s vs miss ${pipelineResult.missEmbeddingsPerSec} emb/s = ${pipelineResult.hitVsMiss}x`);
+const httpResult = await http();
+console.error(`http (${CLIENTS} clients): hit ${httpResult.hitEmbeddingsPerSec} emb/s vs miss ${httpResult.missEmbeddingsPerSec} emb/s = ${httpResult.hitVsMiss}x`);
+const limiterMemory = await limiter([]);
+console.error(`limiter (memory): p50 ${limiterMemory.p50LimitedMs} ms vs ${limiterMemory.p50UnlimitedMs} ms without = ${round(limiterMemory.p50Overhead * 100, 1)} %`);
+const limiterRedis = await withRedis((url) => limiter(['--cache-redis', url]));
+if ('p50Overhead' in limiterRedis) console.error(`limiter (redis): p50 ${limiterRedis.p50LimitedMs} ms vs ${limiterRedis.p50UnlimitedMs} ms without = ${round(limiterRedis.p50Overhead * 100, 1)} %`);
+
+const result = {
+  schema: 'embedctl.bench.cache/v1',
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version },
+  loadAverage: loadavg().map((x) => round(x)),
+  settings: { model: MODEL, durationMs: DURATION, rounds: ROUNDS, clients: CLIENTS, textsPerRequest: 1 },
+  targets: TARGETS,
+  pipeline: pipelineResult,
+  http: httpResult,
+  limiter: { memory: limiterMemory, redis: limiterRedis },
+  verdict: {
+    hitVsMiss: pipelineResult.hitVsMiss >= TARGETS.hitVsMiss ? 'met' : `missed (${pipelineResult.hitVsMiss}x < ${TARGETS.hitVsMiss}x)`,
+    limiterP50Overhead: limiterMemory.p50Overhead <= TARGETS.limiterP50Overhead ? 'met' : `missed (${round(limiterMemory.p50Overhead * 100, 1)} % > 5 %)`,
+  },
+};
+mkdirSync(resolve(flags.out!, '..'), { recursive: true });
+writeFileSync(flags.out!, `${JSON.stringify(result, null, 2)}\n`);
+console.log(JSON.stringify(result.verdict));
