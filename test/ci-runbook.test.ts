@@ -76,19 +76,19 @@ describe('the weekly CI step, non-interactive', () => {
     const common = ['--driver', 'env', '--traffic-env', envFile, '--evidence-dir', reports, '--metrics-url', `${candidate.url}/metrics`];
     // Wide enough that the refused step lands inside it even on a loaded 2-core machine.
     const DWELL_MS = 12_000;
-    const first = await step(['rollout', '--percent', '10', '--dwell', '12s', ...common, '--json']);
+    const first = await step(['rollout', 'to', '10', '--dwell', '12s', ...common, '--json']);
     const movedAt = Date.now();
     expect(first.code, first.stderr).toBe(0);
     expect(first.doc?.schema).toBe('embedctl.rollout/v1');
     expect(readFileSync(envFile, 'utf8')).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=10\b/);
 
-    const early = await step(['rollout', '--next', ...common, '--json']);
+    const early = await step(['rollout', 'next', ...common, '--json']);
     expect(early.code).toBe(2); // refused: the dwell is not over (a usage decision, not a gate)
     expect(early.stderr.trim().split('\n')[0]).toMatch(/dwell/);
     expect(readFileSync(envFile, 'utf8')).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=10\b/);
 
     await new Promise((r) => setTimeout(r, Math.max(0, movedAt + DWELL_MS + 200 - Date.now())));
-    const next = await step(['rollout', '--next', ...common, '--json']);
+    const next = await step(['rollout', 'next', ...common, '--json']);
     expect(next.code, next.stderr).toBe(0);
     expect(readFileSync(envFile, 'utf8')).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=25\b/);
   });
@@ -98,13 +98,13 @@ describe('the weekly CI step, non-interactive', () => {
     expect(v.code).toBe(3);
     expect(v.doc?.schema).toBe('embedctl.verify-consistency/v1');
     expect(v.doc?.verdict).not.toBe('pass');
-    const check = await step(['rollout', '--check', '--min-cosine', '0.9999999', '--evidence-dir', reports, '--json']);
+    const check = await step(['rollout', 'check', '--min-cosine', '0.9999999', '--evidence-dir', reports, '--json']);
     expect(check.code).toBe(3);
     expect(check.doc?.schema).toBe('embedctl.rollout/v1');
     expect(readFileSync(envFile, 'utf8')).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=25\b/);
   });
 
-  it('rollout --watch rolls back by itself when self-hosted fails (exit 4), and --rollback is recorded', { timeout: 90_000 }, async () => {
+  it('rollout watch rolls back by itself when self-hosted fails (exit 4), and rollout rollback is recorded', { timeout: 90_000 }, async () => {
     await fetch(`${candidate.url}/admin/fault`, { method: 'POST', body: JSON.stringify({ status: 500, rate: 1 }), headers: { 'content-type': 'application/json' } });
     const stop = new AbortController();
     const traffic = (async () => {
@@ -115,7 +115,7 @@ describe('the weekly CI step, non-interactive', () => {
         await new Promise((r) => setTimeout(r, 25));
       }
     })();
-    const watch = await step(['rollout', '--watch', '--interval', '1s', '--max-duration', '45s', '--evidence-dir', reports, '--metrics-url', `${candidate.url}/metrics`, '--json']);
+    const watch = await step(['rollout', 'watch', '--interval', '1s', '--max-duration', '45s', '--evidence-dir', reports, '--metrics-url', `${candidate.url}/metrics`, '--json']);
     stop.abort();
     await traffic;
     await fetch(`${candidate.url}/admin/fault`, { method: 'POST', body: '{"status":0}', headers: { 'content-type': 'application/json' } });
@@ -123,7 +123,7 @@ describe('the weekly CI step, non-interactive', () => {
     expect(watch.doc?.schema).toBe('embedctl.rollout/v1');
     expect(readFileSync(envFile, 'utf8')).toMatch(/SELF_HOSTED_TRAFFIC_PERCENT=0\b/);
 
-    const rb = await step(['rollout', '--rollback', '--reason', 'manual from CI run 42', '--json']);
+    const rb = await step(['rollout', 'rollback', '--reason', 'manual from CI run 42', '--json']);
     expect(rb.code, rb.stderr).toBe(0);
     const history = JSON.stringify(JSON.parse(readFileSync(join(work, '.embedctl', 'rollout.json'), 'utf8')));
     expect(history).toMatch(/manual from CI run 42/);

@@ -114,7 +114,7 @@ describe('evidence from CloudWatch (real client, mocked transport)', () => {
         { Id: 'p95', Timestamps: [at], Values: [140] },
       ],
     });
-    const r = await runCli(['rollout', '--check', '--json', '--cloudwatch', '--cloudwatch-region', 'eu-west-1', '--cloudwatch-dimension', 'Service=embeddings'], { cwd, now: () => now });
+    const r = await runCli(['rollout', 'check', '--json', '--cloudwatch', '--cloudwatch-region', 'eu-west-1', '--cloudwatch-dimension', 'Service=embeddings'], { cwd, now: () => now });
     expect(r.code).toBe(3);
     const input = cw.commandCalls(GetMetricDataCommand)[0]!.args[0].input;
     // The names runtime/emf.ts publishes; RequestLatencyP95 is already a p95 per runtime, so its Maximum.
@@ -127,7 +127,7 @@ describe('evidence from CloudWatch (real client, mocked transport)', () => {
     const gates = r.json<{ gates: Array<{ name: string; value: number; status: string; source: string; ageSeconds: number }> }>().gates;
     expect(gates[0]).toMatchObject({ name: 'errorRate', value: 0.08, status: 'fail', source: 'cloudwatch:Embedctl (eu-west-1)', ageSeconds: 60 });
     expect(gates[1]).toMatchObject({ name: 'p95LatencyMs', value: 140, status: 'pass' });
-    const noRegion = await runCli(['rollout', '--check', '--cloudwatch'], { cwd, now: () => now, env: { AWS_REGION: '' } });
+    const noRegion = await runCli(['rollout', 'check', '--cloudwatch'], { cwd, now: () => now, env: { AWS_REGION: '' } });
     expect(noRegion.code).toBe(2);
     expect(noRegion.stderr).toMatch(/--cloudwatch: needs a region/);
   });
@@ -137,7 +137,7 @@ describe('evidence from CloudWatch (real client, mocked transport)', () => {
     cw.on(GetMetricDataCommand).resolves({ MetricDataResults: [] });
     const dims = async (env: Record<string, string>) => {
       cw.resetHistory();
-      const r = await runCli(['rollout', '--check', '--json', '--cloudwatch', '--cloudwatch-region', 'eu-west-1'], { cwd, now: () => now, env });
+      const r = await runCli(['rollout', 'check', '--json', '--cloudwatch', '--cloudwatch-region', 'eu-west-1'], { cwd, now: () => now, env });
       expect(r.code).not.toBe(2);
       const input = cw.commandCalls(GetMetricDataCommand)[0]!.args[0].input;
       return input.MetricDataQueries!.map((q) => q.MetricStat!.Metric!.Dimensions);
@@ -162,7 +162,7 @@ describe('evidence from the real runtime /metrics', () => {
       expect(res.status).toBe(200);
       await res.arrayBuffer();
     }
-    const r = await runCli(['rollout', '--check', '--json', '--metrics-url', `${rt.url}/metrics`], { cwd });
+    const r = await runCli(['rollout', 'check', '--json', '--metrics-url', `${rt.url}/metrics`], { cwd });
     expect(r.code).toBe(0);
     const gates = r.json<{ gates: Array<{ name: string; value: number; status: string; source: string }> }>().gates;
     expect(gates[0]).toMatchObject({ name: 'errorRate', value: 0, status: 'pass' });

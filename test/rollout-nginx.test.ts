@@ -129,8 +129,8 @@ const rollout = (args: string[], o: { signal?: AbortSignal } = {}) => runCli(['r
 
 describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', () => {
   it('--percent 25 re-renders, reloads and confirms; 2,000 distinct keys split 25 +-5 %, matching the hybrid client key for key', async () => {
-    expect((await rollout(['--percent', '10'])).code).toBe(0);
-    const r = await rollout(['--percent', '25', '--dwell', '0s', '--json']);
+    expect((await rollout(['to', '10'])).code).toBe(0);
+    const r = await rollout(['to', '25', '--dwell', '0s', '--json']);
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     const doc = r.json<{ confirmed: boolean; observedPercent: number; detail: string }>();
@@ -165,7 +165,7 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
       }
     });
     await new Promise((r) => setTimeout(r, 200));
-    const r = await rollout(['--percent', '10']);
+    const r = await rollout(['to', '10']);
     expect(r.code).toBe(0);
     await new Promise((r) => setTimeout(r, 200));
     stop = true;
@@ -176,8 +176,8 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
   });
 
   it('--rollback gives 0 % self-hosted, sampled, and reports how long it took', async () => {
-    expect((await rollout(['--percent', '10'])).code).toBe(0);
-    const r = await rollout(['--rollback', '--reason', 'drill', '--json']);
+    expect((await rollout(['to', '10'])).code).toBe(0);
+    const r = await rollout(['rollback', '--reason', 'drill', '--json']);
     expect(r.code).toBe(0);
     const doc = r.json<{ confirmed: boolean; observedPercent: number; durationMs: number }>();
     expect(doc).toMatchObject({ confirmed: true, observedPercent: 0 });
@@ -188,13 +188,13 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
   });
 
   it('a config nginx rejects is never written over the live one; traffic stays where it was', async () => {
-    expect((await rollout(['--percent', '10'])).code).toBe(0);
+    expect((await rollout(['to', '10'])).code).toBe(0);
     const confPath = join(cwd, '.embedctl', 'nginx', 'nginx.conf');
     const live = readFileSync(confPath, 'utf8');
     const deploy = JSON.parse(readFileSync(join(cwd, '.embedctl', 'deploy.json'), 'utf8'));
     deploy.nginx.options.hostedAuthInclude = join(cwd, 'missing-auth.conf');
     writeFileSync(join(cwd, '.embedctl', 'deploy.json'), JSON.stringify(deploy));
-    const r = await rollout(['--rollback']);
+    const r = await rollout(['rollback']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/nginx: config test failed .*missing-auth\.conf/);
     expect(readFileSync(confPath, 'utf8')).toBe(live);
@@ -205,7 +205,7 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
     const confPath = join(cwd, '.embedctl', 'nginx', 'nginx.conf');
     const before = readFileSync(confPath, 'utf8');
     await nginx.stop();
-    const r = await rollout(['--percent', '10']);
+    const r = await rollout(['to', '10']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^embedctl: error: nginx: reload failed/m);
     expect(r.stderr).toMatch(/hint: is nginx running from /);
@@ -214,14 +214,14 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
   });
 
   it('--watch rolls back by itself when the self-hosted side starts failing, and exits 4', async () => {
-    expect((await rollout(['--percent', '10'])).code).toBe(0);
-    expect((await rollout(['--percent', '25', '--force', '--reason', 'test: skip the week'])).code).toBe(0);
+    expect((await rollout(['to', '10'])).code).toBe(0);
+    expect((await rollout(['to', '25', '--force', '--reason', 'test: skip the week'])).code).toBe(0);
     let stop = false;
     const load = pool(4, 4, async (w) => {
       for (let i = 0; !stop; i++) await embed(nginx.url, { 'x-tenant-id': `watch-${w}-${i % 200}` }).catch(() => undefined);
     });
     const faultAt = setTimeout(() => self.fail(true), 700);
-    const watch = await rollout(['--watch', '--interval', '250ms', '--max-duration', '20s', '--metrics-url', `${self.url}/metrics`, '--json']);
+    const watch = await rollout(['watch', '--interval', '250ms', '--max-duration', '20s', '--metrics-url', `${self.url}/metrics`, '--json']);
     clearTimeout(faultAt);
     stop = true;
     await load;
@@ -232,7 +232,8 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
     expect(rate).toBeGreaterThan(5);
     expect(doc.durationMs).toBeGreaterThan(0);
     expect(watch.stderr).toMatch(/ok\n/); // healthy ticks before the fault
-    expect(watch.stderr).toMatch(/rolled back by --watch/);
+    expect(watch.stderr).toMatch(/BREACH 1\/2/);
+    expect(watch.stderr).toMatch(/rolled back by rollout watch/);
     const state = JSON.parse(readFileSync(join(cwd, '.embedctl', 'rollout.json'), 'utf8'));
     expect(state.history.at(-1)).toMatchObject({ action: 'auto-rollback', from: 25, to: 0 });
     expect(state.lastRollback.durationMs).toBe(doc.durationMs);
@@ -241,14 +242,14 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
   });
 
   it("nginx's access log counts a self-hosted failure that fell back to hosted as an error, though users got 200", async () => {
-    expect((await rollout(['--percent', '10'])).code).toBe(0);
+    expect((await rollout(['to', '10'])).code).toBe(0);
     self.fail(true, 502);
     const answers = await pool(300, 10, async (i) => embed(nginx.url, { 'x-tenant-id': `log-${i}` }));
     expect(answers.every((a) => a.status === 200)).toBe(true);
     const fellBack = answers.filter((a) => a.fallback === 'yes').length;
     expect(fellBack).toBeGreaterThan(10);
     const log = join(cwd, '.embedctl', 'nginx', 'access.log');
-    const r = await rollout(['--check', '--json', '--nginx-access-log', log, '--window', '1m']);
+    const r = await rollout(['check', '--json', '--nginx-access-log', log, '--window', '1m']);
     expect(r.code).toBe(3);
     const gate = r.json<{ gates: Array<{ name: string; value: number; status: string; note: string }> }>().gates[0]!;
     expect(gate).toMatchObject({ name: 'errorRate', status: 'fail' });
@@ -257,11 +258,58 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
     expect(gate.note).toMatch(/is above the limit 5\.00%/);
   });
 
+  it('watch via /metrics: killing the runtime rolls back after the failure threshold, not on the first bad tick', async () => {
+    expect((await rollout(['to', '10'])).code).toBe(0);
+    let stop = false;
+    const load = pool(2, 2, async (w) => {
+      for (let i = 0; !stop; i++) await embed(nginx.url, { 'x-tenant-id': `kill-${w}-${i % 100}` }).catch(() => undefined);
+    });
+    const killAt = setTimeout(() => void self.stop(), 600);
+    const watch = await rollout(['watch', '--interval', '250ms', '--max-duration', '20s', '--failure-limit', '3', '--metrics-url', `${self.url}/metrics`, '--json']);
+    clearTimeout(killAt);
+    stop = true;
+    await load;
+    expect(watch.code, watch.stderr).toBe(4);
+    expect(watch.stderr).toMatch(/BREACH 1\/3/);
+    expect(watch.stderr).toMatch(/BREACH 2\/3/);
+    const doc = watch.json<{ action: string; to: number; reason: string; confirmed: boolean }>();
+    expect(doc).toMatchObject({ action: 'auto-rollback', to: 0, confirmed: true });
+    expect(doc.reason).toMatch(/live signal lost \(GET .*\/metrics failed: .*\) for 3 consecutive intervals/);
+  });
+
+  it("watch via the gateway's access log (found in deploy.json): dead runtimes mean fallbacks, and a rollback", async () => {
+    expect((await rollout(['to', '10'])).code).toBe(0);
+    let stop = false;
+    const load = pool(4, 4, async (w) => {
+      for (let i = 0; !stop; i++) await embed(nginx.url, { 'x-tenant-id': `log-${w}-${i % 100}` }).catch(() => undefined);
+    });
+    const killAt = setTimeout(() => void self.stop(), 700);
+    const watch = await rollout(['watch', '--interval', '300ms', '--max-duration', '20s', '--json']);
+    clearTimeout(killAt);
+    stop = true;
+    await load;
+    expect(watch.code, watch.stderr).toBe(4);
+    expect(watch.stderr).toMatch(/watching .*access\.log \(gateway access log\)/);
+    expect(watch.stderr).toMatch(/-> ok\n/);
+    expect(watch.json<{ reason: string }>().reason).toMatch(/^automatic: errorRate .* for 2 consecutive intervals/);
+  });
+
+  it('a signal that stops updating is inconclusive, loudly (exit 3), and nothing moves', async () => {
+    expect((await rollout(['to', '10'])).code).toBe(0);
+    // No traffic at all: the access log stops growing.
+    const watch = await rollout(['watch', '--interval', '150ms', '--max-duration', '1500ms', '--stale-after', '3', '--json']);
+    expect(watch.code).toBe(3);
+    expect(watch.stderr).toMatch(/warning: INCONCLUSIVE: .*access\.log .* no new traffic for 3 intervals/);
+    expect(watch.stderr).toMatch(/error: watch inconclusive: .* stopped updating/);
+    expect(watch.json<{ frozen: boolean; verdict: string; rolledBack: boolean }>()).toMatchObject({ frozen: true, verdict: 'inconclusive', rolledBack: false });
+    expect(JSON.parse(readFileSync(join(cwd, '.embedctl', 'rollout.json'), 'utf8')).percent).toBe(10);
+  });
+
   it('--watch stops on the signal without touching traffic (exit 130)', async () => {
-    expect((await rollout(['--percent', '10'])).code).toBe(0);
+    expect((await rollout(['to', '10'])).code).toBe(0);
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 600);
-    const r = await rollout(['--watch', '--interval', '200ms', '--metrics-url', `${self.url}/metrics`], { signal: ac.signal });
+    const r = await rollout(['watch', '--interval', '200ms', '--metrics-url', `${self.url}/metrics`], { signal: ac.signal });
     expect(r.code).toBe(130);
     expect(r.stdout).toMatch(/interrupted after \d+ checks at 10% self-hosted/);
     expect(JSON.parse(readFileSync(join(cwd, '.embedctl', 'rollout.json'), 'utf8')).percent).toBe(10);

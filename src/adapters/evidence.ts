@@ -58,6 +58,11 @@ export interface EvidenceOptions {
   windowMs?: number;
   /** The previous /metrics snapshot: rates are then computed over the interval between the two. */
   previous?: TrafficSnapshot;
+  /**
+   * Where the previous read of the access log ended: only the lines written since are judged (a
+   * watch's ticks; nginx stamps lines to the second, too coarse for a window of one interval).
+   */
+  accessLogOffset?: number;
   now: Date;
   timeoutMs?: number;
   /** Injected CloudWatch client (tests put aws-sdk-client-mock in front of the real one). */
@@ -69,6 +74,8 @@ export interface CollectedEvidence {
   evidence: Evidence;
   /** The raw /metrics snapshot taken, to pass back as `previous` next time. */
   snapshot?: TrafficSnapshot;
+  /** Where this read of the access log ended, to pass back as `accessLogOffset` next time. */
+  accessLogOffset?: number;
 }
 
 export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedEvidence> {
@@ -96,6 +103,7 @@ export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedE
 
   // Live traffic beats a load test: it is what users see right now.
   let snap: TrafficSnapshot | undefined;
+  let accessLogOffset: number | undefined;
   if (opts.metricsUrl) {
     const live = await scrapeMetrics(opts.metricsUrl, opts);
     if ('error' in live) {
@@ -119,15 +127,16 @@ export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedE
           : { value: p95 * 1000, source: src, observedAt: opts.now };
     }
   } else if (opts.nginxAccessLog) {
-    const nl = await accessLogWindow(opts.nginxAccessLog, opts.now, opts.windowMs ?? 300_000);
+    const nl = await accessLogWindow(opts.nginxAccessLog, opts.now, opts.windowMs ?? 300_000, opts.accessLogOffset);
     evidence.errorRate = nl.errorRate;
     evidence.p95LatencyMs = nl.p95LatencyMs;
+    accessLogOffset = nl.offset;
   } else if (opts.cloudwatch) {
     const cw = await cloudwatchTraffic(opts.cloudwatch, opts);
     evidence.errorRate = cw.errorRate;
     evidence.p95LatencyMs = cw.p95LatencyMs;
   }
-  return { evidence, snapshot: snap };
+  return { evidence, snapshot: snap, accessLogOffset };
 }
 
 type Read<T> = { path: string; doc?: T; problem?: string };
@@ -180,18 +189,23 @@ const TAIL_BYTES = 8 * 1024 * 1024;
  * Reads the tail of the access log. A request the split sent to self-hosted that nginx answered
  * from hosted (X-Embedctl-Fallback) is a self-hosted failure even though the user got a 200.
  */
-async function accessLogWindow(path: string, now: Date, windowMs: number): Promise<Pick<Evidence, 'errorRate' | 'p95LatencyMs'>> {
-  const source = `${path} (last ${Math.round(windowMs / 1000)}s)`;
+async function accessLogWindow(path: string, now: Date, windowMs: number, fromOffset?: number): Promise<Pick<Evidence, 'errorRate' | 'p95LatencyMs'> & { offset?: number }> {
+  const source = fromOffset === undefined ? `${path} (last ${Math.round(windowMs / 1000)}s)` : `${path} (new lines)`;
   let text: string;
+  let offset: number | undefined;
   try {
     const fh = await fsp.open(path, 'r');
     try {
       const { size } = await fh.stat();
-      const start = Math.max(0, size - TAIL_BYTES);
+      // A file shorter than where we stopped was rotated: read the new one from its start.
+      const start = fromOffset !== undefined && fromOffset <= size ? Math.max(fromOffset, size - TAIL_BYTES) : Math.max(0, size - TAIL_BYTES);
       const buf = Buffer.alloc(size - start);
       await fh.read(buf, 0, buf.length, start);
-      text = buf.toString('utf8');
-      if (start > 0) text = text.slice(text.indexOf('\n') + 1);
+      // A line still being written is judged next time, whole.
+      const complete = buf.subarray(0, buf.lastIndexOf(0x0a) + 1);
+      offset = start + complete.length;
+      text = complete.toString('utf8');
+      if (start > 0 && start !== fromOffset) text = text.slice(text.indexOf('\n') + 1);
     } finally {
       await fh.close();
     }
@@ -212,20 +226,22 @@ async function accessLogWindow(path: string, now: Date, windowMs: number): Promi
       continue;
     }
     const t = e.time ? Date.parse(e.time) : NaN;
-    if (e.split !== 'selfhosted' || Number.isNaN(t) || t < from || t > now.getTime()) continue;
+    if (e.split !== 'selfhosted') continue;
+    if (fromOffset === undefined && (Number.isNaN(t) || t < from || t > now.getTime())) continue;
     total++;
     if ((e.status ?? 0) >= 500 || e.backend === 'hosted') errors++;
     if (typeof e.request_time === 'number') times.push(e.request_time * 1000);
   }
   if (total === 0) {
     const note = 'no self-hosted requests in the window';
-    return { errorRate: { value: null, source, note }, p95LatencyMs: { value: null, source, note } };
+    return { errorRate: { value: null, source, note }, p95LatencyMs: { value: null, source, note }, offset };
   }
   times.sort((a, b) => a - b);
   const p95 = times.length ? times[Math.min(times.length - 1, Math.ceil(0.95 * times.length) - 1)]! : null;
   return {
     errorRate: { value: errors / total, source, observedAt: now, note: `${errors}/${total} self-hosted requests failed or fell back` },
     p95LatencyMs: p95 === null ? { value: null, source, note: 'no request_time in the log lines' } : { value: p95, source, observedAt: now },
+    offset,
   };
 }
 

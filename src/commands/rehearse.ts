@@ -256,7 +256,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
           const bad = refresh.find((x) => x.code !== 0);
           if (bad) return failed(bad, `evidence refresh failed: ${bad.errTail.trim().split('\n').pop()}`);
         }
-        const r = await sub(['rollout', i === 0 ? '--percent' : '--next', ...(i === 0 ? [String(pct)] : []), ...rolloutCommon()]);
+        const r = await sub(['rollout', ...(i === 0 ? ['to', String(pct)] : ['next']), ...rolloutCommon()]);
         if (r.code !== 0) return failed(r);
         const split = await sampleSplit(route(), 200);
         const observed = (100 * split.selfhosted) / Math.max(1, split.selfhosted + split.hosted);
@@ -279,7 +279,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       const traffic = steadyTraffic(route(), stop.signal);
       let r;
       try {
-        r = await sub(['rollout', '--watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
+        r = await sub(['rollout', 'watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
       } finally {
         stop.abort();
       }

@@ -36,6 +36,10 @@ export const rolloutHistoryEntry = z.object({
   confirmed: z.boolean().nullable().optional(),
   observedPercent: z.number().nullable().optional(),
   durationMs: z.number().optional(),
+  /** What an emergency rollback found broken and fixed (stale lock, unusable state file). */
+  repaired: z.array(z.string()).optional(),
+  /** Where the driver acted ("nginx /srv/gw/nginx.conf", "ssm i-0abc in eu-west-1"). */
+  target: z.string().optional(),
 });
 
 export const rolloutStateSchema = z.object({
@@ -63,7 +67,7 @@ export const rolloutFile = defineContract<RolloutStateDoc>({
   version: 1,
   stamp: { key: 'version' },
   schema: rolloutStateSchema,
-  fix: 'restore .embedctl/rollout.json from version control (every change is in .embedctl/rollout.history.jsonl), or move it aside to start the rollout fresh at 0%',
+  fix: 'restore .embedctl/rollout.json from version control (every change is in .embedctl/rollout.history.jsonl), or move it aside to start the rollout fresh at 0%; `embedctl rollout rollback` works regardless (0% first, then it repairs the file)',
 });
 
 export const rolloutHistory = defineLines<RolloutHistoryLine>({

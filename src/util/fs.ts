@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { ExternalError, UsageError } from '../errors.js';
@@ -35,13 +36,36 @@ export function currentUser(env: Record<string, string | undefined> = process.en
   }
 }
 
-interface LockInfo {
+/** Who holds a lock: enough to tell a live holder from a dead one, and to name it in errors. */
+export interface LockInfo {
   pid: number;
   host: string;
   user: string;
+  /** When the lock was taken (ISO). */
   since: string;
   command?: string;
+  /**
+   * The holder's process start time as the kernel counts it (/proc/<pid>/stat field 22) where
+   * there is one: a pid reused by another process after a crash has a different start time.
+   */
+  procStart?: string;
+  /** A random token: the holder removes the lock only while it is still its own. */
+  token: string;
 }
+
+export interface LockOptions {
+  what?: string;
+  command?: string;
+  /** Wait this long for a live holder before failing (0: fail at once, naming the holder). */
+  waitMs?: number;
+  /** A lock not refreshed for this long is stale even when its owner cannot be checked (another host). */
+  maxAgeMs?: number;
+  env?: Record<string, string | undefined>;
+}
+
+/** Locks are refreshed (mtime) this often while held, so only an abandoned lock ages past the bound. */
+const HEARTBEAT_MS = 10_000;
+export const DEFAULT_LOCK_MAX_AGE_MS = 120_000;
 
 function alive(pid: number): boolean {
   try {
@@ -52,49 +76,167 @@ function alive(pid: number): boolean {
   }
 }
 
-/**
- * An exclusive lock beside `path` (`path.lock`, created with O_EXCL). A second holder fails at
- * once with a message naming who holds it; a lock left by a dead process on this host is taken over.
- */
-export async function withLock<T>(path: string, fn: () => Promise<T>, what = 'state', command?: string): Promise<T> {
-  const lockPath = `${path}.lock`;
-  mkdirSync(dirname(lockPath), { recursive: true });
-  const info: LockInfo = { pid: process.pid, host: hostname(), user: currentUser(), since: new Date().toISOString(), command };
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const fh = await fsp.open(lockPath, 'wx');
-      await fh.writeFile(JSON.stringify(info));
-      await fh.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new ExternalError('filesystem', `cannot create lock ${lockPath}: ${(err as Error).message}`, { cause: err });
-      }
-      let holder: LockInfo | undefined;
-      try {
-        holder = JSON.parse(await fsp.readFile(lockPath, 'utf8')) as LockInfo;
-      } catch {
-        holder = undefined; // being written right now, or garbage
-      }
-      const stale = holder && holder.host === hostname() && !alive(holder.pid);
-      if (stale && attempt < 3) {
-        await fsp.rm(lockPath, { force: true });
-        continue;
-      }
-      if (!holder && attempt < 3) {
-        await new Promise((r) => setTimeout(r, 50));
-        continue;
-      }
-      throw new UsageError(
-        `another embedctl command holds the ${what} lock (${holder ? `pid ${holder.pid} on ${holder.host}, ${holder.user}, since ${holder.since}${holder.command ? `, running "${holder.command}"` : ''}` : 'unknown holder'})`,
-        { hint: `wait for it to finish; if it is gone, remove ${lockPath}` },
-      );
-    }
+function procStartOf(pid: number): string | undefined {
+  try {
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
   }
+}
+
+/** Why a lock is stale, or undefined when its holder may still be working. */
+export function staleReason(text: string, mtimeMs: number, nowMs: number, maxAgeMs = DEFAULT_LOCK_MAX_AGE_MS): string | undefined {
+  // Locks are published whole (link of a written file): an empty or unreadable one was left by a
+  // crash or a full disk, never by a holder still writing it.
+  if (text.trim() === '') return 'empty lock file';
+  let h: Partial<LockInfo>;
+  try {
+    h = JSON.parse(text) as Partial<LockInfo>;
+  } catch {
+    return 'unreadable lock file';
+  }
+  if (typeof h.pid !== 'number' || typeof h.host !== 'string') return 'lock file without an owner';
+  if (h.host === hostname()) {
+    if (!alive(h.pid)) return `owner pid ${h.pid} is gone`;
+    const start = procStartOf(h.pid);
+    if (h.procStart && start && start !== h.procStart) return `pid ${h.pid} now belongs to another process`;
+  }
+  const age = nowMs - mtimeMs;
+  if (age > maxAgeMs) return `not refreshed for ${Math.round(age / 1000)}s (owner ${h.pid} on ${h.host})`;
+  return undefined;
+}
+
+function describeHolder(text: string): string {
+  try {
+    const h = JSON.parse(text) as LockInfo;
+    return `pid ${h.pid} on ${h.host}, ${h.user}, since ${h.since}${h.command ? `, running "${h.command}"` : ''}`;
+  } catch {
+    return 'unknown holder';
+  }
+}
+
+async function readLock(path: string): Promise<{ text: string; ino: number; mtimeMs: number } | undefined> {
+  try {
+    const fh = await fsp.open(path, 'r');
+    try {
+      const st = await fh.stat();
+      return { text: await fh.readFile('utf8'), ino: st.ino, mtimeMs: st.mtimeMs };
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Removes a stale lock, atomically with respect to other takers. Judging "stale" and removing
+ * are two steps, so two takers could each judge the same dead lock, one remove it and take a
+ * fresh one, and the other then remove that live lock (the lost updates of issue 14). A short
+ * guard file (O_EXCL) serialises takeovers, and under it the lock is re-read and removed only if
+ * it is still the very file (inode) judged stale. Returns the reason when it removed one.
+ */
+async function takeOverStale(lockPath: string, seen: { ino: number; reason: string }, maxAgeMs?: number): Promise<string | undefined> {
+  const guard = `${lockPath}.takeover`;
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(guard, 'wx');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // A guard outlives its holder only if that process died in the few microseconds it holds it.
+    const st = await fsp.stat(guard).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > 5_000) await fsp.rm(guard, { force: true });
+    return undefined;
+  }
+  try {
+    await fh.close();
+    const again = await readLock(lockPath);
+    if (!again || again.ino !== seen.ino) return undefined;
+    if (!staleReason(again.text, again.mtimeMs, Date.now(), maxAgeMs)) return undefined;
+    await fsp.rm(lockPath, { force: true });
+    return seen.reason;
+  } finally {
+    await fsp.rm(guard, { force: true });
+  }
+}
+
+export interface HeldLock {
+  path: string;
+  /** Stale locks this acquisition removed, with why (for "repaired" messages). */
+  tookOver: string[];
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the exclusive lock beside `path` (`path.lock`). The owner record is written to a temp
+ * file first and published with link(2), which fails if the lock exists: the lock is never seen
+ * half-written. A live holder makes this fail at once naming it (or wait up to `waitMs`); a stale
+ * lock (empty, dead owner, pid reused, or not refreshed for `maxAgeMs`) is taken over safely.
+ */
+export async function acquireLock(path: string, o: LockOptions = {}): Promise<HeldLock> {
+  const lockPath = `${path}.lock`;
+  await fsp.mkdir(dirname(lockPath), { recursive: true });
+  const token = randomBytes(8).toString('hex');
+  const info: LockInfo = { pid: process.pid, host: hostname(), user: currentUser(o.env), since: new Date().toISOString(), command: o.command, procStart: procStartOf(process.pid), token };
+  const tmp = `${lockPath}.${process.pid}.${token}.tmp`;
+  await fsp.writeFile(tmp, JSON.stringify(info));
+  const deadline = Date.now() + (o.waitMs ?? 0);
+  const tookOver: string[] = [];
+  try {
+    for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
+      try {
+        await fsp.link(tmp, lockPath);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new ExternalError('filesystem', `cannot create lock ${lockPath}: ${(err as Error).message}`, { cause: err });
+        }
+      }
+      const cur = await readLock(lockPath);
+      if (!cur) continue; // released between our link and our read
+      const reason = staleReason(cur.text, cur.mtimeMs, Date.now(), o.maxAgeMs);
+      if (reason) {
+        const removed = await takeOverStale(lockPath, { ino: cur.ino, reason }, o.maxAgeMs);
+        if (removed) tookOver.push(removed);
+        continue;
+      }
+      if (Date.now() >= deadline) {
+        throw new UsageError(`another embedctl command holds the ${o.what ?? 'state'} lock (${describeHolder(cur.text)})`, {
+          hint: `wait for it to finish; a lock whose owner is gone is taken over by the next command`,
+        });
+      }
+      await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random())));
+    }
+  } finally {
+    await fsp.rm(tmp, { force: true });
+  }
+  const beat = setInterval(() => {
+    const t = new Date();
+    fsp.utimes(lockPath, t, t).catch(() => undefined);
+  }, HEARTBEAT_MS);
+  beat.unref();
+  return {
+    path: lockPath,
+    tookOver,
+    async release() {
+      clearInterval(beat);
+      // Only our own lock: if it was (wrongly) taken over, removing it would free someone else's.
+      const cur = await readLock(lockPath).catch(() => undefined);
+      if (cur && cur.text.includes(token)) await fsp.rm(lockPath, { force: true });
+    },
+  };
+}
+
+/** Runs `fn` under the lock of `path` (see acquireLock). */
+export async function withLock<T>(path: string, fn: () => Promise<T>, what = 'state', command?: string, o: Omit<LockOptions, 'what' | 'command'> = {}): Promise<T> {
+  const lock = await acquireLock(path, { ...o, what, command });
   try {
     return await fn();
   } finally {
-    await fsp.rm(lockPath, { force: true });
+    await lock.release();
   }
 }
 

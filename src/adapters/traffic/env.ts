@@ -9,6 +9,7 @@ import { PERCENT_KEY, type ApplyResult, type TrafficDriver } from './types.js';
 export function envDriver(file: string): TrafficDriver {
   return {
     name: 'env',
+    target: `env file ${file}`,
     describe: (percent) => `write ${PERCENT_KEY}=${percent} to ${file}`,
     async apply(percent): Promise<ApplyResult> {
       let text = '';

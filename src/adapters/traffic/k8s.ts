@@ -21,6 +21,7 @@ export function k8sDriver(o: K8sDriverOptions): TrafficDriver {
   const kubectl = o.kubectl ?? 'kubectl';
   return {
     name: 'k8s',
+    target: o.manifest ? `ConfigMap ${o.configMap} in ${o.manifest}` : `configmap/${o.configMap} in namespace ${o.namespace} (${kubectl})`,
     describe: (percent) =>
       o.manifest
         ? `set ${PERCENT_KEY}: "${percent}" in ConfigMap ${o.configMap} of ${o.manifest}`

@@ -31,6 +31,7 @@ export interface NginxDriverOptions {
 export function nginxDriver(o: NginxDriverOptions): TrafficDriver {
   return {
     name: 'nginx',
+    target: `nginx ${o.confPath} (prefix ${o.prefix})`,
     describe: (percent) => `render ${o.confPath} with ${percent}% self-hosted, nginx -t, nginx -s reload (prefix ${o.prefix}), sample ${o.samples ?? 200} requests`,
     async apply(percent, signal): Promise<ApplyResult> {
       let text: string;

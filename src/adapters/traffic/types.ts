@@ -10,9 +10,11 @@ export interface ApplyResult {
   samples?: number;
 }
 
-/** Something that moves the self-hosted share: an nginx split, an env file, a ConfigMap. */
+/** Something that moves the self-hosted share: an nginx split (local or over SSM), an env file, a k8s weight. */
 export interface TrafficDriver {
   readonly name: DriverName;
+  /** Where it acts, one line ("nginx /srv/gw/nginx.conf", "ssm i-0abc in eu-west-1"), said before it acts. */
+  readonly target: string;
   /** What it will touch, for --dry-run and messages. */
   describe(percent: number): string;
   apply(percent: number, signal?: AbortSignal): Promise<ApplyResult>;

@@ -44,7 +44,7 @@ export function planMove(state: RolloutState, req: MoveRequest): MovePlan | Refu
     return {
       ok: false,
       exit: 'usage',
-      message: `--percent: ${target} is not a step of the plan (${state.steps.join(', ')})`,
+      message: `${target}% is not a step of the plan (${state.steps.join(', ')})`,
       hint: 'use a plan step, or change the plan with --steps / rollout.steps in embedctl.yaml',
     };
   }
@@ -56,7 +56,7 @@ export function planMove(state: RolloutState, req: MoveRequest): MovePlan | Refu
       ok: false,
       exit: 'usage',
       message: `the rollout is paused (${state.pausedReason ?? 'no reason given'}); it does not move forward`,
-      hint: 'fix the cause, then run `embedctl rollout --resume`',
+      hint: 'fix the cause, then run `embedctl rollout resume`',
     };
   }
   const targetIdx = state.steps.indexOf(target);

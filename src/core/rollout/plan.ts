@@ -123,3 +123,23 @@ export function dwellEndsAt(state: RolloutState): Date | null {
   if (state.stepIndex < 0 || !state.stepStartedAt) return null;
   return new Date(Date.parse(state.stepStartedAt) + state.dwellMs);
 }
+
+/** The state as commands report it (JSON documents and text): where it is and what comes next. */
+export function stateSummary(s: RolloutState, now: Date) {
+  const dwellEnd = dwellEndsAt(s);
+  return {
+    percent: s.percent,
+    step: s.stepIndex + 1,
+    steps: s.steps,
+    paused: s.paused,
+    pausedReason: s.pausedReason,
+    startedAt: s.startedAt,
+    stepStartedAt: s.stepStartedAt,
+    dwellEndsAt: dwellEnd?.toISOString() ?? null,
+    dwellRemainingMs: dwellEnd ? Math.max(0, dwellEnd.getTime() - now.getTime()) : 0,
+    nextPercent: s.steps[s.stepIndex + 1] ?? null,
+    driver: s.driver,
+    lastRollback: s.lastRollback,
+  };
+}
+export type StateSummary = ReturnType<typeof stateSummary>;

@@ -46,6 +46,10 @@ export interface HistoryEntry {
   observedPercent?: number | null;
   /** Rollbacks: ms from the decision to a confirmed 0 %. */
   durationMs?: number;
+  /** What an emergency rollback found broken and fixed (stale lock, invalid state file). */
+  repaired?: string[];
+  /** Where the driver acted, e.g. "nginx /srv/nginx.conf" or "ssm i-0abc (eu-west-1)". */
+  target?: string;
 }
 
 export interface RolloutState {

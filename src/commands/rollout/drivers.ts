@@ -1,0 +1,100 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseFlag, parsers } from '../../config.js';
+import type { Context } from '../../context.js';
+import { envDriver } from '../../adapters/traffic/env.js';
+import { k8sDriver } from '../../adapters/traffic/k8s.js';
+import { nginxDriver } from '../../adapters/traffic/nginx.js';
+import type { TrafficDriver } from '../../adapters/traffic/types.js';
+import type { DriverName, RolloutState } from '../../core/rollout/types.js';
+import { UsageError } from '../../errors.js';
+import type { RolloutOpts, Settings } from './options.js';
+
+/**
+ * Which driver moves traffic: one named explicitly (flag, env, embedctl.yaml) wins; otherwise the
+ * rollout's own (traffic goes back the way it went forward); otherwise the default.
+ */
+export function chooseDriver(settings: Settings, state: RolloutState | undefined): DriverName {
+  if (settings.driver.source !== 'default') return settings.driver.value;
+  return state?.driver ?? settings.driver.value;
+}
+
+export function buildDriver(ctx: Context, opts: RolloutOpts, name: DriverName): TrafficDriver {
+  switch (name) {
+    case 'env':
+      return envDriver(resolve(ctx.cwd, opts.trafficEnv ?? ctx.env.EMBEDCTL_TRAFFIC_ENV_FILE ?? '.embedctl/traffic.env'));
+    case 'k8s':
+      return k8sDriver({
+        // The ConfigMap `render --target k8s` writes (templates/k8s): one name on both sides.
+        configMap: opts.k8sConfigmap ?? 'embedctl-runtime',
+        namespace: opts.k8sNamespace ?? 'default',
+        manifest: opts.k8sManifest ? resolve(ctx.cwd, opts.k8sManifest) : undefined,
+        kubectl: opts.kubectl,
+        env: ctx.env,
+      });
+    case 'nginx':
+      return nginxFromDeploy(ctx, opts);
+  }
+}
+
+export const sampleOptions = (opts: RolloutOpts) => ({
+  samples: opts.samples === undefined ? undefined : parseFlag('--samples', opts.samples, parsers.number({ min: 0, max: 100_000, integer: true })),
+  tolerance: opts.tolerance === undefined ? undefined : parseFlag('--tolerance', opts.tolerance, parsers.number({ min: 0, max: 100 })),
+});
+
+interface DeployNginx {
+  confPath?: string;
+  prefix?: string;
+  url?: string;
+  model?: string;
+  options?: Record<string, unknown>;
+}
+
+/**
+ * The nginx gateway's parameters: `.embedctl/deploy.json` ({ nginx: { confPath, prefix, url,
+ * options: <render options> } }) written when the gateway is brought up, overridden by flags.
+ */
+function nginxFromDeploy(ctx: Context, opts: RolloutOpts): TrafficDriver {
+  const deployPath = resolve(ctx.cwd, opts.deployFile ?? '.embedctl/deploy.json');
+  let deploy: DeployNginx = {};
+  try {
+    const doc = JSON.parse(readFileSync(deployPath, 'utf8')) as { nginx?: DeployNginx };
+    deploy = doc.nginx ?? {};
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new UsageError(`cannot read ${deployPath}: ${(err as Error).message}`, { field: '--deploy-file' });
+    }
+  }
+  const confPath = opts.nginxConf ?? deploy.confPath;
+  const prefix = opts.nginxPrefix ?? deploy.prefix;
+  const fromDeploy = (deploy.options ?? {}) as Record<string, unknown>;
+  const selfHosted = opts.selfHosted ? opts.selfHosted.split(',').map((s) => s.trim()).filter(Boolean) : (fromDeploy.selfHosted as string[] | undefined);
+  const hostedUrl = opts.hostedUrl ?? (fromDeploy.hostedUrl as string | undefined);
+  const missing = [!confPath && '--nginx-conf', !prefix && '--nginx-prefix', !selfHosted?.length && '--self-hosted', !hostedUrl && '--hosted-url'].filter(Boolean) as string[];
+  if (missing.length > 0) {
+    throw new UsageError(`the nginx driver needs ${missing.join(', ')} (or an nginx section in ${deployPath})`, {
+      field: missing[0],
+      hint: 'bring the gateway up with `embedctl up --local`, or use --driver env|k8s',
+    });
+  }
+  const abs = (p: string) => resolve(ctx.cwd, p);
+  let listen = fromDeploy.listen as { host?: string; port: number } | undefined;
+  if (!listen) {
+    try {
+      const m = /^# listen: (\S+):(\d+)$/m.exec(readFileSync(abs(confPath!), 'utf8'));
+      if (m) listen = { host: m[1], port: Number(m[2]) };
+    } catch {
+      /* reported below */
+    }
+  }
+  if (!listen) throw new UsageError(`cannot tell where nginx listens: ${abs(confPath!)} has no "# listen:" header and the deploy file no options.listen`, { field: '--nginx-conf' });
+  return nginxDriver({
+    confPath: abs(confPath!),
+    prefix: abs(prefix!),
+    conf: { ...(fromDeploy as object), selfHosted: selfHosted!, hostedUrl: hostedUrl!, listen } as never,
+    url: opts.nginxUrl ?? deploy.url,
+    model: deploy.model,
+    ...sampleOptions(opts),
+    env: ctx.env,
+  });
+}
