@@ -1,5 +1,4 @@
 import { promises as fsp } from 'node:fs';
-import { execa } from 'execa';
 import { parseAllDocuments } from 'yaml';
 import { ExternalError, UsageError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/fs.js';
@@ -60,6 +59,7 @@ async function patchLive(kubectl: string, o: K8sDriverOptions, percent: number):
   const base = [...(o.kubectlArgs ?? []), '-n', o.namespace];
   const run = async (args: string[]) => {
     try {
+      const { execa } = await import('execa'); // loaded when kubectl runs, not at CLI start
       return await execa(kubectl, args, { env: o.env, extendEnv: false, timeout: 60_000 });
     } catch (err) {
       const e = err as { code?: string; stderr?: string; shortMessage?: string };
