@@ -10,6 +10,7 @@ IMAGE={{image}}
 MODEL={{model}}
 HUB_MODEL={{hubModel}}
 HOSTED_KEY_PARAMETER={{hostedKeyParameter}}
+GATEWAY_KEYS_PARAMETER={{gatewayKeysParameter}}
 HF_TOKEN_PARAMETER={{hfTokenParameter}}
 GATEWAY_PORT={{gatewayPort}}
 DEPLOY_DIR=/opt/embedctl/deploy
@@ -86,8 +87,9 @@ fi
 cat > "${DEPLOY_DIR}/docker-compose.yml" <<'EMBEDCTL_COMPOSE_EOF'
 {{{composeFile}}}
 EMBEDCTL_COMPOSE_EOF
-cat > "${DEPLOY_DIR}/nginx/nginx.conf" <<'EMBEDCTL_NGINX_EOF'
-{{{nginxConf}}}
+# nginx.conf travels gzipped (base64) to fit EC2's 16 KB; deploy/nginx/nginx.conf is the readable copy.
+base64 -d <<'EMBEDCTL_NGINX_EOF' | gunzip > "${DEPLOY_DIR}/nginx/nginx.conf"
+{{{nginxConfGzip}}}
 EMBEDCTL_NGINX_EOF
 cat > "${DEPLOY_DIR}/nginx/templates/hosted-auth.conf.template" <<'EMBEDCTL_AUTH_EOF'
 {{{hostedAuthTemplate}}}
@@ -104,7 +106,37 @@ fi
 umask 077
 printf 'EMBEDCTL_HOSTED_API_KEY=%s\nEMBEDCTL_DEPLOYMENT=%s\n' "${HOSTED_KEY}" "${DEPLOYMENT}" > "${DEPLOY_DIR}/.env"
 unset HOSTED_KEY
+# Gateway keys: only callers with one reach either side (lines "client <key>" / "operator <key>",
+# turned into nginx's map; a malformed line stops the boot rather than open the gateway).
+install -d -m 0700 "${DEPLOY_DIR}/nginx/keys"
+if ! GATEWAY_KEYS=$(ssm_secret "${GATEWAY_KEYS_PARAMETER}"); then
+  echo "embedctl user-data: cannot read the gateway keys from SSM parameter ${GATEWAY_KEYS_PARAMETER};" \
+    "create it (lines \"client <key>\" and \"operator <key>\") and reboot" >&2
+  exit 1
+fi
+if ! printf '%s\n' "${GATEWAY_KEYS}" | awk '/^[[:space:]]*(#|$)/ { next }
+    NF == 2 && $1 ~ /^(client|operator)$/ && $2 ~ /^[A-Za-z0-9._~+\/=-]+$/ && length($2) >= 16 { printf "\"Bearer %s\" %s;\n", $2, $1; n++; next }
+    { bad = 1 } END { exit (bad || n == 0) }' > "${DEPLOY_DIR}/nginx/keys/gateway-keys.conf"; then
+  echo "embedctl user-data: SSM parameter ${GATEWAY_KEYS_PARAMETER} must hold lines \"client <key>\" / \"operator <key>\" (keys of 16+ characters)" >&2
+  exit 1
+fi
+unset GATEWAY_KEYS
 umask 022
+{{#letsencrypt}}
+
+# HTTPS certificate from Let's Encrypt (HTTP-01 on port 80, open to the internet while it is
+# issued and renewed); certbot's timer renews it and the hook reloads nginx without dropping
+# connections.
+retry apt-get install -y -q certbot
+retry certbot certonly --standalone --non-interactive --agree-tos --keep-until-expiring -m {{email}} -d {{domain}}
+install -d /etc/letsencrypt/renewal-hooks/deploy
+cat > /etc/letsencrypt/renewal-hooks/deploy/embedctl-nginx-reload.sh <<'EMBEDCTL_HOOK_EOF'
+#!/bin/sh
+cd /opt/embedctl/deploy && docker compose exec -T gateway nginx -s reload
+EMBEDCTL_HOOK_EOF
+chmod 0755 /etc/letsencrypt/renewal-hooks/deploy/embedctl-nginx-reload.sh
+systemctl enable --now certbot.timer || echo "embedctl user-data: warning: no certbot.timer; renew with cron" >&2
+{{/letsencrypt}}
 
 # 4) Start everything; restart: unless-stopped brings it back after a reboot.
 cd "${DEPLOY_DIR}"

@@ -143,7 +143,7 @@ describe.skipIf(skip)('nginx gateway (real nginx on loopback)', () => {
     const a = await standin('a', { delayMs: 2 });
     const b = await standin('b', { delayMs: 2 });
     const hosted = await standin('hosted');
-    const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`], hostedUrl: `${hosted.url}/v1/embeddings`, selfHostedPercent: 100 });
+    const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`], hostedUrl: `${hosted.url}/v1/embeddings`, selfHostedPercent: 100, sameModel: true });
     let killed = false;
     const answers = await pool(300, 10, async (i) => {
       if (i === 100 && !killed) {
@@ -164,7 +164,7 @@ describe.skipIf(skip)('nginx gateway (real nginx on loopback)', () => {
   it('falls back to hosted when a replica answers 503 (overloaded)', async () => {
     const busy = await standin('busy', { status: 503 });
     const hosted = await standin('hosted');
-    const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${busy.port}`], hostedUrl: `${hosted.url}/v1/embeddings`, selfHostedPercent: 100 });
+    const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${busy.port}`], hostedUrl: `${hosted.url}/v1/embeddings`, selfHostedPercent: 100, sameModel: true });
     const r = await embed(nginx.url);
     expect(r).toMatchObject({ status: 200, backend: 'hosted', fallback: 'yes', standin: 'hosted' });
     expect(busy.received.length).toBeGreaterThanOrEqual(1);
@@ -213,7 +213,7 @@ describe.skipIf(skip)('nginx gateway (real nginx on loopback)', () => {
   it('answers in the OpenAI error shape when hosted is unreachable too', async () => {
     const self = await standin('self');
     await self.kill();
-    const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: 'http://127.0.0.1:9/v1/embeddings', selfHostedPercent: 100 });
+    const { nginx } = await gateway({ selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: 'http://127.0.0.1:9/v1/embeddings', selfHostedPercent: 100, sameModel: true });
     const r = await embed(nginx.url);
     expect(r.status).toBe(502);
     expect(r.backend).toBe('nginx');

@@ -69,7 +69,7 @@ describe('embedctl render', () => {
     expect(compose.services.gateway.environment.EMBEDCTL_HOSTED_API_KEY).toMatch(/^\$\{EMBEDCTL_HOSTED_API_KEY:\?/);
     expect(compose.services.prometheus.profiles).toEqual(['monitoring']);
     const nginx = files.find((f) => f.path === 'nginx/nginx.conf')!.content;
-    expect(nginx).toContain('server 127.0.0.1:8083 max_fails=1 fail_timeout=5s;');
+    expect(nginx).toContain('server 127.0.0.1:8083 max_fails=3 fail_timeout=5s;');
     expect(nginx).toContain('include conf.d/hosted-auth.conf;');
     const cpu = parseYaml(renderDeploy(defaultDeployConfig({ gpusPerReplica: 0 })).find((f) => f.path === 'docker-compose.yml')!.content);
     expect(cpu.services['runtime-1'].deploy).toBeUndefined();
@@ -141,7 +141,7 @@ describe('embedctl render', () => {
     // The deployment tag answers like IMDS: the value, or a 404 (curl -f exits 22) when tags are not exposed.
     stub('curl', 'case "$*" in *api/token*) echo tok;; *placement/region*) echo eu-west-1;; *tags/instance/embedctl:deployment*) [ -n "$DEPLOYMENT_TAG" ] || exit 22; echo "$DEPLOYMENT_TAG";; esac; exit 0');
     stub('docker', '[ "$1" = run ] && echo "docker-run-env HF_TOKEN=$HF_TOKEN" >> "$ROOT/calls.log"; exit 0');
-    stub('aws', 'while [ $# -gt 0 ]; do [ "$1" = --name ] && { [ "$2" = "$FAIL_PARAM" ] && exit 255; echo "secret-for-$2"; exit 0; }; shift; done; exit 1');
+    stub('aws', 'while [ $# -gt 0 ]; do [ "$1" = --name ] && { [ "$2" = "$FAIL_PARAM" ] && exit 255; [ "$2" = /embedctl/gateway-keys ] && { printf "# keys\\noperator op-key-0123456789abcdef\\nclient ${CLIENT_KEY:-client-key-0123456789ab}\\n"; exit 0; }; echo "secret-for-$2"; exit 0; }; shift; done; exit 1');
     for (const name of ['nvidia-ctk', 'nvidia-smi', 'systemctl', 'apt-get', 'dpkg', 'sleep', 'chown']) stub(name, 'exit 0');
     stub('amazon-cloudwatch-agent-ctl', 'exit 0', join(root, 'opt/aws/amazon-cloudwatch-agent/bin'));
     // Same script, with its absolute system paths moved under a scratch root.
@@ -161,6 +161,10 @@ describe('embedctl render', () => {
     // The deployment comes from the instance's embedctl:deployment tag: compose passes it to the runtimes.
     expect(readFileSync(join(deployDir, '.env'), 'utf8')).toBe('EMBEDCTL_HOSTED_API_KEY=secret-for-/embedctl/hosted-api-key\nEMBEDCTL_DEPLOYMENT=blue-1\n');
     expect(statSync(join(deployDir, '.env')).mode & 0o777).toBe(0o600);
+    // nginx.conf travels packed and arrives byte for byte as rendered.
+    expect(readFileSync(join(deployDir, 'nginx/nginx.conf'), 'utf8')).toBe(renderDeploy(config).find((f) => f.path === 'nginx/nginx.conf')!.content);
+    // The gateway keys from SSM become nginx's map (and a malformed key stops the boot, below).
+    expect(readFileSync(join(deployDir, 'nginx/keys/gateway-keys.conf'), 'utf8')).toBe('"Bearer op-key-0123456789abcdef" operator;\n"Bearer client-key-0123456789ab" client;\n');
     const files = renderDeploy(config);
     expect(parseYaml(readFileSync(join(deployDir, 'docker-compose.yml'), 'utf8').replaceAll('$ROOT/opt/', '/opt/').replaceAll('$ROOT/var/log/', '/var/log/'))).toEqual(parseYaml(files.find((f) => f.path === 'docker-compose.yml')!.content));
     const agent = JSON.parse(readFileSync(join(root, 'opt/aws/amazon-cloudwatch-agent/etc/embedctl.json'), 'utf8'));
@@ -192,6 +196,10 @@ describe('embedctl render', () => {
     expect(code).toBe(1);
     expect(readFileSync(join(root, 'calls.log'), 'utf8')).not.toContain('up -d');
     expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/cannot read the hosted API key from SSM parameter \/embedctl\/hosted-api-key/);
+    writeFileSync(join(root, 'calls.log'), '');
+    expect(() => execFileSync('bash', [path], { env: { ...env, CLIENT_KEY: 'bad"key;0123456789' }, stdio: 'pipe' })).toThrow();
+    expect(readFileSync(join(root, 'calls.log'), 'utf8')).not.toContain('up -d');
+    expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/must hold lines "client <key>"/);
   });
 
   it('never writes the hosted API key, whatever the environment holds', async () => {

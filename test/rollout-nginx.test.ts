@@ -107,6 +107,8 @@ beforeEach(async () => {
     listen: { host: '127.0.0.1', port: await freePort() },
     selfHosted: [`127.0.0.1:${self.port}`],
     hostedUrl: `${hosted.url}/v1/embeddings`,
+    // Both stand-ins serve one model: a self-hosted failure falls back (issue 14's same-model rule).
+    sameModel: true,
     workerProcesses: 1,
     errorLog: 'error.log',
     accessLog: 'access.log',

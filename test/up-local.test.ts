@@ -21,7 +21,7 @@ describe.skipIf(skip)('embedctl up --local / down --local (real runtimes + real 
     hosted = await startStandin('hosted');
     cwd = join(tmp.dir, 'stack');
     await import('node:fs').then((fs) => fs.mkdirSync(cwd, { recursive: true }));
-    const r = await runCli(['up', '--local', '--replicas', '2', '--percent', '50', '--hosted-url', `${hosted.url}/v1/embeddings`, '--json'], {
+    const r = await runCli(['up', '--local', '--replicas', '2', '--percent', '50', '--same-model', '--hosted-url', `${hosted.url}/v1/embeddings`, '--json'], {
       cwd,
       env: { EMBEDCTL_HOSTED_API_KEY: KEY },
     });

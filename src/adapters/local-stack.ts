@@ -1,12 +1,23 @@
-import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { renderHostedAuthSnippet, renderNginxConf, parseHostedUrl, type NginxConfOptions, type SplitKey } from '../core/render.js';
-import { ExternalError, Interrupted, UsageError } from '../errors.js';
+import { formatGatewayKeys, renderGatewayKeysMap, type GatewayKey } from '../core/gateway-keys.js';
+import { ExternalError, UsageError } from '../errors.js';
 import { readVersionedJson, withLock, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
-import { packageRoot } from '../util/paths.js';
-import { pidAlive, startNginx, stopPid } from './nginx.js';
+import { startNginx, stopPid } from './nginx.js';
+import { isOurs, runtimeEntryPath, spawnRuntime, stopRuntime, type LocalRuntime } from './local-runtime.js';
+
+export {
+  runtimeEntryPath,
+  spawnRuntime,
+  startStandaloneRuntime,
+  stopStandaloneRuntime,
+  type LocalRuntime,
+  type SpawnRuntimeOptions,
+  type StandaloneRuntimeOptions,
+} from './local-runtime.js';
 
 /**
  * `embedctl up --local`: N runtimes (node dist/runtime/main.js on 127.0.0.1, port 0) and a
@@ -21,17 +32,6 @@ import { pidAlive, startNginx, stopPid } from './nginx.js';
 
 export const LOCAL_STATE_VERSION = 1;
 
-export interface LocalRuntime {
-  /** "runtime-1", ... or a standalone runtime's name. */
-  name?: string;
-  /** The script it runs (what `down` checks a pid against). */
-  entry?: string;
-  pid: number;
-  port: number;
-  url: string;
-  log: string;
-}
-
 export interface LocalStackState {
   version: 1;
   createdAt: string;
@@ -42,6 +42,13 @@ export interface LocalStackState {
   percent: number;
   splitKey: SplitKey;
   hostedAuth: 'injected' | 'passthrough';
+  /** Whether self-hosted failures fall back to hosted (the deployment declared the same model). */
+  sameModel?: boolean;
+  /**
+   * The gateway keys file (role key per line, 0600): its operator key reaches either side with
+   * X-Embedctl-Route. `required`: callers without a key get 401.
+   */
+  gatewayKeys?: { file: string; required: boolean };
   /** The runtime script; `down` only signals processes whose command line still names it. */
   runtimeEntry: string;
   nginx: { pid: number; port: number; url: string; confPath: string; prefix: string };
@@ -58,6 +65,8 @@ export interface LocalPaths {
   confPath: string;
   secretsDir: string;
   hostedAuth: string;
+  gatewayKeys: string;
+  gatewayKeysMap: string;
   runtimeLog(i: number): string;
 }
 
@@ -72,6 +81,8 @@ export function localPaths(cwd: string): LocalPaths {
     confPath: join(prefix, 'nginx.conf'),
     secretsDir: join(dir, 'local-secrets'),
     hostedAuth: join(dir, 'local-secrets', 'hosted-auth.conf'),
+    gatewayKeys: join(dir, 'local-secrets', 'gateway-keys'),
+    gatewayKeysMap: join(dir, 'local-secrets', 'gateway-keys.conf'),
     runtimeLog: (i) => join(dir, 'local', `runtime-${i + 1}.log`),
   };
 }
@@ -83,6 +94,14 @@ export interface StartLocalStackOptions {
   hostedUrl: string;
   percent: number;
   splitKey?: SplitKey;
+  /** Both sides serve the same model: self-hosted failures then fall back to hosted. */
+  sameModel?: boolean;
+  /** Gateway keys (role key per line); default: a fresh operator and client key. */
+  gatewayKeys?: GatewayKey[];
+  /** Callers without a gateway key get 401 (default: they are clients; loopback only). */
+  requireClientKey?: boolean;
+  /** Breaker window of each replica (nginx fail_timeout), e.g. "5s". */
+  failTimeout?: string;
   /** Gateway port on 127.0.0.1; 0 picks a free one. */
   port: number;
   /** The hosted API key; written only to the 0600 snippet. Absent: clients' own header passes through. */
@@ -99,10 +118,6 @@ export interface StartLocalStackOptions {
   onProgress?: (msg: string) => void;
   /** Ctrl-C: stop waiting, stop what was started, throw Interrupted. */
   signal?: AbortSignal;
-}
-
-export function runtimeEntryPath(): string {
-  return join(packageRoot(), 'dist', 'runtime', 'main.js');
 }
 
 /** IPv4 nameservers of /etc/resolv.conf (nginx's resolver cannot read the file itself). */
@@ -126,166 +141,29 @@ export async function freeLoopbackPort(): Promise<number> {
   });
 }
 
-/** Whether `pid` is still the process we started (guards against a recycled pid). */
-function isOurs(pid: number, marker: string): boolean {
-  if (!pidAlive(pid)) return false;
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').includes(marker);
-  } catch {
-    // No /proc (macOS): trust the pid, which is what `kill` would do.
-    return true;
-  }
-}
-
-async function waitUntil(cond: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50, signal?: AbortSignal): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (signal?.aborted) throw new Interrupted('interrupted while starting the local stack; what had started was stopped');
-    if (await cond()) return true;
-    if (Date.now() > deadline) return false;
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
-
-function events(logPath: string): Array<Record<string, unknown>> {
-  let text = '';
-  try {
-    text = readFileSync(logPath, 'utf8');
-  } catch {
-    return [];
-  }
-  return text.split('\n').flatMap((line) => {
-    try {
-      const e = JSON.parse(line) as unknown;
-      return e && typeof e === 'object' ? [e as Record<string, unknown>] : [];
-    } catch {
-      return [];
-    }
-  });
-}
-
-async function ready(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${url}/ready`, { signal: AbortSignal.timeout(1000) });
-    await res.arrayBuffer();
-    return res.ok;
-  } catch {
-    return false;
-  }
-}
-
-async function stopRuntime(pid: number, entry: string): Promise<void> {
-  if (!isOurs(pid, entry)) return;
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  // SIGTERM drains admitted requests; a stuck one is killed after the grace period.
-  if (await waitUntil(() => !pidAlive(pid), 10_000)) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-  await waitUntil(() => !pidAlive(pid), 2000);
-}
-
-export interface SpawnRuntimeOptions {
-  /** Shown in progress lines and errors, e.g. "runtime-1" or "hosted". */
-  name: string;
-  model: string;
-  /** Environment for the runtime (EMBEDCTL_HOSTED_API_KEY is always removed). */
-  env: Record<string, string | undefined>;
-  logPath: string;
-  entry?: string;
-  args?: string[];
-  readyTimeoutMs?: number;
-  signal?: AbortSignal;
-  onProgress?: (msg: string) => void;
-}
-
-/**
- * One detached runtime on 127.0.0.1 with a free port: waits for its "listening" event (read
- * from its log) and for /ready. On failure it is stopped and the error carries its own message.
- */
-export async function spawnRuntime(o: SpawnRuntimeOptions): Promise<LocalRuntime> {
-  const entry = o.entry ?? runtimeEntryPath();
-  if (!existsSync(entry)) {
-    throw new ExternalError('runtime', `${entry} is missing`, { hint: 'build first: npm run build (or npx tsc -p tsconfig.json)' });
-  }
-  const env = { ...o.env };
-  delete env.EMBEDCTL_HOSTED_API_KEY;
-  mkdirSync(dirname(o.logPath), { recursive: true });
-  const fd = openSync(o.logPath, 'w');
-  const child = spawn(process.execPath, [entry, '--model', o.model, '--host', '127.0.0.1', '--port', '0', ...(o.args ?? [])], {
-    cwd: packageRoot(),
-    env: env as NodeJS.ProcessEnv,
-    detached: true,
-    stdio: ['ignore', fd, fd],
-  });
-  closeSync(fd);
-  let exited: number | null | undefined;
-  child.on('exit', (code) => (exited = code));
-  child.on('error', () => (exited = -1));
-  child.unref();
-  const pid = child.pid;
-  if (pid === undefined) throw new ExternalError('runtime', `could not start ${process.execPath} ${entry}`);
-  const timeout = o.readyTimeoutMs ?? 120_000;
-  const fail = async (what: string) => {
-    await stopRuntime(pid, entry);
-    const fatal = events(o.logPath).find((ev) => ev.event === 'fatal' || ev.event === 'usage_error');
-    throw new ExternalError('runtime', `${o.name} ${what}${fatal ? `: ${String(fatal.error)}` : ''}`, { hint: `see ${o.logPath}` });
-  };
-  const stopOnInterrupt = async (err: unknown) => {
-    await stopRuntime(pid, entry);
-    throw err;
-  };
-  let port: number | undefined;
-  const listening = await waitUntil(
-    () => {
-      const e = events(o.logPath).find((ev) => ev.event === 'listening');
-      if (e && typeof e.port === 'number') port = e.port;
-      return port !== undefined || exited !== undefined;
-    },
-    timeout,
-    50,
-    o.signal,
-  ).catch(stopOnInterrupt);
-  if (!listening || port === undefined) return fail(exited !== undefined ? `exited (code ${exited}) before listening` : 'did not start listening in time');
-  const url = `http://127.0.0.1:${port}`;
-  o.onProgress?.(`${o.name}: listening on ${url} (pid ${pid}), loading ${o.model}`);
-  const isReady = await waitUntil(async () => exited !== undefined || (await ready(url)), timeout, 100, o.signal).catch(stopOnInterrupt);
-  if (exited !== undefined) return fail(`exited (code ${exited}) while loading the model`);
-  if (!isReady) return fail(`not ready after ${Math.round(timeout / 1000)} s`);
-  return { name: o.name, pid, port, url, log: o.logPath, entry };
-}
-
-export interface StandaloneRuntimeOptions extends Omit<SpawnRuntimeOptions, 'logPath'> {
-  /** Project directory: the log goes to <cwd>/.embedctl/local/<name>.log. */
-  cwd: string;
-}
-
-/** A runtime outside the gateway (rehearse's hosted stand-in, or self-hosted without nginx). */
-export async function startStandaloneRuntime(o: StandaloneRuntimeOptions): Promise<LocalRuntime> {
-  return spawnRuntime({ ...o, logPath: join(localPaths(o.cwd).dir, 'local', `${o.name}.log`) });
-}
-
-/** SIGTERM (drains), SIGKILL after 10 s; only if the pid still runs the runtime script. */
-export async function stopStandaloneRuntime(rt: Pick<LocalRuntime, 'pid'> & { entry?: string }): Promise<void> {
-  await stopRuntime(rt.pid, rt.entry ?? runtimeEntryPath());
-}
-
 /** The gateway's render options for a local stack (what `rollout --driver nginx` re-renders with). */
 export function localNginxOptions(
   paths: LocalPaths,
-  o: { port: number; selfHosted: string[]; hostedUrl: string; splitKey: SplitKey; hostedAuth: boolean; resolvers: string[] },
+  o: {
+    port: number;
+    selfHosted: string[];
+    hostedUrl: string;
+    splitKey: SplitKey;
+    hostedAuth: boolean;
+    resolvers: string[];
+    sameModel?: boolean;
+    requireClientKey?: boolean;
+    failTimeout?: string;
+  },
 ): Omit<NginxConfOptions, 'selfHostedPercent'> {
   return {
     listen: { host: '127.0.0.1', port: o.port },
     selfHosted: o.selfHosted,
     hostedUrl: o.hostedUrl,
     splitKey: o.splitKey,
+    sameModel: Boolean(o.sameModel),
+    clientAuth: { keysInclude: paths.gatewayKeysMap, required: Boolean(o.requireClientKey) },
+    ...(o.failTimeout ? { failTimeout: o.failTimeout } : {}),
     hostedAuthInclude: o.hostedAuth ? paths.hostedAuth : undefined,
     resolvers: o.resolvers,
     pidPath: 'nginx.pid',
@@ -293,6 +171,23 @@ export function localNginxOptions(
     accessLog: 'access.log',
     workerProcesses: 2,
   };
+}
+
+/** What `up --local` tells the user about the gateway keys and the fallback. */
+export function gatewayKeysLine(s: LocalStackState): string {
+  const keys = s.gatewayKeys ? `Gateway keys: ${s.gatewayKeys.file} (the operator key reaches either side with X-Embedctl-Route)` : '';
+  const fallback = s.sameModel ? 'self-hosted failures fall back to hosted (--same-model)' : 'no fallback to hosted (models differ; declare --same-model if they do not)';
+  return [keys, `Fallback: ${fallback}`].filter(Boolean).join('\n');
+}
+
+/** A random gateway key: 24 bytes, base64url, recognisable by its prefix. */
+export function newGatewayKey(): string {
+  return `ek_${randomBytes(24).toString('base64url')}`;
+}
+
+async function writeSecret(path: string, text: string): Promise<void> {
+  await writeFileAtomic(path, text);
+  chmodSync(path, 0o600);
 }
 
 export async function readLocalStack(cwd: string): Promise<LocalStackState | undefined> {
@@ -345,17 +240,22 @@ export async function startLocalStack(o: StartLocalStackOptions): Promise<LocalS
             }),
           );
         }
+        mkdirSync(paths.secretsDir, { recursive: true, mode: 0o700 });
+        chmodSync(paths.secretsDir, 0o700);
+        const keys = o.gatewayKeys ?? [
+          { role: 'operator' as const, key: newGatewayKey() },
+          { role: 'client' as const, key: newGatewayKey() },
+        ];
+        await writeSecret(paths.gatewayKeys, formatGatewayKeys(keys));
+        await writeSecret(paths.gatewayKeysMap, renderGatewayKeysMap(keys));
         if (o.hostedApiKey) {
-          mkdirSync(paths.secretsDir, { recursive: true, mode: 0o700 });
-          chmodSync(paths.secretsDir, 0o700);
           let snippet: string;
           try {
             snippet = renderHostedAuthSnippet(o.hostedApiKey);
           } catch (err) {
             throw new UsageError((err as Error).message, { field: 'EMBEDCTL_HOSTED_API_KEY' });
           }
-          await writeFileAtomic(paths.hostedAuth, snippet);
-          chmodSync(paths.hostedAuth, 0o600);
+          await writeSecret(paths.hostedAuth, snippet);
         }
         const port = o.port || (await freeLoopbackPort());
         const nginxOptions = localNginxOptions(paths, {
@@ -365,6 +265,9 @@ export async function startLocalStack(o: StartLocalStackOptions): Promise<LocalS
           splitKey: o.splitKey ?? 'auto',
           hostedAuth: Boolean(o.hostedApiKey),
           resolvers: resolvers.length > 0 ? resolvers : ['127.0.0.1'],
+          sameModel: o.sameModel,
+          requireClientKey: o.requireClientKey,
+          failTimeout: o.failTimeout,
         });
         await writeFileAtomic(paths.confPath, renderNginxConf({ ...nginxOptions, selfHostedPercent: o.percent }));
         const nginx = await startNginx({ confPath: paths.confPath, prefix: paths.prefix, detached: true });
@@ -379,6 +282,8 @@ export async function startLocalStack(o: StartLocalStackOptions): Promise<LocalS
           percent: o.percent,
           splitKey: o.splitKey ?? 'auto',
           hostedAuth: o.hostedApiKey ? 'injected' : 'passthrough',
+          sameModel: Boolean(o.sameModel),
+          gatewayKeys: { file: paths.gatewayKeys, required: Boolean(o.requireClientKey) },
           runtimeEntry: entry,
           nginx: { pid: nginx.pid, port, url: nginx.url, confPath: paths.confPath, prefix: paths.prefix },
           runtimes: started,

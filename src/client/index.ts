@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { CircuitBreaker, type BreakerOptions, type BreakerSnapshot } from './breaker.js';
 import { routesToSelfHosted } from './route.js';
 
 /**
@@ -17,6 +18,7 @@ import { routesToSelfHosted } from './route.js';
  */
 
 export { bucketOf, murmurhash2, routesToSelfHosted } from './route.js';
+export { CircuitBreaker, type BreakerOptions, type BreakerSnapshot, type BreakerState } from './breaker.js';
 
 export type Backend = 'selfhosted' | 'hosted';
 
@@ -32,7 +34,8 @@ export interface EndpointConfig {
 }
 
 export interface HybridClientOptions {
-  selfHosted: EndpointConfig;
+  /** One runtime, or several replicas: a failing replica is skipped for the next (like nginx). */
+  selfHosted: EndpointConfig | EndpointConfig[];
   hosted: EndpointConfig;
   /** A fixed share (0..100) or a function read on every call. Wins over percentFrom. */
   percent?: number | (() => number);
@@ -48,7 +51,13 @@ export interface HybridClientOptions {
    * corrupt an index. Default: the two model names are equal.
    */
   sameModel?: boolean;
-  /** Retries after the first attempt on 408/429/5xx/network errors (default 2). */
+  /**
+   * Per-replica circuit breaker (default: 3 consecutive failures open it for 5 s, then one probe).
+   * While every replica's breaker is open, self-hosted keys go straight to hosted (same model)
+   * or fail at once with a clear error, instead of waiting on a replica known to fail.
+   */
+  breaker?: BreakerOptions;
+  /** Retries after the first attempt on 408/429/5xx/network errors (default 2; with several replicas, the next replica is the retry). */
   retries?: number;
   /** Per-attempt timeout (default 30 s). */
   timeoutMs?: number;
@@ -84,6 +93,8 @@ export interface HybridStats {
   fallbacks: number;
   retries: number;
   errors: { selfhosted: number; hosted: number };
+  /** Each self-hosted replica's breaker, in the order given. */
+  breakers: Array<{ url: string } & BreakerSnapshot>;
 }
 
 export interface HybridClient {
@@ -121,8 +132,11 @@ export function createHybridClient(o: HybridClientOptions): HybridClient {
   const refreshMs = o.refreshMs ?? 1_000;
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const random = o.random ?? Math.random;
-  const sameModel = o.sameModel ?? o.selfHosted.model === o.hosted.model;
-  const stats: HybridStats = { selfhosted: 0, hosted: 0, fallbacks: 0, retries: 0, errors: { selfhosted: 0, hosted: 0 } };
+  const sameModel = o.sameModel ?? (Array.isArray(o.selfHosted) ? o.selfHosted : [o.selfHosted]).every((e) => e.model === o.hosted.model);
+  const replicas = (Array.isArray(o.selfHosted) ? o.selfHosted : [o.selfHosted]).map((e) => ({ e, breaker: new CircuitBreaker(o.breaker) }));
+  if (replicas.length === 0) throw new TypeError('selfHosted needs at least one endpoint');
+  const stats: Omit<HybridStats, 'breakers'> = { selfhosted: 0, hosted: 0, fallbacks: 0, retries: 0, errors: { selfhosted: 0, hosted: 0 } };
+  let nextReplica = 0;
   const fileCache = new Map<string, { at: number; value: number | undefined }>();
 
   const cached = (path: string, read: (text: string) => number | undefined): number | undefined => {
@@ -154,7 +168,7 @@ export function createHybridClient(o: HybridClientOptions): HybridClient {
 
   const endpointUrl = (e: EndpointConfig) => (/\/embed(dings)?\/?$/.test(e.url) ? e.url : `${e.url.replace(/\/+$/, '')}/v1/embeddings`);
 
-  async function call(side: Backend, e: EndpointConfig, texts: string[], signal?: AbortSignal): Promise<number[][]> {
+  async function call(side: Backend, e: EndpointConfig, texts: string[], signal?: AbortSignal, maxRetries = retries): Promise<number[][]> {
     const body =
       e.shape === 'jina'
         ? { model: e.model, input: texts, ...(e.task ? { task: e.task } : {}) }
@@ -184,16 +198,48 @@ export function createHybridClient(o: HybridClientOptions): HybridClient {
         if (signal?.aborted) throw signal.reason;
         failure = new HybridClientError(side, (err as Error).message, { serverSide: true, cause: err });
       }
-      if (attempt >= retries) throw failure;
+      if (attempt >= maxRetries) throw failure;
       stats.retries++;
       await sleep(delay ?? random() * Math.min(maxBackoff, base * 2 ** attempt));
     }
   }
 
+  /**
+   * Tries the replicas whose breaker lets a request through, starting with the next in turn; a
+   * server-side failure counts against that replica and moves on. With one replica its own
+   * retries apply; with several, the next replica is the retry.
+   */
+  async function selfHosted(texts: string[], signal?: AbortSignal): Promise<number[][]> {
+    const start = nextReplica++ % replicas.length;
+    const order = replicas.map((_, i) => replicas[(start + i) % replicas.length]!);
+    let last: HybridClientError | undefined;
+    for (const r of order) {
+      if (!r.breaker.tryAcquire()) continue;
+      try {
+        const vectors = await call('selfhosted', r.e, texts, signal, replicas.length > 1 ? 0 : retries);
+        r.breaker.success();
+        return vectors;
+      } catch (err) {
+        if (!(err instanceof HybridClientError)) {
+          r.breaker.release();
+          throw err;
+        }
+        if (!err.serverSide) {
+          // A refused request (4xx) says nothing bad about the replica's health.
+          r.breaker.success();
+          throw err;
+        }
+        r.breaker.failure();
+        last = err;
+      }
+    }
+    throw last ?? new HybridClientError('selfhosted', `every replica's circuit breaker is open (${replicas.length} replica${replicas.length === 1 ? '' : 's'}); not waiting on replicas known to fail`, { serverSide: true });
+  }
+
   return {
     percent: currentPercent,
     route: (key) => (routesToSelfHosted(key, currentPercent()) ? 'selfhosted' : 'hosted'),
-    stats: () => ({ ...stats, errors: { ...stats.errors } }),
+    stats: () => ({ ...stats, errors: { ...stats.errors }, breakers: replicas.map((r) => ({ url: r.e.url, ...r.breaker.snapshot() })) }),
     async embed(texts, opts) {
       if (!opts || typeof opts.key !== 'string' || opts.key === '') {
         throw new TypeError('embed(texts, { key }) needs a key (tenant or user id): routing is sticky per key');
@@ -201,7 +247,7 @@ export function createHybridClient(o: HybridClientOptions): HybridClient {
       const percent = currentPercent();
       if (routesToSelfHosted(opts.key, percent)) {
         try {
-          const vectors = await call('selfhosted', o.selfHosted, texts, opts.signal);
+          const vectors = await selfHosted(texts, opts.signal);
           stats.selfhosted++;
           return { vectors, backend: 'selfhosted', fellBack: false, percent };
         } catch (err) {

@@ -1,19 +1,19 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseAllDocuments } from 'yaml';
-import { nginxBinary, testNginxConfig } from '../adapters/nginx.js';
+import { checkDeployNginx } from '../adapters/nginx-check.js';
 import type { Context } from '../context.js';
 import { FIELDS, resolveDeployConfig, type DeployConfig, type DeployKey } from '../core/deploy-config.js';
+import { GATEWAY_FLAGS, tlsPlan } from '../core/gateway-config.js';
 import { renderDeploy, userDataBytes, USER_DATA_LIMIT, type RenderedFile } from '../core/render.js';
 import { ExternalError, UsageError } from '../errors.js';
 import { printJson, table } from '../ui/output.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
-export type NginxCheck = { status: 'passed' } | { status: 'skipped'; reason: string } | { status: 'failed'; message: string };
+export { checkDeployNginx, type NginxCheck } from '../adapters/nginx-check.js';
 
 /** Flags `render` exposes, in help order. */
 const RENDER_FLAGS: readonly DeployKey[] = [
@@ -31,6 +31,7 @@ const RENDER_FLAGS: readonly DeployKey[] = [
   'hostedKeyParameter',
   'namespace',
   'maxReplicas',
+  ...GATEWAY_FLAGS,
 ];
 
 export function addDeployOptions(cmd: Command, keys: readonly DeployKey[]): Command {
@@ -42,6 +43,7 @@ export function addDeployOptions(cmd: Command, keys: readonly DeployKey[]): Comm
   return cmd;
 }
 
+<<<<<<< HEAD
 /** The official nginx image's envsubst, for checking the deploy config with a stand-in key. */
 function substitutedAuthSnippet(template: string): string {
   return template.replace(/\$\{EMBEDCTL_HOSTED_API_KEY\}/g, 'embedctl-render-check-not-a-key');
@@ -69,6 +71,8 @@ async function checkDeployNginx(files: RenderedFile[], env: Context['env']): Pro
   }
 }
 
+=======
+>>>>>>> main
 function checkYaml(files: RenderedFile[]): void {
   for (const f of files) {
     if (!/\.ya?ml$/.test(f.path)) continue;
@@ -108,6 +112,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl render --replicas 2 --percent 10 --out deploy/',
     'embedctl render --hosted-url https://api.openai.com/v1/embeddings --model BAAI/bge-small-en-v1.5',
     'embedctl render --dry-run --json',
+    'embedctl render --same-model --tls-cert /etc/embedctl/tls/fullchain.pem --tls-key /etc/embedctl/tls/privkey.pem --domain embed.example.com',
   ]);
   cmd.action(
     action<Record<string, unknown> & { out: string; dryRun?: boolean }>(ctx, holder, async ({ opts, globals, log }) => {
@@ -116,6 +121,9 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         throw new UsageError(`must be >= --replicas (${config.replicas}), got ${config.maxReplicas}`, { field: origins.maxReplicas.origin === 'default' ? '--max-replicas' : origins.maxReplicas.origin });
       }
       const outDir = resolve(ctx.cwd, opts.out);
+      // Certificate paths are referenced as given, made absolute: nginx reads them where they lie.
+      for (const k of ['tlsCert', 'tlsKey'] as const) if (config[k]) config[k] = resolve(ctx.cwd, config[k]);
+      tlsPlan(config);
       const files = renderFiles(config);
       checkYaml(files);
       const nginx = await checkDeployNginx(files, ctx.env);

@@ -8,6 +8,7 @@ import { parseDuration } from '../core/loadtest.js';
 import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
 import { readState, statePaths, type DeploymentRecord } from '../core/state.js';
 import { Ec2, ec2Client } from '../adapters/aws/ec2.js';
+import { breakerLines, localBreakers, type ReplicaBreaker } from '../adapters/nginx-breaker.js';
 import { printJson, table } from '../ui/output.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
@@ -114,7 +115,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
           trafficSplitFromRollout(paths.rollout) ??
           (live ? { percent: live.selfHostedPercent!, source: `${live.url}/health` } : trafficSplitFromConf(ctx.cwd, local.nginxConf));
         const nothing = deployments.length === 0 && targets.length === 0 && gatewayTargets.length === 0;
-        return { at: ctx.now().toISOString(), nothing, instances, backends, gateways, split };
+        const breakers = localBreakers(ctx.cwd, ctx.now().getTime());
+        return { at: ctx.now().toISOString(), nothing, instances, backends, gateways, split, breakers };
       };
 
       const unhealthy = (f: Awaited<ReturnType<typeof frame>>) =>
@@ -130,6 +132,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
           gateways: f.gateways,
           backends: f.backends,
           split: f.split ?? null,
+          breakers: f.breakers ?? [],
         };
         if (globals.json) {
           if (watching) ctx.stdout.write(`${JSON.stringify({ schema: 'embedctl.status/v1', ...doc })}\n`);
@@ -296,7 +299,7 @@ function trafficSplitFromConf(cwd: string, nginxConf?: string): SplitStatus | un
 const probeText = (p: Probe) => (p.ok ? 'ok' : p.status ? String(p.status) : (p.error ?? 'down'));
 
 function renderFrame(
-  f: { at: string; nothing: boolean; instances: InstanceStatus[]; backends: BackendStatus[]; gateways: GatewayStatus[]; split?: SplitStatus },
+  f: { at: string; nothing: boolean; instances: InstanceStatus[]; backends: BackendStatus[]; gateways: GatewayStatus[]; split?: SplitStatus; breakers?: ReplicaBreaker[] },
   statePath: string,
 ): string {
   if (f.nothing) {
@@ -328,6 +331,7 @@ function renderFrame(
   } else {
     out.push(f.gateways.length ? 'runtimes: behind the gateway (not reachable from here)' : 'no backends recorded (run `embedctl up`)', '');
   }
+  out.push(...breakerLines(f.breakers));
   out.push(
     f.split
       ? `traffic split: ${f.split.percent}% self-hosted, ${Math.round((100 - f.split.percent) * 100) / 100}% hosted (from ${f.split.source})`

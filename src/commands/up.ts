@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { localPaths, readLocalStack, runtimeEntryPath, startLocalStack, stopLocalStack } from '../adapters/local-stack.js';
+import { gatewayKeysLine, localPaths, readLocalStack, runtimeEntryPath, startLocalStack, stopLocalStack } from '../adapters/local-stack.js';
 import { nginxBinary } from '../adapters/nginx.js';
 import { parseFlag, parsers } from '../config.js';
 import type { Context } from '../context.js';
@@ -9,7 +9,7 @@ import { printJson, table } from '../ui/output.js';
 import { addDeployOptions } from './render.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
-const UP_FLAGS: readonly DeployKey[] = ['model', 'replicas', 'hostedUrl', 'percent', 'splitKey', 'image', 'gpusPerReplica', 'memoryLimit'];
+const UP_FLAGS: readonly DeployKey[] = ['model', 'replicas', 'hostedUrl', 'percent', 'splitKey', 'sameModel', 'image', 'gpusPerReplica', 'memoryLimit'];
 
 interface UpOpts extends Record<string, unknown> {
   local?: boolean;
@@ -62,6 +62,7 @@ async function upLocal(ctx: Context, opts: UpOpts, config: DeployConfig, json: b
     hostedUrl: config.hostedUrl,
     percent: config.percent,
     splitKey: config.splitKey,
+    sameModel: config.sameModel,
     port,
     hostedApiKey: key,
     env: ctx.env,
@@ -78,7 +79,7 @@ async function upLocal(ctx: Context, opts: UpOpts, config: DeployConfig, json: b
         [['nginx (gateway)', state.nginx.pid, state.url], ...state.runtimes.map((r, i) => [`runtime-${i + 1}`, r.pid, r.url] as Array<string | number>)],
       ),
     );
-    ctx.stdout.write(`\nGateway: ${state.url}/v1/embeddings (${state.percent}% self-hosted, hosted ${state.hostedUrl})\nStop with: embedctl down --local\n`);
+    ctx.stdout.write(`\nGateway: ${state.url}/v1/embeddings (${state.percent}% self-hosted, hosted ${state.hostedUrl})\n${gatewayKeysLine(state)}\nStop with: embedctl down --local\n`);
   }
   return 0;
 }

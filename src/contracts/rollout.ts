@@ -7,7 +7,7 @@ import { defineContract, defineLines } from './contract.js';
  */
 const iso = z.string().min(1, 'expected an ISO date-time');
 const percent = z.number().min(0, 'must be >= 0').max(100, 'must be <= 100');
-export const driverName = z.enum(['nginx', 'env', 'k8s']);
+export const driverName = z.enum(['nginx', 'env', 'k8s', 'ssm']);
 
 export const gateResult = z.object({
   name: z.enum(['errorRate', 'p95LatencyMs', 'consistency', 'overlap', 'monthlyCost']),

@@ -3,6 +3,7 @@ import { resolveOption, type Resolved } from '../config.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { packageVersion } from '../util/paths.js';
+import { GATEWAY_FIELDS } from './gateway-config.js';
 import { parseHostedUrl, SPLIT_KEYS, type SplitKey } from './render.js';
 import { MODEL_PRESETS, findPreset } from './model-presets.js';
 
@@ -62,6 +63,8 @@ export const FIELDS = {
   namespace: { flag: '--namespace', env: 'EMBEDCTL_K8S_NAMESPACE', default: 'embedctl', schema: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a DNS-1123 label'), help: 'Kubernetes namespace' },
   allowDemoModel: { flag: '--allow-demo-model', env: 'EMBEDCTL_ALLOW_DEMO_MODEL', default: false, schema: bool, help: 'deploy a built-in demo model (default, default-q, tiny-bert) to a remote target anyway' },
   maxReplicas: { flag: '--max-replicas', env: 'EMBEDCTL_MAX_REPLICAS', default: 4, schema: int(1, 64), help: 'HorizontalPodAutoscaler ceiling' },
+  // Fallback, client keys and TLS at the gateway (owned with the nginx template).
+  ...GATEWAY_FIELDS,
 } as const;
 
 export type DeployKey = keyof typeof FIELDS;

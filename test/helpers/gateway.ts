@@ -28,6 +28,8 @@ export interface Standin {
   /** Drops every open connection and stops listening: what nginx sees when a process dies. */
   kill(): Promise<void>;
   stop(): Promise<void>;
+  /** Answer with this status from now on (200 recovers). */
+  setStatus(status: number): void;
 }
 
 export interface StandinOptions {
@@ -41,6 +43,7 @@ export interface StandinOptions {
 
 export async function startStandin(name: string, o: StandinOptions = {}): Promise<Standin> {
   const received: Received[] = [];
+  let currentStatus = o.status ?? 200;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -61,7 +64,7 @@ export async function startStandin(name: string, o: StandinOptions = {}): Promis
         } catch {
           /* echo null */
         }
-        const status = o.status ?? 200;
+        const status = currentStatus;
         res.writeHead(status, { 'content-type': 'application/json', 'x-standin': name });
         res.end(
           JSON.stringify(
@@ -96,6 +99,9 @@ export async function startStandin(name: string, o: StandinOptions = {}): Promis
     received,
     kill: () => close(true),
     stop: () => close(false),
+    setStatus: (status) => {
+      currentStatus = status;
+    },
   };
 }
 
@@ -112,7 +118,8 @@ export async function embed(base: string, headers: Record<string, string> = {}, 
   const res = await fetch(`${base}/v1/embeddings`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ input, model: 'default' }),
+    // No model name: a runtime then answers with the one it serves (a wrong name is a 404).
+    body: JSON.stringify({ input }),
     signal: AbortSignal.timeout(15_000),
   });
   return {
@@ -165,4 +172,29 @@ export function tempDir(prefix: string): { dir: string; cleanup(): void } {
 export function writeFile(path: string, text: string, mode?: number): string {
   writeFileSync(path, text, mode === undefined ? undefined : { mode });
   return path;
+}
+
+export interface TestGateway {
+  nginx: import('../../src/adapters/nginx.js').NginxInstance;
+  confPath: string;
+  prefix: string;
+  /** Re-renders the config in place (reload it to apply). */
+  write(o: Omit<import('../../src/core/render.js').NginxConfOptions, 'listen'>): void;
+  stop(): Promise<void>;
+}
+
+/** Renders a config into a fresh non-root prefix under `dir` and starts nginx on a free loopback port. */
+export async function startGateway(dir: string, o: Omit<import('../../src/core/render.js').NginxConfOptions, 'listen'>): Promise<TestGateway> {
+  const { mkdirSync } = await import('node:fs');
+  const { renderNginxConf } = await import('../../src/core/render.js');
+  const { startNginx } = await import('../../src/adapters/nginx.js');
+  const prefix = mkdtempSync(join(dir, 'gw-'));
+  mkdirSync(prefix, { recursive: true });
+  const port = await freePort();
+  const confPath = join(prefix, 'nginx.conf');
+  const write = (o2: typeof o) =>
+    writeFile(confPath, renderNginxConf({ workerProcesses: 1, errorLog: 'error.log', accessLog: 'access.log', ...o2, listen: { host: '127.0.0.1', port } }));
+  write(o);
+  const nginx = await startNginx({ confPath, prefix });
+  return { nginx, confPath, prefix, write, stop: () => nginx.stop() };
 }

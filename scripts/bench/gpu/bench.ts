@@ -219,7 +219,7 @@ async function startRuntime(modelDir: string, f: Flags, seqMax: number) {
   // server's synchronous stderr writes, and the benchmark would measure that instead.
   const child = spawn(
     process.execPath,
-    [entry, '--model', modelDir, '--ep', f.providers.join(','), '--port', '0', '--host', '127.0.0.1', '--max-batch-size', String(f.httpBatch), '--max-batch-tokens', String(f.httpBatch * seqMax), '--max-queue', String(f.httpBatch * f.httpClients * 4)],
+    [entry, '--model', modelDir, '--model-alias', 'bench', '--ep', f.providers.join(','), '--port', '0', '--host', '127.0.0.1', '--max-batch-size', String(f.httpBatch), '--max-batch-tokens', String(f.httpBatch * seqMax), '--max-queue', String(f.httpBatch * f.httpClients * 4)],
     { stdio: ['ignore', 'ignore', fd], env: { ...process.env } },
   );
   closeSync(fd);

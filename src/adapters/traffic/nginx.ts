@@ -59,28 +59,40 @@ export function nginxDriver(o: NginxDriverOptions): TrafficDriver {
         if (previous !== undefined) await writeFileAtomic(o.confPath, previous);
         throw err;
       }
-      const samples = o.samples ?? 200;
-      if (samples <= 0) return { confirmed: null, observedPercent: null, detail: `${o.confPath} reloaded; not sampled (--samples 0)` };
+      if ((o.samples ?? 200) <= 0) return { confirmed: null, observedPercent: null, detail: `${o.confPath} reloaded; not sampled (--samples 0)` };
       const listen = listenOf(text);
       const url = o.url ?? (listen ? `http://${listen.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}` : undefined);
       if (!url) return { confirmed: null, observedPercent: null, detail: `${o.confPath} reloaded; no URL to sample (--nginx-url)` };
-      const keyed = (o.conf.splitKey ?? 'auto') !== 'request';
-      const s = await sampleSplit(url, samples, o.model, signal);
-      // Keyed splits are deterministic: the expected share of exactly these keys is known.
-      const expected = keyed ? (100 * s.keys.filter((k) => routesToSelfHosted(k, percent)).length) / s.keys.length : percent;
-      const tolerance = o.tolerance ?? 5;
-      if (s.answered === 0) {
-        return { confirmed: false, observedPercent: null, samples, detail: `no sample got an X-Embedctl-Backend header from ${url} (${s.failures} failed)` };
-      }
-      const observed = (100 * s.selfhosted) / s.answered;
-      const confirmed = Math.abs(observed - expected) <= tolerance;
-      return {
-        confirmed,
-        observedPercent: round(observed),
-        samples: s.answered,
-        detail: `${s.answered} samples via ${url}: ${round(observed)}% self-hosted (expected ${round(expected)}% +-${tolerance})${s.fallbacks ? `, ${s.fallbacks} fell back to hosted` : ''}${s.failures ? `, ${s.failures} failed` : ''}`,
-      };
+      return confirmShare(url, percent, { samples: o.samples, tolerance: o.tolerance, model: o.model, splitKey: o.conf.splitKey, signal });
     },
+  };
+}
+
+/**
+ * Samples the gateway and compares the share of X-Embedctl-Backend: selfhosted with `percent`.
+ * Keyed splits are deterministic, so the expected share of exactly the sampled keys is known.
+ */
+export async function confirmShare(
+  url: string,
+  percent: number,
+  o: { samples?: number; tolerance?: number; model?: string; splitKey?: string; signal?: AbortSignal } = {},
+): Promise<ApplyResult> {
+  const samples = o.samples ?? 200;
+  if (samples <= 0) return { confirmed: null, observedPercent: null, detail: 'not sampled (--samples 0)' };
+  const keyed = (o.splitKey ?? 'auto') !== 'request';
+  const s = await sampleSplit(url, samples, o.model, o.signal);
+  const expected = keyed ? (100 * s.keys.filter((k) => routesToSelfHosted(k, percent)).length) / s.keys.length : percent;
+  const tolerance = o.tolerance ?? 5;
+  if (s.answered === 0) {
+    return { confirmed: false, observedPercent: null, samples, detail: `no sample got an X-Embedctl-Backend header from ${url} (${s.failures} failed)` };
+  }
+  const observed = (100 * s.selfhosted) / s.answered;
+  const confirmed = Math.abs(observed - expected) <= tolerance;
+  return {
+    confirmed,
+    observedPercent: round(observed),
+    samples: s.answered,
+    detail: `${s.answered} samples via ${url}: ${round(observed)}% self-hosted (expected ${round(expected)}% +-${tolerance})${s.fallbacks ? `, ${s.fallbacks} fell back to hosted` : ''}${s.failures ? `, ${s.failures} failed` : ''}`,
   };
 }
 

@@ -7,7 +7,7 @@ import { ExitCode, UsageError } from '../../errors.js';
 import { printJson } from '../../ui/output.js';
 import { gateNotes, gateTable, nextStepText, statusText, timelineTable } from '../../ui/rollout.js';
 import type { HeldLock } from '../../util/fs.js';
-import { buildDriver, chooseDriver } from './drivers.js';
+import { buildDriver, chooseDriver, currentDeployment } from './drivers.js';
 import { gateError, gatesNow, unconfirmed, type Runner } from './runner.js';
 
 export async function showPlan(r: Runner): Promise<number> {
@@ -95,8 +95,9 @@ export async function move(r: Runner, target: number): Promise<number> {
       }
     }
     if (p.forced) log.warn(`forced (${reason}): ${p.overridden.join('; ')}`);
-    const driverName = chooseDriver(r.settings, state);
-    const driver = buildDriver(ctx, opts, driverName);
+    const deployment = await currentDeployment(ctx, opts);
+    const driverName = chooseDriver(r.settings, state, deployment);
+    const driver = buildDriver(ctx, opts, driverName, deployment);
     log.info(`moving ${p.from}% -> ${p.to}% self-hosted with the ${driverName} driver (${driver.target}): ${driver.describe(p.to)}`);
     const applied = await driver.apply(p.to, ctx.signal);
     const action = p.kind === 'back' ? 'back' : state.percent === 0 ? 'set' : 'advance';
@@ -139,8 +140,9 @@ async function dryRunMove(r: Runner, target: number, reason: string | null): Pro
   if (!p.ok) throw new UsageError(p.message, { hint: p.hint });
   const gates = p.needsGates ? (await gatesNow(r)).gates : [];
   const v = p.needsGates ? verdict(gates) : 'pass';
-  const driverName = chooseDriver(r.settings, state);
-  const driver = p.kind === 'noop' ? undefined : buildDriver(ctx, opts, driverName);
+  const deployment = await currentDeployment(ctx, opts);
+  const driverName = chooseDriver(r.settings, state, deployment);
+  const driver = p.kind === 'noop' ? undefined : buildDriver(ctx, opts, driverName, deployment);
   if (opts.json) {
     printJson(ctx, 'rollout', { action: 'move', dryRun: true, from: p.from, to: p.to, kind: p.kind, wouldMove: p.kind !== 'noop' && v === 'pass', forced: p.forced, overridden: p.overridden, reason, driver: driverName, target: driver?.target ?? null, wouldDo: driver?.describe(p.to) ?? null, verdict: v, gates });
   } else {
@@ -159,8 +161,13 @@ async function dryRunMove(r: Runner, target: number, reason: string | null): Pro
 export async function rollback(r: Runner, reason: string, kind: 'rollback' | 'auto-rollback', gates: GateResult[] = []): Promise<number> {
   const { ctx, opts, log, store } = r;
   const before = await store.tolerant();
-  const driverName = chooseDriver(r.settings, before.state);
-  const driver = buildDriver(ctx, opts, driverName);
+  // Nothing that is merely damaged may stop a rollback: a bad state.json only loses its default.
+  const deployment = await currentDeployment(ctx, opts).catch((err: unknown) => {
+    if (opts.deployment || opts.driver === 'ssm') throw err;
+    return undefined;
+  });
+  const driverName = chooseDriver(r.settings, before.state, deployment);
+  const driver = buildDriver(ctx, opts, driverName, deployment);
   if (opts.dryRun) {
     const from = before.state?.percent ?? null;
     if (opts.json) printJson(ctx, 'rollout', { action: 'rollback', dryRun: true, from, to: 0, reason, driver: driverName, target: driver.target, wouldDo: driver.describe(0), problem: before.problem ?? null });

@@ -7,6 +7,10 @@ import { k8sDriver } from '../../adapters/traffic/k8s.js';
 import { nginxDriver } from '../../adapters/traffic/nginx.js';
 import type { TrafficDriver } from '../../adapters/traffic/types.js';
 import type { DriverName, RolloutState } from '../../core/rollout/types.js';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import { ssmClient } from '../../adapters/aws/ssm.js';
+import { ssmTrafficDriver } from '../../adapters/aws/ssm-traffic.js';
+import { readState, statePaths, type DeploymentRecord } from '../../core/state.js';
 import { UsageError } from '../../errors.js';
 import type { RolloutOpts, Settings } from './options.js';
 
@@ -14,13 +18,35 @@ import type { RolloutOpts, Settings } from './options.js';
  * Which driver moves traffic: one named explicitly (flag, env, embedctl.yaml) wins; otherwise the
  * rollout's own (traffic goes back the way it went forward); otherwise the default.
  */
-export function chooseDriver(settings: Settings, state: RolloutState | undefined): DriverName {
+export function chooseDriver(settings: Settings, state: RolloutState | undefined, deployment?: DeploymentRecord): DriverName {
   if (settings.driver.source !== 'default') return settings.driver.value;
-  return state?.driver ?? settings.driver.value;
+  if (state?.history.length) return state.driver;
+  // A provisioned instance's gateway is moved over SSM; a local stack's with the nginx driver.
+  return deployment?.instance ? 'ssm' : (state?.driver ?? settings.driver.value);
 }
 
-export function buildDriver(ctx: Context, opts: RolloutOpts, name: DriverName): TrafficDriver {
+/**
+ * The deployment whose gateway rollout moves: --deployment, else the only one in
+ * .embedctl/state.json. Undefined when there is none (a local stack, or an app with the env driver).
+ */
+export async function currentDeployment(ctx: Context, opts: RolloutOpts): Promise<DeploymentRecord | undefined> {
+  const st = await readState(statePaths(ctx.cwd, ctx.env).state);
+  const all = Object.values(st.deployments);
+  if (opts.deployment) {
+    const d = st.deployments[opts.deployment];
+    if (!d) throw new UsageError(`no deployment named ${opts.deployment} in .embedctl/state.json (${all.map((x) => x.name).join(', ') || 'none'})`, { field: '--deployment' });
+    return d;
+  }
+  if (all.length > 1) {
+    throw new UsageError(`.embedctl/state.json holds ${all.length} deployments (${all.map((x) => x.name).join(', ')}): say which one`, { field: '--deployment' });
+  }
+  return all[0];
+}
+
+export function buildDriver(ctx: Context, opts: RolloutOpts, name: DriverName, deployment?: DeploymentRecord): TrafficDriver {
   switch (name) {
+    case 'ssm':
+      return ssmFromDeployment(ctx, opts, deployment);
     case 'env':
       return envDriver(resolve(ctx.cwd, opts.trafficEnv ?? ctx.env.EMBEDCTL_TRAFFIC_ENV_FILE ?? '.embedctl/traffic.env'));
     case 'k8s':
@@ -41,6 +67,25 @@ export const sampleOptions = (opts: RolloutOpts) => ({
   samples: opts.samples === undefined ? undefined : parseFlag('--samples', opts.samples, parsers.number({ min: 0, max: 100_000, integer: true })),
   tolerance: opts.tolerance === undefined ? undefined : parseFlag('--tolerance', opts.tolerance, parsers.number({ min: 0, max: 100 })),
 });
+
+function ssmFromDeployment(ctx: Context, opts: RolloutOpts, d: DeploymentRecord | undefined): TrafficDriver {
+  const instanceId = opts.ssmInstance ?? d?.instance?.id;
+  const region = opts.ssmRegion ?? d?.region ?? ctx.env.AWS_REGION ?? ctx.env.AWS_DEFAULT_REGION;
+  if (!instanceId) throw new UsageError('the ssm driver needs the gateway instance: provision one (state.json) or give --ssm-instance i-...', { field: '--ssm-instance' });
+  if (!/^(i|mi)-[0-9a-f]{8,17}$/.test(instanceId)) throw new UsageError(`expected an instance id like i-0123456789abcdef0, got ${JSON.stringify(instanceId)}`, { field: '--ssm-instance' });
+  if (!region) throw new UsageError('the ssm driver needs a region: --ssm-region or AWS_REGION', { field: '--ssm-region' });
+  const gatewayUrl = opts.gatewayUrl ?? d?.gateway;
+  const poll = Number(ctx.env.EMBEDCTL_SSM_POLL_MS);
+  return ssmTrafficDriver({
+    client: (ctx.adapters.ssmClient as SSMClient | undefined) ?? ssmClient(region),
+    instanceId,
+    region,
+    gatewayUrl,
+    ...sampleOptions(opts),
+    pollMs: Number.isFinite(poll) && poll > 0 ? poll : undefined,
+    sleep: ctx.sleep,
+  });
+}
 
 interface DeployNginx {
   confPath?: string;

@@ -2,8 +2,8 @@
 
 export const STATE_VERSION = 1;
 
-export type DriverName = 'nginx' | 'env' | 'k8s';
-export const DRIVERS: readonly DriverName[] = ['nginx', 'env', 'k8s'];
+export type DriverName = 'nginx' | 'env' | 'k8s' | 'ssm';
+export const DRIVERS: readonly DriverName[] = ['nginx', 'env', 'k8s', 'ssm'];
 
 export type GateStatus = 'pass' | 'fail' | 'inconclusive';
 export type GateName = 'errorRate' | 'p95LatencyMs' | 'consistency' | 'overlap' | 'monthlyCost';

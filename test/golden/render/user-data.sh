@@ -10,6 +10,7 @@ IMAGE=ghcr.io/embedctl/runtime:golden
 MODEL=default
 HUB_MODEL=false
 HOSTED_KEY_PARAMETER=/embedctl/hosted-api-key
+GATEWAY_KEYS_PARAMETER=/embedctl/gateway-keys
 HF_TOKEN_PARAMETER=''
 GATEWAY_PORT=8000
 DEPLOY_DIR=/opt/embedctl/deploy
@@ -167,6 +168,7 @@ services:
     volumes:
       - ./nginx/nginx.conf:/etc/nginx/nginx.conf:ro
       - ./nginx/templates:/etc/nginx/templates:ro
+      - ./nginx/keys:/etc/nginx/keys:ro
     depends_on:
       runtime-1:
         condition: service_started
@@ -195,172 +197,69 @@ services:
     mem_limit: 1g
     logging: *logging
 EMBEDCTL_COMPOSE_EOF
-cat > "${DEPLOY_DIR}/nginx/nginx.conf" <<'EMBEDCTL_NGINX_EOF'
-
-worker_processes auto;
-pid nginx.pid;
-error_log stderr warn;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    client_body_temp_path client_body_temp;
-    proxy_temp_path proxy_temp;
-    fastcgi_temp_path fastcgi_temp;
-    uwsgi_temp_path uwsgi_temp;
-    scgi_temp_path scgi_temp;
-
-    server_tokens off;
-    default_type application/json;
-    keepalive_timeout 65s;
-    recursive_error_pages on;
-
-    log_format embedctl_json escape=json
-        '{"time":"$time_iso8601","request_id":"$request_id","method":"$request_method",'
-        '"uri":"$request_uri","status":$status,"split":"$embedctl_backend",'
-        '"backend":"$sent_http_x_embedctl_backend","upstream_addr":"$upstream_addr",'
-        '"upstream_status":"$upstream_status","request_time":$request_time,'
-        '"upstream_connect_time":"$upstream_connect_time",'
-        '"upstream_header_time":"$upstream_header_time",'
-        '"upstream_response_time":"$upstream_response_time",'
-        '"request_length":$request_length,"bytes_sent":$bytes_sent}';
-    access_log /dev/stdout embedctl_json;
-
-    client_max_body_size 8m;
-    client_body_buffer_size 8m;
-    proxy_buffer_size 16k;
-    proxy_buffers 32 64k;
-    proxy_busy_buffers_size 128k;
-    proxy_max_temp_file_size 0;
-
-    resolver 169.254.169.253 valid=30s ipv6=off;
-    resolver_timeout 5s;
-
-    map $http_authorization $embedctl_key_from_auth {
-        ""      $request_id;
-        default $http_authorization;
-    }
-    map $http_x_tenant_id $embedctl_split_key {
-        ""      $embedctl_key_from_auth;
-        default $http_x_tenant_id;
-    }
-
-    split_clients "$embedctl_split_key" $embedctl_backend {
-        10% selfhosted;
-        * hosted;
-    }
-
-    upstream selfhosted {
-        least_conn;
-        server 127.0.0.1:8081 max_fails=1 fail_timeout=5s;
-        server 127.0.0.1:8082 max_fails=1 fail_timeout=5s;
-        keepalive 32;
-    }
-
-    server {
-        listen 0.0.0.0:8000;
-        error_page 502 503 504 @gateway_error;
-
-        location = /health {
-            access_log off;
-            add_header X-Embedctl-Backend nginx always;
-            return 200 '{"status":"ok","component":"nginx","config":"1986ecfb66c1","selfHostedPercent":10}\n';
-        }
-
-        location = /_embedctl/nginx_status {
-            access_log off;
-            allow 127.0.0.1;
-            deny all;
-            stub_status;
-        }
-
-        location = /v1/embeddings {
-            error_page 418 = @selfhosted;
-            error_page 419 = @hosted;
-            if ($embedctl_backend = selfhosted) {
-                return 418;
-            }
-            return 419;
-        }
-
-        location / {
-            add_header X-Embedctl-Backend nginx always;
-            return 404 '{"error":{"message":"embedctl gateway serves POST /v1/embeddings and GET /health","type":"not_found"}}\n';
-        }
-
-        location @gateway_error {
-            add_header X-Embedctl-Backend nginx always;
-            add_header X-Request-Id $request_id always;
-            return 502 '{"error":{"message":"embedctl gateway: no backend could answer (request $request_id)","type":"upstream_unavailable"}}\n';
-        }
-
-        location @selfhosted {
-            proxy_pass http://selfhosted;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_connect_timeout 2s;
-            proxy_send_timeout 30s;
-            proxy_read_timeout 30s;
-            proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
-            proxy_next_upstream_tries 2;
-            proxy_next_upstream_timeout 30s;
-            proxy_intercept_errors on;
-            error_page 502 503 504 = @hosted_fallback;
-            proxy_hide_header X-Embedctl-Backend;
-            add_header X-Embedctl-Backend selfhosted always;
-            add_header X-Request-Id $request_id always;
-        }
-
-        location @hosted {
-            set $embedctl_hosted_host api.jina.ai;
-            proxy_pass https://$embedctl_hosted_host:443/v1/embeddings$is_args$args;
-            proxy_set_header Host api.jina.ai;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_ssl_server_name on;
-            proxy_ssl_name api.jina.ai;
-            proxy_ssl_verify on;
-            proxy_ssl_verify_depth 4;
-            proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
-            proxy_ssl_session_reuse on;
-            include conf.d/hosted-auth.conf;
-            proxy_connect_timeout 5s;
-            proxy_send_timeout 60s;
-            proxy_read_timeout 60s;
-            proxy_hide_header X-Embedctl-Backend;
-            add_header X-Embedctl-Backend hosted always;
-            add_header X-Embedctl-Fallback no always;
-            add_header X-Request-Id $request_id always;
-        }
-
-        location @hosted_fallback {
-            set $embedctl_hosted_host api.jina.ai;
-            proxy_pass https://$embedctl_hosted_host:443/v1/embeddings$is_args$args;
-            proxy_set_header Host api.jina.ai;
-            proxy_set_header X-Request-Id $request_id;
-            proxy_ssl_server_name on;
-            proxy_ssl_name api.jina.ai;
-            proxy_ssl_verify on;
-            proxy_ssl_verify_depth 4;
-            proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
-            proxy_ssl_session_reuse on;
-            include conf.d/hosted-auth.conf;
-            proxy_connect_timeout 5s;
-            proxy_send_timeout 60s;
-            proxy_read_timeout 60s;
-            proxy_hide_header X-Embedctl-Backend;
-            add_header X-Embedctl-Backend hosted always;
-            add_header X-Embedctl-Fallback yes always;
-            add_header X-Request-Id $request_id always;
-        }
-    }
-}
+# nginx.conf travels gzipped (base64) to fit EC2's 16 KB; deploy/nginx/nginx.conf is the readable copy.
+base64 -d <<'EMBEDCTL_NGINX_EOF' | gunzip > "${DEPLOY_DIR}/nginx/nginx.conf"
+H4sIAAAAAAACA+1be28bNxL/X59isPbBdqG3ZZ8jnQ9N2/QaoNcGiQ8pcI8FtRxJrFfkHsmVrAa+
+z34YkvuSZFtNG1yvsAJYq+VwSA5nfvMgcwRvUXLUyGG6AVxOkSc2hZlWS7C4zFJm0fTkXMg7/7eb
+KDmbgMaOdh1BSGORcVAzQC6skHPitGCSd1tHJccOdRPzjuBjuOSXg/OrF/zqMjlvHUEqjEU5hn7X
+/Rtf9fv91hEYTGedhTIWOZgF0ziGQf8PNIzJUmHhFjcGTn/o3KBk0nZe8wlgahBe5nahtPiJWaFk
+eJehBo3/ztHYs9ZR6wjeYsqsWCFkzC4MTDFVa9BoVLpCYHNGiwK7QMg0zsQdzMUKJayFXUAna4NR
+rtGwJcJMpAg6lwaYAdY6AqlkRytlIVUJSyHTKkFj4LQUbp5Bp+Maz4BJThIUHB1HJ2JIlLRMSNTd
+Vmut9C3qOHBBAyy3atLKBPfE3UzwSQu1VjpO1RyM5ag1rJmWk1YLVyitgQ8tAIDAKlFSYkLSMTDq
+v7ictO5brYW1WSBLUoHSxlPFNzGpQEwy2nk7cbSZVnd1quq3b58xY5O5qFHU33iafG0aFNVv326a
+DEzV2zejXqGOrbpFaUDNZr4XxxnLUxvbTYbAsiwVidOI3o9GSU9yi5ixVKwwtmKJKrdweWF80xHc
+LBC4MBmzySLox0JlBuxCq3y+ALtW4KWesTmCRi40JtbAqVPPNm2nhBlL0ylLbs+6jq3GJNeGRqy6
+GqD5uOZUzeOZ0ktmS7uJabqAJmEZXtOzI6TPyYeIph2No2P6joVRV5f9QdSOlgaTaHxMX+0oqH0s
+OFHWfrWjJdqFarwOb9on1ShRrkWdhH62I2OZzU00PvYP7cgtmujKidOyUdI4WqXYaHIvGoMUxOPo
+2JCakTrGd/EeZnlmrEa2jBnnmuibL5pTL5qK6daow6tKQF6Yx/Wf+5kF+4kL6e9v2N93gYyTsm53
+rb/f31OjyZQ0uNu32dLoXSwmRTm3i9rq/It2NN1YNDGJPBofVz/uT7wZsIRAx+FKj+OqZywnM2ko
+Z9BdbzEED5CKpbCwJMtB42BN55Imd2JArSWcMpiK+Ry1J1+rPOWgZLqBKRnSLDfIqZvGsy58obhA
+E4ZgGmGaz2bOX60XKkWY4kxp9MAj5NxhM4M337+7gYRJzzFL2YZYetSWeGfdS5EwUBqsCty9s2nD
+NLd+OkQ9E9pYGF5c3joPx5IFGMs2ICQscan0ZuJXiMbCXNF6aXzCJ+cZ2oG3UWAIQ5SGlOk5Qp6l
+inFDk5TKAt4tWB58zpxZXLPNiQkjdOuwvGR3HoSN+AnhajnZwWwvIN9O896lKODuvG/qMF7vOCj6
+1ZsMnA/hcrTVYsrm0HV41aCgGTv4Jnl4kn5DaYKTf/nm9YkBsuLg6DT6MMN5Zdrv4GmlkPNx8NYU
+biiZIDBL+6KtV6dC6laTg7WazWYigTVBsrAGvvzqO1iqFZq2c8AMvvruHSxEkuQZMZqS9/ZqST4i
+eGUXE7kxhJwXeO7mpmFw+aI7vBh1/fc5rFgq+PV534DIVpfXpVcqOpRbQA4nTPadZdMUq+hm7PSI
+ghvw8ND2wQypyMs3r4kkvGEU4HSCbYPgfnJLlsGxA1JWD4mgwuFb3MS0KkcQvD99osh/19zFpGwM
+jnUfa090vzU67T6tIha8NrZbJs1g37j7Z/jQHGoDFDOoaVc9jpzmyS1aSNQSjbdshxeaCUOK5GI6
+CjW9+TsN8XGm2/vApMSLGuc2SCQ9ID/lpe/X563OQLRn4RHsOMuaLCjWpQE8/2rpn0H9TbnS9wsF
+gtAkTZ11NHHEr4HMZ8kyA9EXyDRq+NMtbv4cecQinwynfr6EUipDzazSIXI5gr/JW0noTUMQFMzR
+wqg/OFTXHP8POzsYRdXShEzSnKObbS9MvkM/fM7RXPBLWU4RlmwDmZC0imADVoGSCC6uPv2h86rI
+Qt6q3OIZNc8ZeRjAleBI+OF2WNjAfb1g1m2oUwnasQnMlAYmN8S3tENvmCT54LcKRTAiRWnTDYi5
+VBprJrkVB42Pt2MdTXOMGqLL7T7Z7XxmSk8F5ygrmUb/+dffWeenf342Po4atH5RFV0hzHFNqyMX
+Xu/qYEVc0bnPHtV0mmGSBS6xtqSFKbOSfdpQ7vIbZihcJjmnduEyrIB13n0nQie5sDDVyG5Rj+Ec
+ZkykyIFZ8jkUj7tQuw0BcQuHfHF3R2o+Gr44c3mdkHBhSKXIQ7RBqtJr0L5fmBDQ0+5TylBoWuCm
+sZNpNUUDwnaDv0jV3EAZwIU8xUUGSjMt0g3lFwT5PCo8kxufUggXnIJGihCEDTZYY1XsSU2GKTJj
+XQxabVQYczD8o8utB+Or/tUAyCGTlMy1l1bhjK6L7OehrsPDupZ5FZwPq7dH8JqnWC2inoYmqTIE
+ul5yJ8YbbgjtmgEkMe947o0dLcMsAgEKrcCZKwga1PP3lqlZQsFFCRVKOvwzyrmG2mAOT1NlSm+/
+P2csg6j7ej5a3xhX32iUN+pSeUXqaYLOLNmt0yHaYTgNe5xLTXGniw7YzKIGViaWbTBsQ2UEs3a1
+GFpAjfn3GcqXr32iSq4tQyhcEktJvTaQMW2QFN6SuL65+eu3QGlpteRalnvRH8JF/xwu+iP4PCC0
+T2Un+8hHg3P4vEyolIpd6BsCHp/w+qQcrqEXTLyS21YCUsZQZRvnIW+CGsJ/ETyplydL12xjHuz3
+zmqR2M6NZtJkStvOO0rQhd1sQ9U+PhptriUM+33KxcsUU91G7ShRy0xJl1ZFbibuHVXAonFUr39R
+Lo3p7Bu3029QJ67PoH//D3lSDXe/X2Slz/CluZDT/hwRppSTlDbebOQoN0TRfGtsPg0DPTm/1aDn
+ZsiFnO9M65fv3g+dt163Oq95PVb9pLveUO8ruIbP93nIHcoXRPkU1bDf5BdnQspHO4wqtk8SP2CM
+dfIj+HKByS1Fyh57mdyQa5wTFlI2J5CPCSbyRjBYICuhFJoiTj5lkm9x93RztL4sEAgpCRDyR0ws
+8rNuo4uYwelWDHkNUXS2pUxbG/z+/fsOlYFRWqr6IZyEgFcjS5fXUcEwOtm7xb9EPWvAMOoPCBjc
+FkTjD9ESjWFzqt2UleAAoWNYCuMyEKVL0YYUbwKGRmxUtcdQBPCBAbhAvh1RsTMaR0K6/DMudttP
+gRCI15tZJlwect8EmyqHe2gXKBy9rqLNfbtRyuD8YBlsh+lwWk/dlA7qcka6uFBS5VQEconarJav
+uOzhYFG4tcTlSj5WFJXJPiaLYf/ncz6A6+hwrkWaeeiMB1eP8S6pXjzuCXq/EvSXOjU6UKd8LGZ8
+NXDLG1Hd5y+vboq4o9IYqWw8U7nk28qwb2m7gPorr3VwuP34MqQPal1hVRhQhLdXywAiM6Qg0UWC
+SlsXL2a5NfXjscMtZ3vhB4mrETP+TiKCsFUUGx+6VVJBYYqJKzOG+P202L/a3M+qLSlL/rlkKyZS
+yggOEvvehLGq0GbMGKAyxLjXeyia8ZSuVrFCbYjtYDti9DQGbSHXL8scr1Ho2UtLITAc09BPED60
+yU92+1rpNdMcOT3BsacgLbgjD+Cb6Gkfo/rZDmV9Q7N/OMl3E8MmDWVdD9McebASxiVkglO1wFJJ
+zipvAhOog5hGf+AhN+WJBqXluUY6Zbno910WvDXCaPgCrFJnvmxltXB+dOdsxNfGE5W7bLE8E2cl
+wYkp6i7dPeskVnGZ7XuDL5bt1IhmFx6GxcN58TDyDzRVqWRcCWLy1FAxLcjA8ADCxzdKSEv5WBag
+z5/TPhBc01rqyTHNuxnK+7LUL4rOgwkKjg/j5M9JkWuo8FvD1SdQLOQ6z2D2DGbPYPY/ADNvfs+Y
+9rGYdgSvVqibak4zlryoiQSbYXTK5SCHrkPAKak1xyxVmyXZEacLB0THMUmZq5UzW7AIyU95UW2p
+OKYUYrpre/4uW4daOq7l7IwOnJMUmfabWK+r+8LNChNLuuPOyphU7gTNvwSTsaRWNN6L2mGZv4+w
+v8bnLVq96bx0pfnB4znC4ekcOg2pl0C2tOW0Og/ydd/ty03+dqFdOGT0eUWpMHR+4HIQwmLP32eQ
+n0q7nsptampSz27KfFOquDjzeCTl+WjD2ik+ZULSQQyJp7YHn95GGtD6bCq/VVM5UF8+rdbv0aS9
+Wb5BW98mPx59ActE90chWZeJyWOxtBn3ens5jEej82Zl7ViYmOm5OaY/h4TJT8zhY4Nlk8bharAk
+fNqOdyoq1/zUJExKmYKYbR5h5AlijpldwOghKqtzJ70EtRUzfz7RQ5v0jEl79NL0EtaptZpuou1D
+3DKtrEpUauDm23erQXcYvs8flomhfCfWmJtdqRw1DxpcZd02ruh13aUqd2RjAuS5U2fhLxh5J1Lc
+5BFmJ143UmQZhguWxXH/khnrj2e4gVN3NZ6Atn/Z7/trSyq35R15Hf7DwhZjf//aXcgs78+PS+Lw
+PxoWCChXQivpPFxxaXD71ClMn05su7znF9+hm021m0iPp1QXT6dUlwekVA/Q/Hrx8qGxctnx6wBH
+VMP8v6gaPFYxeAbGZ2B8BsZnYPz9A6P/e9/6L6jcuRXwNwAA
 EMBEDCTL_NGINX_EOF
 cat > "${DEPLOY_DIR}/nginx/templates/hosted-auth.conf.template" <<'EMBEDCTL_AUTH_EOF'
 proxy_set_header Authorization "Bearer ${EMBEDCTL_HOSTED_API_KEY}";
@@ -387,6 +286,21 @@ fi
 umask 077
 printf 'EMBEDCTL_HOSTED_API_KEY=%s\nEMBEDCTL_DEPLOYMENT=%s\n' "${HOSTED_KEY}" "${DEPLOYMENT}" > "${DEPLOY_DIR}/.env"
 unset HOSTED_KEY
+# Gateway keys: only callers with one reach either side (lines "client <key>" / "operator <key>",
+# turned into nginx's map; a malformed line stops the boot rather than open the gateway).
+install -d -m 0700 "${DEPLOY_DIR}/nginx/keys"
+if ! GATEWAY_KEYS=$(ssm_secret "${GATEWAY_KEYS_PARAMETER}"); then
+  echo "embedctl user-data: cannot read the gateway keys from SSM parameter ${GATEWAY_KEYS_PARAMETER};" \
+    "create it (lines \"client <key>\" and \"operator <key>\") and reboot" >&2
+  exit 1
+fi
+if ! printf '%s\n' "${GATEWAY_KEYS}" | awk '/^[[:space:]]*(#|$)/ { next }
+    NF == 2 && $1 ~ /^(client|operator)$/ && $2 ~ /^[A-Za-z0-9._~+\/=-]+$/ && length($2) >= 16 { printf "\"Bearer %s\" %s;\n", $2, $1; n++; next }
+    { bad = 1 } END { exit (bad || n == 0) }' > "${DEPLOY_DIR}/nginx/keys/gateway-keys.conf"; then
+  echo "embedctl user-data: SSM parameter ${GATEWAY_KEYS_PARAMETER} must hold lines \"client <key>\" / \"operator <key>\" (keys of 16+ characters)" >&2
+  exit 1
+fi
+unset GATEWAY_KEYS
 umask 022
 
 # 4) Start everything; restart: unless-stopped brings it back after a reboot.

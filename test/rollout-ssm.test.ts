@@ -1,0 +1,135 @@
+// The ssm driver (issue 13.2): the real SSM SDK client in front of aws-sdk-client-mock, whose
+// SendCommand runs the very script embedctl sends against a real nginx on loopback (the SSM
+// stand-in). Every SDK parameter is asserted; the weekly step runs through it end to end.
+import { GetCommandInvocationCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { applyConfScript, readConfScript, sha256 } from '../src/adapters/aws/ssm-traffic.js';
+import { startNginx, type NginxInstance } from '../src/adapters/nginx.js';
+import { resplit } from '../src/adapters/traffic/split.js';
+import { deployNginxOptions, renderNginxConf, type NginxConfOptions } from '../src/core/render.js';
+import { runCli } from './helpers/cli.js';
+import { embed, freePort, nginxOrSkip, pool, startStandin, tempDir, type Standin } from './helpers/gateway.js';
+import { writeReports } from './helpers/rollout-fixtures.js';
+import { ssmStandin, type SsmStandin } from './helpers/ssm-standin.js';
+
+const { skip } = nginxOrSkip();
+const tmp = tempDir('embedctl-rollout-ssm-');
+afterAll(() => tmp.cleanup());
+const INSTANCE = 'i-0123456789abcdef0';
+const ssm = mockClient(SSMClient);
+
+let seq = 0;
+let cwd: string;
+let confPath: string;
+let self: Standin;
+let hosted: Standin;
+let nginx: NginxInstance;
+let standin: SsmStandin;
+
+beforeEach(async () => {
+  ssm.reset();
+  if (skip) return;
+  cwd = join(tmp.dir, `p${++seq}`);
+  // The instance: /opt/embedctl/deploy as user data lays it out, nginx's -p prefix beside it.
+  const deployDir = join(cwd, 'instance', 'deploy');
+  const prefix = join(cwd, 'instance', 'cache') + '/';
+  mkdirSync(join(deployDir, 'nginx'), { recursive: true });
+  mkdirSync(prefix, { recursive: true });
+  [self, hosted] = await Promise.all([startStandin('selfhosted'), startStandin('hosted')]);
+  const options: NginxConfOptions = {
+    listen: { host: '127.0.0.1', port: await freePort() },
+    selfHosted: [`127.0.0.1:${self.port}`],
+    hostedUrl: `${hosted.url}/v1/embeddings`,
+    selfHostedPercent: 0,
+    workerProcesses: 1,
+    errorLog: 'error.log',
+    accessLog: 'access.log',
+  };
+  confPath = join(deployDir, 'nginx', 'nginx.conf');
+  writeFileSync(confPath, renderNginxConf(options));
+  nginx = await startNginx({ confPath, prefix });
+  standin = ssmStandin({ root: cwd, deployDir, prefix, instanceId: INSTANCE });
+  ssm.on(SendCommandCommand).callsFake((input) => standin.sendCommand(input));
+  ssm.on(GetCommandInvocationCommand).callsFake((input) => standin.getInvocation(input));
+  // What provision leaves in .embedctl/state.json.
+  const at = new Date().toISOString();
+  mkdirSync(join(cwd, '.embedctl'), { recursive: true });
+  writeFileSync(
+    join(cwd, '.embedctl', 'state.json'),
+    JSON.stringify({ version: 1, deployments: { main: { name: 'main', region: 'eu-west-1', createdAt: at, updatedAt: at, attempt: 1, instance: { id: INSTANCE, instanceType: 'g4dn.xlarge', market: 'on-demand' }, alarms: [], gateway: nginx.url, endpoints: [] } }, attempts: { main: 2 } }),
+  );
+  writeReports(cwd, new Date());
+});
+
+afterEach(async () => {
+  if (skip) return;
+  await nginx.stop();
+  await Promise.all([self.stop(), hosted.stop()]);
+});
+
+const rollout = (args: string[]) => runCli(['rollout', ...args], { cwd, env: { EMBEDCTL_USER: 'dana@ops', EMBEDCTL_SSM_POLL_MS: '20', AWS_REGION: 'us-east-1' } });
+
+describe('resplit: the split of a live config re-rendered with the renderer itself', () => {
+  it('equals a full render at the new share, for the instance config too', () => {
+    const deploy = deployNginxOptions({ replicas: 2, model: 'BAAI/bge-small-en-v1.5', hostedUrl: 'https://api.openai.com/v1/embeddings', percent: 0, splitKey: 'auto', gatewayPort: 8000, runtimePort: 8080, image: 'x', nginxImage: 'nginx:1.27', memoryLimit: '12g', gpusPerReplica: 1, clientMaxBodySize: '2m', readTimeout: '30s', prometheus: false, hfTokenParameter: '', hostedKeyParameter: '/k', namespace: 'default', maxReplicas: 2 });
+    for (const [from, to] of [[0, 10], [10, 25], [25, 100], [100, 0], [50, 33.33]] as const) {
+      expect(resplit(renderNginxConf({ ...deploy, selfHostedPercent: from }), to)).toBe(renderNginxConf({ ...deploy, selfHostedPercent: to }));
+    }
+    expect(() => resplit('events {}\nhttp {}\n', 10)).toThrow(/not a config rendered by embedctl/);
+  });
+});
+
+describe.skipIf(skip)('rollout with the ssm driver (SSM stand-in, real nginx)', () => {
+  it('the weekly step (gates -> change -> confirm) picks ssm from state.json, says so, and asserts every SDK parameter', async () => {
+    const original = readFileSync(confPath, 'utf8');
+    const check = await rollout(['check']);
+    expect(check.code, check.stderr).toBe(0);
+    const r = await rollout(['to', '10', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`with the ssm driver (ssm ${INSTANCE} (eu-west-1), gateway ${nginx.url})`);
+    const doc = r.json<{ driver: string; target: string; confirmed: boolean; observedPercent: number; detail: string }>();
+    expect(doc).toMatchObject({ driver: 'ssm', confirmed: true });
+    expect(doc.detail).toMatch(new RegExp(`${INSTANCE}: nginx.conf 0% -> 10%, nginx -t and reload in the gateway container; 200 samples via ${nginx.url}`));
+    // The file on the instance is the re-render, and nginx serves it.
+    expect(readFileSync(confPath, 'utf8')).toBe(resplit(original, 10));
+    expect(((await (await fetch(`${nginx.url}/health`)).json()) as { selfHostedPercent: number }).selfHostedPercent).toBe(10);
+
+    const sends = ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
+    expect(sends).toEqual([
+      { InstanceIds: [INSTANCE], DocumentName: 'AWS-RunShellScript', Comment: 'embedctl rollout: read the gateway config', TimeoutSeconds: 60, Parameters: { commands: readConfScript(), executionTimeout: ['120'] } },
+      { InstanceIds: [INSTANCE], DocumentName: 'AWS-RunShellScript', Comment: 'embedctl rollout: 10% self-hosted', TimeoutSeconds: 60, Parameters: { commands: applyConfScript(resplit(original, 10), sha256(original)), executionTimeout: ['120'] } },
+    ]);
+    const polls = ssm.commandCalls(GetCommandInvocationCommand).map((c) => c.args[0].input);
+    expect(polls).toEqual([{ CommandId: 'cmd-1', InstanceId: INSTANCE }, { CommandId: 'cmd-2', InstanceId: INSTANCE }]);
+    // The SDK client was built for the deployment's region, not AWS_REGION.
+    expect(await ssm.commandCalls(SendCommandCommand)[0]!.thisValue.config.region()).toBe('eu-west-1');
+    expect(JSON.parse(readFileSync(join(cwd, '.embedctl', 'rollout.json'), 'utf8')).history.at(-1)).toMatchObject({ driver: 'ssm', to: 10, target: `ssm ${INSTANCE} (eu-west-1), gateway ${nginx.url}` });
+
+    const back = await rollout(['rollback', '--reason', 'drill']);
+    expect(back.code, back.stderr).toBe(0);
+    const sides = await pool(200, 10, async (i) => (await embed(nginx.url, { 'x-tenant-id': `after-${i}` })).backend);
+    expect(sides.every((s) => s === 'hosted')).toBe(true);
+  });
+
+  it('a config nginx -t rejects in the container is never installed; the instance keeps its split', async () => {
+    const original = readFileSync(confPath, 'utf8');
+    // A hosted-auth include the container does not have: valid to embedctl, rejected by nginx -t.
+    writeFileSync(confPath, original.replace('http {', 'http {\n    include conf.d/missing-auth.conf;'));
+    const live = readFileSync(confPath, 'utf8');
+    const r = await rollout(['to', '10']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/AWS SSM \(eu-west-1\): command on i-0123456789abcdef0 ended Failed \(exit 1\): .*nginx.*(test failed|missing-auth)/);
+    expect(readFileSync(confPath, 'utf8')).toBe(live);
+  });
+
+  it('SendCommand denied: exit 1 naming the permission; nothing recorded', async () => {
+    ssm.on(SendCommandCommand).rejects(Object.assign(new Error('User is not authorized to perform: ssm:SendCommand'), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } }));
+    const r = await rollout(['to', '10']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^embedctl: error: .*ssm:SendCommand/m);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
