@@ -3,6 +3,7 @@ import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import type { CostExplorerClient } from '@aws-sdk/client-cost-explorer';
 import type { EC2Client } from '@aws-sdk/client-ec2';
 import type { PricingClient } from '@aws-sdk/client-pricing';
+import type { SSMClient } from '@aws-sdk/client-ssm';
 import type autocannon from 'autocannon';
 
 /**
@@ -19,6 +20,8 @@ export interface Adapters {
   costExplorerClient?: CostExplorerClient;
   pricingClient?: PricingClient;
   ec2Client?: EC2Client;
+  /** The rollout ssm traffic driver's client. */
+  ssmClient?: SSMClient;
 }
 
 /**

@@ -63,7 +63,7 @@ describe.skipIf(!haveNginx)('embedctl rehearse (nginx path)', () => {
       render: ['files'],
       serve: ['gateway', 'hosted', 'hostedPid', 'selfHosted', 'sampledHosted', 'sampledErrors'],
       rollout: ['observedSelfHostedPct', 'simulatedDate'],
-      fault: ['watchExit', 'secondsToRollback', 'clientRequestsDuringFault', 'clientErrorsDuringFault', 'afterSelfHosted', 'afterHosted'],
+      fault: ['watchExit', 'secondsToRollback', 'clientRequestsDuringFault', 'clientErrorsDuringFault', 'connectionRetriesDuringFault', 'afterSelfHosted', 'afterHosted'],
     };
     for (const st of s.stages) {
       const kind = st.id.replace(/-\d+$/, '');

@@ -27,21 +27,30 @@ function hybrid(route: TrafficRoute): HybridClient {
     selfHosted: { url: route.selfHostedUrl, model: 'default' },
     hosted: { url: route.hostedUrl, model: 'default-q', apiKey: route.hostedKey },
     percentFrom: { envFile: route.trafficEnv },
-    sameModel: false,
+    // default-q is default quantised: one vector space (verify-consistency checks it), so a
+    // self-hosted failure may be answered by hosted.
+    sameModel: true,
     retries: 0,
     refreshMs: 0,
   });
 }
 
 /** One request under `key`: who answered, or an error. */
-async function send(route: TrafficRoute, client: HybridClient | undefined, key: string, text: string, timeoutMs: number): Promise<'selfhosted' | 'hosted' | 'error'> {
+async function send(route: TrafficRoute, client: HybridClient | undefined, key: string, text: string, timeoutMs: number, onRetry?: () => void): Promise<'selfhosted' | 'hosted' | 'error'> {
   try {
     if (client) return (await client.embed([text], { key })).backend;
-    const res = await fetch(`${route.gatewayUrl}/v1/embeddings`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-tenant-id': key },
-      body: JSON.stringify({ input: text }),
-      signal: AbortSignal.timeout(timeoutMs),
+    const post = () =>
+      fetch(`${route.gatewayUrl}/v1/embeddings`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-tenant-id': key },
+        body: JSON.stringify({ input: text }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    // Like the OpenAI SDK, retry once when a reload closed the keep-alive connection under the
+    // request (nginx never saw it); HTTP errors are never retried here.
+    const res = await post().catch(() => {
+      onRetry?.();
+      return post();
     });
     await res.arrayBuffer();
     if (!res.ok) return 'error';
@@ -63,12 +72,12 @@ export async function sampleSplit(route: TrafficRoute, n: number): Promise<Split
 }
 
 /** Steady traffic (97 keys, one request per 20 ms) until `stop` aborts: what users saw. */
-export async function steadyTraffic(route: TrafficRoute, stop: AbortSignal): Promise<{ sent: number; failed: number }> {
-  const c = { sent: 0, failed: 0 };
+export async function steadyTraffic(route: TrafficRoute, stop: AbortSignal): Promise<{ sent: number; failed: number; connectionRetries: number }> {
+  const c = { sent: 0, failed: 0, connectionRetries: 0 };
   const client = route.gatewayUrl ? undefined : hybrid(route);
   while (!stop.aborted && c.sent < 5000) {
     c.sent++;
-    if ((await send(route, client, `t${c.sent % 97}`, 'fault traffic', 5000)) === 'error') c.failed++;
+    if ((await send(route, client, `t${c.sent % 97}`, 'fault traffic', 5000, () => c.connectionRetries++)) === 'error') c.failed++;
     await new Promise((r) => setTimeout(r, 20));
   }
   return c;

@@ -162,7 +162,6 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     '--evidence-dir', evidence, '--metrics-url', `${candUrl()}/metrics`,
     ...(useNginx ? ['--driver', 'nginx', '--samples', '400', '--tolerance', '8'] : ['--driver', 'env', '--traffic-env', join(work, '.embedctl', 'traffic.env')]),
   ];
-<<<<<<< HEAD
   const route = (): TrafficRoute => ({
     gatewayUrl: useNginx ? gatewayUrl : undefined,
     hostedUrl: refUrl(),
@@ -171,58 +170,6 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     trafficEnv: join(work, '.embedctl', 'traffic.env'),
   });
   const rolloutJson = join(work, '.embedctl', 'rollout.json');
-=======
-  const hybrid = (): HybridClient =>
-    createHybridClient({
-      selfHosted: { url: candUrl(), model: 'default' },
-      hosted: { url: refUrl(), model: 'default-q', apiKey: hostedKey },
-      percentFrom: { envFile: join(work, '.embedctl', 'traffic.env') },
-      // default-q is default quantised: one vector space (verify-consistency checks it), so a
-      // self-hosted failure may be answered by hosted.
-      sameModel: true,
-      retries: 0,
-      refreshMs: 0,
-    });
-
-  /** Sends `n` requests with distinct keys through the gateway (or the hybrid client); counts who answered. */
-  const sampleSplit = async (n: number) => {
-    const counts = { selfhosted: 0, hosted: 0, errors: 0 };
-    const client = useNginx ? undefined : hybrid();
-    for (let i = 0; i < n; i++) {
-      const key = `tenant-${i}-${randomBytes(3).toString('hex')}`;
-      try {
-        if (client) {
-          const r = await client.embed(['rehearsal sample'], { key });
-          counts[r.backend]++;
-        } else {
-          const res = await fetch(`${gatewayUrl}/v1/embeddings`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', 'x-tenant-id': key },
-            body: JSON.stringify({ input: 'rehearsal sample' }),
-            signal: AbortSignal.timeout(10_000),
-          });
-          await res.arrayBuffer();
-          if (!res.ok) counts.errors++;
-          else counts[res.headers.get('x-embedctl-backend') === 'selfhosted' ? 'selfhosted' : 'hosted']++;
-        }
-      } catch {
-        counts.errors++;
-      }
-    }
-    return counts;
-  };
-
-  const setFault = async (rt: LocalRuntime, status: number) => {
-    const res = await fetch(`${rt.url}/admin/fault`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(status ? { status, rate: 1 } : { status: 0 }),
-      signal: AbortSignal.timeout(5000),
-    });
-    await res.arrayBuffer();
-    if (!res.ok) throw new Error(`fault injection refused by ${rt.url}: HTTP ${res.status}`);
-  };
->>>>>>> main
 
   try {
     // 1. Decide.
@@ -329,35 +276,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       const t0 = Date.now();
       for (const rt of selfHosted) await setFault(rt, 500);
       const stop = new AbortController();
-<<<<<<< HEAD
       const traffic = steadyTraffic(route(), stop.signal);
-=======
-      const traffic = (async () => {
-        const c = { sent: 0, failed: 0, connectionRetries: 0 };
-        const client = useNginx ? undefined : hybrid();
-        while (!stop.signal.aborted && c.sent < 5000) {
-          c.sent++;
-          try {
-            if (client) await client.embed(['fault traffic'], { key: `t${c.sent % 97}` });
-            else {
-              const send = () => fetch(`${gatewayUrl}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-tenant-id': `t${c.sent % 97}` }, body: '{"input":"fault traffic"}', signal: AbortSignal.timeout(5000) });
-              // Like the OpenAI SDK, retry once when a reload closed the keep-alive connection under
-              // the request (nginx never saw it); HTTP errors are never retried here.
-              const res = await send().catch(() => {
-                c.connectionRetries++;
-                return send();
-              });
-              await res.arrayBuffer();
-              if (!res.ok) c.failed++;
-            }
-          } catch {
-            c.failed++;
-          }
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        return c;
-      })();
->>>>>>> main
       let r;
       try {
         r = await sub(['rollout', 'watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
@@ -367,15 +286,10 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       const seen = await traffic;
       const detectSeconds = (Date.now() - t0) / 1000;
       for (const rt of selfHosted) await setFault(rt, 0);
-<<<<<<< HEAD
       const after = await sampleSplit(route(), 200);
-      const ok = r.code === 4 && after.selfhosted === 0 && after.errors === 0;
-      const state = await keep(rolloutFile, rolloutJson);
-=======
-      const after = await sampleSplit(200);
       // Clients must not notice: every request during the fault and after the rollback answered.
       const ok = r.code === 4 && after.selfhosted === 0 && after.errors === 0 && seen.failed === 0;
->>>>>>> main
+      const state = await keep(rolloutFile, rolloutJson);
       return {
         verdict: ok ? 'pass' : 'fail',
         exitCode: r.code === 4 ? 0 : r.code,

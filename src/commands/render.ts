@@ -16,7 +16,7 @@ import { action, examples, type ExitHolder } from './shared.js';
 export { checkDeployNginx, type NginxCheck } from '../adapters/nginx-check.js';
 
 /** Flags `render` exposes, in help order. */
-const RENDER_FLAGS: readonly DeployKey[] = [
+export const RENDER_FLAGS: readonly DeployKey[] = [
   'replicas',
   'hostedUrl',
   'percent',
@@ -43,36 +43,6 @@ export function addDeployOptions(cmd: Command, keys: readonly DeployKey[]): Comm
   return cmd;
 }
 
-<<<<<<< HEAD
-/** The official nginx image's envsubst, for checking the deploy config with a stand-in key. */
-function substitutedAuthSnippet(template: string): string {
-  return template.replace(/\$\{EMBEDCTL_HOSTED_API_KEY\}/g, 'embedctl-render-check-not-a-key');
-}
-
-/**
- * nginx -t on the rendered nginx.conf itself, in a scratch prefix next to the hosted-auth
- * snippet the container would produce.
- */
-async function checkDeployNginx(files: RenderedFile[], env: Context['env']): Promise<NginxCheck> {
-  if (!nginxBinary(env)) return { status: 'skipped', reason: 'nginx is not installed here' };
-  const dir = mkdtempSync(join(tmpdir(), 'embedctl-render-check-'));
-  try {
-    const conf = files.find((f) => f.path === 'nginx/nginx.conf')!;
-    const auth = files.find((f) => f.path === 'nginx/templates/hosted-auth.conf.template')!;
-    mkdirSync(join(dir, 'conf.d'), { recursive: true });
-    writeFileSync(join(dir, 'nginx.conf'), conf.content);
-    writeFileSync(join(dir, 'conf.d', 'hosted-auth.conf'), substitutedAuthSnippet(auth.content));
-    await testNginxConfig(join(dir, 'nginx.conf'), dir, env);
-    return { status: 'passed' };
-  } catch (err) {
-    return { status: 'failed', message: (err as Error).message };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-=======
->>>>>>> main
 function checkYaml(files: RenderedFile[]): void {
   for (const f of files) {
     if (!/\.ya?ml$/.test(f.path)) continue;
@@ -92,7 +62,7 @@ function statusOf(path: string, content: string): FileStatus {
   }
 }
 
-function renderFiles(config: DeployConfig): RenderedFile[] {
+export function renderFiles(config: DeployConfig): RenderedFile[] {
   try {
     return renderDeploy(config);
   } catch (err) {
