@@ -14,8 +14,16 @@ export const DEFAULTS = {
   maxBatchSize: 64,
   maxQueue: 8192,
   maxWaitMs: 0,
-  maxBodyBytes: 8 * 1024 * 1024,
+  maxQueueMs: 2000,
+  maxRequestTokens: 300_000,
 } as const;
+
+/**
+ * The body limit that fits the token cap: a request within --max-request-tokens needs about 4
+ * bytes a token of English text (16 leaves room for JSON escaping, other scripts and truncated
+ * inputs); at least 1 MiB. Bigger bodies get a 413 before anything is parsed.
+ */
+export const bodyLimitFor = (maxRequestTokens: number) => Math.max(2 ** 20, Math.min(64 * 2 ** 20, maxRequestTokens * 16));
 
 export const PROVIDERS = ['cuda', 'webgpu', 'cpu'] as const;
 
@@ -31,8 +39,11 @@ export interface RuntimeOptions extends ServingOptions {
   maxBatchSize: number;
   maxQueue: number;
   maxWaitMs: number;
+  maxQueueMs: number;
+  maxRequestTokens: number;
   maxPadding: number | undefined;
-  maxBodyBytes: number;
+  /** undefined = bodyLimitFor(maxRequestTokens). */
+  maxBodyBytes: number | undefined;
   apiKey: string | undefined;
   modelName: string | undefined;
   drainTimeoutMs: number;
@@ -110,9 +121,11 @@ export const OPTION_SPECS: OptionSpec[] = [
   spec({ key: 'maxBatchTokens', flag: '--max-batch-tokens <n>', env: 'EMBEDCTL_MAX_BATCH_TOKENS', description: 'padded tokens per model batch', default: DEFAULTS.maxBatchTokens, parse: int(1) }),
   spec({ key: 'maxBatchSize', flag: '--max-batch-size <n>', env: 'EMBEDCTL_MAX_BATCH_SIZE', description: 'inputs per model batch', default: DEFAULTS.maxBatchSize, parse: int(1, 100_000) }),
   spec({ key: 'maxQueue', flag: '--max-queue <n>', env: 'EMBEDCTL_MAX_QUEUE', description: 'inputs admitted and not yet answered before 429', default: DEFAULTS.maxQueue, parse: int(1) }),
+  spec({ key: 'maxQueueMs', flag: '--max-queue-ms <ms>', env: 'EMBEDCTL_MAX_QUEUE_MS', description: 'latency budget: refuse (429, honest Retry-After) a request whose expected wait, queued tokens / measured throughput, is over it (0 = off)', default: DEFAULTS.maxQueueMs, parse: int(0, 600_000) }),
+  spec({ key: 'maxRequestTokens', flag: '--max-request-tokens <n>', env: 'EMBEDCTL_MAX_REQUEST_TOKENS', description: 'most tokens one request may send through the model, after truncation (413 over it)', default: DEFAULTS.maxRequestTokens, parse: int(1) }),
   spec({ key: 'maxWaitMs', flag: '--max-wait-ms <ms>', env: 'EMBEDCTL_MAX_WAIT_MS', description: 'how long a partial batch waits for company', default: DEFAULTS.maxWaitMs, parse: int(0, 10_000) }),
   spec({ key: 'maxPadding', flag: '--max-padding <fraction>', env: 'EMBEDCTL_MAX_PADDING', description: 'largest share of a batch that may be padding, 0..1 (default 0.3 on cpu, 1 on gpu)', default: undefined, parse: fraction }),
-  spec({ key: 'maxBodyBytes', flag: '--max-body-bytes <n>', env: 'EMBEDCTL_MAX_BODY_BYTES', description: 'largest request body before 413', default: DEFAULTS.maxBodyBytes, parse: int(1024) }),
+  spec({ key: 'maxBodyBytes', flag: '--max-body-bytes <n>', env: 'EMBEDCTL_MAX_BODY_BYTES', description: 'largest request body before 413 (default: 16 bytes per --max-request-tokens, at least 1 MiB)', default: undefined, parse: int(1024) }),
   spec({ key: 'apiKey', flag: '--api-key <key>', env: 'EMBEDCTL_API_KEY', description: 'require "Authorization: Bearer <key>" (prefer the env var: flags show in ps)', default: undefined, parse: str, secret: true }),
   spec({ key: 'modelName', flag: '--model-name <name>', env: 'EMBEDCTL_MODEL_NAME', description: 'model name reported to clients (default: the bundle name)', default: undefined, parse: str }),
   spec({ key: 'drainTimeoutMs', flag: '--drain-timeout-ms <ms>', env: 'EMBEDCTL_DRAIN_TIMEOUT_MS', description: 'longest wait for in-flight requests on shutdown', default: 30_000, parse: int(0) }),

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DEFAULTS } from '../common/runtime-options.js';
+import { DEFAULTS, bodyLimitFor } from '../common/runtime-options.js';
 import { discardBody, methodNotAllowed, send } from './http.js';
 import type { ServingOptions } from '../common/serving-options.js';
 import { defaultHooks, type Hooks } from './hooks/index.js';
@@ -12,7 +12,9 @@ import type { LoadedModel } from './inference/types.js';
 import { ApiError } from './routes/errors.js';
 import { faultRoute } from './routes/fault.js';
 import { healthRoutes } from './routes/health.js';
+import { ollamaRoutes } from './routes/ollama.js';
 import { openaiRoute } from './routes/openai.js';
+import { teiRoutes } from './routes/tei.js';
 import type { RequestNote, Route, RouteContext, ServerState } from './routes/types.js';
 
 /**
@@ -31,6 +33,8 @@ export interface ServerOptions extends Partial<ServingOptions> {
   model?: LoadedModel | Promise<LoadedModel>;
   /** Several models, routed by the request's `model` (with aliases); the first is the default. */
   models?: ModelSpec[];
+  /** alias=name pairs naming a model by its served name (known once loaded). */
+  lateAliases?: Array<[string, string]>;
   host?: string;
   port?: number;
   maxBatchTokens?: number;
@@ -38,6 +42,10 @@ export interface ServerOptions extends Partial<ServingOptions> {
   /** Most inputs admitted and not yet answered before 429. */
   maxQueue?: number;
   maxWaitMs?: number;
+  /** Latency budget for admission (BatcherOptions.maxQueueMs); 0 = off. */
+  maxQueueMs?: number;
+  /** Most tokens (after truncation) one request may put through the model. */
+  maxRequestTokens?: number;
   /** Largest share of a batch that may be padding (0..1); see BatcherOptions.maxPadding. */
   maxPadding?: number;
   /** Bearer key clients must send; none = open (ignored when hooks.auth is given). */
@@ -72,9 +80,9 @@ export interface RunningServer {
 /** How long nothing may be in flight before a draining server stops listening. */
 const QUIET_MS = 50;
 /** How long a draining server lets a client finish sending a body it started before answering 503. */
-const BODY_GRACE_MS = 1000;
+const BODY_GRACE_MS = 5000;
 
-const BUILTIN_ROUTES: Route[] = [openaiRoute, ...healthRoutes];
+const BUILTIN_ROUTES: Route[] = [openaiRoute, ...teiRoutes, ...ollamaRoutes, ...healthRoutes];
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const cfg = {
@@ -84,7 +92,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     maxBatchSize: opts.maxBatchSize ?? DEFAULTS.maxBatchSize,
     maxQueue: opts.maxQueue ?? DEFAULTS.maxQueue,
     maxWaitMs: opts.maxWaitMs ?? DEFAULTS.maxWaitMs,
-    maxBodyBytes: opts.maxBodyBytes ?? DEFAULTS.maxBodyBytes,
+    maxQueueMs: opts.maxQueueMs ?? DEFAULTS.maxQueueMs,
+    maxRequestTokens: opts.maxRequestTokens ?? DEFAULTS.maxRequestTokens,
+    maxBodyBytes: opts.maxBodyBytes ?? bodyLimitFor(opts.maxRequestTokens ?? DEFAULTS.maxRequestTokens),
   };
   const log = opts.log ?? (() => {});
   const specs: ModelSpec[] = opts.models ?? [{ ref: opts.modelName ?? 'model', name: opts.modelName, aliases: opts.modelAliases, model: opts.model! }];
@@ -103,6 +113,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     log({ event: 'ready', model: slot.name, provider: m.provider, dimensions: m.manifest.dimensions, warmupMs: slot.service!.warmupMs, loadMs: slot.loadMs });
   });
   const ready = models.ready.then(() => {
+    models.addAliases(opts.lateAliases ?? []);
     if (state === 'loading') state = 'ready';
   });
   ready.catch((err: unknown) => log({ event: 'load_failed', error: err instanceof Error ? err.message : String(err) }));
@@ -179,7 +190,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (!api) log({ event: 'error', id, error: err instanceof Error ? err.message : String(err) });
       const e = api ?? new ApiError(500, 'internal error while embedding; see the server log for request ' + id, null, 'internal_error');
       if (!req.complete) discardBody(req, 8 * cfg.maxBodyBytes);
-      send(res, e.status, route?.errorBody ? route.errorBody(e) : e.body(), e.headers);
+      const shaped = route?.errorBody ? route.errorBody(e) : { status: e.status, body: e.body() };
+      send(res, shaped.status, shaped.body, e.headers);
     });
   });
   server.keepAliveTimeout = 65_000; // longer than typical load balancer idle timeouts (ALB: 60 s)

@@ -27,20 +27,27 @@ export interface RuntimeApp {
 }
 
 /** "--model a,b" and "--model-alias x,y=b" -> one spec per model (names are resolved at load). */
-export function modelSpecs(o: Pick<RuntimeOptions, 'model' | 'modelAlias' | 'modelName'>): Array<Omit<ModelSpec, 'model'>> {
+export function modelSpecs(o: Pick<RuntimeOptions, 'model' | 'modelAlias' | 'modelName'>): {
+  specs: Array<Omit<ModelSpec, 'model'>>;
+  /** alias=target pairs whose target is a served name, known once the models are loaded. */
+  late: Array<[string, string]>;
+} {
   const refs = o.model.split(',').map((s) => s.trim()).filter(Boolean);
   const specs = refs.map((ref, i) => ({ ref, name: i === 0 ? o.modelName : undefined, aliases: [] as string[] }));
+  const late: Array<[string, string]> = [];
   for (const item of (o.modelAlias ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
     const [alias, target] = item.includes('=') ? item.split('=', 2).map((s) => s.trim()) : [item, undefined];
+    if (!alias || target === '') throw new Error(`--model-alias: "${item}" is not alias or alias=<model>`);
     const spec = target === undefined ? specs[0] : specs.find((s) => s.ref === target || s.name === target);
-    if (!spec || !alias) throw new Error(`--model-alias: "${item}" names no --model (have ${refs.join(', ')}); use alias or alias=<one of them>`);
-    spec.aliases.push(alias);
+    if (spec) spec.aliases.push(alias);
+    else late.push([alias, target!]);
   }
-  return specs;
+  return { specs, late };
 }
 
 export async function startApp(o: RuntimeOptions, opts: AppOptions = {}): Promise<RuntimeApp> {
-  const specs = modelSpecs(o).map((s) => {
+  const named = modelSpecs(o);
+  const specs = named.specs.map((s) => {
     const model = loadRuntimeModel(s.ref, o.modelWorker, { providers: o.providers, deviceId: o.deviceId, log: opts.modelLog, cwd: opts.cwd, env: opts.env });
     // A load failure surfaces through server.ready; this only keeps it from counting as unhandled.
     model.catch(() => {});
@@ -49,7 +56,7 @@ export async function startApp(o: RuntimeOptions, opts: AppOptions = {}): Promis
   let server: RunningServer;
   try {
     const { model: _ref, ...settings } = o;
-    server = await startServer({ ...settings, models: specs, log: opts.log, processMetrics: opts.processMetrics, hooks: opts.hooks });
+    server = await startServer({ ...settings, models: specs, lateAliases: named.late, log: opts.log, processMetrics: opts.processMetrics, hooks: opts.hooks });
   } catch (err) {
     await Promise.all(specs.map((s) => s.model.then((m) => m.close()).catch(() => {})));
     throw err;

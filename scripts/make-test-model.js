@@ -121,9 +121,17 @@ export function bertTokenizerJson(vocab) {
   };
 }
 
-/** The ONNX bytes of a BERT-style encoder; output last_hidden_state [batch, seq, hidden]. */
+/**
+ * The ONNX bytes of a BERT-style encoder; output last_hidden_state [batch, seq, hidden].
+ * With `lora` ({tasks, rank}) it is jina-embeddings-v3-shaped instead: inputs input_ids,
+ * attention_mask and a scalar int64 task_id that selects, inside the graph (Gather), one low-rank
+ * adapter per task added to every dense layer (x W + b + (x A_t) B_t); output text_embeds
+ * [batch, seq, hidden]. With `lora.merge` = t, the same weights with task t's adapter folded
+ * into W in JS (W + A_t B_t) and no task_id input: an independent computation of that task.
+ * Base weights come from `seed` in the same order either way; adapters from their own stream.
+ */
 export function bertOnnx(o) {
-  const { layers, hidden: H, heads, intermediate: I, maxPositions, seed, fp16 } = o;
+  const { layers, hidden: H, heads, intermediate: I, maxPositions, seed, fp16, lora } = o;
   const V = o.vocabSize;
   if (H % heads !== 0) throw new Error(`--hidden (${H}) must be divisible by --heads (${heads})`);
   const hd = H / heads;
@@ -148,11 +156,45 @@ export function bertOnnx(o) {
     return g.op('Cast', [`${name}_h`], { to: DT.FLOAT });
   };
   const layerNorm = (x) => g.op('LayerNormalization', [x, weight([H], around(H, 1, 0.1)), weight([H], uniform(H, 0.1))], { axis: -1, epsilon: { f: 1e-12 } });
-  const dense = (x, nIn, nOut) => g.op('Add', [g.op('MatMul', [x, weight([nIn, nOut], uniform(nIn * nOut, 1 / Math.sqrt(nIn)))]), weight([nOut], uniform(nOut, 0.05))]);
+  const loraRnd = prng((seed ^ 0x10ea) >>> 0);
+  const loraUniform = (n, scale) => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = (loraRnd() * 2 - 1) * scale;
+    return a;
+  };
+  let taskId;
+  const dense = (x, nIn, nOut) => {
+    const w = uniform(nIn * nOut, 1 / Math.sqrt(nIn));
+    const b = uniform(nOut, 0.05);
+    if (!lora) return g.op('Add', [g.op('MatMul', [x, weight([nIn, nOut], w)]), weight([nOut], b)]);
+    const T = lora.tasks.length;
+    const r = lora.rank;
+    // Adapters strong enough that tasks differ clearly (random weights: the size is arbitrary).
+    const A = loraUniform(T * nIn * r, 1 / Math.sqrt(nIn));
+    const B = loraUniform(T * r * nOut, 1 / Math.sqrt(r));
+    if (lora.merge !== undefined) {
+      const t = lora.merge;
+      const merged = new Float32Array(nIn * nOut);
+      for (let i = 0; i < nIn; i++) {
+        for (let j = 0; j < nOut; j++) {
+          let acc = w[i * nOut + j];
+          for (let k = 0; k < r; k++) acc += A[t * nIn * r + i * r + k] * B[t * r * nOut + k * nOut + j];
+          merged[i * nOut + j] = Math.fround(acc);
+        }
+      }
+      return g.op('Add', [g.op('MatMul', [x, weight([nIn, nOut], merged)]), weight([nOut], b)]);
+    }
+    const At = g.op('Gather', [weight([T, nIn, r], A), taskId], { axis: 0 });
+    const Bt = g.op('Gather', [weight([T, r, nOut], B), taskId], { axis: 0 });
+    const base = g.op('Add', [g.op('MatMul', [x, weight([nIn, nOut], w)]), weight([nOut], b)]);
+    return g.op('Add', [base, g.op('MatMul', [g.op('MatMul', [x, At]), Bt])]);
+  };
 
   const ids = g.input('input_ids', DT.INT64, ['batch', 'sequence']);
   const mask = g.input('attention_mask', DT.INT64, ['batch', 'sequence']);
-  const types = g.input('token_type_ids', DT.INT64, ['batch', 'sequence']);
+  // jina-embeddings-v3 (XLM-RoBERTa) takes no token types: its graphs add type row 0 to every token.
+  const types = lora ? g.op('Mul', [ids, g.i64([0], [])]) : g.input('token_type_ids', DT.INT64, ['batch', 'sequence']);
+  if (lora && lora.merge === undefined) taskId = g.input('task_id', DT.INT64, []);
 
   const words = g.op('Gather', [weight([V, H], uniform(V * H, 0.5)), ids], { axis: 0 });
   const seqLen = g.op('Gather', [g.op('Shape', [ids]), g.i64([1], [])], { axis: 0 });
@@ -181,8 +223,9 @@ export function bertOnnx(o) {
     const gelu = g.op('Mul', [g.op('Mul', [h, g.f32([0.5], [])]), g.op('Add', [g.op('Erf', [g.op('Div', [h, sqrt2])]), g.f32([1], [])])]);
     x = layerNorm(g.op('Add', [x, dense(gelu, I, H)]));
   }
-  g.op('Identity', [x], {}, { out: 'last_hidden_state' });
-  g.output('last_hidden_state', DT.FLOAT, ['batch', 'sequence', H]);
+  const outName = lora ? 'text_embeds' : 'last_hidden_state';
+  g.op('Identity', [x], {}, { out: outName });
+  g.output(outName, DT.FLOAT, ['batch', 'sequence', H]);
   return g.toBytes({ docString: `embedctl test BERT: layers=${layers} hidden=${H} heads=${heads} intermediate=${I} vocab=${V} seed=${seed}` });
 }
 
@@ -191,8 +234,18 @@ export function makeTestModel(opts = {}) {
   const o = { ...TINY_DEFAULTS, ...opts };
   const vocab = buildVocab(o.vocab);
   const vocabSize = Object.keys(vocab).length;
-  const onnxBytes = bertOnnx({ ...o, vocabSize });
+  const lora = o.loraTasks ? { tasks: o.loraTasks, rank: o.loraRank ?? 4, merge: o.mergeTask === undefined ? undefined : o.loraTasks.indexOf(o.mergeTask) } : undefined;
+  if (lora && lora.merge === -1) throw new Error(`--merge-task ${o.mergeTask} is not one of --lora-tasks ${o.loraTasks.join(',')}`);
+  const onnxBytes = bertOnnx({ ...o, vocabSize, lora });
   const sha256 = createHash('sha256').update(onnxBytes).digest('hex');
+  const loraFields = lora
+    ? {
+        inputs: lora.merge === undefined ? ['input_ids', 'attention_mask', 'task_id'] : ['input_ids', 'attention_mask'],
+        output: 'text_embeds',
+        taskPrefixes: {},
+        ...(lora.merge === undefined ? { loraTasks: o.loraTasks, defaultTask: o.loraTasks.includes('retrieval.passage') ? 'retrieval.passage' : o.loraTasks[0] } : {}),
+      }
+    : {};
   const manifestFor = (name, pooling) => ({
     name,
     dimensions: o.hidden,
@@ -206,7 +259,9 @@ export function makeTestModel(opts = {}) {
     output: 'last_hidden_state',
     pooledByGraph: false,
     sha256,
-    source: `scripts/make-test-model.js layers=${o.layers} hidden=${o.hidden} heads=${o.heads} intermediate=${o.intermediate} vocab=${vocabSize} maxPositions=${o.maxPositions} seed=${o.seed}${o.fp16 ? ' fp16' : ''}`,
+    source: `scripts/make-test-model.js layers=${o.layers} hidden=${o.hidden} heads=${o.heads} intermediate=${o.intermediate} vocab=${vocabSize} maxPositions=${o.maxPositions} seed=${o.seed}${o.fp16 ? ' fp16' : ''}${lora ? ` lora-tasks=${o.loraTasks.join(',')} rank=${lora.rank}${lora.merge === undefined ? '' : ` merged=${o.mergeTask}`}` : ''}`,
+    ...(o.matryoshka ? { matryoshkaDimensions: o.matryoshka } : {}),
+    ...loraFields,
   });
   return { onnxBytes, tokenizer: bertTokenizerJson(vocab), manifest: manifestFor('tiny-bert', 'mean'), manifestFor, sha256 };
 }
@@ -230,7 +285,9 @@ const FLAGS = {
 
 function usage(msg) {
   process.stderr.write(
-    `make-test-model: ${msg}\nusage: node scripts/make-test-model.js --out DIR [--layers N] [--hidden N] [--heads N] [--intermediate N] [--vocab N] [--max-positions N] [--seed N] [--pooling mean|cls] [--name NAME] [--fp16]\n`,
+    `make-test-model: ${msg}\nusage: node scripts/make-test-model.js --out DIR [--layers N] [--hidden N] [--heads N] [--intermediate N] [--vocab N] [--max-positions N] [--seed N] [--pooling mean|cls] [--name NAME] [--fp16]\n` +
+      `       [--lora-tasks a,b,c [--lora-rank N] [--merge-task a]]   jina-v3-shaped: task_id input, per-task LoRA adapters, output text_embeds\n` +
+      `       [--matryoshka 256,128,64]                                 Matryoshka sizes in the manifest\n`,
   );
   process.exit(2);
 }
@@ -246,6 +303,10 @@ function cli(argv) {
     else if (a === '--out') out = argv[++i];
     else if (a === '--pooling') pooling = argv[++i];
     else if (a === '--name') name = argv[++i];
+    else if (a === '--lora-tasks') o.loraTasks = String(argv[++i] ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+    else if (a === '--merge-task') o.mergeTask = argv[++i];
+    else if (a === '--lora-rank') o.loraRank = Number(argv[++i]);
+    else if (a === '--matryoshka') o.matryoshka = String(argv[++i] ?? '').split(',').map(Number);
     else if (a === '--help' || a === '-h') usage('generates a seeded random BERT-style ONNX model');
     else if (FLAGS[a]) {
       const v = Number(argv[++i]);
@@ -255,9 +316,14 @@ function cli(argv) {
   }
   if (!out) usage('--out DIR is required');
   if (pooling !== 'mean' && pooling !== 'cls') usage(`--pooling must be mean or cls, got ${pooling}`);
+  if (o.loraTasks && o.loraTasks.length === 0) usage('--lora-tasks needs a comma-separated list of task names');
+  if (o.mergeTask !== undefined && !o.loraTasks?.includes(o.mergeTask)) usage(`--merge-task must be one of --lora-tasks`);
+  if (o.loraRank !== undefined && !(Number.isInteger(o.loraRank) && o.loraRank >= 1)) usage('--lora-rank needs a whole number >= 1');
+  if (o.matryoshka && o.matryoshka.some((d) => !Number.isInteger(d) || d < 1)) usage('--matryoshka needs comma-separated whole numbers');
   const t0 = Date.now();
   const built = makeTestModel(o);
-  built.manifest = built.manifestFor(name ?? `test-bert-${built.manifest.dimensions}`, pooling);
+  const defaultName = o.loraTasks ? `test-lora${o.mergeTask ? `-${o.mergeTask}` : ''}` : `test-bert-${built.manifest.dimensions}`;
+  built.manifest = built.manifestFor(name ?? defaultName, pooling);
   writeBundle(resolve(out), built);
   process.stderr.write(`make-test-model: wrote ${resolve(out)} (${(built.onnxBytes.length / 1e6).toFixed(1)} MB, sha256 ${built.sha256.slice(0, 12)}, ${Date.now() - t0} ms)\n`);
 }

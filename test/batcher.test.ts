@@ -246,3 +246,70 @@ describe('Batcher', () => {
     expect(() => new Batcher(new RecordingModel(), opts({ maxPadding: 1.5 }))).toThrow(/maxPadding/);
   });
 });
+
+describe('Batcher: LoRA tasks', () => {
+  const taskEnc = (id: number, task: number, len = 3): Encoded => ({ ...enc(id, len), task });
+  class TaskModel extends RecordingModel {
+    tasks: Array<Array<number | undefined>> = [];
+    override embed(batch: Encoded[]): Promise<Float32Array[]> {
+      this.tasks.push(batch.map((e) => e.task));
+      return super.embed(batch);
+    }
+  }
+
+  it('never mixes tasks in a batch, answers every request, and alternates fairly between tasks', async () => {
+    const model = new TaskModel();
+    const b = new Batcher(model, opts({ maxWaitMs: 0 }));
+    model.hold();
+    const first = b.submit([taskEnc(1, 0)]);
+    // 16 requests queue up behind the held batch, alternating tasks 0 and 1.
+    const reqs = Array.from({ length: 16 }, (_, i) => [taskEnc(100 + i * 10, i % 2), taskEnc(101 + i * 10, i % 2, 5)]);
+    const pending = reqs.map((inputs) => b.submit(inputs));
+    model.release();
+    await first;
+    const out = await Promise.all(pending);
+    out.forEach((vectors, r) => vectors.forEach((v, i) => expect(Array.from(v)).toEqual(Array.from(expected(reqs[r]![i]!)))));
+    for (const t of model.tasks) expect(new Set(t).size).toBe(1);
+    // One batch per task (the first request may share the first): grouping costs one extra
+    // batch per task, not one per request.
+    expect(model.tasks.length).toBeLessThanOrEqual(3);
+    expect(model.tasks.slice(-2).map((t) => t[0]).sort()).toEqual([0, 1]);
+    await b.close();
+  });
+});
+
+describe('Batcher: latency-aware admission (maxQueueMs)', () => {
+  it('refuses by expected wait (queued tokens / measured throughput) with a Retry-After from the excess, and always admits into an idle batcher', async () => {
+    const model = new RecordingModel();
+    const now = 0;
+    const b = new Batcher(model, opts({ maxQueueMs: 100, maxBatchSize: 1000, maxWaitMs: 0 }), undefined, () => now);
+    // 1,000 tokens/s: 100 ms of budget is 100 tokens.
+    b.seedThroughput(1000, 1000);
+    model.hold();
+    const big = b.submit(Array.from({ length: 100 }, (_, i) => enc(i, 5))); // 500 tokens, idle: admitted
+    await new Promise((r) => setImmediate(r));
+    expect(b.stats().expectedWaitMs).toBe(500);
+    const refused = (await b.submit([enc(1, 5)]).catch((e: unknown) => e)) as QueueFull;
+    expect(refused).toBeInstanceOf(QueueFull);
+    expect(refused.expectedWaitMs).toBe(505);
+    // 505 ms expected against a 100 ms budget: back in about 0.4 s, rounded up to whole seconds.
+    expect(refused.retryAfterSeconds).toBe(1);
+    expect(refused.message).toMatch(/expected wait 505 ms/);
+    model.release();
+    await big;
+    await expect(b.submit([enc(1, 5)])).resolves.toHaveLength(1);
+    await b.close();
+  });
+
+  it('counts only inputs when maxQueueMs is 0', async () => {
+    const model = new RecordingModel();
+    const b = new Batcher(model, opts({ maxQueueMs: 0 }));
+    b.seedThroughput(1, 1000);
+    model.hold();
+    const big = b.submit(Array.from({ length: 50 }, (_, i) => enc(i, 5)));
+    const next = b.submit([enc(1)]);
+    model.release();
+    await Promise.all([big, next]);
+    await b.close();
+  });
+});

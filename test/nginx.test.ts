@@ -1,26 +1,15 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { reloadNginx, startNginx, testNginxConfig, type NginxInstance } from '../src/adapters/nginx.js';
 import { renderHostedAuthSnippet, renderNginxConf, type NginxConfOptions } from '../src/core/render.js';
 import { ExternalError } from '../src/errors.js';
-import { embed, freePort, nginxOrSkip, pool, startStandin, tempDir, writeFile, type Standin } from './helpers/gateway.js';
+import { embed, freePort, makePki, nginxOrSkip, pool, startStandin, tempDir, writeFile, type Standin } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 
-/** A throwaway CA and a certificate for "localhost" signed by it. */
-function makePki(dir: string): { caPath: string; key: string; cert: string } {
-  mkdirSync(dir, { recursive: true });
-  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=embedctl test CA']);
-  run(['req', ...ec, '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=localhost']);
-  writeFile(join(dir, 'san.ext'), 'subjectAltName=DNS:localhost\n');
-  run(['x509', '-req', '-in', 'srv.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.crt', '-days', '2', '-extfile', 'san.ext']);
-  return { caPath: join(dir, 'ca.crt'), key: readFileSync(join(dir, 'srv.key'), 'utf8'), cert: readFileSync(join(dir, 'srv.crt'), 'utf8') };
-}
 const tmp = tempDir('embedctl-nginx-');
 afterAll(() => tmp.cleanup());
 

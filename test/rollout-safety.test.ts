@@ -126,7 +126,7 @@ describe('rollout: state file safety', () => {
     const bin = join(cwd, 'bin');
     mkdirSync(bin);
     const kubectl = join(bin, 'kubectl');
-    writeFileSync(kubectl, `#!/bin/sh\necho "$@" >> "${join(cwd, 'kubectl.log')}"\ncase "$1" in get) echo 10;; *) sleep 1;; esac\n`);
+    writeFileSync(kubectl, `#!/bin/sh\necho "$@" >> "${join(cwd, 'kubectl.log')}"\ncase "$1" in get) echo 1000;; *) sleep 1;; esac\n`);
     chmodSync(kubectl, 0o755);
     const args = ['rollout', 'to', '10', '--driver', 'k8s'];
     const o = { cwd, now: clock.now, env: { ...env, PATH: `${bin}:${process.env.PATH}` } };

@@ -1,5 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.js';
 import { DAY, manualClock, tempProject, writeReports } from './helpers/rollout-fixtures.js';
@@ -268,25 +269,28 @@ describe('rollout: rollback, pause, plan, status', () => {
   });
 });
 
-describe('rollout: k8s driver', () => {
-  it('rewrites the ConfigMap in a rendered manifest, keeping the rest', async () => {
-    const manifest = join(cwd, 'k8s.yaml');
-    writeFileSync(
-      manifest,
-      '# rendered by embedctl\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: embedctl-runtime\ndata:\n  SELF_HOSTED_TRAFFIC_PERCENT: "0" # moved by rollout\n  OTHER: keep\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: runtime\n',
-    );
-    const r = await runCli(['rollout', 'to', '10', '--driver', 'k8s', '--k8s-manifest', manifest], { cwd, now: clock.now, env });
-    expect(r.code).toBe(0);
-    const text = readFileSync(manifest, 'utf8');
-    expect(text).toContain('SELF_HOSTED_TRAFFIC_PERCENT: "10" # moved by rollout');
-    expect(text).toContain('OTHER: keep');
-    expect(text).toContain('kind: Deployment');
-    const missing = await runCli(['rollout', 'rollback', '--driver', 'k8s', '--k8s-manifest', manifest, '--k8s-configmap', 'nope'], { cwd, now: clock.now, env });
+describe('rollout: k8s driver (the canary Ingress that render writes)', () => {
+  it('--k8s-manifests moves the canary weight in the rendered k8s/ and confirms it, keeping the rest', async () => {
+    expect((await runCli(['render', '--out', 'deploy'], { cwd, env })).code).toBe(0);
+    const traffic = join(cwd, 'deploy', 'k8s', 'traffic.yaml');
+    const before = readFileSync(traffic, 'utf8');
+    expect(before).toContain('nginx.ingress.kubernetes.io/canary-weight: "0"');
+    const r = await runCli(['rollout', 'to', '10', '--driver', 'k8s', '--k8s-manifests', 'deploy/k8s', '--json'], { cwd, now: clock.now, env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ driver: 'k8s', confirmed: true, observedPercent: 10 });
+    expect(r.stderr).toMatch(/with the k8s driver \(Ingress embedctl-self-hosted in .*deploy\/k8s\)/);
+    const after = readFileSync(traffic, 'utf8');
+    expect(after).toBe(before.replace('canary-weight: "0"', 'canary-weight: "1000"'));
+    // The weight is what ingress-nginx reads: a valid Ingress for the Kubernetes API schema.
+    const { Ingress } = await import('kubernetes-models/networking.k8s.io/v1');
+    const canary = parseAllDocuments(after).map((d) => d.toJS()).find((d) => d.kind === 'Ingress' && d.metadata.name === 'embedctl-self-hosted');
+    expect(() => new Ingress(canary).validate()).not.toThrow();
+    const missing = await runCli(['rollout', 'rollback', '--driver', 'k8s', '--k8s-manifests', 'deploy/k8s', '--k8s-ingress', 'nope'], { cwd, now: clock.now, env });
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toMatch(/--k8s-configmap: .* has no ConfigMap named nope/);
+    expect(missing.stderr).toMatch(/--k8s-manifests: no Ingress named nope in .*deploy\/k8s/);
   });
 
-  it('patches a live ConfigMap with kubectl and confirms by reading it back', async () => {
+  it('annotates the live Ingress with kubectl and confirms by reading it back', async () => {
     const bin = join(cwd, 'bin');
     mkdirSync(bin);
     const log = join(cwd, 'kubectl.log');
@@ -294,10 +298,10 @@ describe('rollout: k8s driver', () => {
     chmodSync(join(bin, 'kubectl'), 0o755);
     expect((await cli(['to', '10'])).code).toBe(0);
     const r = await runCli(['rollout', 'rollback', '--driver', 'k8s', '--k8s-namespace', 'search', '--reason', 'drill'], { cwd, now: clock.now, env: { ...env, PATH: `${bin}:${process.env.PATH}` } });
-    expect(r.code).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     const calls = readFileSync(log, 'utf8').trim().split('\n');
-    expect(calls[0]).toBe('patch configmap embedctl-runtime -n search --type merge -p {"data":{"SELF_HOSTED_TRAFFIC_PERCENT":"0"}}');
-    expect(calls[1]).toBe('get configmap embedctl-runtime -n search -o jsonpath={.data.SELF_HOSTED_TRAFFIC_PERCENT}');
+    expect(calls[0]).toBe('annotate ingress embedctl-self-hosted -n search nginx.ingress.kubernetes.io/canary-weight=0 --overwrite');
+    expect(calls[1]).toBe('get ingress embedctl-self-hosted -n search -o jsonpath={.metadata.annotations.nginx\\.ingress\\.kubernetes\\.io/canary-weight}');
     const noKubectl = await runCli(['rollout', 'rollback', '--driver', 'k8s'], { cwd, now: clock.now, env: { ...env, PATH: '/nonexistent' } });
     expect(noKubectl.code).toBe(1);
     expect(noKubectl.stderr).toMatch(/kubectl: kubectl not found on PATH/);

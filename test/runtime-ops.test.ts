@@ -207,7 +207,7 @@ describe('transformer path (tiny-bert)', () => {
       expect(((await tooLong.json()) as { error: { message: string } }).error.message).toMatch(/input\[2\].*limit of 64/);
       // Only the full size is offered when the bundle lists no Matryoshka sizes.
       const dims = await post(rt.url, { input: 'x', dimensions: 16 });
-      expect(((await dims.json()) as { error: { message: string } }).error.message).toMatch(/use one of 32$/);
+      expect(((await dims.json()) as { error: { message: string } }).error.message).toMatch(/use 32, its only size \(not a Matryoshka model\)$/);
     } finally {
       await Promise.all([rt.stop(), direct.close()]);
     }

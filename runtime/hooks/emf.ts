@@ -15,10 +15,10 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { histogramQuantile } from '../../common/quantile.js';
 import { DEPLOYMENT_DIMENSION, SERVICE_METRICS, SERVICE_NAMESPACE } from '../../common/service-metrics.js';
-import type { RuntimeMetrics } from './metrics.js';
+import { EMBEDDING_ROUTES as ROUTE_LIST, type RuntimeMetrics } from './metrics.js';
 
-/** The routes that are traffic; health checks and scrapes would dilute every rate. */
-const EMBEDDING_ROUTES: ReadonlySet<string> = new Set(['/v1/embeddings', '/embeddings']);
+/** The routes that are traffic (every API shape); health checks and scrapes would dilute every rate. */
+const EMBEDDING_ROUTES: ReadonlySet<string> = new Set(ROUTE_LIST);
 
 /** Cumulative values at one moment. */
 export interface EmfSnapshot {

@@ -7,7 +7,8 @@ import type { BatchReport, BatcherStats } from '../inference/batcher.js';
  */
 
 /** Routes we label by name; anything else is "other" so label cardinality stays bounded. */
-export const ROUTES = ['/v1/embeddings', '/embeddings', '/health', '/ready', '/metrics', '/v1/models', '/models'] as const;
+export const EMBEDDING_ROUTES = ['/v1/embeddings', '/embeddings', '/embed', '/api/embed', '/api/embeddings'] as const;
+export const ROUTES = [...EMBEDDING_ROUTES, '/embed_all', '/tokenize', '/info', '/api/tags', '/health', '/ready', '/metrics', '/v1/models', '/models'] as const;
 
 export function routeLabel(path: string): string {
   return (ROUTES as readonly string[]).includes(path) ? path : 'other';

@@ -1,4 +1,7 @@
+import { Closed, QueueFull, type BatchReport, type BatcherOptions, type BatcherStats, type BatchRunner } from './batcher-types.js';
 import type { Encoded } from './types.js';
+
+export { Closed, QueueFull, type BatchReport, type BatcherOptions, type BatcherStats, type BatchRunner };
 
 /**
  * Dynamic batching in front of one model worker, the way text-embeddings-inference does it:
@@ -8,74 +11,6 @@ import type { Encoded } from './types.js';
  * nothing starves and a small request is not stuck behind a big one. Batches run one at a time
  * (onnxruntime uses its own thread pool); the next batch forms while one runs.
  */
-
-export interface BatchRunner {
-  embed(batch: Encoded[]): Promise<Float32Array[]>;
-}
-
-export interface BatcherOptions {
-  /** Sum of padded tokens (longest input x count) one batch may hold. */
-  maxBatchTokens: number;
-  /** Most inputs in one batch. */
-  maxBatchSize: number;
-  /**
-   * How long the oldest input may wait for company before a partial batch runs. 0 = run as soon
-   * as the model is free (inputs still pile up into the next batch while one runs, which is what
-   * batches them under load, as in text-embeddings-inference); > 0 trades latency at low load for
-   * fuller batches.
-   */
-  maxWaitMs: number;
-  /** Most inputs admitted and not yet answered (queued + running); more -> QueueFull. */
-  maxQueue: number;
-  /**
-   * Largest share of a batch's padded tokens that may be padding (0..1; default 1 = no limit).
-   * On CPU a transformer pays for every padded position (attention grows with the square of the
-   * longest input), so mixing a 10-token query with a 400-token passage costs more than running
-   * them apart; on a GPU big padded batches are usually still the better deal.
-   */
-  maxPadding?: number;
-}
-
-export interface BatchReport {
-  size: number;
-  /** Real tokens in the batch. */
-  tokens: number;
-  /** Longest input x count: what the model actually computes. */
-  paddedTokens: number;
-  /** Requests that had inputs in this batch. */
-  requests: number;
-  ms: number;
-}
-
-export interface BatcherStats {
-  /** Inputs waiting for a batch. */
-  queued: number;
-  queuedTokens: number;
-  /** Inputs in the batch the worker is running now. */
-  running: number;
-  batches: number;
-  inputs: number;
-  draining: boolean;
-}
-
-/** The queue cannot take this request now; the caller should answer 429 with Retry-After. */
-export class QueueFull extends Error {
-  constructor(
-    readonly retryAfterSeconds: number,
-    readonly pending: number,
-  ) {
-    super(`the server is at capacity (${pending} inputs pending); retry in ${retryAfterSeconds}s`);
-    this.name = 'QueueFull';
-  }
-}
-
-/** submit() after close(). */
-export class Closed extends Error {
-  constructor() {
-    super('the batcher is closed');
-    this.name = 'Closed';
-  }
-}
 
 interface Job {
   /** Lower = waited longer since last served; the lowest anchors the next batch. */
@@ -92,6 +27,8 @@ interface Item {
   index: number;
   enc: Encoded;
   len: number;
+  /** LoRA task id (-1: none); a batch holds one task. */
+  task: number;
   arrived: number;
   seq: number;
 }
@@ -100,6 +37,9 @@ export class Batcher {
   private queue: Item[] = [];
   private queuedTokens = 0;
   private running = 0;
+  private runningTokens = 0;
+  /** Tokens/s over recent batches (EWMA); the expected wait of admission divides by it. */
+  private tokenRate = 0;
   private seq = 0;
   private tick = 0;
   private batches = 0;
@@ -140,6 +80,8 @@ export class Batcher {
       queued: this.queue.length,
       queuedTokens: this.queuedTokens,
       running: this.running,
+      tokensPerSecond: Math.round(this.tokenRate),
+      expectedWaitMs: Math.round(this.expectedWaitMs(0)),
       batches: this.batches,
       inputs: this.inputsDone,
       draining: this.draining,
@@ -154,14 +96,16 @@ export class Batcher {
   submit(inputs: Encoded[], signal?: AbortSignal): Promise<Float32Array[]> {
     if (this.closing) return Promise.reject(new Closed());
     if (inputs.length === 0) return Promise.resolve([]);
-    const refused = this.refusal(inputs.length);
+    let tokens = 0;
+    for (const e of inputs) tokens += Math.max(1, e.ids.length);
+    const refused = this.refusal(inputs.length, tokens);
     if (refused) return Promise.reject(refused);
     return new Promise<Float32Array[]>((resolve, reject) => {
       const job: Job = { ticket: this.tick++, results: new Array(inputs.length), remaining: inputs.length, resolve, reject, done: false };
       const at = this.now();
       inputs.forEach((enc, index) => {
         const len = Math.max(1, enc.ids.length);
-        this.queue.push({ job, index, enc, len, arrived: at, seq: this.seq++ });
+        this.queue.push({ job, index, enc, len, task: enc.task ?? -1, arrived: at, seq: this.seq++ });
         this.queuedTokens += len;
       });
       // A client that hung up frees its queued inputs; a batch already running finishes anyway.
@@ -179,10 +123,31 @@ export class Batcher {
     });
   }
 
-  /** The QueueFull that submit() of `count` inputs would meet now, if any (to refuse early). */
-  refusal(count: number): QueueFull | undefined {
-    if (this.pending > 0 && this.pending + count > this.opts.maxQueue) return new QueueFull(this.retryAfter(), this.pending);
+  /**
+   * The QueueFull that submit() of `count` inputs (`tokens` of them; 0 = not known yet) would
+   * meet now, if any: to refuse early, before reading or tokenising.
+   */
+  refusal(count: number, tokens = 0): QueueFull | undefined {
+    if (this.pending === 0) return undefined;
+    if (this.pending + count > this.opts.maxQueue) return new QueueFull(this.retryAfter(), this.pending);
+    const budget = this.opts.maxQueueMs ?? 0;
+    if (budget > 0) {
+      const wait = this.expectedWaitMs(tokens);
+      // Retry-After: when the backlog ahead will have shrunk to within the budget.
+      if (wait > budget) return new QueueFull(Math.min(60, Math.max(1, Math.ceil((wait - budget) / 1000))), this.pending, wait);
+    }
     return undefined;
+  }
+
+  /** Tokens queued and running (plus `extra`) over the measured throughput; 0 before any measure. */
+  expectedWaitMs(extra: number): number {
+    if (!(this.tokenRate > 0)) return 0;
+    return ((this.queuedTokens + this.runningTokens + extra) / this.tokenRate) * 1000;
+  }
+
+  /** Seeds the throughput estimate (from the warm-up) so the first burst is judged too. */
+  seedThroughput(tokens: number, ms: number): void {
+    if (this.tokenRate === 0 && ms > 0 && tokens > 0) this.tokenRate = (tokens / ms) * 1000;
   }
 
   /**
@@ -282,7 +247,21 @@ export class Batcher {
     const maxPadding = this.opts.maxPadding ?? 1;
     const fits = (count: number, maxLen: number, sumLen: number) =>
       count <= maxBatchSize && count * maxLen <= maxBatchTokens && count * maxLen - sumLen <= maxPadding * count * maxLen;
-    const all = this.queue;
+    const queue = this.queue;
+    let anchor = queue[0]!;
+    let anchorAt = 0;
+    let mixed = false;
+    for (let i = 1; i < queue.length; i++) {
+      if (queue[i]!.task !== anchor.task) mixed = true;
+      if (queue[i]!.job.ticket < anchor.job.ticket) {
+        anchor = queue[i]!;
+        anchorAt = i;
+      }
+    }
+    // A batch runs under one LoRA task: only the anchor's task competes for it; the others keep
+    // their places (and their tickets, so the next batch is theirs when they have waited longest).
+    const all = mixed ? queue.filter((it) => it.task === anchor.task) : queue;
+    if (mixed) anchorAt = all.indexOf(anchor);
     let maxLenAll = 0;
     let sumAll = 0;
     for (const it of all) {
@@ -292,16 +271,8 @@ export class Batcher {
     let chosen: Item[];
     if (fits(all.length, maxLenAll, sumAll)) {
       chosen = all;
-      this.queue = [];
+      this.queue = mixed ? queue.filter((it) => it.task !== anchor.task) : [];
     } else {
-      let anchor = all[0]!;
-      let anchorAt = 0;
-      for (let i = 1; i < all.length; i++) {
-        if (all[i]!.job.ticket < anchor.job.ticket) {
-          anchor = all[i]!;
-          anchorAt = i;
-        }
-      }
       // Only the oldest inputs (and the anchor) compete for a place, which bounds both the sort
       // and how long a long input can be passed over for shorter ones.
       const window = all.slice(0, maxBatchSize * 8);
@@ -333,7 +304,7 @@ export class Batcher {
       }
       chosen = sorted.slice(lo, hi + 1);
       const picked = new Set(chosen);
-      this.queue = all.filter((it) => !picked.has(it));
+      this.queue = queue.filter((it) => !picked.has(it));
     }
     for (const it of chosen) {
       this.queuedTokens -= it.len;
@@ -346,6 +317,9 @@ export class Batcher {
   private async runBatch(batch: Item[]): Promise<void> {
     // Inputs of requests cancelled while queued were removed; these belong to live requests.
     this.running = batch.length;
+    let batchTokens = 0;
+    for (const it of batch) batchTokens += it.len;
+    this.runningTokens = batchTokens;
     const started = this.now();
     let vectors: Float32Array[] | undefined;
     let error: unknown;
@@ -374,11 +348,14 @@ export class Batcher {
       }
     });
     this.running = 0;
+    this.runningTokens = 0;
     this.batches++;
     this.inputsDone += batch.length;
     if (ms > 0) {
       const inst = (batch.length / ms) * 1000;
       this.rate = this.rate === 0 ? inst : 0.8 * this.rate + 0.2 * inst;
+      const tokInst = (batchTokens / ms) * 1000;
+      this.tokenRate = this.tokenRate === 0 ? tokInst : 0.8 * this.tokenRate + 0.2 * tokInst;
     }
     let maxLen = 0;
     let tokens = 0;

@@ -165,7 +165,7 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
     return new Promise<Float32Array[]>((resolve, reject) => {
       pending.set(id, { resolve, reject });
       setRef();
-      worker.postMessage({ type: 'embed', id, ids, offsets, fullLengths }, [ids.buffer, offsets.buffer, fullLengths.buffer]);
+      worker.postMessage({ type: 'embed', id, ids, offsets, fullLengths, task: batch[0]!.task }, [ids.buffer, offsets.buffer, fullLengths.buffer]);
     });
   };
 
@@ -178,6 +178,8 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
     worker,
     fault: () => fault,
     encode: (text: string) => tokenizer.encode(text),
+    encodeIds: (ids: number[]) => tokenizer.encodeIds(ids),
+    tokenText: (id: number) => tokenizer.tokenText(id),
     embed,
     async warmup() {
       await embed(warmupBatch);

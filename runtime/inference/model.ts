@@ -131,8 +131,9 @@ function makeModel(
   // Feed what the graph takes; the manifest's list documents it, the session is the authority.
   const feedsWanted = session.inputNames;
   const extra = manifest as ModelManifest & { loraTasks?: string[]; defaultTask?: string };
-  // jina-embeddings-v3 picks a LoRA adapter per call via task_id; a batch runs under one task.
-  const taskId = Math.max(0, extra.loraTasks?.indexOf(extra.defaultTask ?? extra.loraTasks[0] ?? '') ?? 0);
+  // jina-embeddings-v3 picks a LoRA adapter per call via task_id: each batch runs under the task
+  // of its inputs (the batcher never mixes them), the manifest's default task when none is given.
+  const defaultTaskId = Math.max(0, extra.loraTasks?.indexOf(extra.defaultTask ?? extra.loraTasks[0] ?? '') ?? 0);
   const taskMeta = session.inputMetadata?.find((m) => m.name === 'task_id');
   const taskIsScalar = !taskMeta || !taskMeta.isTensor || taskMeta.shape.length === 0;
   const dim = manifest.dimensions;
@@ -140,6 +141,7 @@ function makeModel(
   const embed = async (batch: Encoded[]): Promise<Float32Array[]> => {
     if (batch.length === 0) return [];
     const b = batch.length;
+    const taskId = batch[0]!.task ?? defaultTaskId;
     // At least one column so an empty text still makes a valid tensor (it pools to a zero vector).
     const seq = Math.max(1, ...batch.map((e) => e.ids.length));
     const ids = new BigInt64Array(b * seq).fill(BigInt(tokenizer.padId));
@@ -181,6 +183,8 @@ function makeModel(
     provider,
     dir,
     encode: (text: string) => tokenizer.encode(text),
+    encodeIds: (ids: number[]) => tokenizer.encodeIds(ids),
+    tokenText: (id: number) => tokenizer.tokenText(id),
     embed,
     async warmup() {
       await embed(warmupBatch);

@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
+import { UsageError } from '../../common/errors.js';
 import { InferenceError } from './errors.js';
 import { ModelService, type ServiceOptions } from './service.js';
 import type { LoadedModel } from './types.js';
@@ -103,6 +104,15 @@ export class ModelSet {
   state(): SlotState {
     if (this.slots.some((s) => s.state === 'failed' || (s.state === 'ready' && s.fault()))) return 'failed';
     return this.slots.every((s) => s.state === 'ready') ? 'ready' : 'loading';
+  }
+
+  /** Adds alias=target pairs once the served names are known; a target nothing answers to throws. */
+  addAliases(pairs: Array<[string, string]>): void {
+    for (const [alias, target] of pairs) {
+      const slot = this.slots.find((s) => s.answers(target));
+      if (!slot) throw new UsageError(`"${alias}=${target}" names no served model (serving ${this.names().join(', ')})`, { field: '--model-alias' });
+      (slot.spec.aliases ??= []).push(alias);
+    }
   }
 
   /** Every name a client may send, served names first. */

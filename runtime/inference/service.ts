@@ -9,12 +9,18 @@ import type { Encoded, LoadedModel } from './types.js';
  */
 
 export interface ServiceOptions extends BatcherOptions {
+  /**
+   * Most tokens one request may put through the model (after truncation; OpenAI caps requests
+   * at 300,000). Over it: request_too_large, before anything is queued.
+   */
+  maxRequestTokens?: number;
   log?: (event: Record<string, unknown>) => void;
   onBatch?: (r: BatchReport) => void;
 }
 
 export interface EmbedCall {
-  texts: string[];
+  /** Texts, or token-id arrays of this model's vocabulary (OpenAI token-array inputs). */
+  texts: Array<string | number[]>;
   /** The task ("retrieval.query"...): a text prefix (e5, nomic, bge) or a LoRA adapter, as the model has it. */
   task?: string;
   /** Cut inputs over the model's max tokens (true) or refuse them (false). */
@@ -29,6 +35,14 @@ export interface EmbedResult {
   tokens: number;
 }
 
+/**
+ * Inputs longer than maxTokens x this many characters are cut to that before tokenising: the
+ * model sees the first maxTokens tokens either way (no natural-language tokenizer averages 32
+ * characters a token; WordPiece maps any word over 100 characters to one [UNK]), and a 6 MB
+ * input costs what a 16 KB one does instead of stalling the event loop for everyone.
+ */
+export const CUT_CHARS_PER_TOKEN = 32;
+
 /** Default padding cap on the CPU provider (BatcherOptions.maxPadding). */
 export const CPU_MAX_PADDING = 0.3;
 
@@ -38,15 +52,29 @@ export const overloaded = (err: QueueFull) =>
 export class ModelService {
   readonly batcher: Batcher;
 
+  private readonly loraTasks: string[];
+  private readonly maxRequestTokens: number;
+  private readonly cutChars: number;
+
   private constructor(
     readonly model: LoadedModel,
     readonly warmupMs: number,
     opts: ServiceOptions,
+    seed: { tokens: number; ms: number },
   ) {
     // On CPU every padded position costs (bench: MiniLM shape 64 -> 118 emb/s at 0.3); a GPU
     // is better fed big padded batches.
     const maxPadding = opts.maxPadding ?? (model.provider === 'cpu' ? CPU_MAX_PADDING : 1);
     this.batcher = new Batcher(model, { ...opts, maxPadding }, opts.onBatch);
+    this.batcher.seedThroughput(seed.tokens, seed.ms);
+    this.loraTasks = (model.manifest as { loraTasks?: string[] }).loraTasks ?? [];
+    this.maxRequestTokens = opts.maxRequestTokens ?? Number.POSITIVE_INFINITY;
+    this.cutChars = model.manifest.maxTokens * CUT_CHARS_PER_TOKEN;
+  }
+
+  /** The tasks this model knows: LoRA adapters and prefix tasks. */
+  tasks(): string[] {
+    return [...new Set([...this.loraTasks, ...Object.keys(this.model.manifest.taskPrefixes)])];
   }
 
   /**
@@ -60,8 +88,12 @@ export class ModelService {
     }
     const t0 = performance.now();
     await model.embed([model.encode('warm up the model')]);
-    await model.embed(Array.from({ length: Math.min(8, opts.maxBatchSize) }, (_, i) => model.encode(`warm up input ${i} `.repeat(i + 1))));
-    return new ModelService(model, Math.round(performance.now() - t0), opts);
+    const batch = Array.from({ length: Math.min(8, opts.maxBatchSize) }, (_, i) => model.encode(`warm up input ${i} `.repeat(i + 1)));
+    const t1 = performance.now();
+    await model.embed(batch);
+    // The second run is the first at steady state: it seeds the throughput admission divides by.
+    const seed = { tokens: batch.reduce((a, e) => a + e.ids.length, 0), ms: performance.now() - t1 };
+    return new ModelService(model, Math.round(performance.now() - t0), opts, seed);
   }
 
   stats(): BatcherStats {
@@ -92,21 +124,37 @@ export class ModelService {
     const full = this.refusal(call.texts.length);
     if (full) throw full;
     const prefix = (call.task && m.manifest.taskPrefixes[call.task]) || '';
+    const loraAt = call.task === undefined ? -1 : this.loraTasks.indexOf(call.task);
+    const task = loraAt >= 0 ? loraAt : undefined;
+    let requestTokens = 0;
     const encoded: Encoded[] = new Array(call.texts.length);
     const tokens: number[] = new Array(call.texts.length);
     let slice = performance.now();
     for (let i = 0; i < call.texts.length; i++) {
-      const enc = m.encode(prefix + call.texts[i]!);
+      const text = call.texts[i]!;
+      const cut = typeof text === 'string' && text.length > this.cutChars;
+      const enc = typeof text === 'string' ? m.encode(prefix + (cut ? text.slice(0, this.cutChars) : text)) : this.encodeIds(text, i);
       if (!call.truncate && enc.fullLength > m.manifest.maxTokens) {
         throw new InferenceError(
           'input_too_long',
-          `'input[${i}]' is ${enc.fullLength} tokens, over the model's limit of ${m.manifest.maxTokens}; shorten it or send "truncate": true`,
+          `'input[${i}]' is ${cut ? 'over ' : ''}${enc.fullLength} tokens, over the model's limit of ${m.manifest.maxTokens}; shorten it or send "truncate": true`,
           'input_too_long',
           { param: 'input' },
         );
       }
-      tokens[i] = enc.fullLength;
+      // A cut input's full length is extrapolated from the part tokenised (usage is an estimate there).
+      tokens[i] = cut ? Math.round((enc.fullLength * text.length) / this.cutChars) : enc.fullLength;
+      if (task !== undefined) enc.task = task;
       encoded[i] = enc;
+      requestTokens += enc.ids.length;
+      if (requestTokens > this.maxRequestTokens) {
+        throw new InferenceError(
+          'request_too_large',
+          `the request is over ${this.maxRequestTokens} tokens (--max-request-tokens) by input ${i}; send fewer or shorter inputs per request`,
+          'request_too_large',
+          { param: 'input' },
+        );
+      }
       // Tokenising a 2,048-input request takes a while; let other requests and probes through.
       if ((i & 15) === 15 && performance.now() - slice > 4) {
         await new Promise<void>((r) => setImmediate(r));
@@ -120,6 +168,14 @@ export class ModelService {
       if (err instanceof QueueFull) throw overloaded(err);
       if (err instanceof Closed) throw new InferenceError('shutting_down', 'the server is shutting down; retry on another replica', 'shutting_down', { retryAfterSeconds: 1 });
       throw err;
+    }
+  }
+
+  private encodeIds(ids: number[], i: number): Encoded {
+    try {
+      return this.model.encodeIds(ids);
+    } catch (err) {
+      throw new InferenceError('invalid', `'input[${i}]': ${(err as Error).message}`, 'invalid_value', { param: 'input' });
     }
   }
 

@@ -6,6 +6,13 @@ import type { Encoded } from './types.js';
 export interface BundleTokenizer {
   /** Token ids with special tokens, cut to maxTokens keeping the special tokens at both ends. */
   encode(text: string): Encoded;
+  /**
+   * Token ids the client tokenised itself (OpenAI's token-array inputs): content ids, wrapped in
+   * the template's special tokens and cut to maxTokens like text. Ids outside the vocabulary throw.
+   */
+  encodeIds(ids: number[]): Encoded;
+  /** The token string of an id (TEI's /tokenize), undefined outside the vocabulary. */
+  tokenText(id: number): string | undefined;
   /** The id padding uses (attention mask 0 there, so its value only has to be in range). */
   padId: number;
   vocabSize: number;
@@ -47,9 +54,26 @@ export function loadTokenizer(dir: string, maxTokens: number): BundleTokenizer {
     return out;
   };
 
+  // The template's special tokens around any content ([CLS] ... [SEP]), found once.
+  const probeFull = ids('a', true);
+  const probeContent = ids('a', false);
+  const at = findRun(probeFull, probeContent);
+  const lead = at < 0 ? [] : probeFull.slice(0, at);
+  const trail = at < 0 ? [] : probeFull.slice(at + probeContent.length);
+  const vocabSize = vocab.size;
+
   return {
     padId,
-    vocabSize: vocab.size,
+    vocabSize,
+    tokenText: (id: number) => tok.id_to_token(id),
+    encodeIds(content: number[]): Encoded {
+      for (const id of content) {
+        if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new RangeError(`token id ${id} is outside this model's vocabulary (0..${vocabSize - 1})`);
+      }
+      const fullLength = lead.length + content.length + trail.length;
+      const room = Math.max(0, maxTokens - lead.length - trail.length);
+      return { ids: [...lead, ...content.slice(0, room), ...trail], fullLength };
+    },
     encode(text: string): Encoded {
       const full = ids(text, true);
       if (full.length <= maxTokens) return { ids: full, fullLength: full.length };

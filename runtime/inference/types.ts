@@ -11,6 +11,8 @@ export interface Encoded {
   ids: number[];
   /** Tokens before truncation (what usage counts and `truncate:false` checks). */
   fullLength: number;
+  /** LoRA adapter index (manifest.loraTasks) this input runs under; undefined = the model's default. */
+  task?: number;
 }
 
 export interface LoadedModel {
@@ -19,6 +21,10 @@ export interface LoadedModel {
   provider: string;
   /** Tokenise one text (with the task prefix already applied by the caller). */
   encode(text: string): Encoded;
+  /** Wrap client-tokenised content ids (OpenAI token arrays) as encode() would; throws RangeError on ids outside the vocabulary. */
+  encodeIds(ids: number[]): Encoded;
+  /** The token string of an id (for TEI's /tokenize). */
+  tokenText(id: number): string | undefined;
   /**
    * Run one padded batch; returns one vector per input, pooled and (if manifest.normalize)
    * L2-normalised, length manifest.dimensions.

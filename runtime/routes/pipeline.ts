@@ -32,7 +32,7 @@ export function modelFor(ctx: RouteContext, name: string | undefined): ModelSlot
 export interface EmbedJob {
   route: string;
   slot: ModelSlot;
-  texts: string[];
+  texts: Array<string | number[]>;
   task: string | undefined;
   truncate: boolean;
 }
@@ -96,7 +96,8 @@ async function embedCached(ctx: RouteContext, job: EmbedJob, signal: AbortSignal
   const service = job.slot.service!;
   const cache = ctx.hooks.cache;
   if (!cache) return service.embed({ texts: job.texts, task: job.task, truncate: job.truncate, signal });
-  const keys: CacheKey[] = job.texts.map((text) => ({ model: job.slot.name, task: job.task, text, truncate: job.truncate }));
+  // Token-array inputs get a key no text can have.
+  const keys: CacheKey[] = job.texts.map((t) => ({ model: job.slot.name, task: job.task, text: typeof t === 'string' ? t : `\u0000ids:${t.join(',')}`, truncate: job.truncate }));
   const hits = await cache.get(keys);
   const missAt: number[] = [];
   hits.forEach((h, i) => h === undefined && missAt.push(i));

@@ -14,10 +14,12 @@ export const MAX_INPUTS = 2048;
 
 export const JINA_TASKS = ['retrieval.query', 'retrieval.passage', 'text-matching', 'classification', 'separation'] as const;
 
-export type EmbeddingType = 'float' | 'base64' | 'binary' | 'ubinary';
+export const EMBEDDING_TYPES = ['float', 'base64', 'binary', 'ubinary', 'int8', 'uint8'] as const;
+export type EmbeddingType = (typeof EMBEDDING_TYPES)[number];
 
 export interface EmbedRequest {
-  inputs: string[];
+  /** Texts, or token-id arrays (OpenAI's token-array inputs, in this model's vocabulary). */
+  inputs: Array<string | number[]>;
   /** What the caller named; echoed back only when it names this model (see server). */
   model?: string;
   encoding: EmbeddingType;
@@ -30,7 +32,9 @@ export interface EmbedRequest {
 
 const bad = (message: string, param: string | null, code = 'invalid_value') => new ApiError(400, message, param, code);
 
-function parseInputs(raw: unknown): string[] {
+const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number');
+
+export function parseInputs(raw: unknown): Array<string | number[]> {
   if (raw === undefined || raw === null) {
     throw bad("'input' is required: a string or an array of strings", 'input', 'missing_required_parameter');
   }
@@ -45,10 +49,16 @@ function parseInputs(raw: unknown): string[] {
   if (raw.length > MAX_INPUTS) {
     throw bad(`'input' has ${raw.length} items; send at most ${MAX_INPUTS} per request`, 'input', 'too_many_inputs');
   }
-  if (typeof raw[0] === 'number' || Array.isArray(raw[0])) {
-    throw bad("'input' as token ids is not supported by this server; send the text itself", 'input', 'invalid_type');
+  // OpenAI's token arrays: one input as [ids] or several as [[ids], [ids]].
+  if (typeof raw[0] === 'number') {
+    if (!isIds(raw)) throw bad("'input' mixes token ids and other values; send an array of integers or of strings", 'input', 'invalid_type');
+    return [raw];
   }
   return raw.map((v, i) => {
+    if (Array.isArray(v)) {
+      if (!isIds(v)) throw bad(`'input[${i}]' must be a non-empty array of token ids (integers)`, 'input', 'invalid_type');
+      return v;
+    }
     // Jina's multimodal shape ({text: "..."}) carries plain text too.
     const text = typeof v === 'object' && v !== null && !Array.isArray(v) && 'text' in v ? (v as { text: unknown }).text : v;
     if (typeof text !== 'string') {
@@ -72,9 +82,34 @@ function bool(body: Record<string, unknown>, key: string, dflt: boolean): boolea
   return v;
 }
 
-/** The dimensions a caller may ask for: the Matryoshka list plus the full size. */
+/** The sizes a model lists: the Matryoshka list plus the full size. */
 export function allowedDimensions(m: ModelManifest): number[] {
   return [...new Set([...m.matryoshkaDimensions, m.dimensions])].filter((d) => d >= 1 && d <= m.dimensions).sort((a, b) => a - b);
+}
+
+/**
+ * `dimensions` as asked, checked: a Matryoshka model takes any size up to its native one
+ * (truncate, then re-normalise; as OpenAI's text-embedding-3 models do), others only their own.
+ */
+export function checkDimensions(d: unknown, m: ModelManifest): number {
+  const matryoshka = m.matryoshkaDimensions.length > 0;
+  const sizes = matryoshka ? `any whole number from 1 to ${m.dimensions} (listed sizes: ${allowedDimensions(m).join(', ')})` : `${m.dimensions}, its only size (not a Matryoshka model)`;
+  if (typeof d !== 'number' || !Number.isInteger(d)) throw bad(`'dimensions' must be ${sizes}; got ${JSON.stringify(d)}`, 'dimensions', 'invalid_type');
+  if (d < 1 || d > m.dimensions || (!matryoshka && d !== m.dimensions)) throw bad(`'dimensions' ${d} is not supported by ${m.name}; use ${sizes}`, 'dimensions');
+  return d;
+}
+
+/** The tasks a model takes: its LoRA adapters, else Jina's names plus its prefix tasks. */
+export function knownTasks(m: ModelManifest): string[] {
+  const lora = (m as { loraTasks?: string[] }).loraTasks;
+  return lora?.length ? [...new Set([...lora, ...Object.keys(m.taskPrefixes)])] : [...new Set<string>([...JINA_TASKS, ...Object.keys(m.taskPrefixes)])];
+}
+
+export function checkTask(t: unknown, m: ModelManifest): string | undefined {
+  if (t === undefined || t === null) return undefined;
+  const known = knownTasks(m);
+  if (typeof t !== 'string' || !known.includes(t)) throw bad(`'task' ${JSON.stringify(t)} is not known; use one of ${known.join(', ')}`, 'task');
+  return t;
 }
 
 export function parseEmbedRequest(body: unknown, manifest: ModelManifest): EmbedRequest {
@@ -91,40 +126,22 @@ export function parseEmbedRequest(body: unknown, manifest: ModelManifest): Embed
   // OpenAI says encoding_format, Jina says embedding_type; both mean the wire format of vectors.
   let encoding: EmbeddingType = 'float';
   if (b.encoding_format !== undefined && b.encoding_format !== null) {
-    if (b.encoding_format !== 'float' && b.encoding_format !== 'base64') {
-      throw bad(`'encoding_format' must be "float" or "base64", got ${JSON.stringify(b.encoding_format)}`, 'encoding_format');
+    // OpenAI knows float and base64; the quantised types are accepted here too (parity with Jina).
+    if (!(EMBEDDING_TYPES as readonly unknown[]).includes(b.encoding_format)) {
+      throw bad(`'encoding_format' must be one of ${EMBEDDING_TYPES.join(', ')}; got ${JSON.stringify(b.encoding_format)}`, 'encoding_format');
     }
-    encoding = b.encoding_format;
+    encoding = b.encoding_format as EmbeddingType;
   }
   if (b.embedding_type !== undefined && b.embedding_type !== null) {
     const t = b.embedding_type;
-    if (t !== 'float' && t !== 'base64' && t !== 'binary' && t !== 'ubinary') {
-      throw bad(`'embedding_type' must be one of float, base64, binary, ubinary; got ${JSON.stringify(t)}`, 'embedding_type');
+    if (!(EMBEDDING_TYPES as readonly unknown[]).includes(t)) {
+      throw bad(`'embedding_type' must be one of ${EMBEDDING_TYPES.join(', ')}; got ${JSON.stringify(t)}`, 'embedding_type');
     }
-    encoding = t;
+    encoding = t as EmbeddingType;
   }
 
-  let dimensions = manifest.dimensions;
-  if (b.dimensions !== undefined && b.dimensions !== null) {
-    const d = b.dimensions;
-    const allowed = allowedDimensions(manifest);
-    if (typeof d !== 'number' || !Number.isInteger(d)) {
-      throw bad(`'dimensions' must be a whole number, one of ${allowed.join(', ')}; got ${JSON.stringify(d)}`, 'dimensions', 'invalid_type');
-    }
-    if (!allowed.includes(d)) {
-      throw bad(`'dimensions' ${d} is not supported by ${manifest.name}; use one of ${allowed.join(', ')}`, 'dimensions');
-    }
-    dimensions = d;
-  }
-
-  let task: string | undefined;
-  if (b.task !== undefined && b.task !== null) {
-    const known = new Set<string>([...JINA_TASKS, ...Object.keys(manifest.taskPrefixes)]);
-    if (typeof b.task !== 'string' || !known.has(b.task)) {
-      throw bad(`'task' ${JSON.stringify(b.task)} is not known; use one of ${[...known].join(', ')}`, 'task');
-    }
-    task = b.task;
-  }
+  const dimensions = b.dimensions === undefined || b.dimensions === null ? manifest.dimensions : checkDimensions(b.dimensions, manifest);
+  const task = checkTask(b.task, manifest);
 
   if (b.late_chunking !== undefined && b.late_chunking !== null && b.late_chunking !== false) {
     throw bad("'late_chunking' is not supported by this server; send false or leave it out", 'late_chunking', 'unsupported_value');
@@ -144,105 +161,4 @@ export function parseEmbedRequest(body: unknown, manifest: ModelManifest): Embed
   };
 }
 
-/**
- * Shapes one model vector for the response: Matryoshka prefix, re-normalised when asked (a
- * prefix of a unit vector is not a unit vector).
- */
-export function shapeVector(v: Float32Array, dimensions: number, normalized: boolean): Float32Array {
-  const out = dimensions < v.length ? v.slice(0, dimensions) : v;
-  if (!normalized) return out;
-  let sq = 0;
-  for (let i = 0; i < out.length; i++) sq += out[i]! * out[i]!;
-  const norm = Math.sqrt(sq);
-  if (norm === 0 || Math.abs(norm - 1) < 1e-7) return out;
-  const res = new Float32Array(out.length);
-  for (let i = 0; i < out.length; i++) res[i] = out[i]! / norm;
-  return res;
-}
-
-/** Little-endian float32 bytes, base64: what the OpenAI SDKs decode. */
-export function toBase64(v: Float32Array): string {
-  const buf = Buffer.alloc(v.length * 4);
-  for (let i = 0; i < v.length; i++) buf.writeFloatLE(v[i]!, i * 4);
-  return buf.toString('base64');
-}
-
-/** Jina's binary types: one sign bit per dimension, packed big-endian into bytes. */
-export function toBinary(v: Float32Array, signed: boolean): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < v.length; i += 8) {
-    let byte = 0;
-    for (let j = 0; j < 8; j++) byte = (byte << 1) | (i + j < v.length && v[i + j]! > 0 ? 1 : 0);
-    out.push(signed ? byte - 128 : byte);
-  }
-  return out;
-}
-
-export function encodeVector(v: Float32Array, encoding: EmbeddingType): number[] | string {
-  switch (encoding) {
-    case 'base64':
-      return toBase64(v);
-    case 'binary':
-      return toBinary(v, true);
-    case 'ubinary':
-      return toBinary(v, false);
-    default:
-      return Array.from(v);
-  }
-}
-
-const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
-
-/**
- * One float32 as JSON text with 9 significant digits, which is enough for every float32 to parse
- * back to itself (Math.fround(JSON.parse(s)) === x). JSON.stringify prints the float widened to
- * a double (17 digits, e.g. 0.10000000149011612): a third more bytes and slower to produce and to
- * parse, for digits that carry nothing. Non-finite values become null, as JSON.stringify does.
- */
-export function float32Json(x: number): string {
-  if (x === 0) return '0';
-  const a = x < 0 ? -x : x;
-  if (!(a >= 1e-7 && a < 1e9)) return Number.isFinite(x) ? String(x) : 'null';
-  // 9 digits before rounding; Math.log10 may be off by one next to a power of ten, which costs a
-  // digit (8 still round-trips there) or adds one, never correctness.
-  const d = 8 - Math.floor(Math.log10(a));
-  let s = String(Math.round(a * POW10[d]!));
-  let frac = d;
-  let end = s.length;
-  while (frac > 0 && s.charCodeAt(end - 1) === 48) {
-    end--;
-    frac--;
-  }
-  if (end !== s.length) s = s.slice(0, end);
-  let out: string;
-  if (frac === 0) out = s;
-  else if (frac >= s.length) out = `0.${'0'.repeat(frac - s.length)}${s}`;
-  else out = `${s.slice(0, s.length - frac)}.${s.slice(s.length - frac)}`;
-  return x < 0 ? `-${out}` : out;
-}
-
-export function float32ArrayJson(v: Float32Array): string {
-  let s = '[';
-  for (let i = 0; i < v.length; i++) s += (i ? ',' : '') + float32Json(v[i]!);
-  return `${s}]`;
-}
-
-/**
- * The /v1/embeddings response as JSON text, written directly: the float vectors are most of the
- * bytes and of the serialisation time, so they go through float32ArrayJson instead of becoming
- * arrays of doubles for JSON.stringify.
- */
-export function embeddingsResponseJson(
-  vectors: Float32Array[],
-  req: Pick<EmbedRequest, 'dimensions' | 'normalized' | 'encoding'>,
-  model: string,
-  tokens: number,
-): string {
-  let s = '{"object":"list","data":[';
-  for (let i = 0; i < vectors.length; i++) {
-    const v = shapeVector(vectors[i]!, req.dimensions, req.normalized);
-    const embedding = req.encoding === 'float' ? float32ArrayJson(v) : JSON.stringify(encodeVector(v, req.encoding));
-    s += `${i ? ',' : ''}{"object":"embedding","index":${i},"embedding":${embedding}}`;
-  }
-  return `${s}],"model":${JSON.stringify(model)},"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;
-}
+export { embeddingsResponseJson, encodeVector, float32ArrayJson, float32Json, shapeVector, toBase64, toBinary } from './encoding.js';

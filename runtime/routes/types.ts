@@ -35,6 +35,6 @@ export interface Route {
   /** Counted as traffic: in-flight, drained before shutdown, `route` metric label kept. */
   traffic?: boolean;
   handle(req: IncomingMessage, res: ServerResponse, ctx: RouteContext, note: RequestNote): Promise<void>;
-  /** The API shape's error body (default: OpenAI's {error:{message,type,param,code}}). */
-  errorBody?(err: ApiError): unknown;
+  /** The API shape's error status and body (default: OpenAI's {error:{message,type,param,code}}). */
+  errorBody?(err: ApiError): { status: number; body: unknown };
 }

@@ -242,6 +242,7 @@ export function renderNginxConf(opts: NginxConfOptions, template = loadTemplate(
   const defaultPort = hosted.scheme === 'https' ? 443 : 80;
   const hostForUrl = isIP(hosted.host) === 6 ? `[${hosted.host}]` : hosted.host;
   const listenHost = o.listen.host ?? '0.0.0.0';
+  if (!/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)$/.test(listenHost)) throw new Error(`listen host must be an address or a name, got ${JSON.stringify(listenHost)}`);
   const auth = opts.clientAuth;
   const failures = [
     ...(o.sameModel ? [] : [{ location: '@selfhosted_failed', reason: NO_FALLBACK_REASONS.differentModel }]),

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -185,7 +186,6 @@ export interface TestGateway {
 
 /** Renders a config into a fresh non-root prefix under `dir` and starts nginx on a free loopback port. */
 export async function startGateway(dir: string, o: Omit<import('../../src/core/render.js').NginxConfOptions, 'listen'>): Promise<TestGateway> {
-  const { mkdirSync } = await import('node:fs');
   const { renderNginxConf } = await import('../../src/core/render.js');
   const { startNginx } = await import('../../src/adapters/nginx.js');
   const prefix = mkdtempSync(join(dir, 'gw-'));
@@ -197,4 +197,16 @@ export async function startGateway(dir: string, o: Omit<import('../../src/core/r
   write(o);
   const nginx = await startNginx({ confPath, prefix });
   return { nginx, confPath, prefix, write, stop: () => nginx.stop() };
+}
+
+/** A throwaway CA and a certificate for `name` (default "localhost") signed by it (needs openssl). */
+export function makePki(dir: string, name = 'localhost'): { caPath: string; key: string; cert: string; keyPath: string; certPath: string } {
+  mkdirSync(dir, { recursive: true });
+  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=embedctl test CA']);
+  run(['req', ...ec, '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', `/CN=${name}`]);
+  writeFile(join(dir, 'san.ext'), `subjectAltName=DNS:${name}\n`);
+  run(['x509', '-req', '-in', 'srv.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.crt', '-days', '2', '-extfile', 'san.ext']);
+  return { caPath: join(dir, 'ca.crt'), key: readFileSync(join(dir, 'srv.key'), 'utf8'), cert: readFileSync(join(dir, 'srv.crt'), 'utf8'), keyPath: join(dir, 'srv.key'), certPath: join(dir, 'srv.crt') };
 }

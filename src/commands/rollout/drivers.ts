@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { parseFlag, parsers } from '../../config.js';
 import type { Context } from '../../context.js';
 import { envDriver } from '../../adapters/traffic/env.js';
-import { k8sDriver } from '../../adapters/traffic/k8s.js';
+import { DEFAULT_INGRESS, k8sDriver } from '../../adapters/traffic/k8s.js';
 import { nginxDriver } from '../../adapters/traffic/nginx.js';
 import type { TrafficDriver } from '../../adapters/traffic/types.js';
 import type { DriverName, RolloutState } from '../../core/rollout/types.js';
@@ -51,10 +51,9 @@ export function buildDriver(ctx: Context, opts: RolloutOpts, name: DriverName, d
       return envDriver(resolve(ctx.cwd, opts.trafficEnv ?? ctx.env.EMBEDCTL_TRAFFIC_ENV_FILE ?? '.embedctl/traffic.env'));
     case 'k8s':
       return k8sDriver({
-        // The ConfigMap `render --target k8s` writes (templates/k8s): one name on both sides.
-        configMap: opts.k8sConfigmap ?? 'embedctl-runtime',
+        ingress: opts.k8sIngress ?? DEFAULT_INGRESS,
         namespace: opts.k8sNamespace ?? 'default',
-        manifest: opts.k8sManifest ? resolve(ctx.cwd, opts.k8sManifest) : undefined,
+        manifests: opts.k8sManifests ? resolve(ctx.cwd, opts.k8sManifests) : undefined,
         kubectl: opts.kubectl,
         env: ctx.env,
       });

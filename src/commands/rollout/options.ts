@@ -38,9 +38,8 @@ export interface RolloutOpts {
   minOverlap?: string;
   maxMonthlyUsd?: string;
   trafficEnv?: string;
-  k8sManifest?: string;
   k8sManifests?: string;
-  k8sConfigmap?: string;
+  k8sIngress?: string;
   k8sNamespace?: string;
   kubectl?: string;
   deployFile?: string;
@@ -97,9 +96,8 @@ export const OPTION_GROUPS = {
     ['--driver <name>', `how traffic moves: ${DRIVERS.join('|')} (default: the deployment's, else nginx; rollout.driver)`],
     ['--deployment <name>', 'the deployment in .embedctl/state.json whose gateway is moved (default: the only one)'],
     ['--traffic-env <path>', 'env driver: file to write (default .embedctl/traffic.env; env EMBEDCTL_TRAFFIC_ENV_FILE)'],
-    ['--k8s-manifests <dir>', 'k8s driver: rendered manifests (render --target k8s) whose traffic-split weight is set'],
-    ['--k8s-manifest <path>', 'k8s driver: one rendered manifest holding the traffic ConfigMap'],
-    ['--k8s-configmap <name>', 'k8s driver: ConfigMap holding SELF_HOSTED_TRAFFIC_PERCENT (default embedctl-runtime)'],
+    ['--k8s-manifests <dir>', "k8s driver: rewrite the canary weight in render's k8s/ (or one file) instead of kubectl"],
+    ['--k8s-ingress <name>', 'k8s driver: the ingress-nginx canary Ingress (default embedctl-self-hosted)'],
     ['--k8s-namespace <ns>', 'k8s driver: namespace (default default)'],
     ['--kubectl <path>', 'k8s driver: kubectl binary (default kubectl on PATH)'],
     ['--deploy-file <path>', 'nginx driver: deploy parameters (default .embedctl/deploy.json)'],

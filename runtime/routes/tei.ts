@@ -1,0 +1,107 @@
+import { readJson, send } from '../http.js';
+import { shapeVector } from './encoding.js';
+import { ApiError } from './errors.js';
+import { admitRequest, embed, modelFor } from './pipeline.js';
+import { checkDimensions, parseInputs } from './request.js';
+import type { Route, RouteContext } from './types.js';
+
+/**
+ * Hugging Face text-embeddings-inference's API: POST /embed, /embed_all, /tokenize, GET /info.
+ * Errors in TEI's shape {error, error_type}: 413 payload too large, 422 validation, 424 model
+ * error, 429 overloaded (503 while loading or draining). TEI serves one model; `model` in the
+ * body is not part of its API, but is honoured when present so one runtime can serve several.
+ */
+
+const ERROR_TYPES: Record<number, string> = { 400: 'validation', 404: 'validation', 413: 'payload_too_large', 422: 'validation', 424: 'backend', 429: 'overloaded', 503: 'unhealthy' };
+
+/** TEI's statuses: what OpenAI calls 400 (and an unknown model) TEI calls 422. */
+function teiError(err: ApiError): { status: number; body: unknown } {
+  const status = err.status === 400 || err.status === 404 ? 422 : err.status >= 500 && err.status !== 503 ? 424 : err.status;
+  return { status, body: { error: err.message, error_type: ERROR_TYPES[status] ?? (status >= 500 ? 'backend' : 'validation') } };
+}
+
+const obj = (body: unknown): Record<string, unknown> => (typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {});
+const flag = (v: unknown, dflt: boolean) => (typeof v === 'boolean' ? v : dflt);
+
+async function teiEmbed(req: Parameters<Route['handle']>[0], res: Parameters<Route['handle']>[1], ctx: RouteContext, note: Parameters<Route['handle']>[3]) {
+  const principal = await admitRequest(req, ctx);
+  const b = obj(await readJson(req, ctx.maxBodyBytes, '{"inputs": ["text"]}'));
+  const slot = modelFor(ctx, typeof b.model === 'string' ? b.model : undefined);
+  const manifest = slot.service!.model.manifest;
+  const inputs = parseInputs(b.inputs);
+  const dimensions = b.dimensions === undefined || b.dimensions === null ? manifest.dimensions : checkDimensions(b.dimensions, manifest);
+  // TEI's prompt_name picks a prompt (prefix) by name: the same as a prefix task here.
+  const task = typeof b.prompt_name === 'string' ? b.prompt_name : undefined;
+  // TEI refuses over-long inputs unless truncate is set (its default is false).
+  const out = await embed(req, res, ctx, note, principal, { route: 'tei', slot, texts: inputs, task, truncate: flag(b.truncate, false) });
+  const normalize = flag(b.normalize, true);
+  return { vectors: out.vectors.map((v) => Array.from(shapeVector(v, dimensions, normalize))) };
+}
+
+export const teiRoutes: Route[] = [
+  {
+    paths: ['/embed'],
+    methods: ['POST'],
+    traffic: true,
+    errorBody: (e) => teiError(e),
+    async handle(req, res, ctx, note) {
+      const { vectors } = await teiEmbed(req, res, ctx, note);
+      send(res, 200, vectors);
+    },
+  },
+  {
+    paths: ['/embed_all'],
+    methods: ['POST'],
+    traffic: true,
+    errorBody: (e) => teiError(e),
+    async handle(req, res, ctx) {
+      await admitRequest(req, ctx);
+      // Token-level vectors need the unpooled hidden states, which the batcher does not return.
+      throw new ApiError(424, 'embed_all (per-token vectors) is not served by this runtime: it pools inside the batcher; use /embed', null, 'backend');
+    },
+  },
+  {
+    paths: ['/tokenize'],
+    methods: ['POST'],
+    errorBody: (e) => teiError(e),
+    async handle(req, res, ctx) {
+      await admitRequest(req, ctx);
+      const b = obj(await readJson(req, ctx.maxBodyBytes, '{"inputs": ["text"]}'));
+      const slot = modelFor(ctx, typeof b.model === 'string' ? b.model : undefined);
+      const m = slot.service!.model;
+      const texts = parseInputs(b.inputs).map((t) => (typeof t === 'string' ? t : ''));
+      const specials = new Set(m.encode('').ids);
+      send(
+        res,
+        200,
+        texts.map((t) => {
+          const enc = m.encode(t);
+          return enc.ids.map((id) => ({ id, text: m.tokenText(id) ?? '', special: specials.has(id), start: null, stop: null }));
+        }),
+      );
+    },
+  },
+  {
+    paths: ['/info'],
+    methods: ['GET', 'HEAD'],
+    async handle(_req, res, ctx) {
+      const slot = ctx.models.primary;
+      const m = slot.service?.model;
+      const opts = slot.service?.batcher.opts;
+      send(res, 200, {
+        model_id: slot.name,
+        model_sha: m?.manifest.sha256 ?? null,
+        model_dtype: 'float32',
+        model_type: { embedding: { pooling: m?.manifest.pooling ?? null } },
+        max_concurrent_requests: opts?.maxQueue ?? null,
+        max_input_length: m?.manifest.maxTokens ?? null,
+        max_batch_tokens: opts?.maxBatchTokens ?? null,
+        max_batch_requests: opts?.maxBatchSize ?? null,
+        max_client_batch_size: 2048,
+        tokenization_workers: 1,
+        version: 'embedctl',
+        models: ctx.models.names(),
+      });
+    },
+  },
+];
