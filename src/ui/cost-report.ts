@@ -128,6 +128,7 @@ export function textReport(i: CostInputs, a: Analysis, c: ChalkInstance, actual?
   );
   out.push(`Hosted: ${i.hosted.provider} ${i.hosted.model} at $${i.hosted.pricePerMillion}/1M tokens = ${fmtUsd(a.hosted)}/month`);
   out.push(`Self-hosted: ${i.instance.type} in ${i.instance.region} (${i.instance.gpu ?? '?'}, ${i.self.capacityPerInstance.toLocaleString('en-US')} embeddings/min each)`);
+  out.push(`Capacity: ${i.instance.capacitySource}`);
   out.push('');
   out.push('Monthly cost by volume');
   out.push(
