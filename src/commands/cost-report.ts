@@ -27,7 +27,7 @@ import { action, examples, type ExitHolder } from './shared.js';
 import { costReport } from '../contracts/reports.js';
 
 /** Bytes per vector component in a response: measured JSON.stringify of float32 values as JS numbers. */
-export const BYTES_PER_VALUE = { float: 20.8, base64: (4 * 4) / 3 } as const;
+const BYTES_PER_VALUE = { float: 20.8, base64: (4 * 4) / 3 } as const;
 const REQUEST_BYTES_PER_TOKEN = 4;
 type Opts = Record<string, unknown>;
 

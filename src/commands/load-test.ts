@@ -350,7 +350,7 @@ async function runWithAutocannon(ctx: Context, plan: Plan, phases: ReturnType<ty
     maxRequests: plan.maxRequests,
     timeoutS: plan.timeoutS,
     signal: ctx.signal,
-    autocannonImpl: ctx.adapters.autocannon as never,
+    autocannonImpl: ctx.adapters.autocannon,
     onProgress: (p) => {
       // A line per step and every 10 s: readable in CI logs, alive on a long soak.
       if (p.phase !== lastPhase || p.elapsedMs - lastLog >= 10_000) {

@@ -24,7 +24,7 @@ export function fmtUsd(n: number): string {
   return n < 0 ? `-${fmtUsdRaw(-n)}` : fmtUsdRaw(n);
 }
 
-export function fmtTokens(n: number): string {
+function fmtTokens(n: number): string {
   for (const [d, s] of [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'K']] as const) {
     if (n >= d) return `${Number((n / d).toPrecision(3))}${s}`;
   }
