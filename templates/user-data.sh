@@ -1,7 +1,6 @@
 #!/bin/bash
 # Rendered by embedctl from templates/user-data.sh: cloud-init for the GPU instance.
-# Runs once at first boot as root. Secrets (hosted API key, HF token) are read from SSM at boot,
-# never written into this script: user data is readable by anyone who can describe the instance.
+# First boot, as root. Secrets are read from SSM at boot, never written here (user data is readable).
 set -euo pipefail
 exec >>/var/log/embedctl-user-data.log 2>&1
 echo "embedctl user-data: start $(date -Is)"
@@ -25,7 +24,7 @@ imds() {
 }
 REGION=$(imds meta-data/placement/region)
 export AWS_DEFAULT_REGION="${REGION}"
-# The metrics' Deployment dimension: the provision --name tag.
+# Metrics' Deployment dimension: the --name tag.
 DEPLOYMENT=$(imds meta-data/tags/instance/embedctl:deployment || true)
 [[ "${DEPLOYMENT}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ ]] || DEPLOYMENT=main
 
@@ -38,7 +37,7 @@ retry() {
   done
 }
 
-# 1) Docker and the NVIDIA container toolkit: the Deep Learning AMI has both; install if absent.
+# 1) Docker + the NVIDIA container toolkit (the DLAMI has both; installed if absent).
 if ! command -v docker >/dev/null 2>&1; then
   retry apt-get update -q
   retry apt-get install -y -q docker.io docker-compose-v2
@@ -66,7 +65,7 @@ ssm_secret() {
   aws ssm get-parameter --with-decryption --name "$1" --query Parameter.Value --output text
 }
 
-# 2) The model: built-in bundles ship in the image; hub models are fetched once onto the disk.
+# 2) Model: built-ins ship in the image; hub models are fetched once to disk.
 install -d -m 0755 "${MODELS_DIR}" "${DEPLOY_DIR}" "${DEPLOY_DIR}/nginx/templates" "${METRICS_DIR}"
 chown 10001:10001 "${METRICS_DIR}" # the runtime's user
 retry docker pull "${IMAGE}"
@@ -83,7 +82,7 @@ if [ "${HUB_MODEL}" = "true" ]; then
   unset HF_TOKEN
 fi
 
-# 3) The deploy files, as `embedctl render` wrote them.
+# 3) The deploy files `embedctl render` writes.
 cat > "${DEPLOY_DIR}/docker-compose.yml" <<'EMBEDCTL_COMPOSE_EOF'
 {{{composeFile}}}
 EMBEDCTL_COMPOSE_EOF
@@ -97,7 +96,7 @@ EMBEDCTL_AUTH_EOF
 cat > "${DEPLOY_DIR}/prometheus.yml" <<'EMBEDCTL_PROM_EOF'
 {{{prometheusYml}}}
 EMBEDCTL_PROM_EOF
-# The instance role needs ssm:GetParameter (and kms:Decrypt for a customer key) on these.
+# The instance role needs ssm:GetParameter (+ kms:Decrypt for a customer key).
 if ! HOSTED_KEY=$(ssm_secret "${HOSTED_KEY_PARAMETER}"); then
   echo "embedctl user-data: cannot read the hosted API key from SSM parameter ${HOSTED_KEY_PARAMETER};" \
     "create it (aws ssm put-parameter --type SecureString --name ${HOSTED_KEY_PARAMETER} --value ...) and reboot" >&2
@@ -138,11 +137,11 @@ chmod 0755 /etc/letsencrypt/renewal-hooks/deploy/embedctl-nginx-reload.sh
 systemctl enable --now certbot.timer || echo "embedctl user-data: warning: no certbot.timer; renew with cron" >&2
 {{/letsencrypt}}
 
-# 4) Start everything; restart: unless-stopped brings it back after a reboot.
+# 4) Start; restart: unless-stopped survives reboots.
 cd "${DEPLOY_DIR}"
 retry docker compose {{{composeProfiles}}}up -d
 
-# 5) CloudWatch agent: host and GPU metrics (namespace Embedctl), this log, the runtimes' EMF lines.
+# 5) CloudWatch agent: host/GPU metrics, this log, EMF lines, container logs.
 if [ ! -x /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl ]; then
   ARCH=$(dpkg --print-architecture)
   retry curl -fsSL -o /tmp/amazon-cloudwatch-agent.deb "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/${ARCH}/latest/amazon-cloudwatch-agent.deb"
@@ -150,37 +149,16 @@ if [ ! -x /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl ]; th
 fi
 cat > /opt/aws/amazon-cloudwatch-agent/etc/embedctl.json <<'EMBEDCTL_CWAGENT_EOF'
 {
-  "agent": { "metrics_collection_interval": 60, "run_as_user": "root" },
-  "metrics": {
-    "namespace": "Embedctl",
-    "append_dimensions": { "InstanceId": "${aws:InstanceId}", "InstanceType": "${aws:InstanceType}" },
-    "aggregation_dimensions": [["InstanceId"]],
-    "metrics_collected": {
-      "cpu": { "measurement": ["cpu_usage_active"], "totalcpu": true },
-      "mem": { "measurement": ["mem_used_percent"] },
-      "disk": { "measurement": ["used_percent"], "resources": ["/"] },
-      "nvidia_gpu": {
-        "measurement": ["utilization_gpu", "utilization_memory", "memory_used", "memory_total", "temperature_gpu", "power_draw"]
-      }
-    }
-  },
-  "logs": {
-    "logs_collected": {
-      "files": {
-        "collect_list": [
-          { "file_path": "/var/log/embedctl-user-data.log", "log_group_name": "/embedctl/user-data", "log_stream_name": "{instance_id}" },
-          { "file_path": "/var/log/embedctl/*.emf.log", "log_group_name": "/embedctl/DEPLOYMENT_NAME/metrics", "log_stream_name": "{instance_id}", "retention_in_days": 14 }
-        ]
-      }
-    }
-  }
+  "agent": {"metrics_collection_interval": 60, "run_as_user": "root"},
+  "metrics": {"namespace": "Embedctl", "append_dimensions": {"InstanceId": "${aws:InstanceId}", "AutoScalingGroupName": "${aws:AutoScalingGroupName}"}, "aggregation_dimensions": [["InstanceId"], ["AutoScalingGroupName"]], "metrics_collected": {"cpu": {"measurement": ["cpu_usage_active"], "totalcpu": true}, "mem": {"measurement": ["mem_used_percent"]}, "disk": {"measurement": ["used_percent"], "resources": ["/"]}, "nvidia_gpu": {"measurement": ["utilization_gpu", "utilization_memory", "memory_used", "memory_total", "temperature_gpu", "power_draw"]}}},
+  "logs": {"logs_collected": {"files": {"collect_list": [{"file_path": "/var/log/embedctl-user-data.log", "log_group_name": "/embedctl/user-data", "log_stream_name": "{instance_id}"}, {"file_path": "/var/log/embedctl/*.emf.log", "log_group_name": "/embedctl/DEPLOYMENT_NAME/metrics", "log_stream_name": "{instance_id}", "retention_in_days": 14}, {"file_path": "/var/lib/docker/containers/*/*-json.log", "log_group_name": "/embedctl/DEPLOYMENT_NAME/containers", "log_stream_name": "{instance_id}", "retention_in_days": 14}]}}}
 }
 EMBEDCTL_CWAGENT_EOF
-sed -i "s#DEPLOYMENT_NAME#${DEPLOYMENT}#" /opt/aws/amazon-cloudwatch-agent/etc/embedctl.json
+sed -i "s#DEPLOYMENT_NAME#${DEPLOYMENT}#g" /opt/aws/amazon-cloudwatch-agent/etc/embedctl.json
 /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
   -c file:/opt/aws/amazon-cloudwatch-agent/etc/embedctl.json
 
-# 6) Wait until the gateway answers (the runtimes may still be warming up behind it).
+# 6) Wait for the gateway (runtimes may still be warming up).
 for _ in $(seq 1 60); do
   if curl -fsS "http://127.0.0.1:${GATEWAY_PORT}/health" >/dev/null; then
     echo "embedctl user-data: gateway healthy $(date -Is)"

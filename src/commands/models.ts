@@ -56,6 +56,8 @@ function listAction(ctx: Context, json: boolean): number {
     kind: m.kind,
     built: m.built,
     dimensions: m.manifest?.dimensions ?? null,
+    // Sizes a request may ask for: Matryoshka models take any size up to the native one.
+    sizes: m.manifest ? sizesOf(m.manifest.dimensions, m.manifest.matryoshkaDimensions) : null,
     maxTokens: m.manifest?.maxTokens ?? null,
     pooling: m.manifest?.pooling ?? null,
     license: m.manifest?.license ?? null,
@@ -67,6 +69,7 @@ function listAction(ctx: Context, json: boolean): number {
   const presets = MODEL_PRESETS.map((p) => ({
     repoId: p.repoId,
     dimensions: p.dimensions,
+    sizes: sizesOf(p.dimensions, p.matryoshkaDimensions),
     maxTokens: p.maxTokens,
     pooling: p.pooling,
     license: p.license,
@@ -92,9 +95,12 @@ function listAction(ctx: Context, json: boolean): number {
     ),
   );
   ctx.stdout.write(`\nFetchable presets (embedctl models fetch <repo>):\n`);
-  ctx.stdout.write(table(['REPO', 'DIMS', 'MAX TOKENS', 'POOLING', 'LICENSE', 'FETCHED'], presets.map((p) => [p.repoId, p.dimensions, p.maxTokens, p.pooling, p.license, p.fetched ? 'yes' : 'no'])));
+  ctx.stdout.write(table(['REPO', 'SIZES', 'MAX TOKENS', 'POOLING', 'LICENSE', 'FETCHED'], presets.map((p) => [p.repoId, p.sizes.join(','), p.maxTokens, p.pooling, p.license, p.fetched ? 'yes' : 'no'])));
   return 0;
 }
+
+/** Native size first, then the listed Matryoshka sizes, largest first. */
+const sizesOf = (dims: number, matryoshka: number[]) => [...new Set([dims, ...matryoshka])].filter((d) => d <= dims).sort((a, b) => b - a);
 
 interface FetchOpts {
   revision: string;

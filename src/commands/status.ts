@@ -7,6 +7,7 @@ import { parseFlag } from '../config.js';
 import { parseDuration } from '../core/loadtest.js';
 import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
 import { readState, statePaths, type DeploymentRecord } from '../core/state.js';
+import { renderScaleOut, scaleOutStatus, type ScaleOutStatus } from '../adapters/aws/scale.js';
 import { Ec2, ec2Client } from '../adapters/aws/ec2.js';
 import { breakerLines, localBreakers, type ReplicaBreaker } from '../adapters/nginx-breaker.js';
 import { printJson, table } from '../ui/output.js';
@@ -50,6 +51,8 @@ export interface InstanceStatus {
   market?: string;
   state?: string;
   publicDns?: string;
+  /** Scale-out deployments: the Auto Scaling group's instances and their target health. */
+  scale?: ScaleOutStatus;
   error?: string;
 }
 
@@ -166,6 +169,16 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
 
 async function instanceStatus(d: DeploymentRecord): Promise<InstanceStatus> {
   const base: InstanceStatus = { name: d.name, region: d.region, instanceId: d.instance?.id, instanceType: d.instance?.instanceType, market: d.instance?.market };
+  if (d.scale) {
+    try {
+      const scale = await scaleOutStatus(d.region, d.scale);
+      // "running" as long as the load balancer has a healthy target: what clients need.
+      const state = scale?.instances.some((i) => i.target.startsWith('healthy')) ? 'running' : 'no healthy target';
+      return { ...base, state, publicDns: d.scale.loadBalancerDns, scale };
+    } catch (err) {
+      return { ...base, state: 'scale-out', error: (err as Error).message };
+    }
+  }
   if (!d.instance) return { ...base, state: 'none' };
   try {
     const inst = await new Ec2(ec2Client(d.region), d.region).describeInstance(d.instance.id);
@@ -309,7 +322,8 @@ function renderFrame(
   for (const i of f.instances) {
     const where = i.publicDns ? `, ${i.publicDns}` : '';
     const what = i.instanceId ? `${i.instanceId} (${i.instanceType}, ${i.market}) ${i.state ?? 'unknown'}${where}` : 'no instance';
-    out.push(`deployment "${i.name}" in ${i.region}: ${what}${i.error ? `  [${i.error}]` : ''}`);
+    out.push(`deployment "${i.name}" in ${i.region}: ${i.scale ? 'scale-out' : what}${i.error ? `  [${i.error}]` : ''}`);
+    if (i.scale) out.push(...renderScaleOut(i.scale));
   }
   for (const g of f.gateways) {
     const share = g.selfHostedPercent !== undefined ? `, serving ${g.selfHostedPercent}% self-hosted` : '';

@@ -113,7 +113,7 @@ export const MODEL_PRESETS: ModelPreset[] = [
     dimensions: 1024,
     maxTokens: 8192,
     pooling: 'mean',
-    matryoshkaDimensions: [1024, 512, 256, 128, 64, 32],
+    matryoshkaDimensions: [1024, 768, 512, 256, 128, 64, 32],
     taskPrefixes: {},
     license: 'CC-BY-NC-4.0',
     licenseWarning:
@@ -121,7 +121,7 @@ export const MODEL_PRESETS: ModelPreset[] = [
     output: 'text_embeds',
     inputs: ['input_ids', 'attention_mask', 'task_id'],
     loraTasks: ['retrieval.query', 'retrieval.passage', 'separation', 'classification', 'text-matching'],
-    notes: 'tasks select LoRA adapters through the task_id input, not text prefixes; one task per batch (default retrieval.passage)',
+    notes: 'tasks select LoRA adapters through the task_id input, per request (the batcher groups by task; default retrieval.passage); any dimensions up to 1024 (Matryoshka)',
   },
 ];
 

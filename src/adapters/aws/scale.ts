@@ -210,3 +210,37 @@ export class Scale {
     }
   }
 }
+
+export interface ScaleOutStatus {
+  group: string;
+  min?: number;
+  max?: number;
+  desired?: number;
+  instances: Array<{ id: string; lifecycle?: string; health?: string; target: string }>;
+  loadBalancer?: string;
+}
+
+/** For `status`: the group's instances with their ASG state and the load balancer's view of each. */
+export async function scaleOutStatus(region: string, r: { autoScalingGroup?: string; targetGroupArn?: string; loadBalancerDns?: string }): Promise<ScaleOutStatus | undefined> {
+  if (!r.autoScalingGroup) return undefined;
+  const s = new Scale(autoScalingClient(region), elbClient(region), region);
+  const g = await s.findGroup(r.autoScalingGroup);
+  const targets = r.targetGroupArn ? await s.targetHealth(r.targetGroupArn) : [];
+  const byId = new Map(targets.map((t) => [t.instanceId, t]));
+  return {
+    group: r.autoScalingGroup,
+    min: g?.MinSize,
+    max: g?.MaxSize,
+    desired: g?.DesiredCapacity,
+    instances: (g?.Instances ?? []).map((i) => {
+      const t = byId.get(i.InstanceId ?? '');
+      return { id: i.InstanceId ?? '?', lifecycle: i.LifecycleState, health: i.HealthStatus, target: t ? `${t.state}${t.reason ? ` (${t.reason})` : ''}` : 'not registered' };
+    }),
+    loadBalancer: r.loadBalancerDns,
+  };
+}
+
+export function renderScaleOut(s: ScaleOutStatus): string[] {
+  const head = `  auto scaling group ${s.group}: ${s.instances.length} instance(s), desired ${s.desired ?? '?'} (min ${s.min ?? '?'}, max ${s.max ?? '?'})${s.loadBalancer ? ` behind ${s.loadBalancer}` : ''}`;
+  return [head, ...s.instances.map((i) => `    ${i.id}  ${i.lifecycle ?? '?'}, ${i.health ?? '?'}; target ${i.target}`)];
+}

@@ -1,7 +1,6 @@
 #!/bin/bash
 # Rendered by embedctl from templates/user-data.sh: cloud-init for the GPU instance.
-# Runs once at first boot as root. Secrets (hosted API key, HF token) are read from SSM at boot,
-# never written into this script: user data is readable by anyone who can describe the instance.
+# First boot, as root. Secrets are read from SSM at boot, never written here (user data is readable).
 set -euo pipefail
 exec >>/var/log/embedctl-user-data.log 2>&1
 echo "embedctl user-data: start $(date -Is)"
@@ -25,7 +24,7 @@ imds() {
 }
 REGION=$(imds meta-data/placement/region)
 export AWS_DEFAULT_REGION="${REGION}"
-# The metrics' Deployment dimension: the provision --name tag.
+# Metrics' Deployment dimension: the --name tag.
 DEPLOYMENT=$(imds meta-data/tags/instance/embedctl:deployment || true)
 [[ "${DEPLOYMENT}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$ ]] || DEPLOYMENT=main
 
@@ -38,7 +37,7 @@ retry() {
   done
 }
 
-# 1) Docker and the NVIDIA container toolkit: the Deep Learning AMI has both; install if absent.
+# 1) Docker + the NVIDIA container toolkit (the DLAMI has both; installed if absent).
 if ! command -v docker >/dev/null 2>&1; then
   retry apt-get update -q
   retry apt-get install -y -q docker.io docker-compose-v2
@@ -66,7 +65,7 @@ ssm_secret() {
   aws ssm get-parameter --with-decryption --name "$1" --query Parameter.Value --output text
 }
 
-# 2) The model: built-in bundles ship in the image; hub models are fetched once onto the disk.
+# 2) Model: built-ins ship in the image; hub models are fetched once to disk.
 install -d -m 0755 "${MODELS_DIR}" "${DEPLOY_DIR}" "${DEPLOY_DIR}/nginx/templates" "${METRICS_DIR}"
 chown 10001:10001 "${METRICS_DIR}" # the runtime's user
 retry docker pull "${IMAGE}"
@@ -83,7 +82,7 @@ if [ "${HUB_MODEL}" = "true" ]; then
   unset HF_TOKEN
 fi
 
-# 3) The deploy files, as `embedctl render` wrote them.
+# 3) The deploy files `embedctl render` writes.
 cat > "${DEPLOY_DIR}/docker-compose.yml" <<'EMBEDCTL_COMPOSE_EOF'
 name: embedctl
 
@@ -199,67 +198,69 @@ services:
 EMBEDCTL_COMPOSE_EOF
 # nginx.conf travels gzipped (base64) to fit EC2's 16 KB; deploy/nginx/nginx.conf is the readable copy.
 base64 -d <<'EMBEDCTL_NGINX_EOF' | gunzip > "${DEPLOY_DIR}/nginx/nginx.conf"
-H4sIAAAAAAACA+1be28bNxL/X59isPbBdqG3ZZ8jnQ9N2/QaoNcGiQ8pcI8FtRxJrFfkHsmVrAa+
-z34YkvuSZFtNG1yvsAJYq+VwSA5nfvMgcwRvUXLUyGG6AVxOkSc2hZlWS7C4zFJm0fTkXMg7/7eb
-KDmbgMaOdh1BSGORcVAzQC6skHPitGCSd1tHJccOdRPzjuBjuOSXg/OrF/zqMjlvHUEqjEU5hn7X
-/Rtf9fv91hEYTGedhTIWOZgF0ziGQf8PNIzJUmHhFjcGTn/o3KBk0nZe8wlgahBe5nahtPiJWaFk
-eJehBo3/ztHYs9ZR6wjeYsqsWCFkzC4MTDFVa9BoVLpCYHNGiwK7QMg0zsQdzMUKJayFXUAna4NR
-rtGwJcJMpAg6lwaYAdY6AqlkRytlIVUJSyHTKkFj4LQUbp5Bp+Maz4BJThIUHB1HJ2JIlLRMSNTd
-Vmut9C3qOHBBAyy3atLKBPfE3UzwSQu1VjpO1RyM5ag1rJmWk1YLVyitgQ8tAIDAKlFSYkLSMTDq
-v7ictO5brYW1WSBLUoHSxlPFNzGpQEwy2nk7cbSZVnd1quq3b58xY5O5qFHU33iafG0aFNVv326a
-DEzV2zejXqGOrbpFaUDNZr4XxxnLUxvbTYbAsiwVidOI3o9GSU9yi5ixVKwwtmKJKrdweWF80xHc
-LBC4MBmzySLox0JlBuxCq3y+ALtW4KWesTmCRi40JtbAqVPPNm2nhBlL0ylLbs+6jq3GJNeGRqy6
-GqD5uOZUzeOZ0ktmS7uJabqAJmEZXtOzI6TPyYeIph2No2P6joVRV5f9QdSOlgaTaHxMX+0oqH0s
-OFHWfrWjJdqFarwOb9on1ShRrkWdhH62I2OZzU00PvYP7cgtmujKidOyUdI4WqXYaHIvGoMUxOPo
-2JCakTrGd/EeZnlmrEa2jBnnmuibL5pTL5qK6daow6tKQF6Yx/Wf+5kF+4kL6e9v2N93gYyTsm53
-rb/f31OjyZQ0uNu32dLoXSwmRTm3i9rq/It2NN1YNDGJPBofVz/uT7wZsIRAx+FKj+OqZywnM2ko
-Z9BdbzEED5CKpbCwJMtB42BN55Imd2JArSWcMpiK+Ry1J1+rPOWgZLqBKRnSLDfIqZvGsy58obhA
-E4ZgGmGaz2bOX60XKkWY4kxp9MAj5NxhM4M337+7gYRJzzFL2YZYetSWeGfdS5EwUBqsCty9s2nD
-NLd+OkQ9E9pYGF5c3joPx5IFGMs2ICQscan0ZuJXiMbCXNF6aXzCJ+cZ2oG3UWAIQ5SGlOk5Qp6l
-inFDk5TKAt4tWB58zpxZXLPNiQkjdOuwvGR3HoSN+AnhajnZwWwvIN9O896lKODuvG/qMF7vOCj6
-1ZsMnA/hcrTVYsrm0HV41aCgGTv4Jnl4kn5DaYKTf/nm9YkBsuLg6DT6MMN5Zdrv4GmlkPNx8NYU
-biiZIDBL+6KtV6dC6laTg7WazWYigTVBsrAGvvzqO1iqFZq2c8AMvvruHSxEkuQZMZqS9/ZqST4i
-eGUXE7kxhJwXeO7mpmFw+aI7vBh1/fc5rFgq+PV534DIVpfXpVcqOpRbQA4nTPadZdMUq+hm7PSI
-ghvw8ND2wQypyMs3r4kkvGEU4HSCbYPgfnJLlsGxA1JWD4mgwuFb3MS0KkcQvD99osh/19zFpGwM
-jnUfa090vzU67T6tIha8NrZbJs1g37j7Z/jQHGoDFDOoaVc9jpzmyS1aSNQSjbdshxeaCUOK5GI6
-CjW9+TsN8XGm2/vApMSLGuc2SCQ9ID/lpe/X563OQLRn4RHsOMuaLCjWpQE8/2rpn0H9TbnS9wsF
-gtAkTZ11NHHEr4HMZ8kyA9EXyDRq+NMtbv4cecQinwynfr6EUipDzazSIXI5gr/JW0noTUMQFMzR
-wqg/OFTXHP8POzsYRdXShEzSnKObbS9MvkM/fM7RXPBLWU4RlmwDmZC0imADVoGSCC6uPv2h86rI
-Qt6q3OIZNc8ZeRjAleBI+OF2WNjAfb1g1m2oUwnasQnMlAYmN8S3tENvmCT54LcKRTAiRWnTDYi5
-VBprJrkVB42Pt2MdTXOMGqLL7T7Z7XxmSk8F5ygrmUb/+dffWeenf342Po4atH5RFV0hzHFNqyMX
-Xu/qYEVc0bnPHtV0mmGSBS6xtqSFKbOSfdpQ7vIbZihcJjmnduEyrIB13n0nQie5sDDVyG5Rj+Ec
-ZkykyIFZ8jkUj7tQuw0BcQuHfHF3R2o+Gr44c3mdkHBhSKXIQ7RBqtJr0L5fmBDQ0+5TylBoWuCm
-sZNpNUUDwnaDv0jV3EAZwIU8xUUGSjMt0g3lFwT5PCo8kxufUggXnIJGihCEDTZYY1XsSU2GKTJj
-XQxabVQYczD8o8utB+Or/tUAyCGTlMy1l1bhjK6L7OehrsPDupZ5FZwPq7dH8JqnWC2inoYmqTIE
-ul5yJ8YbbgjtmgEkMe947o0dLcMsAgEKrcCZKwga1PP3lqlZQsFFCRVKOvwzyrmG2mAOT1NlSm+/
-P2csg6j7ej5a3xhX32iUN+pSeUXqaYLOLNmt0yHaYTgNe5xLTXGniw7YzKIGViaWbTBsQ2UEs3a1
-GFpAjfn3GcqXr32iSq4tQyhcEktJvTaQMW2QFN6SuL65+eu3QGlpteRalnvRH8JF/xwu+iP4PCC0
-T2Un+8hHg3P4vEyolIpd6BsCHp/w+qQcrqEXTLyS21YCUsZQZRvnIW+CGsJ/ETyplydL12xjHuz3
-zmqR2M6NZtJkStvOO0rQhd1sQ9U+PhptriUM+33KxcsUU91G7ShRy0xJl1ZFbibuHVXAonFUr39R
-Lo3p7Bu3029QJ67PoH//D3lSDXe/X2Slz/CluZDT/hwRppSTlDbebOQoN0TRfGtsPg0DPTm/1aDn
-ZsiFnO9M65fv3g+dt163Oq95PVb9pLveUO8ruIbP93nIHcoXRPkU1bDf5BdnQspHO4wqtk8SP2CM
-dfIj+HKByS1Fyh57mdyQa5wTFlI2J5CPCSbyRjBYICuhFJoiTj5lkm9x93RztL4sEAgpCRDyR0ws
-8rNuo4uYwelWDHkNUXS2pUxbG/z+/fsOlYFRWqr6IZyEgFcjS5fXUcEwOtm7xb9EPWvAMOoPCBjc
-FkTjD9ESjWFzqt2UleAAoWNYCuMyEKVL0YYUbwKGRmxUtcdQBPCBAbhAvh1RsTMaR0K6/DMudttP
-gRCI15tZJlwect8EmyqHe2gXKBy9rqLNfbtRyuD8YBlsh+lwWk/dlA7qcka6uFBS5VQEconarJav
-uOzhYFG4tcTlSj5WFJXJPiaLYf/ncz6A6+hwrkWaeeiMB1eP8S6pXjzuCXq/EvSXOjU6UKd8LGZ8
-NXDLG1Hd5y+vboq4o9IYqWw8U7nk28qwb2m7gPorr3VwuP34MqQPal1hVRhQhLdXywAiM6Qg0UWC
-SlsXL2a5NfXjscMtZ3vhB4mrETP+TiKCsFUUGx+6VVJBYYqJKzOG+P202L/a3M+qLSlL/rlkKyZS
-yggOEvvehLGq0GbMGKAyxLjXeyia8ZSuVrFCbYjtYDti9DQGbSHXL8scr1Ho2UtLITAc09BPED60
-yU92+1rpNdMcOT3BsacgLbgjD+Cb6Gkfo/rZDmV9Q7N/OMl3E8MmDWVdD9McebASxiVkglO1wFJJ
-zipvAhOog5hGf+AhN+WJBqXluUY6Zbno910WvDXCaPgCrFJnvmxltXB+dOdsxNfGE5W7bLE8E2cl
-wYkp6i7dPeskVnGZ7XuDL5bt1IhmFx6GxcN58TDyDzRVqWRcCWLy1FAxLcjA8ADCxzdKSEv5WBag
-z5/TPhBc01rqyTHNuxnK+7LUL4rOgwkKjg/j5M9JkWuo8FvD1SdQLOQ6z2D2DGbPYPY/ADNvfs+Y
-9rGYdgSvVqibak4zlryoiQSbYXTK5SCHrkPAKak1xyxVmyXZEacLB0THMUmZq5UzW7AIyU95UW2p
-OKYUYrpre/4uW4daOq7l7IwOnJMUmfabWK+r+8LNChNLuuPOyphU7gTNvwSTsaRWNN6L2mGZv4+w
-v8bnLVq96bx0pfnB4znC4ekcOg2pl0C2tOW0Og/ydd/ty03+dqFdOGT0eUWpMHR+4HIQwmLP32eQ
-n0q7nsptampSz27KfFOquDjzeCTl+WjD2ik+ZULSQQyJp7YHn95GGtD6bCq/VVM5UF8+rdbv0aS9
-Wb5BW98mPx59ActE90chWZeJyWOxtBn3ens5jEej82Zl7ViYmOm5OaY/h4TJT8zhY4Nlk8bharAk
-fNqOdyoq1/zUJExKmYKYbR5h5AlijpldwOghKqtzJ70EtRUzfz7RQ5v0jEl79NL0EtaptZpuou1D
-3DKtrEpUauDm23erQXcYvs8flomhfCfWmJtdqRw1DxpcZd02ruh13aUqd2RjAuS5U2fhLxh5J1Lc
-5BFmJ143UmQZhguWxXH/khnrj2e4gVN3NZ6Atn/Z7/trSyq35R15Hf7DwhZjf//aXcgs78+PS+Lw
-PxoWCChXQivpPFxxaXD71ClMn05su7znF9+hm021m0iPp1QXT6dUlwekVA/Q/Hrx8qGxctnx6wBH
-VMP8v6gaPFYxeAbGZ2B8BsZnYPz9A6P/e9/6L6jcuRXwNwAA
+H4sIAAAAAAACA+1be28bNxL/X59isPbBdqG3ZdeRz4cmbXoN0GuDJIcUuMeC2h1JrHfJPQ5Xthrk
+PvthSO5qV5ZtNW1xd4UdIJaWwyE5j988uD6AN6hSNJjCbA2YzzBNbAZzo3OwmBeZsEgDtZDq1v/f
+T7SaX4LBnnETQSqyKFLQc8BUWqkWzGkpVNrvHNQcezxNLnoynUJycXYxmU+Gs+Hn484BZJIsqikM
+++7f9GI4HHYOgDCb95aaLKZAS2FwCqPhH3gZKjJp4RrXBMc/9N6hEsr2XqWXgBkhPC/tUhv5k7BS
+q/CsQAMG/1Ui2ZPOQecA3mAmrFwhFMIuCWaY6RswSDpbIYiF4EOBXSIUBufyFhZyhQpupF1Cr+gC
+aTdIIkeYywzBlIpAEIjOASitekZrC5lORAaF0QkSwXEt3LKAXs8NnoBQKUtQpug4OhFDopUVUqHp
+dzo32lyjiQMXJBCl1ZedQqaeuF/I9LKDxmgTZ3oBZFM0Bm6EUZedDq5QWYIPHQCAwCrRSmHC0iGY
+DJ+dX3Y+djpLa4tAlmQSlY1nOl3HbAIxy+jO00tHWxh926TafPfjc0E2WcgGRfOJpylvqEWx+e7H
+qc2ANrP9MJoVmtjqa1QEej73s1KcizKzsV0XCKIoMpk4ixj8SFp5kmvEQmRyhbGVOerSwvkZ+aED
+eLdESCUVwibLYB9LXRDYpdHlYgn2RoOXeiEWCAZTaTCxBMfOPLusTgVzkWUzkVyf9B1bg0lpiFfc
+TCXg/bjhTC/iuTa5sLXfxLxdQEpEgVf82RHyz9GHiLcdTaND/h1L0hfnw1HUjXLCJJoe8q9uFMw+
+lilTNr51oxztUrcehyfdo80qUWlkk4S/diOywpYUTQ/9h27kDs109cb52Kh4HaMzbA25B61FKuJp
+dEhsZmyO8W28g1lZkDUo8likqWH69oP21quharsN6vBoIyAvzMPm193Mgv/ElfR3D+yeu0SRsrFu
+T20+3z3TIBVaEd6d2x5pza4Ok6Fa2GXjdP5BN5qtLVLMIo+mh5svH4+8G4iEQcfhyiDF1YBsym7S
+Ms5gu95jGB4gk7m0kLPnIDlYM6XizR0R6BsFxwJmcrFA48lvdJmloFW2hhk70rwkTHmawZM+vNCp
+RApLCIMwK+dzF69uljpDmOFcG/TAI9XCYbOA19+/fQeJUJ5jkYk1s/SorfDWuocyEaANWB24+2DT
+hVlp/XaYei4NWRifnV+7CCeSJZAVa5AKcsy1WV/6EyJZWGg+L6/P+OQiQzfwJg3EGKINZMIsEMoi
+0yIl3qTSFvB2KcoQcxbC4o1YH1FYod+E5VzcehAm+RPCRX55B7O9gPw47/suRQV3p0Nqwnhz4qia
+1xwiOB3D+WRrhOrhMHV80aLgHTv4Znl4kmHLaEKQf/761REBe3EIdAZ9muGiMus7RFol1WIaojWn
+G1olCMKyXoz15lRJ3RoOsNaI+VwmcMOQLC3Bl199B7leIXVdABbw1XdvYSmTpCyY0YyjtzdLjhEh
+KrucyK0h1aLCc7c3A6PzZ/3x2aTvf5/CSmQyvTodEshidX5VR6VqQq0CDjhhs2+tmGW4yW6mzo44
+uQEPD12fzLCJPH/9iknCE8EJTi/4NsjUby4XBRw6IBXNlAg2OHyN65hP5QhC9OefKPK/G+Hish4M
+gXUXa0/0cWt11j6fIpZpY213TN7BrnV37/C+PTQWqHbQsK5mHjkrk2u0kOgcyXu2wwsjJLEhuZyO
+U03v/s5CfJ7pdB+Y1HjR4NwFhWwHHKe89P35vNcRRDsOHsGdYNmQBee6vIDnvzn6Z9B8Up/0/VKD
+ZDTJMucdbRzxZ2D3yUVBEL1AYdDAH69x/afIIxbHZDj2+2WU0gUaYbUJmcsB/FVdK0ZvXoKhYIEW
+JsPRvrbm+H+4o8Eo2hxNqiQrU3S7HYTN9/iLrznaB36u6i1CLtZQSMWnCD5gNWiF4PLq4x96L6sq
+5I0uLZ7w8EJwhAFcyRQZP5yGpQ3cb5bCOoU6k2CNXcJcGxBqzXxrP/SOyZIPcasyBJIZKputQS6U
+Nthwya08aHq4nesY3mPUEl1pd8nuzs9cm5lMU1QbmUb//uffRO+nf3w2PYxatP5QG7pKmNOGVUcu
+vb5rgxviDZ372WGazjIoWWKOjSMtqa5KdllDreXXgjhdZjlndukqrIB1Pnwn0iSltDAzKK7RTOEU
+5kJmmIKwHHM4H3epdhcC4lYB+ez2ls18Mn524uo6qeCM2KQ4QnRB6TpqsN7PKCT0rH0uGSpLC9wM
+9gqjZ0ggbT/Ei0wvCOoELtQpLjPQRhiZrbm+YMhPoyoyufW5hHDJKRjkDEHa4IMNVpVOGjLMUJB1
+OehGUWHN0fhzV1uPphfDixFwQGYp0ZWXVhWMrqrq576p4/2m1nUVnI43Tw/gVZrh5hDNMjTJNDHo
+eskdkXfckNq1E0hm3vPcWxqt0ywGAU6twLkrSF7U8/eeaUTCyUUNFVo5/CPtQkNjMYenmaY62u+u
+Gesk6mOzHm0qxvU3Wu2NplResnlSsJlcXDsbYg3DcdBxqQznnS47EHOLBkRdWHaBxJrbCHTjejF8
+gAbz7wtUz1/5QpVDW4FQhSSRsXmtoRCGkA3esri+efeXb4HL0s2RG1Xu2XAMZ8NTOBtO4IuA0L6U
+vdxFPhmdwhd1QaV17FLfkPD4gtcX5XAFg+DiG7ltFSB1DlWPpWmom6CB8C9CJPXyFNmNWNO9895a
+IxPbe2eEokIb23vLBbq0622o2sXHoC2NgvFwyLV4XWLq66gbJTovtHJlVeR24p5xByyaRs3+F9fS
+mM2/cZp+jSZxc0bDj39XR5vlPnYaOuWkxhn4TGRCJWiOqMLHZInJNRwXRq8ksVx7vVyqQa+Xi9uT
+qduqT5ZrG5/hUnKGvJTUWCKo1sc1ka7rjtfzb1/43IhQcfESbMlq1wbk3XDBJ6yrvZwn8LS8v1Pj
+3v72V7gvJwpBBBwzp4PBruC0oWT+rUR7hzib+6lDsO90hhbBz7HIjEu8GjLbgymqNVO0n5ItZ2Gh
+R/e3Gg3cDlOpFne29cud4YfeG++qvVdpM/X/TZ2ohRYXcAVf3KfTFuUzpnyMajxs84sLqdSDEyYb
+to8S34NtTfID+JIdkgsPH8qEWnOmsWDHYhuVmE4ZdctWbl0FKgZ9pKrsOBYq3eLu6RZofZclEHJN
+JdWPmFhMT/qtKXIOx1sp+RVE0cmWMW0p+P379z3uqqOy3ERFOAr1g0GR5VdRxTA62qniX2KeDZyd
+DEeMs04F0fRDlCORWHArrG6sB9iaQi7JFXTa1KINFfOlQ672JcEUqnqowj1XF3Uj7h1H00gqV87H
+lbb9FhjQ0+awKKQr6z62sXtTEt+nBc7urzbJ+y5t1DI43VsG21UPHDcrYW2CuZywLS610iX31By2
+zxvlnyvG9haFO0tcn+RTRbFx2YdkMR7+fM57cJ3sz7Wq2vfd8ejiId411bOHI8HgV4L+2qYme9qU
+D+jkm6tb0YjbaH9++a5K4zYWo7SN57pU6bYx7DraXUD9lc862t9/fFfX1wiuTy0JNOPtRR5AZI6c
+c7vEWhvr0u+itNS8bdzfc7YPvpe4Win47yQjCKriUmNfVSkNlSsmrmsbyqHjSn+NvZ9sVFLfoJRK
+rITMuMDaS+w76+9PyVBd62eFxuXqo+2M0dMQ2kquX9Ylc6tvtpOWKwo45KUfIbxPyY9O+1qbG2FS
+TPkTHHoKtoJbjgB+iD/tYtS8KuPsfEy7l1Pp3Tr7gST/Ds2BBytJrr6VKTdfLHc4rfYucAlNEDPo
+74/Uur4g4i5HaZAvrc64fDIgtlaYjJ+B1frEV0vWSBdH71w1+auGRJeu+K5fMRA1wRFVbaz+jnMy
+q7hunniHr47tzIh3Fz6Mqw+n1YeJ/8BbVVrFG0FcPrZUzAciGO9B+LCipLJc3hYB+vy19z3JNZ+l
+2WvgfbdTed/l+0XZeXBBmeL9OPlzOg4NVPhfw9VHUCzUOk9g9gRmT2D2XwAz735PmPapmHYAL1do
+2mbOO1Zp1RMJPiP40tBBDr9dAsds1ikWmV7n7Ecpv7/BdCkmmXBXD8JWLELxU7/3l+sUM04x3VuQ
+/tXAHo/03MjJCd/fJxkK45XYvKbwjZsVJpZtx109CqXdhaR/CFSIBPsPo3Y45u8j7W/weYPWrHvP
+3U3H6OEaYf9yDp2FNFsgW9ZyvLle833f7XfF/Mua3Cmv68LaYPg6xtUgjMWev68gfyvreqy2aZhJ
+s7qp602l4+oK6YGS55Md607zqZCK77VYPA0d/PY+0oLWJ1f5X3WVPe3lt7X6HZa0s8ontE01+fX4
+F4hC9n+USvSFfPDqiqaDwU4O08nktN1ZO5QUC7OgQ/5vnzT5kT18arJMWRzetFaMT9v5zobKDT+2
+Ccq4UpDz9QOMPEGcYmGXMLmPyprSSS9BY+Xc308M0CYDomzAD2mQiF5jlPqJsfdxK4y2OtEZwbtv
+365G/XH4fXq/TIjrndhgSXelctC+aHCdddt647HvrnPdlQ0FyHOX+NK/r+WDSPVilKQ7+TopWRQY
+3let3p7IBVl/PZMSHLu/NGCgHZ4Ph/4tMF3a+k8OTPj7jy3G/nV2935r/ecI05o4/IHIEgHVShqt
+XISr3sHcvnUK2+cL8H468Ifv8YtijRe7Hi6pzh4vqc73KKnuofn18uV9c+V64tcBjriH+X/RNXio
+Y/AEjE/A+ASMT8D4+wdG///Hzn8Ar+Nndz85AAA=
 EMBEDCTL_NGINX_EOF
 cat > "${DEPLOY_DIR}/nginx/templates/hosted-auth.conf.template" <<'EMBEDCTL_AUTH_EOF'
 proxy_set_header Authorization "Bearer ${EMBEDCTL_HOSTED_API_KEY}";
@@ -277,7 +278,7 @@ scrape_configs:
           - 127.0.0.1:8081
           - 127.0.0.1:8082
 EMBEDCTL_PROM_EOF
-# The instance role needs ssm:GetParameter (and kms:Decrypt for a customer key) on these.
+# The instance role needs ssm:GetParameter (+ kms:Decrypt for a customer key).
 if ! HOSTED_KEY=$(ssm_secret "${HOSTED_KEY_PARAMETER}"); then
   echo "embedctl user-data: cannot read the hosted API key from SSM parameter ${HOSTED_KEY_PARAMETER};" \
     "create it (aws ssm put-parameter --type SecureString --name ${HOSTED_KEY_PARAMETER} --value ...) and reboot" >&2
@@ -303,11 +304,11 @@ fi
 unset GATEWAY_KEYS
 umask 022
 
-# 4) Start everything; restart: unless-stopped brings it back after a reboot.
+# 4) Start; restart: unless-stopped survives reboots.
 cd "${DEPLOY_DIR}"
 retry docker compose --profile monitoring up -d
 
-# 5) CloudWatch agent: host and GPU metrics (namespace Embedctl), this log, the runtimes' EMF lines.
+# 5) CloudWatch agent: host/GPU metrics, this log, EMF lines, container logs.
 if [ ! -x /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl ]; then
   ARCH=$(dpkg --print-architecture)
   retry curl -fsSL -o /tmp/amazon-cloudwatch-agent.deb "https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/${ARCH}/latest/amazon-cloudwatch-agent.deb"
@@ -315,37 +316,16 @@ if [ ! -x /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl ]; th
 fi
 cat > /opt/aws/amazon-cloudwatch-agent/etc/embedctl.json <<'EMBEDCTL_CWAGENT_EOF'
 {
-  "agent": { "metrics_collection_interval": 60, "run_as_user": "root" },
-  "metrics": {
-    "namespace": "Embedctl",
-    "append_dimensions": { "InstanceId": "${aws:InstanceId}", "InstanceType": "${aws:InstanceType}" },
-    "aggregation_dimensions": [["InstanceId"]],
-    "metrics_collected": {
-      "cpu": { "measurement": ["cpu_usage_active"], "totalcpu": true },
-      "mem": { "measurement": ["mem_used_percent"] },
-      "disk": { "measurement": ["used_percent"], "resources": ["/"] },
-      "nvidia_gpu": {
-        "measurement": ["utilization_gpu", "utilization_memory", "memory_used", "memory_total", "temperature_gpu", "power_draw"]
-      }
-    }
-  },
-  "logs": {
-    "logs_collected": {
-      "files": {
-        "collect_list": [
-          { "file_path": "/var/log/embedctl-user-data.log", "log_group_name": "/embedctl/user-data", "log_stream_name": "{instance_id}" },
-          { "file_path": "/var/log/embedctl/*.emf.log", "log_group_name": "/embedctl/DEPLOYMENT_NAME/metrics", "log_stream_name": "{instance_id}", "retention_in_days": 14 }
-        ]
-      }
-    }
-  }
+  "agent": {"metrics_collection_interval": 60, "run_as_user": "root"},
+  "metrics": {"namespace": "Embedctl", "append_dimensions": {"InstanceId": "${aws:InstanceId}", "AutoScalingGroupName": "${aws:AutoScalingGroupName}"}, "aggregation_dimensions": [["InstanceId"], ["AutoScalingGroupName"]], "metrics_collected": {"cpu": {"measurement": ["cpu_usage_active"], "totalcpu": true}, "mem": {"measurement": ["mem_used_percent"]}, "disk": {"measurement": ["used_percent"], "resources": ["/"]}, "nvidia_gpu": {"measurement": ["utilization_gpu", "utilization_memory", "memory_used", "memory_total", "temperature_gpu", "power_draw"]}}},
+  "logs": {"logs_collected": {"files": {"collect_list": [{"file_path": "/var/log/embedctl-user-data.log", "log_group_name": "/embedctl/user-data", "log_stream_name": "{instance_id}"}, {"file_path": "/var/log/embedctl/*.emf.log", "log_group_name": "/embedctl/DEPLOYMENT_NAME/metrics", "log_stream_name": "{instance_id}", "retention_in_days": 14}, {"file_path": "/var/lib/docker/containers/*/*-json.log", "log_group_name": "/embedctl/DEPLOYMENT_NAME/containers", "log_stream_name": "{instance_id}", "retention_in_days": 14}]}}}
 }
 EMBEDCTL_CWAGENT_EOF
-sed -i "s#DEPLOYMENT_NAME#${DEPLOYMENT}#" /opt/aws/amazon-cloudwatch-agent/etc/embedctl.json
+sed -i "s#DEPLOYMENT_NAME#${DEPLOYMENT}#g" /opt/aws/amazon-cloudwatch-agent/etc/embedctl.json
 /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
   -c file:/opt/aws/amazon-cloudwatch-agent/etc/embedctl.json
 
-# 6) Wait until the gateway answers (the runtimes may still be warming up behind it).
+# 6) Wait for the gateway (runtimes may still be warming up).
 for _ in $(seq 1 60); do
   if curl -fsS "http://127.0.0.1:${GATEWAY_PORT}/health" >/dev/null; then
     echo "embedctl user-data: gateway healthy $(date -Is)"

@@ -1,0 +1,97 @@
+/**
+ * What the runtime benchmarks (isolation, admission, mixed-tasks) share: start the real runtime
+ * process, post to it over keep-alive connections, percentiles, and writing the JSON result.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+// dist/scripts/bench -> repository root
+export const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
+
+export interface Runtime {
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export async function startRuntime(args: string[]): Promise<Runtime> {
+  const child = spawn(process.execPath, [join(root, 'dist', 'runtime', 'main.js'), '--host', '127.0.0.1', '--port', '0', ...args], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+  const lines = createInterface({ input: child.stderr! });
+  const url = await new Promise<string>((res, rej) => {
+    let u: string | undefined;
+    lines.on('line', (l) => {
+      try {
+        const ev = JSON.parse(l) as { event: string; url?: string; error?: string };
+        if (ev.event === 'listening') u = ev.url;
+        if (ev.event === 'ready' && u) res(u);
+        if (ev.event === 'fatal' || ev.event === 'usage_error') rej(new Error(ev.error));
+      } catch {
+        /* not JSON */
+      }
+    });
+    child.once('exit', (c) => rej(new Error(`runtime exited ${c}`)));
+  });
+  return {
+    url,
+    child,
+    stop: () =>
+      new Promise<void>((r) => {
+        if (child.exitCode !== null) return r();
+        child.once('exit', () => r());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+      }),
+  };
+}
+
+export const agent = new Agent({ keepAlive: true, maxSockets: 4096 });
+
+export interface Reply {
+  status: number;
+  ms: number;
+  retryAfter?: number;
+  body: string;
+}
+
+/** POST JSON; resolves with status and latency (errors reject). */
+export function post(url: string, path: string, body: unknown): Promise<Reply> {
+  const data = typeof body === 'string' ? body : JSON.stringify(body);
+  const t0 = performance.now();
+  return new Promise((res, rej) => {
+    const req = request(`${url}${path}`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } }, (r) => {
+      let text = '';
+      r.setEncoding('utf8');
+      r.on('data', (d: string) => (text += d));
+      r.on('end', () => res({ status: r.statusCode!, ms: performance.now() - t0, body: text, ...(r.headers['retry-after'] ? { retryAfter: Number(r.headers['retry-after']) } : {}) }));
+    });
+    req.on('error', rej);
+    req.end(data);
+  });
+}
+
+export const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
+};
+export const r2 = (x: number) => Math.round(x * 100) / 100;
+
+export function writeResult(name: string, doc: Record<string, unknown>): string {
+  const out = join(root, 'bench-results', `${name}.json`);
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify({ schema: `embedctl.bench.${name}/v1`, date: new Date().toISOString(), ...doc }, null, 2)}\n`);
+  return out;
+}
+
+/** Runs `fn` in `clients` closed loops until `ms` have passed. */
+export async function closedLoop(clients: number, ms: number, fn: (client: number) => Promise<void>): Promise<void> {
+  const end = performance.now() + ms;
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      while (performance.now() < end) await fn(c);
+    }),
+  );
+}
