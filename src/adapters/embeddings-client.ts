@@ -1,17 +1,31 @@
-import { ExternalError, UsageError } from '../errors.js';
+import { ExternalError } from '../errors.js';
 import { sleep as defaultSleep } from '../context.js';
 import { vectorProblem } from '../core/vectors.js';
 import type { EmbeddingCache } from './embedding-cache.js';
+import { decodeVector, DEFAULT_MODELS, JINA_HOST, OPENAI_HOST, parseRetryAfter, resolveEndpoint, RetryableError, serverMessage } from './embeddings-shapes.js';
+
+export {
+  DEFAULT_MODELS,
+  estimateCost,
+  estimateTokens,
+  isPaidHost,
+  LIST_PRICE_PER_MILLION,
+  parseHeaders,
+  parseRetryAfter,
+  resolveEndpoint,
+  type CostEstimate,
+  type ResolvedEndpoint,
+} from './embeddings-shapes.js';
 
 /**
  * One client for every embeddings endpoint a team has: the Jina API, OpenAI (and anything that
- * speaks its shape), Hugging Face TEI (`/embed`) and embedctl's own runtime. Batches, bounded
+ * speaks its shape), Hugging Face TEI (`/embed`), Ollama (`/api/embed`) and embedctl's own runtime. Batches, bounded
  * concurrency, timeouts and retries live here so every command (verify, rag-overlap, load-test,
  * rollout gates, the hybrid client) behaves the same against a flaky endpoint.
  */
 
-export type Shape = 'openai' | 'jina' | 'tei' | 'embedctl';
-export const SHAPES = ['auto', 'openai', 'jina', 'tei', 'embedctl'] as const;
+export type Shape = 'openai' | 'jina' | 'tei' | 'embedctl' | 'ollama';
+export const SHAPES = ['auto', 'openai', 'jina', 'tei', 'embedctl', 'ollama'] as const;
 
 export interface EmbeddingsClientOptions {
   /** Base URL (http://host:port) or the full endpoint (…/v1/embeddings, …/embed). */
@@ -66,6 +80,11 @@ export interface EmbedResult {
   cached: number;
   /** HTTP requests made (retries included). */
   requests: number;
+  /**
+   * Answers per X-Embedctl-Backend value ("selfhosted", "hosted"; "none" without the header):
+   * which side of an embedctl gateway answered. Cached texts are not counted.
+   */
+  backends: Record<string, number>;
 }
 
 export interface EmbeddingsClient {
@@ -76,122 +95,6 @@ export interface EmbeddingsClient {
   readonly paid: boolean;
   /** `onProgress` here adds to the client-wide one, for a per-call progress bar. */
   embed(texts: string[], call?: { onProgress?: (done: number, total: number) => void }): Promise<EmbedResult>;
-}
-
-const JINA_HOST = 'api.jina.ai';
-const OPENAI_HOST = 'api.openai.com';
-export const DEFAULT_MODELS: Partial<Record<Shape, string>> = {
-  jina: 'jina-embeddings-v3',
-  openai: 'text-embedding-3-small',
-};
-
-export interface ResolvedEndpoint {
-  endpoint: string;
-  shape: Shape;
-  host: string;
-}
-
-/** Turns what the user typed into the URL we POST to and the body shape it speaks. */
-export function resolveEndpoint(url: string, shape: Shape | 'auto' = 'auto', flag = '--url'): ResolvedEndpoint {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new UsageError(`not a URL: ${JSON.stringify(url)}`, { field: flag, hint: 'e.g. http://127.0.0.1:8080 or https://api.jina.ai/v1/embeddings' });
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new UsageError(`only http and https endpoints are supported, got ${u.protocol}`, { field: flag });
-  }
-  const path = u.pathname.replace(/\/+$/, '');
-  let resolved: Shape;
-  if (shape !== 'auto') resolved = shape;
-  else if (u.hostname === JINA_HOST) resolved = 'jina';
-  else if (u.hostname === OPENAI_HOST) resolved = 'openai';
-  else if (path.endsWith('/embed')) resolved = 'tei';
-  // Anything else speaks the OpenAI shape; embedctl's runtime also reads task/dimensions from it.
-  else resolved = 'embedctl';
-  if (resolved === 'tei') {
-    if (!path.endsWith('/embed')) u.pathname = `${path}/embed`;
-  } else if (!path.endsWith('/embeddings')) {
-    u.pathname = path.endsWith('/v1') ? `${path}/embeddings` : `${path}/v1/embeddings`;
-  }
-  return { endpoint: u.toString(), shape: resolved, host: u.hostname };
-}
-
-export function isPaidHost(url: string): boolean {
-  try {
-    const h = new URL(url).hostname;
-    return h === JINA_HOST || h === OPENAI_HOST;
-  } catch {
-    return false;
-  }
-}
-
-/** `--header "Name: value"` flags into a record; bad ones name the flag. */
-export function parseHeaders(list: string[] | undefined, flag = '--header'): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const raw of list ?? []) {
-    const i = raw.indexOf(':');
-    const name = i > 0 ? raw.slice(0, i).trim() : '';
-    if (!name || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
-      throw new UsageError(`expected "Name: value", got ${JSON.stringify(raw)}`, { field: flag, hint: 'e.g. --header "Authorization: Bearer $TOKEN"' });
-    }
-    out[name] = raw.slice(i + 1).trim();
-  }
-  return out;
-}
-
-/** Seconds or an HTTP date; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  if (!value) return undefined;
-  const v = value.trim();
-  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
-  const t = Date.parse(v);
-  if (Number.isNaN(t)) return undefined;
-  return Math.max(0, t - now);
-}
-
-class RetryableError extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
-}
-
-function serverMessage(text: string): string {
-  let msg = text;
-  try {
-    const j = JSON.parse(text) as Record<string, unknown>;
-    const e = j.error;
-    if (typeof e === 'string') msg = e;
-    else if (e && typeof e === 'object' && typeof (e as { message?: unknown }).message === 'string') msg = (e as { message: string }).message;
-    else if (typeof j.detail === 'string') msg = j.detail;
-    else if (Array.isArray(j.detail)) msg = JSON.stringify(j.detail);
-    else if (typeof j.message === 'string') msg = j.message;
-  } catch {
-    /* not JSON: the raw text it is */
-  }
-  msg = msg.replace(/\s+/g, ' ').trim();
-  return msg.length > 300 ? `${msg.slice(0, 300)}…` : msg || '(empty body)';
-}
-
-function decodeVector(v: unknown): Float32Array | undefined {
-  if (Array.isArray(v)) {
-    const out = new Float32Array(v.length);
-    for (let i = 0; i < v.length; i++) out[i] = typeof v[i] === 'number' ? v[i] : NaN;
-    return out;
-  }
-  if (typeof v === 'string') {
-    // encoding_format=base64: little-endian float32, what OpenAI and Jina return when asked.
-    const buf = Buffer.from(v, 'base64');
-    if (buf.length % 4 !== 0) return undefined;
-    const out = new Float32Array(buf.length / 4);
-    for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(i * 4);
-    return out;
-  }
-  return undefined;
 }
 
 export function createEmbeddingsClient(opts: EmbeddingsClientOptions): EmbeddingsClient {
@@ -235,6 +138,8 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
         return { model, input, ...(opts.dimensions ? { dimensions: opts.dimensions } : {}), encoding_format: 'float' };
       case 'tei':
         return { inputs: input, normalize: true, truncate: true };
+      case 'ollama':
+        return { ...(model ? { model } : {}), input, truncate: true, ...(opts.dimensions ? { dimensions: opts.dimensions } : {}) };
       case 'embedctl':
         return {
           ...(model ? { model } : {}),
@@ -253,12 +158,12 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     input: string[],
     offset: (j: number) => number,
     signal: AbortSignal,
-    counter: { requests: number },
+    counter: { requests: number; backends: Record<string, number> },
   ): Promise<{ vectors: Float32Array[]; tokens: number; model?: string }> {
     for (let attempt = 0; ; attempt++) {
       try {
         counter.requests++;
-        return await attemptOnce(input, offset, signal);
+        return await attemptOnce(input, offset, signal, counter.backends);
       } catch (err) {
         if (signal.aborted) throw signal.reason ?? err;
         if (!(err instanceof RetryableError)) throw err;
@@ -280,7 +185,7 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     }
   }
 
-  async function attemptOnce(input: string[], offset: (j: number) => number, signal: AbortSignal) {
+  async function attemptOnce(input: string[], offset: (j: number) => number, signal: AbortSignal, backends: Record<string, number>) {
     let res: Response;
     try {
       res = await doFetch(endpoint, {
@@ -321,7 +226,11 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     } catch {
       throw fail(`answered HTTP ${res.status} with a body that is not JSON: ${serverMessage(text)}`);
     }
-    return parseResponse(parsed, input.length, offset);
+    const answer = parseResponse(parsed, input.length, offset);
+    // Which side of an embedctl gateway answered: evidence must come from the side it claims.
+    const backend = res.headers.get('x-embedctl-backend') ?? 'none';
+    backends[backend] = (backends[backend] ?? 0) + 1;
+    return answer;
   }
 
   /** `indexOf(j)` maps a batch position to the caller's text index, for error messages. */
@@ -332,6 +241,12 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     if (shape === 'tei') {
       if (!Array.isArray(parsed)) throw fail('TEI answer is not an array of vectors');
       rows = parsed;
+    } else if (shape === 'ollama') {
+      const p = parsed as { embeddings?: unknown; model?: unknown; prompt_eval_count?: unknown };
+      if (!p || !Array.isArray(p.embeddings)) throw fail('Ollama answer has no "embeddings" array (is this /api/embed?)');
+      rows = p.embeddings;
+      if (typeof p.model === 'string') servedModel = p.model;
+      if (typeof p.prompt_eval_count === 'number') tokens = p.prompt_eval_count;
     } else {
       const p = parsed as { data?: unknown; model?: unknown; usage?: { total_tokens?: unknown; prompt_tokens?: unknown } };
       if (!p || !Array.isArray(p.data)) throw fail('answer has no "data" array (is this an embeddings endpoint?)');
@@ -365,7 +280,7 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
       perCall.onProgress?.(d, t);
     };
     const out: Float32Array[] = new Array(total);
-    const counter = { requests: 0 };
+    const counter = { requests: 0, backends: {} as Record<string, number> };
     let done = 0;
     let cached = 0;
     let tokens = 0;
@@ -433,50 +348,9 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     const odd = out.findIndex((v) => v.length !== d0);
     if (odd >= 0) throw fail(`text #${odd} has ${out[odd]!.length} dimensions, text #0 has ${d0} (stale cache? rerun with --no-cache)`);
     if (ns && batches.length > 0) await ns.setMeta({ model: servedModel ?? model, dimensions: d0 });
-    return { vectors: out, usage: { tokens }, model: servedModel ?? model, cached, requests: counter.requests };
+    return { vectors: out, usage: { tokens }, model: servedModel ?? model, cached, requests: counter.requests, backends: counter.backends };
   }
 
   return { endpoint, shape, model, paid, embed };
 }
 
-/** ~4 characters a token for English; dense scripts (CJK) run closer to 1 a token. */
-export function estimateTokens(texts: string[]): number {
-  let n = 0;
-  for (const t of texts) {
-    let cjk = 0;
-    for (const ch of t) if (/[\u3000-\u9fff\uac00-\ud7af\uf900-\ufaff]/.test(ch)) cjk++;
-    n += Math.ceil((t.length - cjk) / 4) + cjk + 1;
-  }
-  return n;
-}
-
-/**
- * List prices in USD per million tokens, as published when this was written; a guard against
- * surprises, not a bill. Override with --price-per-million.
- */
-export const LIST_PRICE_PER_MILLION: Record<string, number> = {
-  'jina-embeddings-v3': 0.05,
-  'jina-embeddings-v4': 0.05,
-  'text-embedding-3-small': 0.02,
-  'text-embedding-3-large': 0.13,
-  'text-embedding-ada-002': 0.1,
-};
-
-export interface CostEstimate {
-  endpoint: string;
-  tokens: number;
-  usd: number;
-  pricePerMillion: number;
-}
-
-/** Undefined for a free endpoint (self-hosted, no price given): nothing to guard. */
-export function estimateCost(
-  client: Pick<EmbeddingsClient, 'endpoint' | 'model' | 'paid'>,
-  texts: string[],
-  pricePerMillion?: number,
-): CostEstimate | undefined {
-  if (!client.paid && pricePerMillion === undefined) return undefined;
-  const price = pricePerMillion ?? LIST_PRICE_PER_MILLION[client.model ?? ''] ?? 0.13;
-  const tokens = estimateTokens(texts);
-  return { endpoint: client.endpoint, tokens, usd: (tokens / 1e6) * price, pricePerMillion: price };
-}

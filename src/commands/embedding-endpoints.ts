@@ -13,6 +13,7 @@ import {
   type Shape,
 } from '../adapters/embeddings-client.js';
 import { createEmbeddingCache, defaultCacheDir } from '../adapters/embedding-cache.js';
+import { deploymentTarget } from '../adapters/evidence-targets.js';
 import { parseTexts, type TextItem } from '../core/sample-texts.js';
 import { fmtUsd, progress, type Logger } from '../ui/output.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
@@ -26,8 +27,9 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function addEndpointOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('--reference <url>', 'the endpoint you trust today (hosted API or current deployment)')
-    .requiredOption('--candidate <url>', 'the endpoint that should replace it (e.g. the self-hosted runtime)')
+    .option('--reference <url>', 'the endpoint you trust today (hosted API or current deployment); with --deployment: its hosted side')
+    .option('--candidate <url>', 'the endpoint that should replace it (e.g. the self-hosted runtime); with --deployment: its self-hosted side')
+    .option('--deployment [name]', 'take both sides from a deployment\'s gateway (state.json, or "local" for up --local) through the operator route, whatever the split')
     .option('--reference-header <header>', 'extra header for the reference, "Name: value" (repeatable)', collect)
     .option('--candidate-header <header>', 'extra header for the candidate, "Name: value" (repeatable)', collect)
     .option('--header <header>', 'extra header for both sides (repeatable)', collect)
@@ -49,6 +51,7 @@ export function addEndpointOptions(cmd: Command): Command {
 export interface EndpointFlags {
   reference: string;
   candidate: string;
+  deployment?: string | true;
   referenceHeader?: string[];
   candidateHeader?: string[];
   header?: string[];
@@ -65,6 +68,34 @@ export interface EndpointFlags {
   maxCost: string;
   pricePerMillion?: string;
   yes?: boolean;
+}
+
+/**
+ * With --deployment, the sides not given explicitly are the deployment's gateway pinned to
+ * self-hosted (candidate) and hosted (reference) with the operator key. Without it both URLs are
+ * required. Returns where each side came from, for the report.
+ */
+export async function resolveSides(ctx: Context, o: EndpointFlags): Promise<{ candidateVia: string; referenceVia: string }> {
+  let candidateVia = 'as given';
+  let referenceVia = 'as given';
+  if (o.deployment !== undefined) {
+    const t = await deploymentTarget(ctx.cwd, ctx.env, o.deployment);
+    const headerFlags = (h: Record<string, string>) => Object.entries(h).map(([k, v]) => `${k}: ${v}`);
+    if (!o.candidate) {
+      o.candidate = t.selfHosted.url;
+      o.candidateHeader = [...headerFlags(t.selfHosted.headers), ...(o.candidateHeader ?? [])];
+      candidateVia = t.selfHosted.via;
+    }
+    if (!o.reference) {
+      o.reference = t.hosted.url;
+      o.referenceHeader = [...headerFlags(t.hosted.headers), ...(o.referenceHeader ?? [])];
+      referenceVia = t.hosted.via;
+    }
+  }
+  for (const side of ['reference', 'candidate'] as const) {
+    if (!o[side]) throw new UsageError('required: an endpoint URL, or --deployment to use a deployment\'s gateway', { field: `--${side}` });
+  }
+  return { candidateVia, referenceVia };
 }
 
 export interface Sides {
@@ -179,4 +210,11 @@ export function readTextFile(ctx: Context, flag: string, path: string, fields?: 
   } catch (err) {
     throw new UsageError((err as Error).message, { field: flag });
   }
+}
+
+/** Sums per-backend answer counts of several embed calls. */
+export function mergeCounts(...counts: Array<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const c of counts) for (const [k, n] of Object.entries(c)) out[k] = (out[k] ?? 0) + n;
+  return out;
 }

@@ -12,7 +12,8 @@ import { printJson, table, withSchema } from '../ui/output.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { dataDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
-import { addEndpointOptions, embedWithProgress, endpointClients, guardCost, readTextFile, type EndpointFlags } from './embedding-endpoints.js';
+import { answeredBy, checkCandidateBackends } from '../adapters/evidence-targets.js';
+import { addEndpointOptions, embedWithProgress, endpointClients, guardCost, mergeCounts, readTextFile, resolveSides, type EndpointFlags } from './embedding-endpoints.js';
 import { ragOverlapReport } from '../contracts/reports.js';
 
 interface Opts extends EndpointFlags {
@@ -93,6 +94,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       }
       log.info(`${queries.length} queries over ${corpus.length} passages, top ${k}${qrels ? `, ${qrels.size} judged queries` : ''}`);
 
+      const via = await resolveSides(ctx, opts);
       const pSides = endpointClients(ctx, opts, opts.passageTask);
       const qSides = endpointClients(ctx, opts, opts.queryTask);
       const ptexts = corpus.map((c) => c.text);
@@ -113,6 +115,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       const side = async (name: 'reference' | 'candidate') => {
         const P = await embedWithProgress(ctx, `${name} passages`, pSides[name], ptexts);
         const Q = await embedWithProgress(ctx, `${name} queries`, qSides[name], qtexts);
+        const backends = mergeCounts(P.backends, Q.backends);
+        if (name === 'candidate') checkCandidateBackends(backends, opts.candidate);
         const dim = P.vectors[0]!.length;
         if (Q.vectors[0]!.length !== dim) {
           throw new UsageError(`${name} answers ${Q.vectors[0]!.length}-dimensional query vectors but ${dim}-dimensional passage vectors`, { field: `--${name}` });
@@ -121,7 +125,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         const r = await backend.topK(packNormalized(Q.vectors, dim), queries.length, packNormalized(P.vectors, dim), corpus.length, dim, depth);
         log.verbose(`${name}: top-${depth} of ${queries.length} x ${corpus.length} x ${dim} in ${Math.round(performance.now() - t0)} ms (${backend.name})`);
         const lists = queries.map((_, q) => Array.from(r.indices.subarray(q * r.k, (q + 1) * r.k), (i) => corpus[i]!.id));
-        return { model: P.model ?? Q.model, dim, lists, queryVectors: Q.vectors, cached: P.cached + Q.cached };
+        return { model: P.model ?? Q.model, dim, lists, queryVectors: Q.vectors, cached: P.cached + Q.cached, backends };
       };
       const ref = await side('reference');
       const cand = await side('candidate');
@@ -165,8 +169,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         .slice(0, 10)
         .map(({ i, o }) => ({ id: queries[i]!.id, text: preview(queries[i]!.text), overlap: o, rbo: rb[i]! }));
       const doc = {
-        reference: { url: opts.reference, endpoint: pSides.reference.endpoint, model: ref.model ?? null, dimensions: ref.dim, cached: ref.cached },
-        candidate: { url: opts.candidate, endpoint: pSides.candidate.endpoint, model: cand.model ?? null, dimensions: cand.dim, cached: cand.cached },
+        reference: { url: opts.reference, endpoint: pSides.reference.endpoint, model: ref.model ?? null, dimensions: ref.dim, cached: ref.cached, answeredBy: answeredBy(ref.backends), backends: ref.backends, via: via.referenceVia },
+        candidate: { url: opts.candidate, endpoint: pSides.candidate.endpoint, model: cand.model ?? null, dimensions: cand.dim, cached: cand.cached, answeredBy: answeredBy(cand.backends), backends: cand.backends, via: via.candidateVia },
         k,
         queries: queries.length,
         corpus: corpus.length,

@@ -9,7 +9,8 @@ import { fmtNum, printJson, table, withSchema } from '../ui/output.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { dataDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
-import { addEndpointOptions, embedWithProgress, endpointClients, guardCost, readTextFile, type EndpointFlags } from './embedding-endpoints.js';
+import { answeredBy, checkCandidateBackends } from '../adapters/evidence-targets.js';
+import { addEndpointOptions, embedWithProgress, endpointClients, guardCost, readTextFile, resolveSides, type EndpointFlags } from './embedding-endpoints.js';
 import { verifyConsistencyReport } from '../contracts/reports.js';
 
 interface Opts extends EndpointFlags {
@@ -41,6 +42,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl verify-consistency --reference https://api.jina.ai/v1/embeddings --candidate http://10.0.1.5:8080 --task text-matching',
     'embedctl verify-consistency --reference http://127.0.0.1:8080 --candidate http://127.0.0.1:8081 --sample 40 --json',
     'embedctl verify-consistency --reference $OLD --candidate $NEW --texts my-queries.txt --min-cosine 0.995 --out .embedctl/verify.json',
+    'embedctl verify-consistency --deployment local --sample 40 --out .embedctl/reports/verify-consistency.json',
   ]);
   cmd.action(
     action<Opts>(ctx, holder, async ({ opts, globals, log }) => {
@@ -57,6 +59,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       }
       const seed = parseFlag('--seed', opts.seed, parsers.number({ integer: true }));
       const sampleN = opts.sample === undefined ? undefined : parseFlag('--sample', opts.sample, parsers.number({ integer: true, min: 1 }));
+      const via = await resolveSides(ctx, opts);
       const sides = endpointClients(ctx, opts, opts.task);
 
       const all: TextItem[] = opts.texts
@@ -72,6 +75,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       });
       const ref = await embedWithProgress(ctx, 'reference', sides.reference, texts);
       const cand = await embedWithProgress(ctx, 'candidate', sides.candidate, texts);
+      checkCandidateBackends(cand.backends, opts.candidate);
       const rd = ref.vectors[0]!.length;
       const cd = cand.vectors[0]!.length;
       if (rd !== cd) {
@@ -90,8 +94,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       // Unaligned spaces (a different model with the same width) give cosines near 0, not 0.98.
       const differentModel = s.p50 < 0.5;
       const doc = {
-        reference: { url: opts.reference, endpoint: sides.reference.endpoint, model: ref.model ?? null, cached: ref.cached, tokens: ref.usage.tokens },
-        candidate: { url: opts.candidate, endpoint: sides.candidate.endpoint, model: cand.model ?? null, cached: cand.cached, tokens: cand.usage.tokens },
+        reference: { url: opts.reference, endpoint: sides.reference.endpoint, model: ref.model ?? null, cached: ref.cached, tokens: ref.usage.tokens, answeredBy: answeredBy(ref.backends), backends: ref.backends, via: via.referenceVia },
+        candidate: { url: opts.candidate, endpoint: sides.candidate.endpoint, model: cand.model ?? null, cached: cand.cached, tokens: cand.usage.tokens, answeredBy: answeredBy(cand.backends), backends: cand.backends, via: via.candidateVia },
         texts: source,
         count: texts.length,
         dimensions: rd,
@@ -113,7 +117,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         const f = (x: number) => x.toFixed(6);
         const lines = [
           `reference  ${sides.reference.endpoint}  (${ref.model ?? 'model not reported'})`,
-          `candidate  ${sides.candidate.endpoint}  (${cand.model ?? 'model not reported'})`,
+          `candidate  ${sides.candidate.endpoint}  (${cand.model ?? 'model not reported'}; answered by ${answeredBy(cand.backends)})`,
           `${texts.length} texts, ${rd} dimensions${opts.task ? `, task ${opts.task}` : ''}`,
           '',
           table(['cosine', 'min', 'p1', 'p5', 'p50', 'mean'], [['', f(s.min), f(s.p1), f(s.p5), f(s.p50), f(s.mean)]]).trimEnd(),

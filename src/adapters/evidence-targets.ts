@@ -1,0 +1,114 @@
+import { readFileSync } from 'node:fs';
+import { operatorKey, parseGatewayKeys } from '../core/gateway-keys.js';
+import { ROUTE_HEADER, type GatewayRoute } from '../core/nginx-conf.js';
+import { readState, statePaths } from '../core/state.js';
+import { UsageError } from '../errors.js';
+
+/**
+ * Evidence from the right side. Through an embedctl gateway the split decides who answers, so at
+ * 0 % a "candidate" URL pointing at the gateway is the hosted API. An operator key plus
+ * `X-Embedctl-Route: self-hosted|hosted` pins one side whatever the split; this module finds the
+ * gateway and the operator key of a deployment (`.embedctl/state.json`, or the local stack of
+ * `up --local`) and checks, after the fact, which side really answered (X-Embedctl-Backend).
+ */
+
+export const OPERATOR_KEY_ENV = 'EMBEDCTL_OPERATOR_KEY';
+
+export interface RoutedEndpoint {
+  url: string;
+  headers: Record<string, string>;
+  /** What the report says about where this came from. */
+  via: string;
+}
+
+export interface DeploymentTarget {
+  name: string;
+  gateway: string;
+  selfHosted: RoutedEndpoint;
+  hosted: RoutedEndpoint;
+}
+
+function routed(gateway: string, key: string, route: GatewayRoute, name: string): RoutedEndpoint {
+  return {
+    url: gateway,
+    headers: { Authorization: `Bearer ${key}`, [ROUTE_HEADER]: route },
+    via: `deployment ${name}: ${gateway} with ${ROUTE_HEADER}: ${route} (operator key)`,
+  };
+}
+
+/**
+ * The gateway and operator key of `--deployment [name]`: "local" (or no name while a local stack
+ * runs) is `up --local`, whose keys file holds the operator key; any other name is a deployment
+ * in state.json, whose operator key comes from EMBEDCTL_OPERATOR_KEY (it lives in SSM on the
+ * instance, never in state).
+ */
+export async function deploymentTarget(cwd: string, env: Record<string, string | undefined>, name?: string | true): Promise<DeploymentTarget> {
+  const paths = statePaths(cwd, env);
+  const wanted = typeof name === 'string' ? name : undefined;
+  let local: { url?: string; gatewayKeys?: { file?: string } } | undefined;
+  try {
+    local = JSON.parse(readFileSync(paths.local, 'utf8')) as typeof local;
+  } catch {
+    local = undefined;
+  }
+  if (local?.url && (wanted === undefined || wanted === 'local')) {
+    const file = local.gatewayKeys?.file;
+    let key = env[OPERATOR_KEY_ENV];
+    if (!key && file) {
+      try {
+        key = operatorKey(parseGatewayKeys(readFileSync(file, 'utf8'), file));
+      } catch (err) {
+        throw new UsageError(`cannot read the local gateway's operator key: ${(err as Error).message}`, { field: '--deployment', hint: 'restart the stack: embedctl down --local && embedctl up --local' });
+      }
+    }
+    if (!key) throw new UsageError('the local stack has no operator key', { field: '--deployment', hint: `restart it with embedctl up --local, or set ${OPERATOR_KEY_ENV}` });
+    return { name: 'local', gateway: local.url, selfHosted: routed(local.url, key, 'self-hosted', 'local'), hosted: routed(local.url, key, 'hosted', 'local') };
+  }
+  const state = await readState(paths.state);
+  const names = Object.keys(state.deployments);
+  const pick = wanted ?? (names.length === 1 ? names[0] : undefined);
+  if (!pick) {
+    throw new UsageError(names.length === 0 ? 'no deployment in .embedctl/state.json and no local stack' : `which one? ${names.join(', ')}`, {
+      field: '--deployment',
+      hint: names.length === 0 ? 'provision one (embedctl provision) or start one here (embedctl up --local)' : 'name it: --deployment <name>',
+    });
+  }
+  const d = state.deployments[pick];
+  if (!d) throw new UsageError(`no deployment "${pick}" in ${paths.state}${names.length ? ` (there are: ${names.join(', ')})` : ''}`, { field: '--deployment' });
+  if (!d.gateway) throw new UsageError(`deployment "${pick}" has no gateway URL recorded`, { field: '--deployment', hint: 'run embedctl status to refresh it, or pass --candidate with --candidate-header' });
+  const key = env[OPERATOR_KEY_ENV];
+  if (!key) {
+    throw new UsageError(`evidence through the gateway of "${pick}" needs its operator key`, { field: OPERATOR_KEY_ENV, hint: 'export EMBEDCTL_OPERATOR_KEY=<the operator line of the gateway keys parameter in SSM>' });
+  }
+  return { name: pick, gateway: d.gateway, selfHosted: routed(d.gateway, key, 'self-hosted', pick), hosted: routed(d.gateway, key, 'hosted', pick) };
+}
+
+export type Side = 'candidate' | 'reference';
+
+/**
+ * The candidate must have answered from self-hosted (or from a runtime directly, which sends no
+ * X-Embedctl-Backend). Hosted answers, alone or mixed in, mean the evidence compares hosted with
+ * hosted: an error naming what happened and how to reach the self-hosted side.
+ */
+export function checkCandidateBackends(backends: Record<string, number>, url: string): void {
+  const hosted = backends.hosted ?? 0;
+  if (hosted === 0) return;
+  const total = Object.values(backends).reduce((a, b) => a + b, 0);
+  const what = hosted === total ? 'answered from hosted' : 'answered from a mix of self-hosted and hosted';
+  const counts = Object.entries(backends).map(([k, n]) => `${k} ${n}`).join(', ');
+  throw new UsageError(
+    `the candidate ${what} (X-Embedctl-Backend: ${counts} of ${total} answers): this would compare hosted with hosted, not the self-hosted side`,
+    {
+      field: '--candidate',
+      hint: `${url} is a gateway splitting traffic; target the self-hosted side with --deployment (operator route), or add --candidate-header "Authorization: Bearer <operator key>" --candidate-header "${ROUTE_HEADER}: self-hosted"`,
+    },
+  );
+}
+
+/** "selfhosted" / "hosted" / "mixed" / "direct" (no gateway header): what reports record. */
+export function answeredBy(backends: Record<string, number>): string {
+  const sides = Object.keys(backends).filter((k) => (backends[k] ?? 0) > 0);
+  if (sides.length === 0) return 'cache';
+  if (sides.length > 1) return 'mixed';
+  return sides[0] === 'none' ? 'direct' : sides[0]!;
+}
