@@ -65,7 +65,11 @@ export async function watch(r: Runner): Promise<number> {
     const down = signalError(last);
     const breach = triggers.length > 0 || Boolean(down);
     const noData = !breach && last.find((g) => g.name === 'errorRate')?.value === null;
-    breaches = breach ? breaches + 1 : 0;
+    // An interval with no new traffic neither clears nor adds a breach (Argo Rollouts treats an
+    // inconclusive measurement the same way): when a gateway's breaker or fallback moves clients
+    // off a failing self-hosted side, only its re-probes reach the runtime, so healthy and failing
+    // intervals alternate with silent ones; resetting on silence would never roll back.
+    breaches = breach ? breaches + 1 : noData ? breaches : 0;
     quiet = noData ? quiet + 1 : 0;
     if (quiet === 0) frozenSince = null;
     else if (quiet === 1) frozenSince = ctx.now().toISOString();
