@@ -19,7 +19,7 @@ export interface Resolved<T> {
 
 let cache: { path: string; data: Record<string, unknown> } | undefined;
 
-export function loadProjectConfig(ctx: Context): { path: string; data: Record<string, unknown> } {
+function loadProjectConfig(ctx: Context): { path: string; data: Record<string, unknown> } {
   const path = ctx.env.EMBEDCTL_CONFIG ?? join(ctx.cwd, 'embedctl.yaml');
   if (cache && cache.path === path) return cache;
   let text: string;
@@ -39,10 +39,6 @@ export function loadProjectConfig(ctx: Context): { path: string; data: Record<st
   }
   cache = { path, data: (data ?? {}) as Record<string, unknown> };
   return cache;
-}
-
-export function clearConfigCache(): void {
-  cache = undefined;
 }
 
 function getPath(obj: Record<string, unknown>, dotted: string): unknown {

@@ -1,4 +1,28 @@
 import type { Readable, Writable } from 'node:stream';
+import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
+import type { CostExplorerClient } from '@aws-sdk/client-cost-explorer';
+import type { EC2Client } from '@aws-sdk/client-ec2';
+import type { PricingClient } from '@aws-sdk/client-pricing';
+import type { SSMClient } from '@aws-sdk/client-ssm';
+import type autocannon from 'autocannon';
+
+/**
+ * Outside-world clients a test injects in place of the real ones; a missing key means "build the
+ * real client". Type-only imports: nothing here loads an SDK at start-up.
+ */
+export interface Adapters {
+  /** The yes/no prompt of src/ui/prompts.ts. */
+  confirm?: (q: { message: string }) => Promise<boolean>;
+  /** HTTP for the embeddings clients (tests redirect the hosted APIs to a local stand-in). */
+  fetch?: typeof fetch;
+  autocannon?: typeof autocannon;
+  cloudwatchClient?: CloudWatchClient;
+  costExplorerClient?: CostExplorerClient;
+  pricingClient?: PricingClient;
+  ec2Client?: EC2Client;
+  /** The rollout ssm traffic driver's client. */
+  ssmClient?: SSMClient;
+}
 
 /**
  * Everything a command may touch of the outside world. Commands never read `process` directly,
@@ -17,11 +41,8 @@ export interface Context {
   isTTY: boolean;
   /** Aborted on SIGINT/SIGTERM by the bin shim; long commands stop and print partial results. */
   signal?: AbortSignal;
-  /**
-   * Injected outside-world clients for tests, keyed by adapter name (each adapter documents its
-   * key, e.g. `ec2Send`, `dockerHost`). Missing keys mean "build the real client".
-   */
-  adapters: Record<string, unknown>;
+  /** Injected outside-world clients for tests (see Adapters); empty in a real run. */
+  adapters: Adapters;
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -71,7 +71,7 @@ describe('evidence from reports', () => {
   it('a re-index rag-overlap report is judged on its nDCG ratio, not on overlap with the old index', async () => {
     cwd = tempProject();
     const dir = writeReports(cwd, now);
-    writeFileSync(join(dir, 'rag-overlap.json'), JSON.stringify({ schema: 'embedctl.rag-overlap/v1', generatedAt: now.toISOString(), reindex: true, overlap: { mean: 0.12 }, quality: { ratio: 0.97 } }));
+    writeFileSync(join(dir, 'rag-overlap.json'), JSON.stringify({ schema: 'embedctl.rag-overlap/v1', generatedAt: now.toISOString(), queries: 50, corpus: 200, reindex: true, overlap: { mean: 0.12, min: 0 }, quality: { ratio: 0.97 } }));
     const g = evaluateGates((await collectEvidence({ evidenceDir: dir, now })).evidence, DEFAULT_GATES, now).find((x) => x.name === 'overlap')!;
     expect(g).toMatchObject({ status: 'pass', value: 0.97 });
     expect(g.note).toMatch(/re-index/);
@@ -82,7 +82,7 @@ describe('evidence from reports', () => {
     const dir = join(cwd, 'r');
     mkdirSync(dir);
     const file = join(dir, 'verify-consistency.json');
-    writeFileSync(file, JSON.stringify({ schema: 'embedctl.verify-consistency/v1', cosine: { min: 0.999, mean: 0.9995 } }));
+    writeFileSync(file, JSON.stringify({ schema: 'embedctl.verify-consistency/v1', count: 10, cosine: { min: 0.999, mean: 0.9995 }, belowWarn: 0, verdict: 'pass' }));
     const gates = evaluateGates((await collectEvidence({ evidenceDir: dir, now })).evidence, DEFAULT_GATES, now);
     const c = gates.find((g) => g.name === 'consistency')!;
     expect(c).toMatchObject({ status: 'inconclusive', value: null });

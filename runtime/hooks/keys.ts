@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
@@ -101,10 +101,9 @@ export function parseKeysFile(text: string, path: string): KeysFile {
  */
 export class KeyStore {
   private file: KeysFile;
-  private readonly onChange = (cur: Stats, prev: Stats) => {
-    if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size && cur.ino === prev.ino) return;
-    this.reload();
-  };
+  /** Identity of the file last read (or tried): a change from it means "read again". */
+  private seen = '';
+  private readonly timer: NodeJS.Timeout;
 
   constructor(
     readonly path: string,
@@ -112,7 +111,11 @@ export class KeyStore {
     pollMs = 500,
   ) {
     this.file = this.read();
-    watchFile(path, { interval: pollMs, persistent: false }, this.onChange);
+    // Our own poll against what was read, not fs.watchFile: its first stat is taken later, so a
+    // change made right after start would become its baseline and never be noticed.
+    this.timer = setInterval(() => {
+      if (this.stamp() !== this.seen) this.reload();
+    }, pollMs).unref();
   }
 
   get current(): KeysFile {
@@ -143,10 +146,17 @@ export class KeyStore {
   }
 
   close(): void {
-    unwatchFile(this.path, this.onChange);
+    clearInterval(this.timer);
+  }
+
+  private stamp(): string {
+    const st = statSync(this.path, { throwIfNoEntry: false });
+    return st ? `${st.ino}:${st.mtimeMs}:${st.size}` : 'missing';
   }
 
   private read(): KeysFile {
+    // Stamp first: a write between the stamp and the read is seen as a change by the next poll.
+    this.seen = this.stamp();
     let text: string;
     try {
       text = readFileSync(this.path, 'utf8');

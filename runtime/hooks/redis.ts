@@ -57,7 +57,8 @@ export function connectRedis(url: string, opts: { commandTimeoutMs?: number; log
 
   return {
     client,
-    up: () => isUp,
+    // The client's own state: it can know the socket is gone before our 'close' handler has run.
+    up: () => isUp && client.status === 'ready',
     connected: (ms) =>
       isUp
         ? Promise.resolve(true)

@@ -1,3 +1,4 @@
+import { renderCached } from '../hooks/cache.js';
 import type { EmbedRequest, EmbeddingType } from './request.js';
 
 /** Vector shaping (Matryoshka truncation, re-normalising) and the wire encodings every route uses. */
@@ -114,9 +115,14 @@ export function embeddingsResponseJson(
   tokens: number,
 ): string {
   let s = '{"object":"list","data":[';
+  const format = `${req.dimensions}:${req.normalized ? 'n' : 'r'}:${req.encoding}`;
+  const render = (raw: Float32Array) => {
+    const v = shapeVector(raw, req.dimensions, req.normalized);
+    return req.encoding === 'float' ? float32ArrayJson(v) : JSON.stringify(encodeVector(v, req.encoding));
+  };
   for (let i = 0; i < vectors.length; i++) {
-    const v = shapeVector(vectors[i]!, req.dimensions, req.normalized);
-    const embedding = req.encoding === 'float' ? float32ArrayJson(v) : JSON.stringify(encodeVector(v, req.encoding));
+    // A vector the response cache holds is rendered once per output shape (hooks/cache.ts).
+    const embedding = renderCached(vectors[i]!, format, render);
     s += `${i ? ',' : ''}{"object":"embedding","index":${i},"embedding":${embedding}}`;
   }
   return `${s}],"model":${JSON.stringify(model)},"usage":{"prompt_tokens":${tokens},"total_tokens":${tokens}}}`;

@@ -11,6 +11,7 @@ import autocannon from 'autocannon';
 import * as hdr from 'hdr-histogram-js';
 import { connect } from 'node:net';
 import type { CheckOutcome, Measurement, Phase } from '../core/loadtest.js';
+import type { StepMeasurement } from '../core/loadtest-capacity.js';
 
 export interface AutocannonRun {
   url: string;
@@ -68,6 +69,9 @@ export async function runAutocannon(o: AutocannonRun): Promise<Measurement> {
   let failures = 0;
   let stoppedEarly: Measurement['stoppedEarly'];
   const started = performance.now();
+  // Each phase is a step of constant concurrency: its own p95 and throughput give the capacity at the SLO.
+  const steps: StepMeasurement[] = [];
+  let stepHist: ReturnType<typeof hdr.build> | undefined;
   const bump = (key: string) => (errorsByStatus[key] = (errorsByStatus[key] ?? 0) + 1);
 
   let current: { clients: Set<AcClient>; stopGracefully: (emitter?: AcClient) => void } | undefined;
@@ -101,6 +105,8 @@ export async function runAutocannon(o: AutocannonRun): Promise<Measurement> {
         }
       };
       current = { clients, stopGracefully };
+      stepHist = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+      const stepStart = { at: performance.now(), succeeded, requests: responses + failuresWithoutResponse(errorsByStatus) };
       const progress = () =>
         o.onProgress?.({ phase: i + 1, phases: o.phases.length, stage: phase.stage + 1, connections, requests: responses + failures, errors: failures, elapsedMs: performance.now() - started });
       progress();
@@ -156,6 +162,7 @@ export async function runAutocannon(o: AutocannonRun): Promise<Measurement> {
       instance.on('response', (_client, statusCode, _bytes, responseTime) => {
         responses++;
         hist.recordValue(Math.max(1, Math.round(responseTime * 1000)));
+        stepHist?.recordValue(Math.max(1, Math.round(responseTime * 1000)));
         if (statusCode >= 200 && statusCode < 300) succeeded++;
         else {
           failures++;
@@ -178,6 +185,16 @@ export async function runAutocannon(o: AutocannonRun): Promise<Measurement> {
         clearTimeout(hardTimer);
         clearInterval(checkStop);
         current = undefined;
+        steps.push({
+          stage: phase.stage,
+          connections,
+          durationMs: performance.now() - stepStart.at,
+          requests: responses + failuresWithoutResponse(errorsByStatus) - stepStart.requests,
+          succeeded: succeeded - stepStart.succeeded,
+          p95Ms: stepHist.totalCount > 0 ? stepHist.getValueAtPercentile(95) / 1000 : 0,
+        });
+        stepHist.destroy();
+        stepHist = undefined;
       }
     }
   } finally {
@@ -196,6 +213,7 @@ export async function runAutocannon(o: AutocannonRun): Promise<Measurement> {
     latencyMs: { p50: pct(50), p90: pct(90), p95: pct(95), p99: pct(99), max: total > 0 ? hist.maxValue / 1000 : 0, mean: total > 0 ? hist.mean / 1000 : 0 },
     checks: [...checkCounts].map(([name, c]) => ({ name, ...c })),
     stoppedEarly,
+    steps,
   };
   hist.destroy();
   return measurement;

@@ -1,10 +1,9 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { CloudWatchClient, GetMetricDataCommand, type MetricDataQuery } from '@aws-sdk/client-cloudwatch';
+import type { CloudWatchClient, MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import type { Evidence, Observation } from '../core/rollout/gates.js';
 import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
 import type { Contract } from '../contracts/contract.js';
-import { EVIDENCE_REPORTS, recommendedMonthly } from '../contracts/reports.js';
 import { DEFAULT_DEPLOYMENT, DEPLOYMENT_DIMENSION, LATENCY_P95_STAT, SERVICE_METRICS, SERVICE_NAMESPACE } from '../core/service-metrics.js';
 
 /**
@@ -80,6 +79,8 @@ export interface CollectedEvidence {
 
 export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedEvidence> {
   const evidence: Evidence = {};
+  // zod and the report schemas load when evidence is read, not when `rollout --help` starts.
+  const { EVIDENCE_REPORTS, recommendedMonthly } = await import('../contracts/reports.js');
   const [consistency, overlap, load, cost] = await Promise.all([
     readReport(opts.evidenceDir, EVIDENCE_REPORTS.consistency),
     readReport(opts.evidenceDir, EVIDENCE_REPORTS.overlap),
@@ -247,6 +248,8 @@ async function accessLogWindow(path: string, now: Date, windowMs: number, fromOf
 
 async function cloudwatchTraffic(cw: CloudWatchSource, opts: EvidenceOptions): Promise<Pick<Evidence, 'errorRate' | 'p95LatencyMs'>> {
   const source = `cloudwatch:${cw.namespace} (${cw.region})`;
+  // The SDK loads only when CloudWatch is the signal: `rollout --help` and the other signals skip it.
+  const { CloudWatchClient, GetMetricDataCommand } = await import('@aws-sdk/client-cloudwatch');
   const client = opts.cloudwatchClient ?? new CloudWatchClient({ region: cw.region });
   const period = Math.max(60, Math.ceil(cw.windowSeconds / 60) * 60);
   const metric = (id: string, name: string, stat: string): MetricDataQuery => ({

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
-import { execa } from 'execa';
 import { configIdOf, listenOf } from '../core/render.js';
 import { ExternalError } from '../errors.js';
 
@@ -60,6 +59,7 @@ export async function testNginxConfig(confPath: string, prefix: string, env?: Re
   mkdirSync(prefix, { recursive: true });
   // stdout is not a pipe here: Node's pipes are sockets, and nginx cannot open /dev/stdout
   // (a container's access_log) on a socket.
+  const { execa } = await import('execa'); // loaded when nginx runs, not at CLI start
   const r = await execa(bin, ['-t', '-q', '-p', prefixArg(prefix), '-c', resolve(confPath)], {
     reject: false,
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -147,6 +147,7 @@ export async function startNginx(opts: StartNginxOptions): Promise<NginxInstance
     child.on('error', () => (exited = { code: null }));
     child.unref();
   } else {
+    const { execa } = await import('execa'); // loaded when nginx runs, not at CLI start
     const child = execa(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], reject: false, cleanup: true });
     pid = child.pid;
     child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
@@ -233,6 +234,7 @@ export async function reloadNginx(opts: ReloadNginxOptions): Promise<void> {
   const conf = readFileSync(confPath, 'utf8');
   const wantId = configIdOf(conf);
   const url = listenUrl(confPath);
+  const { execa } = await import('execa'); // loaded when nginx runs, not at CLI start
   const r = await execa(bin, ['-s', 'reload', '-p', prefixArg(opts.prefix), '-c', confPath], { reject: false, all: true, timeout: 15_000 });
   if (r.exitCode !== 0) {
     throw new ExternalError('nginx', `reload failed: ${nginxMessage(String(r.all ?? ''))}`, {

@@ -27,7 +27,7 @@ import { action, examples, type ExitHolder } from './shared.js';
 import { costReport } from '../contracts/reports.js';
 
 /** Bytes per vector component in a response: measured JSON.stringify of float32 values as JS numbers. */
-export const BYTES_PER_VALUE = { float: 20.8, base64: (4 * 4) / 3 } as const;
+const BYTES_PER_VALUE = { float: 20.8, base64: (4 * 4) / 3 } as const;
 const REQUEST_BYTES_PER_TOKEN = 4;
 type Opts = Record<string, unknown>;
 
@@ -230,7 +230,7 @@ async function resolveInputs(ctx: Context, opts: Opts, log: Logger): Promise<Cos
   let capacity: number;
   if (report) {
     capacity = report.embeddingsPerMinute;
-    instance.capacitySource = `${capacityFrom.origin} ${capacityFrom.value} (${report.basis}${report.target ? `, target ${report.target}` : ''})`;
+    instance.capacitySource = `${capacityFrom.origin} ${capacityFrom.value} (${report.basis}${report.target ? `, target ${report.target}` : ''})${known ? `; default rating ${known.ratedEmbeddingsPerMinute.toLocaleString('en-US')} embeddings/min not used` : ''}`;
   } else if (known) {
     capacity = known.ratedEmbeddingsPerMinute;
     instance.capacitySource = `price table rated capacity for ${known.instanceType} (ASSUMPTION for a MiniLM/bge-small class model, ~256-token texts; replace with --capacity-from a load-test report)`;
@@ -241,6 +241,7 @@ async function resolveInputs(ctx: Context, opts: Opts, log: Logger): Promise<Cos
     });
   }
   assumptions.push({ name: `capacity per ${instanceType.value}`, value: capacity, unit: 'embeddings/min', source: instance.capacitySource });
+  if (report && known) assumptions.push({ name: `default rated capacity per ${known.instanceType} (not used)`, value: known.ratedEmbeddingsPerMinute, unit: 'embeddings/min', source: 'price table default (an ASSUMPTION; replaced by the measured figure above)' });
   for (const o of PRICING_OPTIONS) {
     assumptions.push({
       name: `${instanceType.value} ${LABEL[o]} price`,

@@ -142,7 +142,7 @@ export function endpointClients(ctx: Context, o: EndpointFlags, task?: string): 
       retries,
       env: ctx.env,
       cache: useCache ? cache : undefined,
-      fetch: ctx.adapters.fetch as typeof fetch | undefined,
+      fetch: ctx.adapters.fetch,
       sleep: ctx.sleep,
       signal: ctx.signal,
     });

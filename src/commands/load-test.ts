@@ -350,7 +350,7 @@ async function runWithAutocannon(ctx: Context, plan: Plan, phases: ReturnType<ty
     maxRequests: plan.maxRequests,
     timeoutS: plan.timeoutS,
     signal: ctx.signal,
-    autocannonImpl: ctx.adapters.autocannon as never,
+    autocannonImpl: ctx.adapters.autocannon,
     onProgress: (p) => {
       // A line per step and every 10 s: readable in CI logs, alive on a long soak.
       if (p.phase !== lastPhase || p.elapsedMs - lastLog >= 10_000) {
@@ -405,6 +405,7 @@ function renderReport(r: LoadTestReport, log: Logger): string {
       [
         ['requests', `${fmtNum(r.requests, 0)} (${fmtNum(r.requestsPerSecond, 1)}/s)`],
         ['embeddings/min', fmtNum(r.embeddingsPerMinute, 0)],
+        ['capacity at the SLO (cost-report --capacity-from)', r.capacity.embeddingsPerMinute === null ? `none: ${r.capacity.basis}` : `${fmtNum(r.capacity.embeddingsPerMinute, 0)} embeddings/min (${r.capacity.basis})`],
         ['latency p50 / p90 / p95 / p99 / max', `${r.latencyMs.p50} / ${r.latencyMs.p90} / ${r.latencyMs.p95} / ${r.latencyMs.p99} / ${r.latencyMs.max} ms`],
         ['error rate', `${pct(r.errorRate)}${byStatus ? ` (${byStatus})` : ''}`],
         ['checks', `${fmtNum(r.checks.passed, 0)} passed, ${fmtNum(r.checks.failed, 0)} failed`],

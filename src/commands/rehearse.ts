@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PassThrough, type Writable } from 'node:stream';
@@ -7,12 +7,16 @@ import type { Command } from 'commander';
 import type { Context } from '../context.js';
 import { Interrupted } from '../errors.js';
 import { parseFlag, parsers } from '../config.js';
+import type { Contract } from '../contracts/contract.js';
+import { costReport, loadTestReport, ragOverlapReport, verifyConsistencyReport } from '../contracts/reports.js';
+import { rolloutFile } from '../contracts/rollout.js';
 import { nginxBinary } from '../adapters/nginx.js';
-import { startStandaloneRuntime, stopLocalStack, stopStandaloneRuntime, type LocalRuntime } from '../adapters/local-stack.js';
-import { createHybridClient, type HybridClient } from '../client/index.js';
+import { localPaths, readLocalStack, startStandaloneRuntime, stopLocalStack, stopStandaloneRuntime, type LocalRuntime } from '../adapters/local-stack.js';
+import * as figuresOf from '../core/rehearse.js';
 import { fmtFigures, overallExitCode, RehearsalClock, WEEK_MS, type StageResult } from '../core/rehearse.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { printJson, table, withSchema } from '../ui/output.js';
+import { sampleSplit, setFault, steadyTraffic, type TrafficRoute } from './rehearse-traffic.js';
 import { action, examples, type ExitHolder, type RunEnv } from './shared.js';
 
 interface RehearseOptions {
@@ -23,14 +27,12 @@ interface RehearseOptions {
   loadSeconds?: string;
 }
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
   const cmd = program
     .command('rehearse')
     .description('the whole migration, end to end, on this machine and offline: cost, render, serve, verify, load-test, five-week rollout, fault and rollback')
-    .option('--keep', 'leave the runtimes and nginx running afterwards (stop them with `embedctl down --local` in the work dir)')
-    .option('--out <dir>', 'work directory for reports, rendered files and state (default: a new temp dir)')
+    .option('--keep', 'leave the runtimes, nginx and the work dir afterwards (stop them with `embedctl down --local` in the work dir)')
+    .option('--out <dir>', 'work directory for reports, rendered files and state, kept afterwards (default: a temp dir, removed at the end)')
     .option('--skip-nginx', 'route with the hybrid client instead of nginx (automatic when nginx is not installed)')
     .option('--sample <n>', 'texts compared by verify-consistency in the first check', '231')
     .option('--load-seconds <s>', 'length of the load test', '5');
@@ -43,13 +45,15 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
   cmd.action(action<RehearseOptions>(ctx, holder, (env) => rehearse(env)));
 }
 
-/** Captures a sub-command's stdout; forwards its stderr, indented, as our progress. */
+/**
+ * A sub-command's streams: its stdout is dropped (its report is read from the file it wrote, through
+ * the report's contract); its stderr is forwarded, indented, as our progress.
+ */
 function subStreams(parent: Writable, quiet: boolean) {
   const out = new PassThrough();
   const err = new PassThrough();
-  let text = '';
   let errTail = '';
-  out.on('data', (d: Buffer) => (text += d.toString()));
+  out.resume();
   let pending = '';
   err.on('data', (d: Buffer) => {
     const s = d.toString();
@@ -60,7 +64,7 @@ function subStreams(parent: Writable, quiet: boolean) {
     pending = lines.pop() ?? '';
     for (const l of lines) if (l.trim()) parent.write(`    | ${l}\n`);
   });
-  return { out, err, text: () => text, errTail: () => errTail };
+  return { out, err, errTail: () => errTail };
 }
 
 async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
@@ -79,31 +83,36 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   let selfHosted: LocalRuntime[] = [];
   let gatewayUrl: string | undefined;
   let stackUp = false;
-  const { main } = await import('../cli.js'); // lazy: cli.ts imports this file
+  const { main } = await import('../cli.js'); // lazy: cli.ts loads this module when `rehearse` runs
 
   log.info(`rehearse: work dir ${work}`);
   if (!useNginx) log.info(`rehearse: ${opts.skipNginx ? '--skip-nginx given' : 'nginx is not installed'}: traffic is split by the hybrid client (embedctl/client) instead of nginx`);
 
-  /** The stage being run: its sub-command reports are kept as <work>/stages/<id>[-n].json. */
+  /** The stage being run, and the copies of the reports it was judged on (<work>/stages/<id>[-n].json). */
   let current: { id: string; reports: string[] } | undefined;
   /** Runs `embedctl <argv> --json` in-process on the rehearsal's clock and work dir. */
-  const sub = async (argv: string[], quiet = false, env: Record<string, string> = {}): Promise<{ code: number; json?: Json; errTail: string }> => {
+  const sub = async (argv: string[], quiet = false, env: Record<string, string> = {}): Promise<{ code: number; errTail: string }> => {
     const s = subStreams(ctx.stderr, quiet);
     const subCtx: Context = { ...ctx, env: { ...ctx.env, ...env }, stdout: s.out, stderr: s.err, cwd: work, now: () => clock.now(), isTTY: false };
     const code = await main(['node', 'embedctl', ...argv, '--json'], subCtx);
-    let json: Json | undefined;
-    try {
-      json = JSON.parse(s.text()) as Json;
-    } catch {
-      json = undefined;
-    }
-    if (json && current) {
-      const path = join(work, 'stages', `${current.id}${current.reports.length ? `-${current.reports.length + 1}` : ''}.json`);
-      await writeJsonAtomic(path, json);
-      current.reports.push(path);
-    }
-    return { code, json, errTail: s.errTail() };
+    return { code, errTail: s.errTail() };
   };
+  /** Keeps a copy of what the stage's command wrote as the stage's report. */
+  const keepCopy = (path: string) => {
+    if (!current) return;
+    const copy = join(work, 'stages', `${current.id}${current.reports.length ? `-${current.reports.length + 1}` : ''}.json`);
+    mkdirSync(join(work, 'stages'), { recursive: true });
+    copyFileSync(path, copy);
+    current.reports.push(copy);
+  };
+  /** Reads what a stage's command wrote through its contract, and keeps a copy. */
+  const keep = async <T>(contract: Contract<T>, path: string): Promise<T> => {
+    const doc = await contract.read(path);
+    if (doc === undefined) throw new Error(`${path} was not written`);
+    keepCopy(path);
+    return doc;
+  };
+  const failed = (r: { code: number; errTail: string }, note?: string) => ({ verdict: 'fail' as const, exitCode: r.code, figures: {}, note: note ?? r.errTail.trim().split('\n').pop() });
 
   const stage = async (id: string, title: string, fn: () => Promise<Omit<StageResult, 'id' | 'title' | 'seconds'>>): Promise<StageResult> => {
     if (ctx.signal?.aborted) throw new Interrupted();
@@ -114,6 +123,8 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     let r: Omit<StageResult, 'id' | 'title' | 'seconds'>;
     try {
       r = await fn();
+      // A stage that finished as Ctrl-C came in is reported as interrupted, not as failed.
+      if (ctx.signal?.aborted) throw new Interrupted();
     } catch (err) {
       if (err instanceof Interrupted || ctx.signal?.aborted) throw err;
       r = { verdict: 'fail', exitCode: (err as { exitCode?: number }).exitCode ?? 1, figures: {}, note: (err as Error).message.split('\n')[0] };
@@ -151,83 +162,29 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     '--evidence-dir', evidence, '--metrics-url', `${candUrl()}/metrics`,
     ...(useNginx ? ['--driver', 'nginx', '--samples', '400', '--tolerance', '8'] : ['--driver', 'env', '--traffic-env', join(work, '.embedctl', 'traffic.env')]),
   ];
-  const hybrid = (): HybridClient =>
-    createHybridClient({
-      selfHosted: { url: candUrl(), model: 'default' },
-      hosted: { url: refUrl(), model: 'default-q', apiKey: hostedKey },
-      percentFrom: { envFile: join(work, '.embedctl', 'traffic.env') },
-      // default-q is default quantised: one vector space (verify-consistency checks it), so a
-      // self-hosted failure may be answered by hosted.
-      sameModel: true,
-      retries: 0,
-      refreshMs: 0,
-    });
-
-  /** Sends `n` requests with distinct keys through the gateway (or the hybrid client); counts who answered. */
-  const sampleSplit = async (n: number) => {
-    const counts = { selfhosted: 0, hosted: 0, errors: 0 };
-    const client = useNginx ? undefined : hybrid();
-    for (let i = 0; i < n; i++) {
-      const key = `tenant-${i}-${randomBytes(3).toString('hex')}`;
-      try {
-        if (client) {
-          const r = await client.embed(['rehearsal sample'], { key });
-          counts[r.backend]++;
-        } else {
-          const res = await fetch(`${gatewayUrl}/v1/embeddings`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', 'x-tenant-id': key },
-            body: JSON.stringify({ input: 'rehearsal sample' }),
-            signal: AbortSignal.timeout(10_000),
-          });
-          await res.arrayBuffer();
-          if (!res.ok) counts.errors++;
-          else counts[res.headers.get('x-embedctl-backend') === 'selfhosted' ? 'selfhosted' : 'hosted']++;
-        }
-      } catch {
-        counts.errors++;
-      }
-    }
-    return counts;
-  };
-
-  const setFault = async (rt: LocalRuntime, status: number) => {
-    const res = await fetch(`${rt.url}/admin/fault`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(status ? { status, rate: 1 } : { status: 0 }),
-      signal: AbortSignal.timeout(5000),
-    });
-    await res.arrayBuffer();
-    if (!res.ok) throw new Error(`fault injection refused by ${rt.url}: HTTP ${res.status}`);
-  };
+  const route = (): TrafficRoute => ({
+    gatewayUrl: useNginx ? gatewayUrl : undefined,
+    hostedUrl: refUrl(),
+    hostedKey,
+    selfHostedUrl: candUrl(),
+    trafficEnv: join(work, '.embedctl', 'traffic.env'),
+  });
+  const rolloutJson = join(work, '.embedctl', 'rollout.json');
 
   try {
     // 1. Decide.
     await stage('cost', 'cost-report: does self-hosting pay for a sample workload?', async () => {
       const r = await sub(costArgs);
-      const m = r.json?.monthly;
-      return {
-        verdict: judged(r.code),
-        exitCode: r.code,
-        figures: {
-          tokensPerMonth: m?.tokensPerMonth ?? null,
-          hostedUsd: m?.hosted ?? null,
-          onDemandUsd: m?.onDemand?.total ?? null,
-          spotUsd: m?.spot?.total ?? null,
-          breakEvenOnDemand: r.json?.breakEven?.onDemand ?? null,
-          recommendation: r.json?.recommendation?.decision ?? null,
-          assumptions: Array.isArray(r.json?.assumptions) ? r.json.assumptions.length : null,
-        },
-      };
+      if (r.code !== 0) return failed(r);
+      return { verdict: 'pass', exitCode: 0, figures: figuresOf.costFigures(await keep(costReport, join(evidence, 'cost-report.json'))) };
     });
 
     // 2. Render (validated with nginx -t when nginx is installed). Ports are chosen by `up`; the
     // hosted stand-in's URL is not known yet, so render for its final place: 127.0.0.1.
     await stage('render', 'render: docker-compose, nginx, k8s and user-data from templates/', async () => {
       const r = await sub(['render', '--out', join(work, 'deploy'), '--replicas', '2', '--hosted-url', 'https://api.openai.com/v1/embeddings', '--percent', '0']);
-      const files = Array.isArray(r.json?.files) ? r.json.files.length : null;
-      return { verdict: judged(r.code), exitCode: r.code, figures: { files, nginxCheck: r.json?.nginxCheck?.status ?? null } };
+      if (r.code !== 0) return failed(r);
+      return { verdict: 'pass', exitCode: 0, figures: { files: readdirSync(join(work, 'deploy'), { recursive: true, withFileTypes: true }).filter((f) => f.isFile()).length } };
     });
 
     // 3. Serve: the hosted stand-in (default-q behind an API key) and the self-hosted side.
@@ -248,10 +205,14 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
           // Lets stage 7 switch the self-hosted runtimes to answering 500s (POST /admin/fault).
           EMBEDCTL_FAULT_INJECTION: '1',
         });
-        if (r.code !== 0) return { verdict: 'fail', exitCode: r.code, figures: {}, note: r.errTail.trim().split('\n').pop() };
-        stackUp = true;
-        gatewayUrl = r.json?.url;
-        selfHosted = (r.json?.runtimes ?? []) as LocalRuntime[];
+        // Whatever `up` answered (Ctrl-C may land just after it started the stack), what it
+        // recorded is ours to stop.
+        const stack = await readLocalStack(work);
+        stackUp = stack !== undefined;
+        if (!stack || r.code !== 0) return failed(r);
+        keepCopy(localPaths(work).state);
+        gatewayUrl = stack.url;
+        selfHosted = stack.runtimes;
       } else {
         for (let i = 0; i < 2; i++) {
           selfHosted.push(
@@ -259,7 +220,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
           );
         }
       }
-      const split = await sampleSplit(50);
+      const split = await sampleSplit(route(), 50);
       return {
         verdict: split.errors === 0 && split.selfhosted === 0 ? 'pass' : 'fail',
         exitCode: 0,
@@ -268,44 +229,22 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     });
     if (stages.at(-1)!.verdict !== 'pass') throw new StopRehearsal();
 
-    // 4. Quality gates.
-    await stage('verify', 'verify-consistency: per-text cosine, hosted stand-in vs self-hosted', async () => {
-      const r = await sub(verifyArgs(sampleN, join(evidence, 'verify-consistency.json')));
-      const c = r.json?.cosine;
-      return { verdict: judged(r.code), exitCode: r.code, figures: { texts: r.json?.count ?? null, minCosine: c?.min ?? null, meanCosine: c?.mean ?? null, belowWarn: r.json?.belowWarn ?? null, verdict: r.json?.verdict ?? null } };
-    });
-    await stage('overlap', 'rag-overlap: top-10 retrieval agreement on the shipped corpus', async () => {
-      const r = await sub(overlapArgs('off'));
-      return {
-        verdict: judged(r.code),
-        exitCode: r.code,
-        figures: {
-          queries: r.json?.queries ?? null,
-          corpus: r.json?.corpus ?? null,
-          overlapMean: r.json?.overlap?.mean ?? null,
-          overlapMin: r.json?.overlap?.min ?? null,
-          rbo: r.json?.rbo?.mean ?? null,
-          ndcgRef: r.json?.quality?.reference?.ndcg10 ?? null,
-          ndcgCand: r.json?.quality?.candidate?.ndcg10 ?? null,
-        },
-      };
-    });
+    // 4. Quality gates. A failed gate still wrote its report: the figures say by how much.
+    const judgedBy = async <T, F extends StageResult['figures']>(r: { code: number; errTail: string }, contract: Contract<T>, path: string, figures: (d: T) => F) => {
+      if (r.code !== 0 && r.code !== 3) return failed(r);
+      return { verdict: judged(r.code), exitCode: r.code, figures: figures(await keep(contract, path)) };
+    };
+    await stage('verify', 'verify-consistency: per-text cosine, hosted stand-in vs self-hosted', async () =>
+      judgedBy(await sub(verifyArgs(sampleN, join(evidence, 'verify-consistency.json'))), verifyConsistencyReport, join(evidence, 'verify-consistency.json'), figuresOf.verifyFigures),
+    );
+    await stage('overlap', 'rag-overlap: top-10 retrieval agreement on the shipped corpus', async () =>
+      judgedBy(await sub(overlapArgs('off')), ragOverlapReport, join(evidence, 'rag-overlap.json'), figuresOf.overlapFigures),
+    );
 
     // 5. Load.
-    await stage('load', `load-test: ${loadSeconds} s of autocannon against the self-hosted runtime`, async () => {
-      const r = await sub(loadArgs(loadSeconds, 8));
-      return {
-        verdict: judged(r.code),
-        exitCode: r.code,
-        figures: {
-          requests: r.json?.requests ?? null,
-          embeddingsPerMinute: r.json?.embeddingsPerMinute ?? null,
-          p95Ms: r.json?.latencyMs?.p95 ?? null,
-          errorRate: r.json?.errorRate ?? null,
-          meetsSuccessCriteria: r.json?.verdict?.successCriteria?.pass ?? r.json?.verdict?.pass ?? null,
-        },
-      };
-    });
+    await stage('load', `load-test: ${loadSeconds} s of autocannon against the self-hosted runtime`, async () =>
+      judgedBy(await sub(loadArgs(loadSeconds, 8)), loadTestReport, join(evidence, 'load-test.json'), figuresOf.loadFigures),
+    );
 
     // 6. The five weeks: each week refreshes the evidence on the rehearsal clock, then moves one step.
     const steps = [10, 25, 50, 75, 100];
@@ -314,25 +253,19 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
         if (i > 0) {
           clock.advance(WEEK_MS + 3600_000);
           const refresh = [await sub(costArgs, true), await sub(verifyArgs(40, join(evidence, 'verify-consistency.json')), true), await sub(overlapArgs('all'), true), await sub(loadArgs(2, 4), true)];
-          const bad = refresh.findIndex((x) => x.code !== 0);
-          if (bad >= 0) return { verdict: 'fail', exitCode: refresh[bad]!.code, figures: {}, note: `evidence refresh failed: ${refresh[bad]!.errTail.trim().split('\n').pop()}` };
+          const bad = refresh.find((x) => x.code !== 0);
+          if (bad) return failed(bad, `evidence refresh failed: ${bad.errTail.trim().split('\n').pop()}`);
         }
         const r = await sub(['rollout', ...(i === 0 ? ['to', String(pct)] : ['next']), ...rolloutCommon()]);
-        const split = await sampleSplit(200);
+        if (r.code !== 0) return failed(r);
+        const split = await sampleSplit(route(), 200);
         const observed = (100 * split.selfhosted) / Math.max(1, split.selfhosted + split.hosted);
-        const gates = Array.isArray(r.json?.gates) ? r.json.gates : Array.isArray(r.json?.gateResults) ? r.json.gateResults : [];
-        const ok = r.code === 0 && Math.abs(observed - pct) <= 10 && split.errors === 0;
+        const ok = Math.abs(observed - pct) <= 10 && split.errors === 0;
+        const state = await keep(rolloutFile, rolloutJson);
         return {
           verdict: ok ? 'pass' : 'fail',
           exitCode: r.code,
-          figures: {
-            percent: r.json?.percent ?? r.json?.state?.percent ?? null,
-            observedSelfHostedPct: +observed.toFixed(1),
-            gatesPassed: gates.filter((g: Json) => g.status === 'pass').length,
-            gates: gates.length,
-            simulatedDate: clock.now().toISOString().slice(0, 10),
-          },
-          note: r.code !== 0 ? r.errTail.trim().split('\n').pop() : undefined,
+          figures: { ...figuresOf.rolloutFigures(state), observedSelfHostedPct: +observed.toFixed(1), simulatedDate: clock.now().toISOString().slice(0, 10) },
         };
       });
       if (stages.at(-1)!.verdict !== 'pass') throw new StopRehearsal();
@@ -343,31 +276,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       const t0 = Date.now();
       for (const rt of selfHosted) await setFault(rt, 500);
       const stop = new AbortController();
-      const traffic = (async () => {
-        const c = { sent: 0, failed: 0, connectionRetries: 0 };
-        const client = useNginx ? undefined : hybrid();
-        while (!stop.signal.aborted && c.sent < 5000) {
-          c.sent++;
-          try {
-            if (client) await client.embed(['fault traffic'], { key: `t${c.sent % 97}` });
-            else {
-              const send = () => fetch(`${gatewayUrl}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-tenant-id': `t${c.sent % 97}` }, body: '{"input":"fault traffic"}', signal: AbortSignal.timeout(5000) });
-              // Like the OpenAI SDK, retry once when a reload closed the keep-alive connection under
-              // the request (nginx never saw it); HTTP errors are never retried here.
-              const res = await send().catch(() => {
-                c.connectionRetries++;
-                return send();
-              });
-              await res.arrayBuffer();
-              if (!res.ok) c.failed++;
-            }
-          } catch {
-            c.failed++;
-          }
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        return c;
-      })();
+      const traffic = steadyTraffic(route(), stop.signal);
       let r;
       try {
         r = await sub(['rollout', 'watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
@@ -377,17 +286,17 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       const seen = await traffic;
       const detectSeconds = (Date.now() - t0) / 1000;
       for (const rt of selfHosted) await setFault(rt, 0);
-      const after = await sampleSplit(200);
+      const after = await sampleSplit(route(), 200);
       // Clients must not notice: every request during the fault and after the rollback answered.
       const ok = r.code === 4 && after.selfhosted === 0 && after.errors === 0 && seen.failed === 0;
+      const state = await keep(rolloutFile, rolloutJson);
       return {
         verdict: ok ? 'pass' : 'fail',
         exitCode: r.code === 4 ? 0 : r.code,
         figures: {
           watchExit: r.code,
           secondsToRollback: +detectSeconds.toFixed(1),
-          rollbackMs: r.json?.rollback?.durationMs ?? r.json?.rollbackMs ?? r.json?.durationMs ?? null,
-          reason: r.json?.reason ?? r.json?.rollback?.reason ?? null,
+          ...figuresOf.rollbackFigures(state),
           clientRequestsDuringFault: seen.sent,
           clientErrorsDuringFault: seen.failed,
           connectionRetriesDuringFault: seen.connectionRetries,
@@ -411,12 +320,15 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       log.info(`rehearse: --keep: still running; stop with: (cd ${work} && embedctl down --local)${hosted ? ` and kill ${hosted.pid}` : ''}`);
     }
   }
+  // A temp work dir holds ~25 MB of logs and reports: gone unless asked for (--out or --keep).
+  const kept = Boolean(opts.out || opts.keep);
 
   const seconds = (Date.now() - started) / 1000;
   const code = overallExitCode(stages);
   const verdict = code === 0 ? 'pass' : 'fail';
-  const doc = { verdict, seconds: +seconds.toFixed(1), workDir: work, nginx: useNginx, simulatedDays: Math.round(clock.skippedMs / 86_400_000), stages };
-  await writeJsonAtomic(join(work, 'rehearsal-summary.json'), withSchema('rehearse', doc));
+  const doc = { verdict, seconds: +seconds.toFixed(1), workDir: kept ? work : null, nginx: useNginx, simulatedDays: Math.round(clock.skippedMs / 86_400_000), stages: kept ? stages : stages.map(({ report: _, ...st }) => st) };
+  if (kept) await writeJsonAtomic(join(work, 'rehearsal-summary.json'), withSchema('rehearse', doc));
+  else rmSync(work, { recursive: true, force: true });
   if (globals.json) printJson(ctx, 'rehearse', doc);
   else {
     ctx.stdout.write(
@@ -425,7 +337,8 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
         stages.map((s) => [s.title.split(':')[0]!, s.verdict, s.seconds.toFixed(1), fmtFigures(s.figures) + (s.note ? ` (${s.note})` : '')]),
       ),
     );
-    ctx.stdout.write(`\nrehearsal ${verdict} in ${seconds.toFixed(1)} s (${Math.round(clock.skippedMs / 86_400_000)} simulated days); reports in ${evidence}\n`);
+    const where = kept ? `reports in ${evidence}` : 'work dir removed (keep it with --out <dir> or --keep)';
+    ctx.stdout.write(`\nrehearsal ${verdict} in ${seconds.toFixed(1)} s (${Math.round(clock.skippedMs / 86_400_000)} simulated days); ${where}\n`);
   }
   return code;
 }

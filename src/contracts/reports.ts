@@ -19,8 +19,10 @@ function report<S extends z.ZodRawShape>(id: string, shape: S, fix: string) {
 export const verifyConsistencyReport = report(
   'verify-consistency',
   {
-    count: z.number().int().min(0).optional(),
+    count: z.number().int().min(0),
     cosine: z.object({ min: z.number(), mean: z.number() }),
+    belowWarn: z.number().int().min(0),
+    verdict: z.string(),
   },
   'produce it with: embedctl verify-consistency --out .embedctl/reports/verify-consistency.json',
 );
@@ -28,7 +30,9 @@ export const verifyConsistencyReport = report(
 export const ragOverlapReport = report(
   'rag-overlap',
   {
-    overlap: z.object({ mean: fraction }),
+    queries: z.number().int().min(0),
+    corpus: z.number().int().min(0),
+    overlap: z.object({ mean: fraction, min: fraction }),
     /** The candidate is another model: judge retrieval quality (nDCG@10 ratio), not overlap. */
     reindex: z.boolean().default(false),
     // JSON has no Infinity: a reference nDCG of 0 with a better candidate is written as null.
@@ -53,7 +57,7 @@ const pricingOption = z.enum(['onDemand', 'reserved', 'spot']);
 export const costReport = report(
   'cost-report',
   {
-    monthly: z.object({ hosted: z.number(), onDemand: z.object({ total: z.number() }).optional(), reserved: z.object({ total: z.number() }).optional(), spot: z.object({ total: z.number() }).optional() }),
+    monthly: z.object({ tokensPerMonth: z.number(), hosted: z.number(), onDemand: z.object({ total: z.number() }).optional(), reserved: z.object({ total: z.number() }).optional(), spot: z.object({ total: z.number() }).optional() }),
     recommendation: z.object({ decision: z.string(), option: pricingOption.nullable(), reason: z.string() }),
   },
   'produce it with: embedctl cost-report --out .embedctl/reports/cost-report.json',

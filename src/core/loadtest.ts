@@ -2,10 +2,14 @@
  * Load-test logic shared by both engines (k6 and autocannon): profiles, stage parsing and scaling,
  * thresholds, request bodies, response checks, and the one report both engines produce.
  * Pure: no I/O. The report's field names are a contract (cost-report reads `embeddingsPerMinute`,
- * rollout reads `latencyMs.p95`, `errorRate` and `thresholds`).
+ * rollout reads `latencyMs.p95`, `errorRate` and `thresholds`). k6's summary and script: loadtest-k6.ts;
+ * request bodies and response checks: loadtest-requests.ts; capacity at the SLO: loadtest-capacity.ts.
  */
 
-import { seededRandom } from './vectors.js';
+import { capacityAtSlo, type Capacity, type StepMeasurement } from './loadtest-capacity.js';
+// Importers keep one module to import from; the pieces live in files of their own.
+export * from './loadtest-k6.js';
+export * from './loadtest-requests.js';
 
 export interface Stage {
   durationMs: number;
@@ -174,111 +178,6 @@ export function autocannonPhases(stages: Stage[], maxStepsPerStage = 10): Phase[
   return phases;
 }
 
-/* ---------- request bodies ---------- */
-
-export interface BodyOptions {
-  shape: Shape;
-  batch: number;
-  model?: string;
-  dimensions?: number;
-}
-
-/** The request body for one call, in the shape the hosted API (and our runtime) accepts. */
-export function requestBody(opts: BodyOptions, input: string[]): Record<string, unknown> {
-  const body: Record<string, unknown> = {};
-  if (opts.model) body.model = opts.model;
-  body.input = input;
-  if (opts.shape === 'openai') body.encoding_format = 'float';
-  else body.normalized = true;
-  if (opts.dimensions !== undefined) body.dimensions = opts.dimensions;
-  return body;
-}
-
-/** Draws `batch` texts at random, so batches mix short and long inputs like real traffic does. */
-export function bodyMaker(opts: BodyOptions, texts: string[], seed = 1): () => string {
-  // Seeded: two runs with the same seed send the same bodies.
-  const rnd = seededRandom(seed);
-  return () => {
-    const input: string[] = [];
-    for (let i = 0; i < opts.batch; i++) input.push(texts[Math.floor(rnd() * texts.length)]!);
-    return JSON.stringify(requestBody(opts, input));
-  };
-}
-
-/** Parses a texts file: JSONL of strings or {text}/{input} objects, a JSON array, or one text per line. */
-export function parseTexts(content: string, name: string): string[] {
-  const trimmed = content.trim();
-  if (trimmed === '') return [];
-  const fromValue = (v: unknown): string | undefined => {
-    if (typeof v === 'string') return v;
-    if (v && typeof v === 'object') {
-      const o = v as Record<string, unknown>;
-      for (const k of ['text', 'input', 'query', 'passage', 'content']) if (typeof o[k] === 'string') return o[k] as string;
-    }
-    return undefined;
-  };
-  if (trimmed.startsWith('[')) {
-    try {
-      const arr = JSON.parse(trimmed) as unknown[];
-      if (Array.isArray(arr)) return arr.map(fromValue).filter((t): t is string => !!t && t.trim() !== '');
-    } catch {
-      /* not a JSON array: fall through to lines */
-    }
-  }
-  const lines = content.split(/\r?\n/).filter((l) => l.trim() !== '');
-  if (name.endsWith('.jsonl') || name.endsWith('.ndjson')) {
-    return lines.map((l, i) => {
-      let v: unknown;
-      try {
-        v = JSON.parse(l);
-      } catch {
-        throw new Error(`line ${i + 1} is not JSON (expected a string or {"text": ...} per line)`);
-      }
-      const t = fromValue(v);
-      if (t === undefined) throw new Error(`line ${i + 1} has no "text" field`);
-      return t;
-    }).filter((t) => t.trim() !== '');
-  }
-  return lines.map((l) => l.trim());
-}
-
-/* ---------- response checks ---------- */
-
-export interface CheckOutcome {
-  name: string;
-  ok: boolean;
-}
-
-/**
- * The three checks every response gets. `expectedDims` is the --dimensions value, or the first
- * dimension seen (the caller keeps it) so a model that changes shape mid-run is caught.
- */
-export function checkResponse(status: number, body: string, batch: number, expectedDims: { value?: number }): CheckOutcome[] {
-  let data: unknown[] | undefined;
-  if (status === 200) {
-    try {
-      const parsed = JSON.parse(body) as { data?: unknown };
-      if (Array.isArray(parsed.data)) data = parsed.data;
-    } catch {
-      data = undefined;
-    }
-  }
-  let dimsOk = false;
-  if (data && data.length > 0) {
-    const lens = data.map((d) => {
-      const e = (d as { embedding?: unknown })?.embedding;
-      return Array.isArray(e) ? e.length : -1;
-    });
-    if (expectedDims.value === undefined && lens[0]! > 0) expectedDims.value = lens[0];
-    dimsOk = lens.every((l) => l > 0 && l === expectedDims.value);
-  }
-  return [
-    { name: CHECK_NAMES.status, ok: status === 200 },
-    { name: CHECK_NAMES.dataLength, ok: !!data && data.length === batch },
-    { name: CHECK_NAMES.dimensions, ok: dimsOk },
-  ];
-}
-
 /* ---------- the report ---------- */
 
 /** What an engine measured, before thresholds and verdict. */
@@ -295,6 +194,8 @@ export interface Measurement {
   stoppedEarly?: 'max-requests' | 'interrupted';
   /** Threshold results as the engine judged them (k6 does this itself); otherwise computed here. */
   engineThresholds?: Array<{ name: string; expression: string; pass: boolean }>;
+  /** Per step of constant concurrency (autocannon), for the capacity at the SLO. */
+  steps?: StepMeasurement[];
 }
 
 export interface LatencyMs {
@@ -350,6 +251,8 @@ export interface LoadTestReport {
   };
   stoppedEarly: 'max-requests' | 'interrupted' | null;
   maxRequests: number;
+  /** Sustained embeddings/min at the SLO (the --p95 and --max-error-rate gates): what cost-report sizes with. */
+  capacity: Capacity;
 }
 
 export interface ReportInput {
@@ -430,52 +333,7 @@ export function buildReport(input: ReportInput, m: Measurement): LoadTestReport 
     verdict: { gatesPass, failedThresholds, meetsSuccessCriteria: meets, criteria, summary },
     stoppedEarly: m.stoppedEarly ?? null,
     maxRequests: input.maxRequests,
-  };
-}
-
-/* ---------- k6's handleSummary JSON -> Measurement ---------- */
-
-interface K6Metric {
-  type?: string;
-  values?: Record<string, number>;
-  thresholds?: Record<string, { ok: boolean }>;
-}
-export interface K6Summary {
-  metrics?: Record<string, K6Metric>;
-  root_group?: { checks?: Array<{ name: string; passes: number; fails: number }> | Record<string, { name: string; passes: number; fails: number }> };
-  state?: { testRunDurationMs?: number };
-}
-
-/** Reads the summary k6 hands to handleSummary (the same shape `--summary-export` writes, values in ms). */
-export function measurementFromK6(summary: K6Summary, specs: ThresholdSpec[]): Measurement {
-  const metrics = summary.metrics ?? {};
-  const v = (name: string, key: string): number => metrics[name]?.values?.[key] ?? 0;
-  const requests = v('http_reqs', 'count');
-  // http_req_failed is a Rate whose "passes" count the failed requests (true values).
-  const failedCount = metrics.http_req_failed?.values?.passes ?? Math.round(v('http_req_failed', 'rate') * requests);
-  const errorsByStatus: Record<string, number> = {};
-  for (const [name, metric] of Object.entries(metrics)) {
-    const m = /^embedctl_status_(.+)$/.exec(name);
-    if (m && metric.values?.count) errorsByStatus[m[1]!] = metric.values.count;
-  }
-  const counted = Object.values(errorsByStatus).reduce((a, b) => a + b, 0);
-  if (failedCount > counted) errorsByStatus.other = (errorsByStatus.other ?? 0) + (failedCount - counted);
-  const rawChecks = summary.root_group?.checks ?? [];
-  const checks = (Array.isArray(rawChecks) ? rawChecks : Object.values(rawChecks)).map((c) => ({ name: c.name, passes: c.passes, fails: c.fails }));
-  const engineThresholds: Array<{ name: string; expression: string; pass: boolean }> = [];
-  for (const s of specs) {
-    const ok = metrics[s.name]?.thresholds?.[s.expression]?.ok;
-    if (ok !== undefined) engineThresholds.push({ name: s.name, expression: s.expression, pass: ok });
-  }
-  const d = (key: string) => v('http_req_duration', key);
-  return {
-    durationMs: summary.state?.testRunDurationMs ?? 0,
-    requests,
-    succeeded: Math.max(0, requests - failedCount),
-    errorsByStatus,
-    latencyMs: { p50: d('p(50)') || d('med'), p90: d('p(90)'), p95: d('p(95)'), p99: d('p(99)'), max: d('max'), mean: d('avg') },
-    checks,
-    engineThresholds,
+    capacity: capacityAtSlo(input.thresholds, input.batch, m.steps, { durationMs: m.durationMs, requests: m.requests, succeeded: m.succeeded, p95Ms: m.latencyMs.p95 }),
   };
 }
 
@@ -493,51 +351,4 @@ export function embeddingsUrl(raw: string): URL {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`expected an http(s) URL, got ${JSON.stringify(raw)}`);
   if (url.pathname === '/' || url.pathname === '') url.pathname = '/v1/embeddings';
   return url;
-}
-
-/* ---------- the k6 script ---------- */
-
-export interface K6ScriptConfig {
-  url: string;
-  shape: Shape;
-  model: string | null;
-  dimensions: number | null;
-  batch: number;
-  headers: Record<string, string>;
-  /** k6 duration string, e.g. "30s". */
-  timeout: string;
-  texts: string[];
-  summaryPath: string;
-  maxRequests: number;
-}
-
-/** Statuses the k6 script counts by name; anything else lands in "other". */
-export const TRACKED_STATUSES = ['400', '401', '403', '404', '408', '413', '422', '429', '500', '502', '503', '504'];
-
-/** Texts embedded in the script are capped so a huge corpus does not become a huge script. */
-const MAX_SCRIPT_TEXTS = 2000;
-const MAX_TEXT_CHARS = 8000;
-
-function jsLiteral(value: unknown): string {
-  // JSON is a JavaScript expression; U+2028/2029 are escaped for engines that predate ES2019.
-  return JSON.stringify(value, null, 2).replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
-}
-
-/** Fills templates/k6/load-test.js: `options` (stages, thresholds) and the run's config, as JSON. */
-export function renderK6Script(template: string, stages: Stage[], thresholds: ThresholdSpec[], config: K6ScriptConfig): string {
-  for (const ph of ['__EMBEDCTL_OPTIONS__', '__EMBEDCTL_CONFIG__']) {
-    if (!template.includes(ph)) throw new Error(`k6 template lacks the ${ph} placeholder`);
-  }
-  const options = {
-    stages: stages.map((s) => ({ duration: formatDuration(s.durationMs), target: s.target })),
-    thresholds: k6Thresholds(thresholds),
-    summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(50)', 'p(90)', 'p(95)', 'p(99)', 'count'],
-  };
-  const full = {
-    ...config,
-    texts: config.texts.slice(0, MAX_SCRIPT_TEXTS).map((t) => t.slice(0, MAX_TEXT_CHARS)),
-    trackedStatuses: TRACKED_STATUSES,
-    checkNames: CHECK_NAMES,
-  };
-  return template.replace('__EMBEDCTL_OPTIONS__', () => jsLiteral(options)).replace('__EMBEDCTL_CONFIG__', () => jsLiteral(full));
 }

@@ -1,3 +1,6 @@
+import type { CostReportDoc, LoadTestReportDoc, RagOverlapReport, VerifyConsistencyReport } from '../contracts/reports.js';
+import type { RolloutStateDoc } from '../contracts/rollout.js';
+
 /**
  * The rehearsal's bookkeeping: its clock, its stages and the verdict. Pure; the command runs the
  * stages.
@@ -15,7 +18,7 @@ export interface StageResult {
   /** Key figures, as the stage's own report gave them. */
   figures: Record<string, string | number | boolean | null | undefined>;
   note?: string;
-  /** The sub-command's own JSON report for this stage, kept under <work>/stages/. */
+  /** The stage's own report (a copy of what its command wrote), kept under <work>/stages/. */
   report?: string;
 }
 
@@ -53,3 +56,50 @@ export function fmtFigures(f: StageResult['figures']): string {
     .map(([k, v]) => `${k}=${typeof v === 'number' ? +v.toFixed(4) : v}`)
     .join(' ');
 }
+
+/*
+ * Each stage's key figures, read from the stage's own report through its contract: typed fields,
+ * so a renamed field is a compile error here, not a silent null in the summary.
+ */
+export const costFigures = (d: CostReportDoc) => ({
+  tokensPerMonth: d.monthly.tokensPerMonth,
+  hostedUsd: d.monthly.hosted,
+  onDemandUsd: d.monthly.onDemand?.total ?? null,
+  spotUsd: d.monthly.spot?.total ?? null,
+  recommendation: d.recommendation.decision,
+});
+
+export const verifyFigures = (d: VerifyConsistencyReport) => ({
+  texts: d.count,
+  minCosine: d.cosine.min,
+  meanCosine: d.cosine.mean,
+  belowWarn: d.belowWarn,
+  verdict: d.verdict,
+});
+
+export const overlapFigures = (d: RagOverlapReport) => ({
+  queries: d.queries,
+  corpus: d.corpus,
+  overlapMean: d.overlap.mean,
+  overlapMin: d.overlap.min,
+});
+
+export const loadFigures = (d: LoadTestReportDoc) => ({
+  requests: d.requests ?? null,
+  embeddingsPerMinute: d.embeddingsPerMinute ?? null,
+  p95Ms: d.latencyMs.p95,
+  errorRate: d.errorRate,
+  meetsSuccessCriteria: d.verdict?.meetsSuccessCriteria ?? null,
+});
+
+export const rolloutFigures = (s: RolloutStateDoc) => ({
+  percent: s.percent,
+  gatesPassed: s.lastGates.filter((g) => g.status === 'pass').length,
+  gates: s.lastGates.length,
+});
+
+export const rollbackFigures = (s: RolloutStateDoc) => ({
+  percent: s.percent,
+  rollbackMs: s.lastRollback?.durationMs ?? null,
+  reason: s.lastRollback?.reason ?? null,
+});

@@ -24,7 +24,7 @@ export function fmtUsd(n: number): string {
   return n < 0 ? `-${fmtUsdRaw(-n)}` : fmtUsdRaw(n);
 }
 
-export function fmtTokens(n: number): string {
+function fmtTokens(n: number): string {
   for (const [d, s] of [[1e12, 'T'], [1e9, 'B'], [1e6, 'M'], [1e3, 'K']] as const) {
     if (n >= d) return `${Number((n / d).toPrecision(3))}${s}`;
   }
@@ -128,6 +128,7 @@ export function textReport(i: CostInputs, a: Analysis, c: ChalkInstance, actual?
   );
   out.push(`Hosted: ${i.hosted.provider} ${i.hosted.model} at $${i.hosted.pricePerMillion}/1M tokens = ${fmtUsd(a.hosted)}/month`);
   out.push(`Self-hosted: ${i.instance.type} in ${i.instance.region} (${i.instance.gpu ?? '?'}, ${i.self.capacityPerInstance.toLocaleString('en-US')} embeddings/min each)`);
+  out.push(`Capacity: ${i.instance.capacitySource}`);
   out.push('');
   out.push('Monthly cost by volume');
   out.push(

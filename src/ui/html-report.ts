@@ -27,7 +27,7 @@ const fmtAxis = (v: number, usd: boolean) => {
   return `${usd ? '$' : ''}${Number(v.toPrecision(3))}`;
 };
 
-export function svgChart(series: LineSeries[], markers: HtmlReport['markers'], w = 820, h = 440): string {
+function svgChart(series: LineSeries[], markers: HtmlReport['markers'], w = 820, h = 440): string {
   const m = { l: 70, r: 20, t: 20, b: 50 };
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => x > 0 && y > 0);
   if (pts.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"></svg>`;

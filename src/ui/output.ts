@@ -8,7 +8,7 @@ export interface GlobalOptions {
 }
 
 /** Colour only when asked for and allowed: --no-color, NO_COLOR, CI and non-TTY turn it off. */
-export function colorEnabled(ctx: Context, globals: Pick<GlobalOptions, 'color'>): boolean {
+function colorEnabled(ctx: Context, globals: Pick<GlobalOptions, 'color'>): boolean {
   if (!globals.color) return false;
   if (ctx.env.NO_COLOR !== undefined && ctx.env.NO_COLOR !== '') return false;
   if (ctx.env.FORCE_COLOR) return true;
@@ -16,7 +16,7 @@ export function colorEnabled(ctx: Context, globals: Pick<GlobalOptions, 'color'>
   return ctx.isTTY;
 }
 
-export function chalkFor(ctx: Context, globals: Pick<GlobalOptions, 'color'>): ChalkInstance {
+function chalkFor(ctx: Context, globals: Pick<GlobalOptions, 'color'>): ChalkInstance {
   return new Chalk({ level: colorEnabled(ctx, globals) ? 1 : 0 });
 }
 

@@ -17,7 +17,7 @@ export interface ConfirmSpec {
  * naming --yes, so CI runbooks never hang on a prompt. Tests inject `ctx.adapters.confirm`.
  */
 export async function confirmOrRefuse(ctx: Context, s: ConfirmSpec): Promise<void> {
-  const injected = ctx.adapters.confirm as ((q: { message: string }) => Promise<boolean>) | undefined;
+  const injected = ctx.adapters.confirm;
   if (!ctx.isTTY || (!ctx.stdin && !injected)) {
     throw new UsageError(s.noTerminal, { field: '--yes', hint: s.hint });
   }

@@ -266,8 +266,10 @@ export async function readVersionedJson<T extends { version: number }>(
   try {
     parsed = JSON.parse(text);
   } catch (err) {
+    // Name the history only when there is one (rollout.json -> rollout.history.jsonl).
+    const history = path.replace(/\.json$/, '.history.jsonl');
     throw new UsageError(`${path} is corrupt (not valid JSON: ${(err as Error).message}); it was left untouched`, {
-      hint: `restore it from ${path}.history or move it aside to start fresh`,
+      hint: `${history !== path && (await fsp.stat(history).catch(() => null)) ? `rebuild it from ${history}, or ` : ''}restore it from version control or move it aside to start fresh`,
     });
   }
   const v = (parsed as { version?: unknown })?.version;

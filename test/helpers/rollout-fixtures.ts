@@ -26,8 +26,8 @@ export function writeReports(cwd: string, at: Date, v: ReportValues = {}, skip: 
   const generatedAt = at.toISOString();
   const docs: Record<string, unknown> = {
     'load-test.json': { schema: 'embedctl.load-test/v1', generatedAt, errorRate: v.errorRate ?? 0.002, latencyMs: { p50: 20, p95: v.p95 ?? 45, p99: 80 } },
-    'verify-consistency.json': { schema: 'embedctl.verify-consistency/v1', generatedAt, cosine: { min: v.cosineMin ?? 0.9993, mean: v.cosineMean ?? 0.9999, p05: 0.9995 } },
-    'rag-overlap.json': { schema: 'embedctl.rag-overlap/v1', generatedAt, overlap: { mean: v.overlap ?? 0.86, min: 0.6 } },
+    'verify-consistency.json': { schema: 'embedctl.verify-consistency/v1', generatedAt, count: 100, cosine: { min: v.cosineMin ?? 0.9993, mean: v.cosineMean ?? 0.9999, p05: 0.9995 }, belowWarn: 0, verdict: 'pass' },
+    'rag-overlap.json': { schema: 'embedctl.rag-overlap/v1', generatedAt, queries: 50, corpus: 200, overlap: { mean: v.overlap ?? 0.86, min: 0.6 } },
     'cost-report.json': {
       schema: 'embedctl.cost-report/v1',
       generatedAt,

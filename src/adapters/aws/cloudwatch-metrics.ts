@@ -35,7 +35,7 @@ export interface UsageMetrics {
 }
 
 export async function fetchUsage(ctx: Context, region: string, instanceIds: string[], days = 30): Promise<UsageMetrics> {
-  const cw = (ctx.adapters.cloudwatchClient as CloudWatchClient | undefined) ?? new CloudWatchClient({ region });
+  const cw = ctx.adapters.cloudwatchClient ?? new CloudWatchClient({ region });
   const end = ctx.now();
   const start = new Date(end.getTime() - days * 86400_000);
   const queries: MetricDataQuery[] = [

@@ -123,7 +123,7 @@ export function costExplorerClient(): CostExplorerClient {
 
 export async function fetchActualCosts(ctx: Context): Promise<ActualCosts> {
   // Cost Explorer has one endpoint, in us-east-1.
-  const ce = (ctx.adapters.costExplorerClient as CostExplorerClient | undefined) ?? new CostExplorerClient({ region: 'us-east-1' });
+  const ce = ctx.adapters.costExplorerClient ?? new CostExplorerClient({ region: 'us-east-1' });
   const p = costPeriods(ctx.now());
   let requests = 1;
   const tag = await costTagStatus(ce);

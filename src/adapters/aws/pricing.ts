@@ -116,8 +116,8 @@ export async function fetchLivePrices(ctx: Context, instanceType: string, region
     });
   }
   // The Pricing API is served from us-east-1 (and two other regions) whatever region is priced.
-  const pricing = (ctx.adapters.pricingClient as PricingClient | undefined) ?? new PricingClient({ region: 'us-east-1' });
-  const ec2 = (ctx.adapters.ec2Client as EC2Client | undefined) ?? new EC2Client({ region });
+  const pricing = ctx.adapters.pricingClient ?? new PricingClient({ region: 'us-east-1' });
+  const ec2 = ctx.adapters.ec2Client ?? new EC2Client({ region });
   const items: unknown[] = [];
   try {
     let token: string | undefined;

@@ -76,7 +76,7 @@ function ssmFromDeployment(ctx: Context, opts: RolloutOpts, d: DeploymentRecord 
   const gatewayUrl = opts.gatewayUrl ?? d?.gateway;
   const poll = Number(ctx.env.EMBEDCTL_SSM_POLL_MS);
   return ssmTrafficDriver({
-    client: (ctx.adapters.ssmClient as SSMClient | undefined) ?? ssmClient(region),
+    client: ctx.adapters.ssmClient ?? ssmClient(region),
     instanceId,
     region,
     gatewayUrl,

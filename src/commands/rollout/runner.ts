@@ -27,7 +27,7 @@ export async function gatesNow(r: Runner, previous?: TrafficSnapshot, windowMs =
     metricsUrl: r.settings.metricsUrl,
     metricsApiKey: r.settings.metricsApiKey,
     cloudwatch: r.settings.cloudwatch,
-    cloudwatchClient: r.ctx.adapters.cloudwatchClient as never,
+    cloudwatchClient: r.ctx.adapters.cloudwatchClient,
     previous,
     accessLogOffset,
     now: r.ctx.now(),

@@ -8,7 +8,7 @@ import { AWS_UNIT_PRICES, HOURS_PER_MONTH } from './prices.js';
 export type PricingOption = 'onDemand' | 'reserved' | 'spot';
 export const PRICING_OPTIONS: readonly PricingOption[] = ['onDemand', 'reserved', 'spot'];
 
-export const MINUTES_PER_MONTH = HOURS_PER_MONTH * 60;
+const MINUTES_PER_MONTH = HOURS_PER_MONTH * 60;
 
 export interface Workload {
   tokensPerMonth: number;
@@ -122,7 +122,7 @@ export function hostedMonthly(h: HostedSpec, tokensPerMonth: number): number {
   return (tokensPerMonth / 1e6) * h.pricePerMillion;
 }
 
-export function responseGb(s: SelfHostedSpec, embeddingsPerMonth: number): number {
+function responseGb(s: SelfHostedSpec, embeddingsPerMonth: number): number {
   return (embeddingsPerMonth * s.dimensions * s.bytesPerValue) / 1e9;
 }
 
@@ -272,7 +272,7 @@ export function evaluateOption(
   };
 }
 
-export const STANDARD_VOLUMES = [1e6, 1e7, 1e8, 1e9, 1e10];
+const STANDARD_VOLUMES = [1e6, 1e7, 1e8, 1e9, 1e10];
 
 export interface VolumeRow {
   tokensPerMonth: number;

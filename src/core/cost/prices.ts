@@ -52,6 +52,7 @@ const OPENAI_SRC = `openai.com/api/pricing, standard (non-batch) tier (as of ${P
 
 export const HOSTED_MODELS: HostedModelPrice[] = [
   { provider: 'jina', model: 'jina-embeddings-v3', pricePerMillion: 0.02, dimensions: 1024, source: JINA_SRC },
+  { provider: 'jina', model: 'jina-embeddings-v4', pricePerMillion: 0.02, dimensions: 2048, source: JINA_SRC },
   { provider: 'jina', model: 'jina-embeddings-v2-base-en', pricePerMillion: 0.02, dimensions: 768, source: JINA_SRC },
   { provider: 'openai', model: 'text-embedding-3-small', pricePerMillion: 0.02, dimensions: 1536, source: OPENAI_SRC },
   { provider: 'openai', model: 'text-embedding-3-large', pricePerMillion: 0.13, dimensions: 3072, source: OPENAI_SRC },
@@ -62,6 +63,14 @@ export const DEFAULT_HOSTED_MODEL: Record<'jina' | 'openai', string> = {
   jina: 'jina-embeddings-v3',
   openai: 'text-embedding-3-small',
 };
+
+/**
+ * The one list price per model (cost-report's hosted side and the paid-call guard of
+ * verify-consistency / rag-overlap both read it); undefined for a model not in the table.
+ */
+export function listPricePerMillion(model: string | undefined): number | undefined {
+  return HOSTED_MODELS.find((m) => m.model === model)?.pricePerMillion;
+}
 
 export function hostedModel(provider: string, model: string): HostedModelPrice | undefined {
   // "jina-embeddings-v2" is how people say it; the API name carries a language suffix.

@@ -4,7 +4,7 @@ import type { OptionResult, PricingOption } from './model.js';
  * The migration guide's triggers: any one of them is a reason to look at self-hosting. A trigger
  * whose input is unknown (e.g. no corpus size given) is reported as not evaluated, never as false.
  */
-export const THRESHOLDS = {
+const THRESHOLDS = {
   indexedDataGb: 20,
   queriesPerMonth: 100_000,
   hostedSpendPerMonth: 150,
@@ -101,8 +101,8 @@ const tokens = (n: number) => {
  * size), or a volume trigger fires with break-even within 10x of today's volume: self-host part of
  * the traffic. stay hosted: otherwise; a volume trigger far from break-even is noted, not obeyed.
  */
-export const NEED_TRIGGERS: readonly TriggerId[] = ['p95Ms', 'embeddingsPerMinute', 'indexedDataGb'];
-export const NEAR_BREAK_EVEN = 10;
+const NEED_TRIGGERS: readonly TriggerId[] = ['p95Ms', 'embeddingsPerMinute', 'indexedDataGb'];
+const NEAR_BREAK_EVEN = 10;
 
 export function recommend(
   hosted: { monthly: number; pricePerMillion: number; tokensPerMonth: number },

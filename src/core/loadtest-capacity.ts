@@ -1,0 +1,78 @@
+/**
+ * Capacity at the SLO: the embeddings/min a target sustains while its p95 stays under the
+ * --p95 gate and its errors under --max-error-rate. A load test ramps through steps of constant
+ * concurrency; the capacity is the best step that still met the SLO (a step past the knee
+ * delivers more requests only by queueing them). This, not an assumed rating, is what
+ * `cost-report --capacity-from` sizes a fleet with.
+ */
+import type { ThresholdSpec } from './loadtest.js';
+
+/** One step of constant concurrency, as an engine measured it. */
+export interface StepMeasurement {
+  stage: number;
+  connections: number;
+  durationMs: number;
+  requests: number;
+  succeeded: number;
+  p95Ms: number;
+}
+
+export interface CapacityStep extends StepMeasurement {
+  embeddingsPerMinute: number;
+  errorRate: number;
+  meetsSlo: boolean;
+}
+
+export interface Capacity {
+  slo: { p95Ms: number | null; maxErrorRate: number | null };
+  /** Sustained embeddings/min at the SLO; null when no step (nor the run) met it. */
+  embeddingsPerMinute: number | null;
+  basis: string;
+  steps: CapacityStep[];
+}
+
+/** Steps shorter than this, or with fewer requests, are too noisy to rate a machine on. */
+export const MIN_STEP_MS = 2000;
+export const MIN_STEP_REQUESTS = 20;
+
+function bound(specs: ThresholdSpec[], name: ThresholdSpec['name'], key: RegExp): number | null {
+  for (const s of specs) {
+    if (s.name !== name) continue;
+    const m = key.exec(s.expression);
+    if (m) return Number(m[1]);
+  }
+  return null;
+}
+
+export function sloOf(specs: ThresholdSpec[]): Capacity['slo'] {
+  return { p95Ms: bound(specs, 'http_req_duration', /^p\(95\)\s*<=?\s*([\d.]+)$/), maxErrorRate: bound(specs, 'http_req_failed', /^rate\s*<=?\s*([\d.e-]+)$/) };
+}
+
+const r1 = (n: number) => Math.round(n * 10) / 10;
+
+export function capacityAtSlo(
+  specs: ThresholdSpec[],
+  batch: number,
+  steps: StepMeasurement[] | undefined,
+  whole: { durationMs: number; requests: number; succeeded: number; p95Ms: number },
+): Capacity {
+  const slo = sloOf(specs);
+  const meets = (p95: number, errorRate: number) => (slo.p95Ms === null || p95 < slo.p95Ms) && (slo.maxErrorRate === null || errorRate < slo.maxErrorRate);
+  const rated = (steps ?? []).map((s): CapacityStep => {
+    const errorRate = s.requests > 0 ? (s.requests - s.succeeded) / s.requests : 0;
+    const embeddingsPerMinute = s.durationMs > 0 ? r1((s.succeeded * batch) / (s.durationMs / 60_000)) : 0;
+    const usable = s.durationMs >= MIN_STEP_MS && s.requests >= MIN_STEP_REQUESTS;
+    return { ...s, p95Ms: r1(s.p95Ms), durationMs: Math.round(s.durationMs), embeddingsPerMinute, errorRate: Math.round(errorRate * 1e6) / 1e6, meetsSlo: usable && meets(s.p95Ms, errorRate) };
+  });
+  const best = rated.filter((s) => s.meetsSlo).sort((a, b) => b.embeddingsPerMinute - a.embeddingsPerMinute)[0];
+  const sloText = `p95 < ${slo.p95Ms ?? '-'} ms, errors < ${slo.maxErrorRate ?? '-'}`;
+  if (best) {
+    return { slo, embeddingsPerMinute: best.embeddingsPerMinute, basis: `best step at the SLO (${sloText}): ${best.connections} connections, p95 ${best.p95Ms} ms`, steps: rated };
+  }
+  const wholeErr = whole.requests > 0 ? (whole.requests - whole.succeeded) / whole.requests : 1;
+  if (rated.length === 0 && whole.requests > 0 && meets(whole.p95Ms, wholeErr)) {
+    const epm = r1((whole.succeeded * batch) / (whole.durationMs / 60_000));
+    return { slo, embeddingsPerMinute: epm, basis: `the whole run met the SLO (${sloText}); no per-step data from this engine, so this is a lower bound`, steps: rated };
+  }
+  return { slo, embeddingsPerMinute: null, basis: `no ${rated.length ? 'step' : 'run'} met the SLO (${sloText}): lower the load or raise --p95`, steps: rated };
+}
