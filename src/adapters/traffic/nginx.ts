@@ -117,7 +117,10 @@ export async function sampleSplit(url: string, n: number, model = 'embedctl-prob
       if (signal?.aborted) return;
       const key = keys[next++]!;
       try {
-        const h = await postOnce(`${url.replace(/\/+$/, '')}/v1/embeddings`, body, { 'x-tenant-id': key });
+        // One retry on a thrown network error: a keep-alive connection closed by the very reload
+        // being confirmed is a client-side race of HTTP/1.1, not a failed answer (clients retry).
+        const post = () => postOnce(`${url.replace(/\/+$/, '')}/v1/embeddings`, body, { 'x-tenant-id': key });
+        const h = await post().catch(() => post());
         const backend = h['x-embedctl-backend'];
         if (backend !== 'selfhosted' && backend !== 'hosted') {
           r.failures++;
