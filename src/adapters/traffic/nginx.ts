@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { request } from 'node:http';
 import { dirname, join, basename } from 'node:path';
-import { listenOf, renderNginxConf, type NginxConfOptions } from '../../core/render.js';
+import { configIdOf, listenOf, renderNginxConf, type NginxConfOptions } from '../../core/render.js';
 import { ExternalError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { routesToSelfHosted } from '../../client/route.js';
@@ -63,7 +63,7 @@ export function nginxDriver(o: NginxDriverOptions): TrafficDriver {
       const listen = listenOf(text);
       const url = o.url ?? (listen ? `http://${listen.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}` : undefined);
       if (!url) return { confirmed: null, observedPercent: null, detail: `${o.confPath} reloaded; no URL to sample (--nginx-url)` };
-      return confirmShare(url, percent, { samples: o.samples, tolerance: o.tolerance, model: o.model, splitKey: o.conf.splitKey, signal });
+      return confirmShare(url, percent, { samples: o.samples, tolerance: o.tolerance, model: o.model, splitKey: o.conf.splitKey, signal, configId: configIdOf(text) });
     },
   };
 }
@@ -75,16 +75,17 @@ export function nginxDriver(o: NginxDriverOptions): TrafficDriver {
 export async function confirmShare(
   url: string,
   percent: number,
-  o: { samples?: number; tolerance?: number; model?: string; splitKey?: string; signal?: AbortSignal } = {},
+  o: { samples?: number; tolerance?: number; model?: string; splitKey?: string; signal?: AbortSignal; configId?: string } = {},
 ): Promise<ApplyResult> {
   const samples = o.samples ?? 200;
   if (samples <= 0) return { confirmed: null, observedPercent: null, detail: 'not sampled (--samples 0)' };
   const keyed = (o.splitKey ?? 'auto') !== 'request';
-  const s = await sampleSplit(url, samples, o.model, o.signal);
+  const s = await sampleSplit(url, samples, o.model, o.signal, 16, o.configId);
   const expected = keyed ? (100 * s.keys.filter((k) => routesToSelfHosted(k, percent)).length) / s.keys.length : percent;
   const tolerance = o.tolerance ?? 5;
   if (s.answered === 0) {
-    return { confirmed: false, observedPercent: null, samples, detail: `no sample got an X-Embedctl-Backend header from ${url} (${s.failures} failed)` };
+    const stale = s.stale ? `, ${s.stale} still answered by workers with the previous config` : '';
+    return { confirmed: false, observedPercent: null, samples, detail: `no sample got an X-Embedctl-Backend header from ${url} (${s.failures} failed${stale})` };
   }
   const observed = (100 * s.selfhosted) / s.answered;
   const confirmed = Math.abs(observed - expected) <= tolerance;
@@ -92,7 +93,7 @@ export async function confirmShare(
     confirmed,
     observedPercent: round(observed),
     samples: s.answered,
-    detail: `${s.answered} samples via ${url}: ${round(observed)}% self-hosted (expected ${round(expected)}% +-${tolerance})${s.fallbacks ? `, ${s.fallbacks} fell back to hosted` : ''}${s.failures ? `, ${s.failures} failed` : ''}`,
+    detail: `${s.answered} samples via ${url}: ${round(observed)}% self-hosted (expected ${round(expected)}% +-${tolerance})${s.fallbacks ? `, ${s.fallbacks} fell back to hosted` : ''}${s.failures ? `, ${s.failures} failed` : ''}${s.stale ? `, ${s.stale} still answered by workers with the previous config` : ''}`,
   };
 }
 
@@ -104,12 +105,14 @@ interface SampleResult {
   selfhosted: number;
   fallbacks: number;
   failures: number;
+  /** Answers from workers still running the previous config (X-Embedctl-Config differs). */
+  stale: number;
 }
 
 /** POSTs `n` tiny requests with distinct tenant keys and tallies which side the split chose. */
-export async function sampleSplit(url: string, n: number, model = 'embedctl-probe', signal?: AbortSignal, concurrency = 16): Promise<SampleResult> {
+export async function sampleSplit(url: string, n: number, model = 'embedctl-probe', signal?: AbortSignal, concurrency = 16, configId?: string): Promise<SampleResult> {
   const keys = Array.from({ length: n }, (_, i) => `embedctl-probe-${i}`);
-  const r: SampleResult = { keys, answered: 0, selfhosted: 0, fallbacks: 0, failures: 0 };
+  const r: SampleResult = { keys, answered: 0, selfhosted: 0, fallbacks: 0, failures: 0, stale: 0 };
   let next = 0;
   const body = JSON.stringify({ input: ['embedctl rollout probe'], model });
   const worker = async () => {
@@ -120,7 +123,17 @@ export async function sampleSplit(url: string, n: number, model = 'embedctl-prob
         // One retry on a thrown network error: a keep-alive connection closed by the very reload
         // being confirmed is a client-side race of HTTP/1.1, not a failed answer (clients retry).
         const post = () => postOnce(`${url.replace(/\/+$/, '')}/v1/embeddings`, body, { 'x-tenant-id': key });
-        const h = await post().catch(() => post());
+        let h = await post().catch(() => post());
+        // Right after a reload, old workers may still take a new connection for a few ms: an
+        // answer tagged with another config id says nothing about the split being confirmed.
+        for (let tries = 0; configId && isStale(h, configId) && tries < 40 && !signal?.aborted; tries++) {
+          await new Promise((res) => setTimeout(res, 25));
+          h = await post().catch(() => post());
+        }
+        if (configId && isStale(h, configId)) {
+          r.stale++;
+          continue;
+        }
         const backend = h['x-embedctl-backend'];
         if (backend !== 'selfhosted' && backend !== 'hosted') {
           r.failures++;
@@ -137,6 +150,11 @@ export async function sampleSplit(url: string, n: number, model = 'embedctl-prob
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
   return r;
+}
+
+function isStale(h: Record<string, string | string[] | undefined>, configId: string): boolean {
+  const seen = h['x-embedctl-config'];
+  return typeof seen === 'string' && seen !== configId;
 }
 
 function postOnce(url: string, body: string, headers: Record<string, string>): Promise<Record<string, string | string[] | undefined>> {
