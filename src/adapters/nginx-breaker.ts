@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { parseDuration } from '../../common/values.js';
 import { join } from 'node:path';
 import { NGINX_DEFAULTS } from '../core/nginx-conf.js';
 
@@ -54,11 +55,13 @@ function errorLogTime(line: string): number | undefined {
   return new Date(y, mo - 1, d, h, mi, s).getTime();
 }
 
+/** nginx's fail_timeout in the one duration grammar; an unreadable one is nginx's default, 10s. */
 export function parseDurationMs(v: string): number {
-  const m = /^(\d+)(ms|s|m|h)?$/.exec(v.trim());
-  if (!m) return 10_000;
-  const n = Number(m[1]);
-  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h']);
+  try {
+    return parseDuration(v);
+  } catch {
+    return 10_000;
+  }
 }
 
 const failed = (status: string) => status === '' || status === '-' || status === '502' || status === '504' || status === '429' || /^5\d\d$/.test(status);
