@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { parseDuration } from '../../common/values.js';
+import { deployFile } from '../contracts/deploy.js';
 import { join } from 'node:path';
 import { NGINX_DEFAULTS } from '../core/nginx-conf.js';
 
@@ -139,8 +140,8 @@ export function localBreakers(cwd: string, now = Date.now()): ReplicaBreaker[] |
   if (!prefix || replicas.length === 0) return undefined;
   let failTimeout = NGINX_DEFAULTS.failTimeout;
   try {
-    const deploy = JSON.parse(readFileSync(join(dir, 'deploy.json'), 'utf8')) as { nginx?: { options?: { failTimeout?: string } } };
-    failTimeout = deploy.nginx?.options?.failTimeout ?? failTimeout;
+    const t = deployFile.readSync(join(dir, 'deploy.json'))?.nginx?.options.failTimeout;
+    if (typeof t === 'string') failTimeout = t;
   } catch {
     /* defaults */
   }
