@@ -28,14 +28,33 @@ export interface ConfigKey {
  * checked for spelling here, for their values by the command. They move to option tables with
  * their commands.
  */
-const BY_HAND = [
-  'rollout.steps', 'rollout.dwell', 'rollout.driver', 'rollout.maxEvidenceAge', 'rollout.evidenceDir', 'rollout.metricsUrl',
-  'rollout.nginxAccessLog', 'rollout.failureLimit',
-  ...['maxErrorRate', 'targetErrorRate', 'maxP95Ms', 'targetP95Ms', 'minCosine', 'targetCosine', 'minOverlap', 'targetOverlap', 'maxMonthlyUsd'].map((k) => `rollout.gates.${k}`),
-  ...['namespace', 'requestsMetric', 'errorsMetric', 'latencyMetric', 'latencyStat'].map((k) => `rollout.cloudwatch.${k}`),
-  'loadTest.target', 'loadTest.p95Ms', 'loadTest.maxErrorRate', 'loadTest.engine',
-  'provision.allowCidr', 'provision.instanceType', 'provision.market', 'provision.name', 'provision.volumeSize', 'provision.monthlyBudget',
-  'aws.region',
+const BY_HAND: Array<[path: string, flag?: string, env?: string]> = [
+  ['rollout.steps', '--steps', 'EMBEDCTL_ROLLOUT_STEPS'],
+  ['rollout.dwell', '--dwell', 'EMBEDCTL_ROLLOUT_DWELL'],
+  ['rollout.driver', '--driver', 'EMBEDCTL_ROLLOUT_DRIVER'],
+  ['rollout.maxEvidenceAge', '--max-evidence-age', 'EMBEDCTL_ROLLOUT_MAX_EVIDENCE_AGE'],
+  ['rollout.evidenceDir', '--evidence-dir', 'EMBEDCTL_EVIDENCE_DIR'],
+  ['rollout.metricsUrl', '--metrics-url', 'EMBEDCTL_METRICS_URL'],
+  ['rollout.nginxAccessLog', '--nginx-access-log', 'EMBEDCTL_NGINX_ACCESS_LOG'],
+  ['rollout.failureLimit', '--failure-limit', 'EMBEDCTL_ROLLOUT_FAILURE_LIMIT'],
+  ['rollout.gates.maxErrorRate', '--max-error-rate', 'EMBEDCTL_ROLLOUT_MAX_ERROR_RATE'],
+  ['rollout.gates.maxP95Ms', '--max-p95-ms', 'EMBEDCTL_ROLLOUT_MAX_P95_MS'],
+  ['rollout.gates.minCosine', '--min-cosine', 'EMBEDCTL_ROLLOUT_MIN_COSINE'],
+  ['rollout.gates.minOverlap', '--min-overlap', 'EMBEDCTL_ROLLOUT_MIN_OVERLAP'],
+  ['rollout.gates.maxMonthlyUsd', '--max-monthly-usd', 'EMBEDCTL_ROLLOUT_MAX_MONTHLY_USD'],
+  ...['targetErrorRate', 'targetP95Ms', 'targetCosine', 'targetOverlap'].map((k): [string] => [`rollout.gates.${k}`]),
+  ...['namespace', 'requestsMetric', 'errorsMetric', 'latencyMetric', 'latencyStat'].map((k): [string] => [`rollout.cloudwatch.${k}`]),
+  ['loadTest.target', '--target', 'EMBEDCTL_LOAD_TEST_TARGET'],
+  ['loadTest.p95Ms', '--p95', 'EMBEDCTL_LOAD_TEST_P95'],
+  ['loadTest.maxErrorRate', '--max-error-rate', 'EMBEDCTL_LOAD_TEST_MAX_ERROR_RATE'],
+  ['loadTest.engine', '--engine', 'EMBEDCTL_LOAD_TEST_ENGINE'],
+  ['provision.allowCidr', '--allow-cidr', 'EMBEDCTL_ALLOW_CIDR'],
+  ['provision.instanceType', '--instance-type', 'EMBEDCTL_INSTANCE_TYPE'],
+  ['provision.market', '--market', 'EMBEDCTL_MARKET'],
+  ['provision.name', '--name', 'EMBEDCTL_DEPLOYMENT'],
+  ['provision.volumeSize', '--volume-size'],
+  ['provision.monthlyBudget', '--monthly-budget'],
+  ['aws.region', '--region', 'EMBEDCTL_REGION'],
 ];
 
 const TABLES: OptionTable[] = [COST_OPTIONS, VERIFY_OPTIONS, RAG_OPTIONS, STATUS_OPTIONS, TEARDOWN_OPTIONS];
@@ -59,7 +78,7 @@ export function configKeys(): ConfigKey[] {
     keys.push({ path: `deploy.${key}`, flag: f.flag, env: f.env, default: String(f.default), parse });
   }
   for (const s of OPTION_SPECS) keys.push({ path: `serve.${s.key}`, flag: longFlag(s.flag), env: s.env, default: s.default === undefined ? undefined : String(s.default), parse: (raw) => s.parse(raw) });
-  for (const path of BY_HAND) keys.push({ path });
+  for (const [path, flag, env] of BY_HAND) keys.push({ path, flag, env });
   return keys;
 }
 
@@ -96,7 +115,7 @@ export function nearestKey(path: string, known: string[]): string | undefined {
   if (sib && sib.d <= Math.max(2, Math.floor(last.length / 3))) return sib.c;
   const elsewhere = score([...names], lastOf, last);
   if (elsewhere && elsewhere.d <= Math.max(1, Math.floor(last.length / 4))) return elsewhere.c;
-  return sib?.c;
+  return undefined;
 }
 
 const isMapping = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -117,10 +136,9 @@ export function checkProjectConfig(ctx: Pick<Context, 'env' | 'cwd'>): void {
         try {
           key.parse(value);
         } catch (err) {
-          throw new UsageError((err as Error).message, {
-            field: `embedctl.yaml: ${path}`,
-            hint: `fix ${path} in ${projectConfigPath(ctx)}${key.default !== undefined ? ` (the default is ${key.default})` : ''}${key.flag ? `, or override it with ${key.flag}` : ''}`,
-          });
+          // One line: what is wrong, and what to write instead.
+          const fix = [key.default !== undefined && `default ${key.default}`, key.flag && `or override it with ${key.flag}`].filter(Boolean).join(', ');
+          throw new UsageError(`${(err as Error).message}${fix ? ` (${fix})` : ''}`, { field: `embedctl.yaml: ${path}` });
         }
       } else if (sections.has(path)) {
         if (value === null || value === undefined) continue;
@@ -128,10 +146,8 @@ export function checkProjectConfig(ctx: Pick<Context, 'env' | 'cwd'>): void {
         walk(value, path);
       } else {
         const near = nearestKey(path, keys.map((k) => k.path));
-        throw new UsageError(`unknown key${near ? ` (did you mean ${near}?)` : ''}`, {
-          field: `embedctl.yaml: ${path}`,
-          hint: `known sections: ${[...sections].filter((s) => !s.includes('.')).sort().join(', ')}; each key is listed in docs/reference.md`,
-        });
+        const siblings = [...sections, ...byPath.keys()].filter((x) => x.split('.').length === path.split('.').length && x.startsWith(prefix ? `${prefix}.` : '')).sort();
+        throw new UsageError(near ? `unknown key (did you mean ${near}?)` : `unknown key (known here: ${siblings.map((x) => x.split('.').pop()).join(', ')})`, { field: `embedctl.yaml: ${path}` });
       }
     }
   };
