@@ -182,7 +182,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     // 2. Render (validated with nginx -t when nginx is installed). Ports are chosen by `up`; the
     // hosted stand-in's URL is not known yet, so render for its final place: 127.0.0.1.
     await stage('render', 'render: docker-compose, nginx, k8s and user-data from templates/', async () => {
-      const r = await sub(['render', '--out', join(work, 'deploy'), '--replicas', '2', '--hosted-url', 'https://api.openai.com/v1/embeddings', '--percent', '0']);
+      const r = await sub(['render', '--allow-demo-model', '--out', join(work, 'deploy'), '--replicas', '2', '--hosted-url', 'https://api.openai.com/v1/embeddings', '--percent', '0']);
       if (r.code !== 0) return failed(r);
       return { verdict: 'pass', exitCode: 0, figures: { files: readdirSync(join(work, 'deploy'), { recursive: true, withFileTypes: true }).filter((f) => f.isFile()).length } };
     });
