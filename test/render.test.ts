@@ -11,7 +11,7 @@ import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/gateway.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden', 'render');
-const GOLDEN_ARGS = ['--allow-demo-model', '--replicas', '2', '--percent', '10', '--image', 'ghcr.io/embedctl/runtime:golden', '--prometheus'];
+const GOLDEN_ARGS = ['--allow-demo-model', '--replicas', '2', '--percent', '10', '--image', 'ghcr.io/embedctl/runtime:golden', '--prometheus', '--cache-redis', 'bundled', '--cache-size', '10000'];
 const tmp = tempDir('embedctl-render-');
 afterAll(() => tmp.cleanup());
 let n = 0;

@@ -4,6 +4,7 @@ import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { packageVersion } from '../util/paths.js';
 import { GATEWAY_FIELDS } from './gateway-config.js';
+import { SERVING_FIELDS } from './render-serving.js';
 import { parseHostedUrl, SPLIT_KEYS, type SplitKey } from './render.js';
 import { MODEL_PRESETS, findPreset } from './model-presets.js';
 
@@ -65,6 +66,8 @@ export const FIELDS = {
   maxReplicas: { flag: '--max-replicas', env: 'EMBEDCTL_MAX_REPLICAS', default: 4, schema: int(1, 64), help: 'HorizontalPodAutoscaler ceiling' },
   // Fallback, client keys and TLS at the gateway (owned with the nginx template).
   ...GATEWAY_FIELDS,
+  // Response cache and the Redis the runtimes share (issue 17; owned with render-serving.ts).
+  ...SERVING_FIELDS,
 } as const;
 
 export type DeployKey = keyof typeof FIELDS;

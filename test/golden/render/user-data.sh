@@ -103,6 +103,8 @@ services:
       EMBEDCTL_MODELS_DIR: /models
       EMBEDCTL_EMF_LOG: /var/log/embedctl/runtime-1.emf.log
       EMBEDCTL_DEPLOYMENT: ${EMBEDCTL_DEPLOYMENT:-main}
+      EMBEDCTL_CACHE_SIZE: "10000"
+      EMBEDCTL_CACHE_REDIS: redis://redis:6379/0
     volumes:
       - /opt/embedctl/models:/models:ro
       - /var/log/embedctl:/var/log/embedctl
@@ -123,6 +125,9 @@ services:
       retries: 3
       start_period: 120s
     stop_grace_period: 35s
+    depends_on:
+      redis:
+        condition: service_started
     logging: *logging
 
   runtime-2:
@@ -135,6 +140,8 @@ services:
       EMBEDCTL_MODELS_DIR: /models
       EMBEDCTL_EMF_LOG: /var/log/embedctl/runtime-2.emf.log
       EMBEDCTL_DEPLOYMENT: ${EMBEDCTL_DEPLOYMENT:-main}
+      EMBEDCTL_CACHE_SIZE: "10000"
+      EMBEDCTL_CACHE_REDIS: redis://redis:6379/0
     volumes:
       - /opt/embedctl/models:/models:ro
       - /var/log/embedctl:/var/log/embedctl
@@ -155,6 +162,21 @@ services:
       retries: 3
       start_period: 120s
     stop_grace_period: 35s
+    depends_on:
+      redis:
+        condition: service_started
+    logging: *logging
+
+  redis:
+    image: redis:7.4-alpine
+    restart: unless-stopped
+    command: ["redis-server", "--save", "", "--appendonly", "no", "--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru", "--protected-mode", "no"]
+    healthcheck:
+      test: ["CMD", "redis-cli", "ping"]
+      interval: 10s
+      timeout: 3s
+      retries: 3
+    mem_limit: 640m
     logging: *logging
 
   gateway:
