@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { DEFAULT_DWELL_MS, DEFAULT_STEPS, initialState } from '../src/core/rollout/plan.js';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -209,7 +210,8 @@ describe('teardown', () => {
     taggedAccount();
     const cwd = tempProject();
     writeState(cwd);
-    writeFileSync(join(cwd, '.embedctl', 'rollout.json'), JSON.stringify({ version: 1, percent: 25 }));
+    // A rollout state as rollout writes it (src/contracts/rollout.ts), at 25%.
+    writeFileSync(join(cwd, '.embedctl', 'rollout.json'), JSON.stringify({ ...initialState(DEFAULT_STEPS, DEFAULT_DWELL_MS, 'env'), percent: 25, stepIndex: 0 }));
     const r = await runCli(['teardown', '--yes'], { cwd });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--force: .*rollout\.json still sends 25% of traffic to self-hosted/);
