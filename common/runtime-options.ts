@@ -3,6 +3,7 @@
  * `serve:` > defaults) and the container entry point runtime/main.ts (flags > env > defaults).
  * Each parser throws an Error whose message says what is expected; callers prefix the source.
  */
+import { parseBoolean } from './values.js';
 import { DEPLOYMENT_RE } from './service-metrics.js';
 import { SERVING_OPTION_SPECS, type ServingOptions } from './serving-options.js';
 
@@ -79,12 +80,8 @@ function fraction(raw: unknown): number {
   return n;
 }
 
-function onOff(raw: unknown): boolean {
-  const v = String(raw).trim().toLowerCase();
-  if (['1', 'on', 'true', 'yes'].includes(v)) return true;
-  if (['0', 'off', 'false', 'no'].includes(v)) return false;
-  throw new Error(`expected on or off, got ${JSON.stringify(raw)}`);
-}
+/** The one boolean vocabulary of flags, env and embedctl.yaml (./values.ts). */
+const onOff = parseBoolean;
 
 function onOffAuto(raw: unknown): 'on' | 'off' | 'auto' {
   const v = String(raw).trim().toLowerCase();

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { Command } from 'commander';
 import { buildProgram } from '../src/cli.js';
+import { configKeys } from '../src/config-schema.js';
 import { sleep, type Context } from '../src/context.js';
 import { packageRoot } from '../src/util/paths.js';
 
@@ -47,7 +48,28 @@ export async function referenceMarkdown(): Promise<string> {
     }
   };
   walk(program, '');
+  out.push(...settingsSection());
   return out.join('\n');
+}
+
+/**
+ * Every embedctl.yaml key, from the same option tables the commands parse with (src/config-schema.ts
+ * refuses any other key): where else each setting can come from, and its default.
+ */
+function settingsSection(): string[] {
+  const cell = (v: string | undefined) => (v === undefined || v === '' ? '' : `\`${v.replace(/\|/g, '\\|')}\``);
+  return [
+    '## embedctl.yaml',
+    '',
+    'Precedence: flag > `EMBEDCTL_*` environment > `embedctl.yaml` (or the file `EMBEDCTL_CONFIG` names) > default.',
+    'Durations read `250ms`, `30s`, `5m`, `1m30s`, `2h`, `1d`, `1w` (a bare number is seconds); booleans read',
+    '`true`/`false`, `yes`/`no`, `1`/`0`, `on`/`off`. Any other key is refused (exit 2) with the nearest known one.',
+    '',
+    '| key | flag | env | default |',
+    '| --- | --- | --- | --- |',
+    ...configKeys().map((k) => `| ${cell(k.path)} | ${cell(k.flag)} | ${cell(k.env)} | ${cell(k.default)} |`),
+    '',
+  ];
 }
 
 const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!);

@@ -4,6 +4,7 @@ import { processContext, type Context } from './context.js';
 import { ExitCode, errorDocument, type ErrorDocument, exitCodeOf, formatError, Interrupted, UsageError } from './errors.js';
 import { packageVersion } from './util/paths.js';
 import type { ExitHolder, Register } from './commands/shared.js';
+import { SUMMARIES } from './commands/summaries.js';
 
 interface CommandEntry {
   name: string;
@@ -15,26 +16,27 @@ interface CommandEntry {
 const upModule = () => import('./commands/up.js');
 
 /**
- * In the order `embedctl --help` lists them: the order of a migration. Modules are imported only
- * when their command runs (or shows its help): the AWS SDK, onnxruntime and friends cost seconds
- * at start-up, and `embedctl --version` needs none of them.
+ * Modules are imported only when their command runs (or shows its help): the AWS SDK,
+ * onnxruntime and friends cost seconds at start-up, and `embedctl --version` needs none of them.
+ * Literal specifiers, so bundlers and vitest see every module; up.js registers `down` too.
  */
-const COMMANDS: CommandEntry[] = [
-  { name: 'rehearse', summary: 'the whole migration, end to end, on this machine and offline: cost, render, serve, verify, load-test, five-week rollout, fault and rollback', load: () => import('./commands/rehearse.js') },
-  { name: 'cost-report', summary: 'Whether self-hosting pays for your workload: monthly cost by volume, break-even, triggers and a recommendation', load: () => import('./commands/cost-report.js') },
-  { name: 'models', summary: 'list the model bundles embedctl can serve, fetch ONNX models from the Hugging Face hub', load: () => import('./commands/models.js') },
-  { name: 'serve', summary: 'run the embedding server (OpenAI- and Jina-compatible /v1/embeddings) on this machine', load: () => import('./commands/serve.js') },
-  { name: 'render', summary: 'Write the deploy files: docker-compose.yml, nginx.conf (traffic split + fallback), k8s/, user-data.sh', load: () => import('./commands/render.js') },
-  { name: 'provision', summary: 'Launch a GPU instance on EC2 for the runtime (Deep Learning AMI, locked-down security group, alarms)', load: () => import('./commands/provision.js') },
-  { name: 'up', summary: 'Start the self-hosted runtimes: on this machine behind nginx (--local) or on a Docker engine (--docker-host)', load: upModule },
-  { name: 'down', summary: 'Stop what `up` started: the local runtimes and nginx (--local) or the runtime containers (--docker-host)', load: upModule },
-  { name: 'status', summary: "Show the instance, each backend's health, the traffic split and recent latency and errors", load: () => import('./commands/status.js') },
-  { name: 'teardown', summary: 'Remove what provision created: only resources listed in .embedctl/state.json whose tags confirm embedctl manages them', load: () => import('./commands/teardown.js') },
-  { name: 'verify-consistency', summary: 'Embed the same texts on two endpoints and compare per-text cosine: does the candidate answer like the reference?', load: () => import('./commands/verify-consistency.js') },
-  { name: 'rag-overlap', summary: 'Retrieve with both endpoints over the same corpus and compare the top-k lists (and quality against qrels)', load: () => import('./commands/rag-overlap.js') },
-  { name: 'load-test', summary: 'Load-test an embeddings endpoint (k6 when on PATH, else autocannon) and judge it against the gates and the migration criteria', load: () => import('./commands/load-test.js') },
-  { name: 'rollout', summary: 'Move traffic to self-hosted step by step (10 -> 25 -> 50 -> 75 -> 100 %), behind gates, with rollback', load: () => import('./commands/rollout.js') },
-];
+const LOAD: Record<string, () => Promise<{ register: Register }>> = {
+  rehearse: () => import('./commands/rehearse.js'),
+  'cost-report': () => import('./commands/cost-report.js'),
+  models: () => import('./commands/models.js'),
+  serve: () => import('./commands/serve.js'),
+  render: () => import('./commands/render.js'),
+  provision: () => import('./commands/provision.js'),
+  up: upModule,
+  down: upModule,
+  status: () => import('./commands/status.js'),
+  teardown: () => import('./commands/teardown.js'),
+  'verify-consistency': () => import('./commands/verify-consistency.js'),
+  'rag-overlap': () => import('./commands/rag-overlap.js'),
+  'load-test': () => import('./commands/load-test.js'),
+  rollout: () => import('./commands/rollout.js'),
+};
+const COMMANDS: CommandEntry[] = Object.entries(SUMMARIES).map(([name, summary]) => ({ name, summary, load: LOAD[name]! }));
 
 /** Flags of the program itself; none takes a value, so the first other word names the command. */
 const GLOBAL_FLAGS = new Set(['--json', '--verbose', '--no-color', '-V', '--version', '-h', '--help']);
@@ -107,8 +109,14 @@ export async function main(argv: string[], outer: Context = processContext()): P
     return exitCodeOf(err);
   };
   let program: Command;
+  const command = invokedCommand(args);
   try {
-    program = await buildProgram(ctx, holder, { only: invokedCommand(args) });
+    program = await buildProgram(ctx, holder, { only: command });
+    // embedctl.yaml is checked as a whole before a command runs: a typo anywhere is refused,
+    // not silently ignored (help and --version need no configuration).
+    if (command && args[0] !== 'help' && !args.includes('--help') && !args.includes('-h')) {
+      (await import('./config-schema.js')).checkProjectConfig(ctx);
+    }
   } catch (err) {
     return fail(err);
   }

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { parseBoolean, parseDuration } from '../common/values.js';
 import type { Context } from './context.js';
 import { UsageError } from './errors.js';
 
@@ -19,8 +21,13 @@ export interface Resolved<T> {
 
 let cache: { path: string; data: Record<string, unknown> } | undefined;
 
-function loadProjectConfig(ctx: Context): { path: string; data: Record<string, unknown> } {
-  const path = ctx.env.EMBEDCTL_CONFIG ?? join(ctx.cwd, 'embedctl.yaml');
+export function projectConfigPath(ctx: Pick<Context, 'env' | 'cwd'>): string {
+  return ctx.env.EMBEDCTL_CONFIG ?? join(ctx.cwd, 'embedctl.yaml');
+}
+
+/** embedctl.yaml as parsed (an empty mapping when there is none); syntax errors are UsageErrors. */
+export function loadProjectConfig(ctx: Pick<Context, 'env' | 'cwd'>): { path: string; data: Record<string, unknown> } {
+  const path = projectConfigPath(ctx);
   if (cache && cache.path === path) return cache;
   let text: string;
   try {
@@ -108,15 +115,25 @@ export const parsers = {
       return raw;
     };
   },
+  /** The one boolean vocabulary (common/values.ts): true/false, yes/no, 1/0, on/off. */
   boolean() {
-    return (raw: unknown): boolean => {
-      if (typeof raw === 'boolean') return raw;
-      if (raw === 'true' || raw === '1' || raw === 'yes') return true;
-      if (raw === 'false' || raw === '0' || raw === 'no') return false;
-      throw new Error(`expected true or false, got ${JSON.stringify(raw)}`);
-    };
+    return parseBoolean;
+  },
+  /** The one duration grammar (common/values.ts) -> milliseconds. */
+  duration() {
+    return parseDuration;
   },
 };
+
+/** The boolean vocabulary as a zod type, for schemas (deploy settings, gateway settings). */
+export const booleanSchema = z.unknown().transform((raw, c) => {
+  try {
+    return parseBoolean(raw);
+  } catch (err) {
+    c.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
 
 /** Parse a flag value right away (no env/file layer), naming the flag on failure. */
 export function parseFlag<T>(flag: string, raw: unknown, parse: (raw: unknown) => T): T {

@@ -208,7 +208,10 @@ describe('--actual', () => {
     });
     const proj = mkdtempSync(join(dir, 'actual-'));
     mkdirSync(join(proj, '.embedctl'));
-    writeFileSync(join(proj, '.embedctl', 'state.json'), JSON.stringify({ version: 1, instances: [{ id: 'i-0123456789abcdef0' }] }));
+    // The state file as provision writes it (src/contracts/state.ts): the instance id is read from it, not guessed.
+    const at = '2026-01-01T00:00:00.000Z';
+    const deployment = { name: 'default', region: 'us-east-1', createdAt: at, updatedAt: at, attempt: 1, alarms: [], endpoints: [], instance: { id: 'i-0123456789abcdef0', instanceType: 'g4dn.xlarge', market: 'on-demand' } };
+    writeFileSync(join(proj, '.embedctl', 'state.json'), JSON.stringify({ version: 1, deployments: { default: deployment } }));
     const r = await run(['--tokens-per-month', '1e9', '--actual', '--json'], proj);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/warning: --actual calls Cost Explorer, which bills \$0\.01 per request/);

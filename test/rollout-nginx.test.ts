@@ -117,7 +117,7 @@ beforeEach(async () => {
   writeFileSync(confPath, renderNginxConf({ ...options, selfHostedPercent: 0 }));
   nginx = await startNginx({ confPath, prefix });
   // What `up --local` leaves behind for rollout: where the gateway lives and how it was rendered.
-  writeFileSync(join(cwd, '.embedctl', 'deploy.json'), JSON.stringify({ nginx: { confPath, prefix, options } }));
+  writeFileSync(join(cwd, '.embedctl', 'deploy.json'), JSON.stringify({ version: 1, source: 'test', nginx: { confPath, prefix, options } }));
   writeReports(cwd, new Date());
 });
 

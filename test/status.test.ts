@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { DEFAULT_DWELL_MS, DEFAULT_STEPS, initialState } from '../src/core/rollout/plan.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -78,7 +79,8 @@ describe('status', () => {
         },
       }),
     );
-    writeFileSync(join(cwd, '.embedctl', 'rollout.json'), JSON.stringify({ version: 1, percent: 25 }));
+    // A rollout state as rollout writes it (src/contracts/rollout.ts), at 25%.
+    writeFileSync(join(cwd, '.embedctl', 'rollout.json'), JSON.stringify({ ...initialState(DEFAULT_STEPS, DEFAULT_DWELL_MS, 'env'), percent: 25, stepIndex: 0 }));
     ec2.on(DescribeInstancesCommand).resolves({
       Reservations: [{ Instances: [{ InstanceId: 'i-0abc', State: { Name: 'running' }, PublicDnsName: 'ec2-1.eu-west-1.compute.amazonaws.com' }] }],
     });

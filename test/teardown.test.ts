@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { DEFAULT_DWELL_MS, DEFAULT_STEPS, initialState } from '../src/core/rollout/plan.js';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -174,6 +175,8 @@ describe('teardown', () => {
     expect(r.stdout).toMatch(/instance i-0abc \(running\): will be removed/);
     expect(r.stdout).toMatch(/ok +ec2:TerminateInstances/);
     expect(r.stdout).toMatch(/ok +ec2:DeleteSecurityGroup/);
+    // The settings view of --dry-run: each option with its value and source.
+    expect(r.stdout).toMatch(/setting +value +from\n[- ]+\nname +- +default\ndryRun +true +--dry-run/);
     for (const c of [...ec2.commandCalls(TerminateInstancesCommand), ...ec2.commandCalls(DeleteSecurityGroupCommand)]) {
       expect(c.args[0].input.DryRun).toBe(true);
     }
@@ -209,7 +212,8 @@ describe('teardown', () => {
     taggedAccount();
     const cwd = tempProject();
     writeState(cwd);
-    writeFileSync(join(cwd, '.embedctl', 'rollout.json'), JSON.stringify({ version: 1, percent: 25 }));
+    // A rollout state as rollout writes it (src/contracts/rollout.ts), at 25%.
+    writeFileSync(join(cwd, '.embedctl', 'rollout.json'), JSON.stringify({ ...initialState(DEFAULT_STEPS, DEFAULT_DWELL_MS, 'env'), percent: 25, stepIndex: 0 }));
     const r = await runCli(['teardown', '--yes'], { cwd });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--force: .*rollout\.json still sends 25% of traffic to self-hosted/);

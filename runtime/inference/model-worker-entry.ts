@@ -5,7 +5,7 @@
  * server's event loop keeps reading, tokenising and answering while a batch runs.
  *
  * Protocol (parent -> worker): {type:'embed', id, ids: Int32Array, offsets: Int32Array,
- * fullLengths: Int32Array, task?: number} (buffers transferred; one LoRA task per batch), {type:'close'}. Worker -> parent: {type:'log'},
+ * fullLengths: Int32Array, task?: number, tokenRows: number[]} (buffers transferred; one LoRA task per batch), {type:'close'}. Worker -> parent: {type:'log'},
  * {type:'loaded', manifest, provider, dir}, {type:'load_failed', error}, {type:'result', id,
  * vectors} (vector buffers transferred), {type:'embed_failed', id, error}, {type:'closed'}.
  */
@@ -27,7 +27,7 @@ if (port && init?.embedctlModelWorker) {
     (err: unknown) => port.postMessage({ type: 'load_failed', error: toWire(err) }),
   );
 
-  port.on('message', async (msg: { type: string; id?: number; ids?: Int32Array; offsets?: Int32Array; fullLengths?: Int32Array; task?: number }) => {
+  port.on('message', async (msg: { type: string; id?: number; ids?: Int32Array; offsets?: Int32Array; fullLengths?: Int32Array; task?: number; tokenRows?: number[] }) => {
     if (msg.type === 'close') {
       await loading;
       await model?.close().catch(() => {});
@@ -44,6 +44,7 @@ if (port && init?.embedctlModelWorker) {
         ids: ids.subarray(offsets[r]!, offsets[r + 1]!) as unknown as number[],
         fullLength: fullLengths[r]!,
         ...(task === undefined ? {} : { task }),
+        ...(msg.tokenRows?.includes(r) ? { tokens: true } : {}),
       }));
       const vectors = await model.embed(batch);
       // Each vector owns its buffer (model.ts copies rows out of the output tensor); a Set in

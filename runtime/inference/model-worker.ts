@@ -165,7 +165,8 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
     return new Promise<Float32Array[]>((resolve, reject) => {
       pending.set(id, { resolve, reject });
       setRef();
-      worker.postMessage({ type: 'embed', id, ids, offsets, fullLengths, task: batch[0]!.task }, [ids.buffer, offsets.buffer, fullLengths.buffer]);
+      const tokenRows = batch.flatMap((e, r) => (e.tokens ? [r] : []));
+      worker.postMessage({ type: 'embed', id, ids, offsets, fullLengths, task: batch[0]!.task, tokenRows }, [ids.buffer, offsets.buffer, fullLengths.buffer]);
     });
   };
 

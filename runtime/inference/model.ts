@@ -171,7 +171,7 @@ function makeModel(
       const data = toFloat32(out);
       return manifest.pooledByGraph || manifest.pooling === 'none'
         ? rows(data, out.dims, b, dim, dir)
-        : pool(data, out.dims, mask, b, seq, dim, manifest.pooling, manifest.normalize, dir);
+        : pool(data, out.dims, mask, b, seq, dim, manifest.pooling, manifest.normalize, dir, batch);
     } finally {
       for (const t of Object.values(result)) t.dispose?.();
     }
@@ -240,10 +240,16 @@ function pool(
   pooling: 'mean' | 'cls' | 'none',
   normalize: boolean,
   dir: string,
+  batch: Encoded[],
 ): Float32Array[] {
   checkDims(dims, [b, seq, dim], dir);
   const out: Float32Array[] = [];
   for (let r = 0; r < b; r++) {
+    // Padding sits after a row's real tokens: its states are the first ids.length rows.
+    if (batch[r]!.tokens) {
+      out.push(data.slice(r * seq * dim, (r * seq + batch[r]!.ids.length) * dim));
+      continue;
+    }
     const v = new Float32Array(dim);
     if (pooling === 'cls') {
       v.set(data.subarray(r * seq * dim, r * seq * dim + dim));

@@ -27,6 +27,8 @@ export interface EmbedCall {
   truncate: boolean;
   /** Aborted when the client hangs up: queued inputs are dropped, tokenising stops. */
   signal?: AbortSignal;
+  /** Token states per input instead of pooled vectors (Encoded.tokens). */
+  tokens?: boolean;
 }
 
 export interface EmbedResult {
@@ -145,6 +147,7 @@ export class ModelService {
       // A cut input's full length is extrapolated from the part tokenised (usage is an estimate there).
       tokens[i] = cut ? Math.round((enc.fullLength * text.length) / this.cutChars) : enc.fullLength;
       if (task !== undefined) enc.task = task;
+      if (call.tokens) enc.tokens = true;
       encoded[i] = enc;
       requestTokens += enc.ids.length;
       if (requestTokens > this.maxRequestTokens) {

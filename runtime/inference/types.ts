@@ -13,6 +13,8 @@ export interface Encoded {
   fullLength: number;
   /** LoRA adapter index (manifest.loraTasks) this input runs under; undefined = the model's default. */
   task?: number;
+  /** Answer this input's token states (unpooled, [tokens x dim] flattened) instead of one vector: TEI's /embed_all. */
+  tokens?: boolean;
 }
 
 export interface LoadedModel {

@@ -35,6 +35,8 @@ export interface EmbedJob {
   texts: Array<string | number[]>;
   task: string | undefined;
   truncate: boolean;
+  /** Token states instead of pooled vectors (TEI's /embed_all); never cached. */
+  tokens?: boolean;
 }
 
 export interface EmbedOutput {
@@ -95,7 +97,7 @@ function overloaded(ctx: RouteContext, err: InferenceError): ApiError {
 async function embedCached(ctx: RouteContext, job: EmbedJob, signal: AbortSignal): Promise<EmbedOutput> {
   const service = job.slot.service!;
   const cache = ctx.hooks.cache;
-  if (!cache) return service.embed({ texts: job.texts, task: job.task, truncate: job.truncate, signal });
+  if (!cache || job.tokens) return service.embed({ texts: job.texts, task: job.task, truncate: job.truncate, signal, tokens: job.tokens });
   // Token-array inputs get a key no text can have.
   const keys: CacheKey[] = job.texts.map((t) => ({ model: job.slot.name, task: job.task, text: typeof t === 'string' ? t : `\u0000ids:${t.join(',')}`, truncate: job.truncate }));
   const hits = await cache.get(keys);

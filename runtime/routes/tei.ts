@@ -3,10 +3,12 @@ import { shapeVector } from './encoding.js';
 import { ApiError } from './errors.js';
 import { admitRequest, embed, modelFor } from './pipeline.js';
 import { checkDimensions, parseInputs } from './request.js';
+import type { LoadedModel } from '../inference/types.js';
 import type { Route, RouteContext } from './types.js';
 
 /**
- * Hugging Face text-embeddings-inference's API: POST /embed, /embed_all, /tokenize, GET /info.
+ * Hugging Face text-embeddings-inference's API: POST /embed, /embed_all (token states, for bundles
+ * whose graph outputs them), /tokenize, GET /info.
  * Errors in TEI's shape {error, error_type}: 413 payload too large, 422 validation, 424 model
  * error, 429 overloaded (503 while loading or draining). TEI serves one model; `model` in the
  * body is not part of its API, but is honoured when present so one runtime can serve several.
@@ -18,6 +20,24 @@ const ERROR_TYPES: Record<number, string> = { 400: 'validation', 404: 'validatio
 function teiError(err: ApiError): { status: number; body: unknown } {
   const status = err.status === 400 || err.status === 404 ? 422 : err.status >= 500 && err.status !== 503 ? 424 : err.status;
   return { status, body: { error: err.message, error_type: ERROR_TYPES[status] ?? (status >= 500 ? 'backend' : 'validation') } };
+}
+
+/**
+ * Most values (token vectors x dimensions) one /embed_all answer carries: about 80 MB of JSON.
+ * Token states are tokens x dims per input where /embed answers dims, so a request /embed takes
+ * easily can make an answer the server would spend seconds serialising; 413 names the way out.
+ */
+export const MAX_EMBED_ALL_VALUES = 4_194_304;
+
+function checkEmbedAllSize(m: LoadedModel, inputs: Array<string | number[]>) {
+  const { maxTokens, dimensions } = m.manifest;
+  // Only tokenise to count when the worst case (every input at max tokens) is over the cap.
+  if (inputs.length * maxTokens * dimensions <= MAX_EMBED_ALL_VALUES) return;
+  let tokens = 0;
+  for (const t of inputs) tokens += Math.min(maxTokens, typeof t === 'string' ? m.encode(t).ids.length : t.length + 2);
+  if (tokens * dimensions > MAX_EMBED_ALL_VALUES) {
+    throw new ApiError(413, `the answer would hold ${tokens} token vectors of ${dimensions} values, over the ${MAX_EMBED_ALL_VALUES} values /embed_all answers at once; send fewer or shorter inputs per request`, 'inputs', 'payload_too_large');
+  }
 }
 
 const obj = (body: unknown): Record<string, unknown> => (typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {});
@@ -54,10 +74,23 @@ export const teiRoutes: Route[] = [
     methods: ['POST'],
     traffic: true,
     errorBody: (e) => teiError(e),
-    async handle(req, res, ctx) {
-      await admitRequest(req, ctx);
-      // Token-level vectors need the unpooled hidden states, which the batcher does not return.
-      throw new ApiError(424, 'embed_all (per-token vectors) is not served by this runtime: it pools inside the batcher; use /embed', null, 'backend');
+    async handle(req, res, ctx, note) {
+      const principal = await admitRequest(req, ctx);
+      const b = obj(await readJson(req, ctx.maxBodyBytes, '{"inputs": ["text"]}'));
+      const slot = modelFor(ctx, typeof b.model === 'string' ? b.model : undefined);
+      const m = slot.service!.model;
+      const { manifest } = m;
+      if (manifest.pooledByGraph || manifest.pooling === 'none') {
+        throw new ApiError(424, `${slot.name} pools inside its graph (its output "${manifest.output}" is one vector per input): it has no token states for /embed_all; use /embed, or serve the bundle before \`models optimize --pool-in-graph\``, null, 'backend');
+      }
+      const inputs = parseInputs(b.inputs);
+      const truncate = flag(b.truncate, false);
+      checkEmbedAllSize(m, inputs);
+      const task = typeof b.prompt_name === 'string' ? b.prompt_name : undefined;
+      const out = await embed(req, res, ctx, note, principal, { route: 'tei', slot, texts: inputs, task, truncate, tokens: true });
+      // TEI's shape: per input, one raw (unnormalised) vector per token, special tokens included.
+      const dim = manifest.dimensions;
+      send(res, 200, out.vectors.map((v) => Array.from({ length: v.length / dim }, (_, t) => Array.from(v.subarray(t * dim, (t + 1) * dim)))));
     },
   },
   {

@@ -1,4 +1,5 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { deployFile } from '../contracts/deploy.js';
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -290,7 +291,7 @@ export async function startLocalStack(o: StartLocalStackOptions): Promise<LocalS
           backends: started.map((r) => r.url),
         };
         await writeJsonAtomic(paths.state, state);
-        await writeJsonAtomic(paths.deploy, {
+        await deployFile.write(paths.deploy, {
           version: 1,
           source: 'embedctl up --local',
           nginx: { confPath: paths.confPath, prefix: paths.prefix, url: nginx.url, model: o.model, options: nginxOptions },
@@ -336,8 +337,7 @@ export async function stopLocalStack(cwd: string, onProgress?: (msg: string) => 
       await rm(paths.state, { force: true });
       await rm(paths.secretsDir, { recursive: true, force: true });
       try {
-        const deploy = JSON.parse(readFileSync(paths.deploy, 'utf8')) as { nginx?: { confPath?: string } };
-        if (deploy.nginx?.confPath === paths.confPath) await rm(paths.deploy, { force: true });
+        if (deployFile.readSync(paths.deploy)?.nginx?.confPath === paths.confPath) await rm(paths.deploy, { force: true });
       } catch {
         /* not ours or gone */
       }

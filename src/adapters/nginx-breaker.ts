@@ -1,4 +1,6 @@
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { parseDuration } from '../../common/values.js';
+import { deployFile } from '../contracts/deploy.js';
 import { join } from 'node:path';
 import { NGINX_DEFAULTS } from '../core/nginx-conf.js';
 
@@ -54,11 +56,13 @@ function errorLogTime(line: string): number | undefined {
   return new Date(y, mo - 1, d, h, mi, s).getTime();
 }
 
+/** nginx's fail_timeout in the one duration grammar; an unreadable one is nginx's default, 10s. */
 export function parseDurationMs(v: string): number {
-  const m = /^(\d+)(ms|s|m|h)?$/.exec(v.trim());
-  if (!m) return 10_000;
-  const n = Number(m[1]);
-  return n * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h']);
+  try {
+    return parseDuration(v);
+  } catch {
+    return 10_000;
+  }
 }
 
 const failed = (status: string) => status === '' || status === '-' || status === '502' || status === '504' || status === '429' || /^5\d\d$/.test(status);
@@ -136,8 +140,8 @@ export function localBreakers(cwd: string, now = Date.now()): ReplicaBreaker[] |
   if (!prefix || replicas.length === 0) return undefined;
   let failTimeout = NGINX_DEFAULTS.failTimeout;
   try {
-    const deploy = JSON.parse(readFileSync(join(dir, 'deploy.json'), 'utf8')) as { nginx?: { options?: { failTimeout?: string } } };
-    failTimeout = deploy.nginx?.options?.failTimeout ?? failTimeout;
+    const t = deployFile.readSync(join(dir, 'deploy.json'))?.nginx?.options.failTimeout;
+    if (typeof t === 'string') failTimeout = t;
   } catch {
     /* defaults */
   }

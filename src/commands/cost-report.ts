@@ -1,456 +1,76 @@
-import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import type { Command } from 'commander';
-import { fetchUsage } from '../adapters/aws/cloudwatch-metrics.js';
-import { fetchActualCosts } from '../adapters/aws/cost-explorer.js';
-import { fetchLivePrices } from '../adapters/aws/pricing.js';
-import { parsers, resolveOption, type Resolved } from '../config.js';
 import type { Context } from '../context.js';
-import { ExternalError, UsageError } from '../errors.js';
-import { capacityFromLoadReport, parseQuantity, type LoadReportCapacity } from '../core/cost/inputs.js';
-import { DEFAULT_UNIT_PRICES, embeddingsAt, PRICING_OPTIONS, type PricingOption, type Workload } from '../core/cost/model.js';
-import {
-  AWS_UNIT_PRICES,
-  DEFAULT_HOSTED_MODEL,
-  hostedModel,
-  HOSTED_MODELS,
-  HOURS_PER_MONTH,
-  INSTANCES,
-  PRICE_TABLE_DATE,
-  PRICE_TABLE_REGION,
-} from '../core/cost/prices.js';
-import { analyse, type Assumption, type CostInputs } from '../core/cost/report.js';
-import { csvText, htmlText, jsonDoc, LABEL, textReport, type ActualData } from '../ui/cost-report.js';
-import { type Logger, printJson, withSchema } from '../ui/output.js';
-import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
-import { action, examples, type ExitHolder } from './shared.js';
+import { UsageError } from '../errors.js';
+import { embeddingsAt } from '../core/cost/model.js';
+import { PRICE_TABLE_DATE, PRICE_TABLE_REGION } from '../core/cost/prices.js';
+import { analyse } from '../core/cost/report.js';
+import { stateFile } from '../contracts/state.js';
 import { costReport } from '../contracts/reports.js';
+import { statePaths } from '../core/state.js';
+import { csvText, htmlText, jsonDoc, textReport, type ActualData } from '../ui/cost-report.js';
+import { printJson, withSchema } from '../ui/output.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { resolveInputs } from './cost-report-inputs.js';
+import { defineCommand } from './define.js';
+import { COST_OPTIONS } from './define-options.js';
 
-/** Bytes per vector component in a response: measured JSON.stringify of float32 values as JS numbers. */
-const BYTES_PER_VALUE = { float: 20.8, base64: (4 * 4) / 3 } as const;
-const REQUEST_BYTES_PER_TOKEN = 4;
-type Opts = Record<string, unknown>;
-
-const snake = (key: string) => key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
-const flagOf = (key: string) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-const RANK = { flag: 3, env: 2, file: 1, default: 0 } as const;
-
-function describeSource(r: Resolved<unknown>, fallback: string): string {
-  return r.source === 'default' ? `default: ${fallback}` : r.origin;
-}
-async function resolveInputs(ctx: Context, opts: Opts, log: Logger): Promise<CostInputs> {
-  const assumptions: Assumption[] = [];
-  const get = <T>(key: string, parse: (raw: unknown) => T, def: T): Resolved<T> =>
-    resolveOption<T>(ctx, { flag: flagOf(key), flagValue: opts[key], env: `EMBEDCTL_${snake(key)}`, file: `cost.${key}`, default: def, parse });
-  const qty = (min = 0) => parseQuantity({ min });
-  const note = (name: string, r: Resolved<unknown>, unit: string, why: string) =>
-    assumptions.push({ name, value: r.value as Assumption['value'], unit, source: describeSource(r, why) });
-
-  // Workload: one of the two forms; when both are present the higher-precedence source wins, and
-  // two at the same level are a contradiction the user must resolve.
-  const tpm = get<number | undefined>('tokensPerMonth', qty(), undefined);
-  const q = get<number | undefined>('queriesPerMonth', qty(), undefined);
-  const tpq = get<number | undefined>('tokensPerQuery', qty(), undefined);
-  const corpus = get<number | undefined>('corpusTokens', qty(), undefined);
-  const churn = get<number | undefined>('churn', parseQuantity({ min: 0, percent: true }), undefined);
-  const tokensPerText = get('tokensPerText', qty(1), 256);
-  const peakFactor = get('peakFactor', qty(1), 3);
-  const queryForm = [q, tpq, churn].filter((r) => r.value !== undefined);
-  let useTokens = tpm.value !== undefined;
-  if (tpm.value !== undefined && queryForm.length > 0) {
-    const other = queryForm.reduce((a, b) => (RANK[b.source] > RANK[a.source] ? b : a));
-    if (RANK[other.source] === RANK[tpm.source]) {
-      throw new UsageError(`conflicts with ${other.origin}: give either --tokens-per-month or --queries-per-month/--tokens-per-query/--churn`, {
-        field: tpm.origin,
-      });
-    }
-    useTokens = RANK[tpm.source] > RANK[other.source];
-    log.verbose(`workload: ${useTokens ? tpm.origin : other.origin} overrides ${useTokens ? other.origin : tpm.origin}`);
-  }
-  let workload: Workload;
-  if (useTokens) {
-    const tokens = tpm.value!;
-    note('tokens per month', tpm, 'tokens/month', '');
-    workload = {
-      tokensPerMonth: tokens,
-      embeddingsPerMonth: tokens / tokensPerText.value,
-      corpusTokens: corpus.value,
-      initialIndexTokens: corpus.value ?? 0,
-      tokensPerText: tokensPerText.value,
-      peakFactor: peakFactor.value,
-    };
-  } else if (queryForm.length > 0 || corpus.value !== undefined) {
-    if (q.value !== undefined && tpq.value === undefined) throw new UsageError(`required with ${q.origin}`, { field: '--tokens-per-query' });
-    if (tpq.value !== undefined && q.value === undefined) throw new UsageError(`required with ${tpq.origin}`, { field: '--queries-per-month' });
-    if (churn.value !== undefined && corpus.value === undefined) throw new UsageError(`required with ${churn.origin}`, { field: '--corpus-tokens' });
-    if (q.value === undefined && (churn.value ?? 0) === 0) {
-      throw new UsageError('a corpus alone is no monthly workload: add --churn F, or --queries-per-month Q --tokens-per-query T', { field: '--queries-per-month' });
-    }
-    const Q = q.value ?? 0;
-    const T = tpq.value ?? 0;
-    const C = corpus.value ?? 0;
-    const F = churn.value ?? 0;
-    if (q.value !== undefined) note('queries per month', q, 'queries/month', '');
-    if (tpq.value !== undefined) note('tokens per query', tpq, 'tokens', '');
-    if (corpus.value !== undefined) note('corpus tokens', corpus, 'tokens', '');
-    note('monthly churn (share of the corpus re-embedded per month)', { ...churn, value: F }, 'fraction', 'no re-indexing');
-    workload = {
-      tokensPerMonth: Q * T + C * F,
-      embeddingsPerMonth: Q + (C * F) / tokensPerText.value,
-      // unknown (not 0) when only corpus churn was described: the queries trigger is then not evaluated
-      queriesPerMonth: q.value,
-      corpusTokens: corpus.value,
-      initialIndexTokens: C,
-      tokensPerText: tokensPerText.value,
-      peakFactor: peakFactor.value,
-    };
-  } else {
-    throw new UsageError(
-      'no workload given: pass --tokens-per-month N, or --queries-per-month Q --tokens-per-query T [--corpus-tokens C --churn F] (or a cost: section in embedctl.yaml)',
-      { field: '--tokens-per-month' },
-    );
-  }
-  if (!(workload.tokensPerMonth > 0)) throw new UsageError(`the workload comes to ${workload.tokensPerMonth} tokens/month; nothing to compare`, { field: useTokens ? tpm.origin : '--queries-per-month' });
-  note('average tokens per embedded text (document chunk)', tokensPerText, 'tokens', 'a typical RAG chunk; queries count one text each');
-  note('peak factor (busiest minute / average minute)', peakFactor, 'x', 'daytime traffic peaks at ~3x the monthly average');
-
-  // Hosted side.
-  const provider = get('provider', parsers.oneOf(['jina', 'openai', 'custom'] as const), 'jina');
-  const modelR = get<string | undefined>('model', parsers.string(), undefined);
-  const ppm = get<number | undefined>('pricePerMillion', qty(), undefined);
-  let hostedName: string;
-  let price: number;
-  let priceSource: string;
-  let hostedDims: number;
-  let dimsSource: string;
-  if (provider.value === 'custom') {
-    if (ppm.value === undefined) throw new UsageError('required with --provider custom (USD per 1M tokens)', { field: '--price-per-million' });
-    hostedName = modelR.value ?? 'custom';
-    price = ppm.value;
-    priceSource = ppm.origin;
-    hostedDims = 1024;
-    dimsSource = 'default: unknown for a custom model';
-  } else {
-    const name = modelR.value ?? DEFAULT_HOSTED_MODEL[provider.value];
-    const m = hostedModel(provider.value, name);
-    if (!m && ppm.value === undefined) {
-      throw new UsageError(
-        `no built-in price for ${provider.value} model ${JSON.stringify(name)}; known: ${HOSTED_MODELS.filter((x) => x.provider === provider.value).map((x) => x.model).join(', ')}`,
-        { field: modelR.origin === 'default' ? '--model' : modelR.origin, hint: 'or pass --price-per-million' },
-      );
-    }
-    hostedName = m?.model ?? name;
-    price = ppm.value ?? m!.pricePerMillion;
-    priceSource = ppm.value !== undefined ? ppm.origin : m!.source;
-    hostedDims = m?.dimensions ?? 1024;
-    dimsSource = m ? `${provider.value} documentation for ${m.model}` : 'default: unknown model';
-  }
-  const hostedDimsR = get<number | undefined>('hostedDimensions', qty(1), undefined);
-  if (hostedDimsR.value !== undefined) {
-    hostedDims = hostedDimsR.value;
-    dimsSource = hostedDimsR.origin;
-  }
-  assumptions.push({ name: `hosted price (${provider.value} ${hostedName})`, value: price, unit: 'USD per 1M tokens', source: priceSource });
-  assumptions.push({ name: 'hosted model dimensions (for the size of today\'s index)', value: hostedDims, unit: 'dims', source: dimsSource });
-
-  // Self-hosted side.
-  const instanceType = get('instanceType', parsers.string(), 'g4dn.xlarge');
-  const region = get('region', parsers.string(), 'us-east-1');
-  const livePricing = get('livePricing', parsers.boolean(), false);
-  const pricing = get('pricing', parsers.oneOf(['on-demand', 'reserved', 'spot', 'all'] as const), 'all');
-  const instancesR = get<number | undefined>('instances', parseQuantity({ min: 1, integer: true }), undefined);
-  const capacityFrom = get<string | undefined>('capacityFrom', parsers.string(), undefined);
-  const known = INSTANCES[instanceType.value];
-  if (!known && !livePricing.value) {
-    throw new UsageError(`unknown instance type ${JSON.stringify(instanceType.value)}; the built-in table knows ${Object.keys(INSTANCES).join(', ')}`, {
-      field: instanceType.origin === 'default' ? '--instance-type' : instanceType.origin,
-      hint: 'pick one of those, or add --live-pricing to price any type from the AWS Pricing API (with --capacity-from a load-test report)',
-    });
-  }
-  if (region.value !== PRICE_TABLE_REGION && !livePricing.value) {
-    throw new UsageError(`the built-in price table is for ${PRICE_TABLE_REGION} only`, {
-      field: region.origin === 'default' ? '--region' : region.origin,
-      hint: 'add --live-pricing to read prices for this region from the AWS Pricing API',
-    });
-  }
-
-  let report: LoadReportCapacity | undefined;
-  if (capacityFrom.value !== undefined) {
-    const path = isAbsolute(capacityFrom.value) ? capacityFrom.value : join(ctx.cwd, capacityFrom.value);
-    let doc: unknown;
-    try {
-      doc = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new UsageError(e.code === 'ENOENT' ? `no such file ${path}` : `cannot read ${path}: ${e.message.split('\n')[0]}`, {
-        field: capacityFrom.origin,
-        hint: 'pass a report saved by `embedctl load-test --out report.json`',
-      });
-    }
-    try {
-      report = capacityFromLoadReport(doc);
-    } catch (err) {
-      throw new UsageError(`${path}: ${(err as Error).message}`, { field: capacityFrom.origin });
-    }
-  }
-
-  const hourly: Record<PricingOption, number | null> = known
-    ? { onDemand: known.onDemand, reserved: known.reserved, spot: known.spot }
-    : { onDemand: null, reserved: null, spot: null };
-  let instPriceSource = known?.source ?? '';
-  const instance: CostInputs['instance'] = {
-    type: instanceType.value,
-    region: region.value,
-    vcpu: known?.vcpu,
-    gpu: known?.gpu,
-    memory: known ? `${known.memoryGiB} GiB` : undefined,
-    capacitySource: '',
-    priceSource: '',
-  };
-  if (livePricing.value) {
-    log.info(`reading live prices for ${instanceType.value} in ${region.value} (AWS Pricing API, EC2 spot price history)...`);
-    const live = await fetchLivePrices(ctx, instanceType.value, region.value);
-    if (live.onDemand === null) {
-      throw new ExternalError('aws pricing', `no on-demand Linux price for ${instanceType.value} in ${region.value}`, {
-        hint: 'check the instance type is offered in that region',
-      });
-    }
-    if (live.reserved === null) log.warn(`the Pricing API lists no 1-year no-upfront reserved price for ${instanceType.value}; reserved is left out`);
-    if (live.spot === null) log.warn(`no spot price history for ${instanceType.value} in ${region.value} in the last day; spot is left out`);
-    hourly.onDemand = live.onDemand;
-    hourly.reserved = live.reserved;
-    hourly.spot = live.spot;
-    instPriceSource = `AWS Pricing API GetProducts (${region.value}, Linux, shared) and DescribeSpotPriceHistory (last 24 h, average of ${live.spotZones.length} AZ(s)), read ${live.fetchedAt}`;
-    instance.vcpu = live.vcpu ?? instance.vcpu;
-    instance.gpu = live.gpu ?? instance.gpu;
-    instance.memory = live.memory ?? instance.memory;
-  }
-  instance.priceSource = instPriceSource;
-
-  let capacity: number;
-  if (report) {
-    capacity = report.embeddingsPerMinute;
-    instance.capacitySource = `${capacityFrom.origin} ${capacityFrom.value} (${report.basis}${report.target ? `, target ${report.target}` : ''})${known ? `; default rating ${known.ratedEmbeddingsPerMinute.toLocaleString('en-US')} embeddings/min not used` : ''}`;
-  } else if (known) {
-    capacity = known.ratedEmbeddingsPerMinute;
-    instance.capacitySource = `price table rated capacity for ${known.instanceType} (ASSUMPTION for a MiniLM/bge-small class model, ~256-token texts; replace with --capacity-from a load-test report)`;
-  } else {
-    throw new UsageError(`no rated capacity for ${instanceType.value} in the built-in table`, {
-      field: '--capacity-from',
-      hint: 'run `embedctl load-test --out report.json` against the runtime on that instance and pass the report',
-    });
-  }
-  assumptions.push({ name: `capacity per ${instanceType.value}`, value: capacity, unit: 'embeddings/min', source: instance.capacitySource });
-  if (report && known) assumptions.push({ name: `default rated capacity per ${known.instanceType} (not used)`, value: known.ratedEmbeddingsPerMinute, unit: 'embeddings/min', source: 'price table default (an ASSUMPTION; replaced by the measured figure above)' });
-  for (const o of PRICING_OPTIONS) {
-    assumptions.push({
-      name: `${instanceType.value} ${LABEL[o]} price`,
-      value: hourly[o],
-      unit: o === 'reserved' ? 'USD/hour (1-year, no upfront, effective)' : o === 'spot' ? 'USD/hour (typical; can be interrupted)' : 'USD/hour',
-      source: instPriceSource,
-    });
-  }
-  assumptions.push({ name: 'hours per month', value: HOURS_PER_MONTH, unit: 'h', source: 'AWS billing convention (8,760 h / 12)' });
-
-  const dims = get('dimensions', qty(1), 384);
-  const encoding = get('encoding', parsers.oneOf(['float', 'base64'] as const), 'float');
-  const ebsGb = get('ebsGb', qty(1), 100);
-  const ebsIops = get('ebsIops', qty(), AWS_UNIT_PRICES.ebsGp3BaselineIops.value);
-  const ebsTp = get('ebsThroughput', qty(), AWS_UNIT_PRICES.ebsGp3BaselineThroughput.value);
-  const snapshotGb = get('snapshotGb', qty(), ebsGb.value);
-  const egressShare = get('egressShare', parseQuantity({ min: 0, percent: true }), 1);
-  if (egressShare.value > 1) throw new UsageError(`must be a fraction between 0 and 1, got ${egressShare.value}`, { field: egressShare.origin });
-  const lb = get('loadBalancer', parsers.boolean(), false);
-  const alarms = get('alarms', qty(), 4);
-  const metrics = get('customMetrics', qty(), 3);
-  const eng = get('engineeringHours', qty(), 0);
-  const maint = get('maintenanceHours', qty(), 0);
-  const rate = get('hourlyRate', qty(), 100);
-  const months = get('months', qty(1), 12);
-  note('self-hosted model dimensions', dims, 'dims', 'a MiniLM / bge-small class model (384)');
-  assumptions.push({
-    name: `response bytes per vector value (${encoding.value})`,
-    value: Number(BYTES_PER_VALUE[encoding.value].toFixed(2)),
-    unit: 'bytes',
-    source:
-      encoding.value === 'float'
-        ? `${describeSource(encoding, 'float')}: JSON text of float32 values printed as JS numbers, measured ~20.8 bytes each with the comma`
-        : `${encoding.origin}: 4-byte float32, base64 (x 4/3)`,
-  });
-  note('share of responses leaving AWS (internet egress)', egressShare, 'fraction', 'worst case, every caller outside AWS; 0 when callers run in the same region');
-  assumptions.push({ name: 'internet egress price', value: AWS_UNIT_PRICES.egressPerGb.value, unit: AWS_UNIT_PRICES.egressPerGb.unit, source: AWS_UNIT_PRICES.egressPerGb.source });
-  assumptions.push({ name: 'egress free tier', value: AWS_UNIT_PRICES.egressFreeGb.value, unit: AWS_UNIT_PRICES.egressFreeGb.unit, source: AWS_UNIT_PRICES.egressFreeGb.source });
-  note('EBS gp3 volume per instance', ebsGb, 'GB', 'model, image and OS');
-  assumptions.push({ name: 'EBS gp3 price', value: AWS_UNIT_PRICES.ebsGp3PerGbMonth.value, unit: AWS_UNIT_PRICES.ebsGp3PerGbMonth.unit, source: AWS_UNIT_PRICES.ebsGp3PerGbMonth.source });
-  note('EBS gp3 IOPS per volume', ebsIops, 'IOPS', '3,000 baseline, free');
-  note('EBS gp3 throughput per volume', ebsTp, 'MB/s', '125 MB/s baseline, free');
-  note('EBS snapshots kept (one golden volume)', snapshotGb, 'GB', 'one full snapshot of the volume');
-  assumptions.push({ name: 'snapshot price', value: AWS_UNIT_PRICES.snapshotPerGbMonth.value, unit: AWS_UNIT_PRICES.snapshotPerGbMonth.unit, source: AWS_UNIT_PRICES.snapshotPerGbMonth.source });
-  note('application load balancer', lb, 'yes/no', 'none (nginx on the instance)');
-  if (lb.value) {
-    assumptions.push({ name: 'ALB hourly + LCU price', value: `${AWS_UNIT_PRICES.albPerHour.value} + ${AWS_UNIT_PRICES.albPerLcuHour.value}`, unit: 'USD/hour, USD/LCU-hour', source: `${AWS_UNIT_PRICES.albPerHour.source}; LCUs from the monthly average of processed bytes (1 GB/h per LCU) or new connections (25/s per LCU, one per text)` });
-  }
-  note('CloudWatch alarms', alarms, 'alarms', 'the alarms embedctl provision creates');
-  note('CloudWatch custom metrics', metrics, 'metrics', 'requests, embeddings, latency');
-  note('engineering set-up (one-time)', eng, 'hours', 'not counted; pass --engineering-hours');
-  note('engineering upkeep per month', maint, 'hours/month', 'not counted; pass --maintenance-hours');
-  note('engineering hourly rate', rate, 'USD/hour', 'a loaded engineer cost');
-  note('horizon', months, 'months', 'one year');
-
-  const p95Flag = get<number | undefined>('hostedP95Ms', qty(), undefined);
-  let p95Ms: number | undefined;
-  let p95Basis: string | undefined;
-  if (p95Flag.value !== undefined) {
-    p95Ms = p95Flag.value;
-    p95Basis = p95Flag.origin;
-  } else if (report?.p95Ms !== undefined) {
-    p95Ms = report.p95Ms;
-    p95Basis = `p95 of the load-test report ${capacityFrom.value}`;
-  }
-
-  const pricingOpt = pricing.value;
-  const wanted: PricingOption[] = pricingOpt === 'all' ? [...PRICING_OPTIONS] : [pricingOpt === 'on-demand' ? 'onDemand' : pricingOpt];
-  const options = wanted.filter((o) => hourly[o] !== null);
-  if (options.length === 0) throw new ExternalError('aws pricing', `no ${pricingOpt} price available for ${instanceType.value} in ${region.value}`);
-
-  const csv = Boolean(opts.csv);
-  const html = typeof opts.html === 'string' ? opts.html : undefined;
-  return {
-    workload,
-    hosted: { pricePerMillion: price, dimensions: hostedDims, provider: provider.value, model: hostedName, p95Ms, p95Basis },
-    self: {
-      hourly,
-      capacityPerInstance: capacity,
-      fixedInstances: instancesR.value,
-      dimensions: dims.value,
-      bytesPerValue: BYTES_PER_VALUE[encoding.value],
-      egressShare: egressShare.value,
-      requestBytesPerToken: REQUEST_BYTES_PER_TOKEN,
-      ebsGbPerInstance: ebsGb.value,
-      ebsIops: ebsIops.value,
-      ebsThroughputMBps: ebsTp.value,
-      snapshotGb: snapshotGb.value,
-      loadBalancer: lb.value,
-      alarms: alarms.value,
-      customMetrics: metrics.value,
-      maintenanceHoursPerMonth: maint.value,
-      hourlyRate: rate.value,
-      units: DEFAULT_UNIT_PRICES,
-    },
-    oneTime: { engineeringHours: eng.value, hourlyRate: rate.value },
-    instance,
-    options,
-    months: months.value,
-    assumptions,
-    output: { csv, html, actual: Boolean(get('actual', parsers.boolean(), false).value), livePricing: livePricing.value },
-  };
-}
 /** Instance ids embedctl provisioned, from the provision state file when there is one. */
-function provisionedInstanceIds(ctx: Context): string[] {
-  try {
-    const text = readFileSync(join(ctx.cwd, '.embedctl', 'state.json'), 'utf8');
-    return [...new Set(text.match(/\bi-[0-9a-f]{8,17}\b/g) ?? [])];
-  } catch {
-    return [];
-  }
+async function provisionedInstanceIds(ctx: Context): Promise<string[]> {
+  const state = await stateFile.read(statePaths(ctx.cwd, ctx.env).state);
+  return Object.values(state?.deployments ?? {}).flatMap((d) => (d.instance ? [d.instance.id] : []));
 }
 
-export function register(program: Command, ctx: Context, holder: ExitHolder): void {
-  const cmd = program
-    .command('cost-report')
-    .description('Whether self-hosting pays for your workload: monthly cost by volume, break-even, triggers and a recommendation')
-    .option('--tokens-per-month <n>', 'monthly embedding volume in tokens (2e9, 1_000_000, 10M, 2B)')
-    .option('--queries-per-month <n>', 'or: queries embedded per month ...')
-    .option('--tokens-per-query <n>', '... times tokens per query ...')
-    .option('--corpus-tokens <n>', '... plus the corpus size in tokens (indexed once, reported as one-time cost) ...')
-    .option('--churn <fraction>', '... times the share re-embedded each month (0.1 or 10%)')
-    .option('--tokens-per-text <n>', 'average tokens per embedded document chunk (default 256)')
-    .option('--peak-factor <x>', 'busiest minute over the average minute (default 3)')
-    .option('--provider <name>', 'hosted provider: jina, openai or custom (default jina)')
-    .option('--model <name>', 'hosted model (default jina-embeddings-v3 / text-embedding-3-small)')
-    .option('--price-per-million <usd>', 'hosted price per 1M tokens (overrides the built-in one)')
-    .option('--hosted-dimensions <n>', "dimensions of the hosted model's vectors (for the indexed-data trigger)")
-    .option('--hosted-p95-ms <ms>', 'p95 latency you see from the hosted API today')
-    .option('--instance-type <type>', `EC2 instance type (default g4dn.xlarge; built in: ${Object.keys(INSTANCES).join(', ')})`)
-    .option('--region <region>', 'AWS region (default us-east-1; others need --live-pricing)')
-    .option('--pricing <option>', 'on-demand, reserved, spot or all (default all)')
-    .option('--instances <n>', 'fixed instance count (default: enough for the peak)')
-    .option('--capacity-from <file>', 'load-test report (embedctl.load-test/v1) for embeddings/min per instance and p95')
-    .option('--dimensions <n>', 'self-hosted model dimensions (default 384)')
-    .option('--encoding <enc>', 'response encoding, float or base64 (default float)')
-    .option('--ebs-gb <n>', 'gp3 volume per instance in GB (default 100)')
-    .option('--ebs-iops <n>', 'gp3 IOPS per volume (default 3000, the free baseline)')
-    .option('--ebs-throughput <MBps>', 'gp3 throughput per volume (default 125, the free baseline)')
-    .option('--snapshot-gb <n>', 'snapshot GB kept (default: one volume)')
-    .option('--egress-share <fraction>', 'share of responses leaving AWS to the internet (default 1; 0 when callers are in-region)')
-    .option('--load-balancer', 'add an application load balancer')
-    .option('--alarms <n>', 'CloudWatch alarms (default 4)')
-    .option('--custom-metrics <n>', 'CloudWatch custom metrics (default 3)')
-    .option('--engineering-hours <h>', 'one-time set-up effort in hours (default 0)')
-    .option('--maintenance-hours <h>', 'upkeep hours per month (default 0)')
-    .option('--hourly-rate <usd>', 'engineering cost per hour (default 100)')
-    .option('--months <n>', 'horizon for the total (default 12)')
-    .option('--live-pricing', 'read EC2 prices from the AWS Pricing API and spot price history')
-    .option('--actual', 'add the real bill (Cost Explorer, $0.01 per request) and usage (CloudWatch)')
-    .option('--csv', 'print the cost-by-volume table as CSV on stdout')
-    .option('--html <file>', 'also write a self-contained HTML report with an SVG chart')
-    .option('--out <file>', 'also write the JSON report here (atomically); rollout reads it as cost evidence');
-  cmd.addHelpText(
-    'after',
-    '\nEvery value flag can also come from EMBEDCTL_<FLAG_NAME> (e.g. EMBEDCTL_TOKENS_PER_MONTH) or from the\n' +
-      "cost: section of embedctl.yaml in camelCase (e.g. cost.tokensPerMonth); the report lists each value's source.\n",
-  );
-  examples(cmd, [
+/** Writes a file the user named with a flag; a failure names the flag. */
+async function writeNamed(ctx: Context, flag: string, file: string, write: (path: string) => Promise<void>): Promise<string> {
+  const path = isAbsolute(file) ? file : join(ctx.cwd, file);
+  try {
+    await write(path);
+  } catch (err) {
+    throw new UsageError(`cannot write ${path}: ${(err as Error).message}`, { field: flag });
+  }
+  return path;
+}
+
+export const register = defineCommand({
+  name: 'cost-report',
+  options: COST_OPTIONS,
+  examples: [
     'embedctl cost-report --tokens-per-month 2e9',
     'embedctl cost-report --queries-per-month 1M --tokens-per-query 10 --corpus-tokens 100M --churn 10% --pricing all',
     'embedctl cost-report --tokens-per-month 5B --provider openai --model text-embedding-3-large --instance-type g5.xlarge',
     'embedctl cost-report --tokens-per-month 2B --capacity-from .embedctl/reports/load-test.json --engineering-hours 40 --hourly-rate 120',
     'embedctl cost-report --tokens-per-month 2B --json > cost.json && embedctl cost-report --tokens-per-month 2B --html cost.html',
     'embedctl cost-report --tokens-per-month 2B --live-pricing --region eu-west-1 --actual',
-  ]);
-  cmd.action(
-    action<Opts>(ctx, holder, async ({ opts, globals, log }) => {
-      if (opts.csv && globals.json) throw new UsageError('choose one of --json and --csv', { field: '--csv' });
-      const inputs = await resolveInputs(ctx, opts, log);
-      const a = analyse(inputs);
-      const fixed = inputs.self.fixedInstances;
-      if (fixed !== undefined && fixed * inputs.self.capacityPerInstance < a.peakPerMinute) {
-        log.warn(
-          `--instances ${fixed} carry ${Math.round(fixed * inputs.self.capacityPerInstance).toLocaleString('en-US')} embeddings/min but the peak needs ${Math.round(a.peakPerMinute).toLocaleString('en-US')}; the report prices ${fixed} anyway`,
-        );
-      }
-      let actual: ActualData | undefined;
-      if (inputs.output.actual) {
-        log.warn('--actual calls Cost Explorer, which bills $0.01 per request (this run makes at least 3)');
-        const costs = await fetchActualCosts(ctx);
-        if (costs.tag.hint) log.warn(costs.tag.hint);
-        const usage = await fetchUsage(ctx, inputs.instance.region, provisionedInstanceIds(ctx));
-        log.info(`Cost Explorer requests made: ${costs.costExplorerRequests} ($${(costs.costExplorerRequests * 0.01).toFixed(2)})`);
-        actual = { costs, usage };
-      }
-      if (inputs.output.html) {
-        const path = isAbsolute(inputs.output.html) ? inputs.output.html : join(ctx.cwd, inputs.output.html);
-        try {
-          await writeFileAtomic(path, htmlText(inputs, a, ctx.now()));
-        } catch (err) {
-          throw new UsageError(`cannot write ${path}: ${(err as Error).message}`, { field: '--html' });
-        }
-        log.info(`wrote ${path}`);
-      }
-      const doc = jsonDoc(inputs, a, actual, ctx.now());
-      if (typeof opts.out === 'string') {
-        const path = isAbsolute(opts.out) ? opts.out : join(ctx.cwd, opts.out);
-        try {
-          await costReport.write(path, withSchema('cost-report', doc));
-        } catch (err) {
-          throw new UsageError(`cannot write ${path}: ${(err as Error).message}`, { field: '--out' });
-        }
-        log.info(`report written to ${path}`);
-      }
-      if (globals.json) printJson(ctx, 'cost-report', doc);
-      else if (inputs.output.csv) ctx.stdout.write(csvText(inputs, a));
-      else ctx.stdout.write(textReport(inputs, a, log.c, actual));
-      log.verbose(`price table ${PRICE_TABLE_DATE}, ${PRICE_TABLE_REGION}; embeddings at your volume: ${embeddingsAt(inputs.workload, inputs.workload.tokensPerMonth)}`);
-    }),
-  );
-}
+  ],
+  async run(opts, { ctx, globals, log, sources }) {
+    if (opts.csv && globals.json) throw new UsageError('choose one of --json and --csv', { field: '--csv' });
+    const inputs = await resolveInputs(ctx, { values: opts, sources }, log);
+    const a = analyse(inputs);
+    const fixed = inputs.self.fixedInstances;
+    if (fixed !== undefined && fixed * inputs.self.capacityPerInstance < a.peakPerMinute) {
+      log.warn(
+        `--instances ${fixed} carry ${Math.round(fixed * inputs.self.capacityPerInstance).toLocaleString('en-US')} embeddings/min but the peak needs ${Math.round(a.peakPerMinute).toLocaleString('en-US')}; the report prices ${fixed} anyway`,
+      );
+    }
+    let actual: ActualData | undefined;
+    if (inputs.output.actual) {
+      log.warn('--actual calls Cost Explorer, which bills $0.01 per request (this run makes at least 3)');
+      const [{ fetchActualCosts }, { fetchUsage }] = await Promise.all([import('../adapters/aws/cost-explorer.js'), import('../adapters/aws/cloudwatch-metrics.js')]);
+      const costs = await fetchActualCosts(ctx);
+      if (costs.tag.hint) log.warn(costs.tag.hint);
+      const usage = await fetchUsage(ctx, inputs.instance.region, await provisionedInstanceIds(ctx));
+      log.info(`Cost Explorer requests made: ${costs.costExplorerRequests} ($${(costs.costExplorerRequests * 0.01).toFixed(2)})`);
+      actual = { costs, usage };
+    }
+    if (inputs.output.html) {
+      const html = htmlText(inputs, a, ctx.now());
+      log.info(`wrote ${await writeNamed(ctx, '--html', inputs.output.html, (p) => writeFileAtomic(p, html))}`);
+    }
+    const doc = jsonDoc(inputs, a, actual, ctx.now());
+    if (opts.out) log.info(`report written to ${await writeNamed(ctx, '--out', opts.out, (p) => costReport.write(p, withSchema('cost-report', doc)))}`);
+    if (globals.json) printJson(ctx, 'cost-report', doc);
+    else if (inputs.output.csv) ctx.stdout.write(csvText(inputs, a));
+    else ctx.stdout.write(textReport(inputs, a, log.c, actual));
+    log.verbose(`price table ${PRICE_TABLE_DATE}, ${PRICE_TABLE_REGION}; embeddings at your volume: ${embeddingsAt(inputs.workload, inputs.workload.tokensPerMonth)}`);
+  },
+});

@@ -1,8 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { Command } from 'commander';
 import type { Context } from '../context.js';
-import { parseFlag, parsers } from '../config.js';
 import { UsageError } from '../errors.js';
 import {
   createEmbeddingsClient,
@@ -13,62 +11,22 @@ import {
   type Shape,
 } from '../adapters/embeddings-client.js';
 import { createEmbeddingCache, defaultCacheDir } from '../adapters/embedding-cache.js';
-import { deploymentTarget } from '../adapters/evidence-targets.js';
+import { answeredBy, deploymentTarget } from '../adapters/evidence-targets.js';
 import { parseTexts, type TextItem } from '../core/sample-texts.js';
-import { fmtUsd, progress, type Logger } from '../ui/output.js';
+import { fmtUsd, printJson, progress, withSchema, type Logger } from '../ui/output.js';
+import type { Contract } from '../contracts/contract.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
+import type { Values } from './define.js';
+import { ENDPOINT_OPTIONS } from './define-options.js';
+
+export { ENDPOINT_OPTIONS };
 
 /**
  * The endpoint flags verify-consistency and rag-overlap share (two sides, auth, batching, the
  * cost guard and the cache), and the code that turns them into two embeddings clients.
  */
 
-const collect = (v: string, prev: string[] = []) => [...prev, v];
-
-export function addEndpointOptions(cmd: Command): Command {
-  return cmd
-    .option('--reference <url>', 'the endpoint you trust today (hosted API or current deployment); with --deployment: its hosted side')
-    .option('--candidate <url>', 'the endpoint that should replace it (e.g. the self-hosted runtime); with --deployment: its self-hosted side')
-    .option('--deployment [name]', 'take both sides from a deployment\'s gateway (state.json, or "local" for up --local) through the operator route, whatever the split')
-    .option('--reference-header <header>', 'extra header for the reference, "Name: value" (repeatable)', collect)
-    .option('--candidate-header <header>', 'extra header for the candidate, "Name: value" (repeatable)', collect)
-    .option('--header <header>', 'extra header for both sides (repeatable)', collect)
-    .option('--reference-shape <shape>', `request shape: ${SHAPES.join(', ')}`, 'auto')
-    .option('--candidate-shape <shape>', `request shape: ${SHAPES.join(', ')}`, 'auto')
-    .option('--reference-model <name>', 'model name sent to the reference (Jina/OpenAI default to theirs)')
-    .option('--candidate-model <name>', 'model name sent to the candidate')
-    .option('--dimensions <n>', 'ask both sides for n dimensions (Matryoshka truncation)')
-    .option('--batch-size <n>', 'texts per request', '64')
-    .option('--concurrency <n>', 'requests in flight per endpoint', '4')
-    .option('--timeout <ms>', 'per-request timeout in ms', '60000')
-    .option('--retries <n>', 'retries on 429/5xx/network errors', '4')
-    .option('--cache <mode>', 'on-disk embeddings cache: paid (hosted APIs only), all, off', 'paid')
-    .option('--max-cost <usd>', 'ask before spending more than this on hosted APIs', '1')
-    .option('--price-per-million <usd>', 'price per million tokens (treats both sides as paid)')
-    .option('-y, --yes', 'go ahead without asking (needed above --max-cost when not on a terminal)');
-}
-
-export interface EndpointFlags {
-  reference: string;
-  candidate: string;
-  deployment?: string | true;
-  referenceHeader?: string[];
-  candidateHeader?: string[];
-  header?: string[];
-  referenceShape: string;
-  candidateShape: string;
-  referenceModel?: string;
-  candidateModel?: string;
-  dimensions?: string;
-  batchSize: string;
-  concurrency: string;
-  timeout: string;
-  retries: string;
-  cache: string;
-  maxCost: string;
-  pricePerMillion?: string;
-  yes?: boolean;
-}
+export type EndpointFlags = Values<typeof ENDPOINT_OPTIONS>;
 
 /**
  * With --deployment, the sides not given explicitly are the deployment's gateway pinned to
@@ -107,20 +65,14 @@ export interface Sides {
 
 /** Builds both clients; `task` may differ per call, so callers ask `make(task)` for each. */
 export function endpointClients(ctx: Context, o: EndpointFlags, task?: string): Sides {
-  const int = (flag: string, v: string, min: number) => parseFlag(flag, v, parsers.number({ integer: true, min }));
-  const dimensions = o.dimensions === undefined ? undefined : int('--dimensions', o.dimensions, 1);
-  const batchSize = int('--batch-size', o.batchSize, 1);
-  const concurrency = int('--concurrency', o.concurrency, 1);
-  const timeoutMs = int('--timeout', o.timeout, 1);
-  const retries = int('--retries', o.retries, 0);
-  const cacheMode = parseFlag('--cache', o.cache, parsers.oneOf(['paid', 'all', 'off'] as const));
-  const maxCost = parseFlag('--max-cost', o.maxCost, parsers.number({ min: 0 }));
-  const pricePerMillion = o.pricePerMillion === undefined ? undefined : parseFlag('--price-per-million', o.pricePerMillion, parsers.number({ min: 0 }));
+  const { dimensions, batchSize, concurrency, retries, pricePerMillion, maxCost } = o;
+  const cacheMode = o.cache;
+  const timeoutMs = o.timeout;
   const both = parseHeaders(o.header, '--header');
   const cache = cacheMode === 'off' ? undefined : createEmbeddingCache(resolve(ctx.cwd, defaultCacheDir(ctx.env, ctx.cwd)));
   const make = (side: 'reference' | 'candidate') => {
-    const url = o[side];
-    const shape = parseFlag(`--${side}-shape`, o[`${side}Shape`], parsers.oneOf(SHAPES)) as Shape | 'auto';
+    const url = o[side]!;
+    const shape = o[`${side}Shape`] as Shape | 'auto';
     // Validate the URL with the flag's name before the client sees it.
     try {
       new URL(url);
@@ -217,4 +169,36 @@ export function mergeCounts(...counts: Array<Record<string, number>>): Record<st
   const out: Record<string, number> = {};
   for (const c of counts) for (const [k, n] of Object.entries(c)) out[k] = (out[k] ?? 0) + n;
   return out;
+}
+
+export type Verdict = 'pass' | 'warn' | 'fail';
+
+/** At or above the gate passes; between the rollback trigger and the gate holds (warn). */
+export function judge(value: number, gate: number, trigger: number): Verdict {
+  return value >= gate ? 'pass' : value >= trigger ? 'warn' : 'fail';
+}
+
+/** A rollback trigger above its gate would roll back what the gate passed. */
+export function triggerBelowGate(trigger: number, triggerFlag: string, gate: number, gateFlag: string): void {
+  if (trigger > gate) throw new UsageError(`${trigger} is above ${gateFlag} ${gate}; the rollback trigger must sit at or below the gate`, { field: triggerFlag });
+}
+
+
+/** One side of an evidence report: where it was asked, what answered, and through which route. */
+export function sideDoc(url: string, client: EmbeddingsClient, r: { model?: string; cached: number; backends: Record<string, number> }, via: string) {
+  return { url, endpoint: client.endpoint, model: r.model ?? null, cached: r.cached, answeredBy: answeredBy(r.backends), backends: r.backends, via };
+}
+
+/**
+ * The tail every evidence command shares: the report to --out (through its contract, atomically),
+ * then one JSON document under --json or the text lines.
+ */
+export async function emitReport(
+  ctx: Context,
+  json: boolean,
+  o: { command: string; contract: Pick<Contract<unknown>, 'write'>; out?: string; doc: Record<string, unknown>; text: () => string[] },
+): Promise<void> {
+  if (o.out) await o.contract.write(resolve(ctx.cwd, o.out), withSchema(o.command, o.doc));
+  if (json) printJson(ctx, o.command, o.doc);
+  else ctx.stdout.write(`${o.text().join('\n')}\n`);
 }

@@ -30,6 +30,8 @@ export interface OptimizeOptions {
   /** Execution provider for ORT's optimisation and the gate. */
   ep: string;
   rag: boolean;
+  /** Why the retrieval cost is not measured when rag is false (default: the --no-rag flag). */
+  ragSkipped?: string;
   name?: string;
   force?: boolean;
   dryRun?: boolean;
@@ -155,7 +157,7 @@ export async function optimizeBundle(ctx: Context, log: Logger, sourceRef: strin
       const vec = await timed('gate', () => sampleVectors(ctx, pair));
       report.gate = cosineGate(vec.source, vec.result, min.value, min.basis);
       if (!report.gate.pass) return report;
-      report.retrieval = o.rag ? await timed('retrieval', () => measureRetrieval(ctx, log, pair)) : { skipped: '--no-rag' };
+      report.retrieval = o.rag ? await timed('retrieval', () => measureRetrieval(ctx, log, pair)) : { skipped: o.ragSkipped ?? '--no-rag' };
     } finally {
       await pair.close();
     }

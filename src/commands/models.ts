@@ -11,7 +11,11 @@ import { printJson, progress, table, type Logger } from '../ui/output.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
-import { registerOptimize } from './models-optimize.js';
+import { addOptions, resolveTable } from './define.js';
+import { MODELS_FETCH_OPTIONS } from './define-models.js';
+import { gateError, registerOptimize, renderOptimize, type OptimizeReport } from './models-optimize.js';
+import { FETCH_OPTIMIZE, optimizeFetched, parseFetchOptimize, recordedSteps, sameSteps, sourceDirFor } from './models-fetch-optimize.js';
+import { parseFlag, parsers } from '../config.js';
 
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
   const cmd = program.command('models').description('list the model bundles embedctl can serve, fetch ONNX models from the Hugging Face hub');
@@ -26,26 +30,19 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
   const fetch = cmd
     .command('fetch')
     .description('download an ONNX embedding model + tokenizer from the hub into a servable bundle (HF_ENDPOINT, HF_TOKEN honoured)')
-    .argument('<hub-repo-id>', `e.g. ${MODEL_PRESETS.map((p) => p.repoId).join(', ')}`)
-    .option('--revision <rev>', 'branch, tag or commit', 'main')
-    .option('--file <path>', 'ONNX file inside the repo (default: the preset\'s, usually onnx/model.onnx)')
-    .option('--out <dir>', 'bundle directory (default: $EMBEDCTL_MODELS_DIR or ~/.cache/embedctl/models/<org>--<name>)')
-    .option('--sha256 <hex>', 'expected sha256 of the ONNX file')
-    .option('--dimensions <n>', 'output size (needed for repos without a preset)')
-    .option('--pooling <mean|cls>', 'pooling (needed for repos without a preset)')
-    .option('--max-tokens <n>', 'max input tokens (repos without a preset)', '512')
-    .option('--yes', 'accept licence terms without asking (needed for CC BY-NC models when there is no terminal)')
-    .option('--force', 'download again even when the bundle is complete')
-    .option('--dry-run', 'print what would be downloaded and where, download nothing');
+    .argument('<hub-repo-id>', `e.g. ${MODEL_PRESETS.map((p) => p.repoId).join(', ')}`);
+  addOptions(fetch, MODELS_FETCH_OPTIONS);
   examples(fetch, [
     'embedctl models fetch sentence-transformers/all-MiniLM-L6-v2',
     'HF_TOKEN=hf_... embedctl models fetch jinaai/jina-embeddings-v3 --yes',
     'HF_ENDPOINT=https://hf-mirror.example embedctl models fetch thenlper/gte-base --dry-run',
     'embedctl models fetch my-org/my-model --file model.onnx --dimensions 768 --pooling mean',
+    'embedctl models fetch BAAI/bge-small-en-v1.5 --optimize fp16 --pool-in-graph',
+    'embedctl models fetch sentence-transformers/all-MiniLM-L6-v2 --optimize int8',
     'embedctl serve --model BAAI/bge-small-en-v1.5',
   ]);
   fetch.action(
-    action<FetchOpts>(ctx, holder, async ({ opts, args, globals, ctx, log }) => fetchAction(ctx, log, args[0]!, opts, globals.json)),
+    action<Record<string, unknown>>(ctx, holder, async ({ opts, args, globals, ctx, log }) => fetchAction(ctx, log, args[0]!, resolveTable(ctx, MODELS_FETCH_OPTIONS, opts).values, globals.json)),
   );
   registerOptimize(cmd, ctx, holder);
 }
@@ -113,6 +110,9 @@ interface FetchOpts {
   yes?: boolean;
   force?: boolean;
   dryRun?: boolean;
+  optimize?: string;
+  poolInGraph?: boolean;
+  minCosine?: string;
 }
 
 function positiveInt(v: string | undefined, field: string): number {
@@ -172,25 +172,32 @@ async function fetchAction(ctx: Context, log: Logger, repoIdIn: string, o: Fetch
   if ((BUILTIN_MODELS as readonly string[]).includes(repoIdIn)) throw new UsageError(`${repoIdIn} is built in; nothing to fetch`, { field: '<hub-repo-id>' });
   if (o.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(o.sha256)) throw new UsageError(`must be 64 hex characters, got "${o.sha256}"`, { field: '--sha256' });
   if (!o.revision) throw new UsageError('must not be empty', { field: '--revision' });
+  const optimize = parseFetchOptimize(o.optimize, o.poolInGraph);
+  const minCosine = o.minCosine === undefined ? undefined : parseFlag('--min-cosine', o.minCosine, parsers.number({ min: 0, max: 1 }));
+  if (minCosine !== undefined && !optimize) throw new UsageError('only applies with --optimize int8|fp16 (the quality gate of the optimisation)', { field: '--min-cosine' });
   const known = findPreset(repoIdIn);
   const preset = known ? { ...known, ...(o.file ? { file: o.file } : {}) } : adHocPreset(repoIdIn, o);
   const repoId = preset.repoId;
   const endpoint = ctx.env.HF_ENDPOINT || DEFAULT_ENDPOINT;
   const token = ctx.env.HF_TOKEN || ctx.env.HUGGING_FACE_HUB_TOKEN || undefined;
   const dir = o.out ? resolve(ctx.cwd, o.out) : join(hubCacheDir(ctx.env), hubDirName(repoId));
+  // Optimising: the download is the gate's reference and lives beside; the result takes `dir`.
+  const fetchDir = optimize ? sourceDirFor(dir) : dir;
   const files = [
     { file: preset.file, local: 'model.onnx', optional: false, sha256: o.sha256 },
     { file: 'tokenizer.json', local: 'tokenizer.json', optional: false },
     { file: 'tokenizer_config.json', local: 'tokenizer_config.json', optional: true },
   ];
-  const plan = files.map((f) => ({ url: resolveUrl(endpoint, { repoId, revision: o.revision, file: f.file }), dest: join(dir, f.local), optional: f.optional }));
+  const plan = files.map((f) => ({ url: resolveUrl(endpoint, { repoId, revision: o.revision, file: f.file }), dest: join(fetchDir, f.local), optional: f.optional }));
 
   if (o.dryRun) {
     if (preset.licenseWarning) log.warn(preset.licenseWarning);
-    if (json) printJson(ctx, 'models', { action: 'fetch', dryRun: true, repoId, revision: o.revision, dir, license: preset.license, files: plan, token: Boolean(token) });
+    const optimizePlan = optimize ? { steps: optimize.steps, out: dir } : null;
+    if (json) printJson(ctx, 'models', { action: 'fetch', dryRun: true, repoId, revision: o.revision, dir, license: preset.license, files: plan, token: Boolean(token), optimize: optimizePlan });
     else {
-      ctx.stdout.write(`would fetch ${repoId}@${o.revision} (${preset.dimensions} dims, ${preset.pooling} pooling, licence ${preset.license}) into ${dir}:\n`);
+      ctx.stdout.write(`would fetch ${repoId}@${o.revision} (${preset.dimensions} dims, ${preset.pooling} pooling, licence ${preset.license}) into ${fetchDir}:\n`);
       for (const p of plan) ctx.stdout.write(`  ${p.url} -> ${p.dest}${p.optional ? ' (if present)' : ''}\n`);
+      if (optimize) ctx.stdout.write(`then optimise it (${optimize.steps.join(' + ')}, gated on cosine vs the download) into ${dir}\n`);
       ctx.stdout.write(`${token ? 'HF_TOKEN is set and will be sent to the hub' : 'no HF_TOKEN: public repos only'}\n`);
     }
     return 0;
@@ -198,24 +205,62 @@ async function fetchAction(ctx: Context, log: Logger, repoIdIn: string, o: Fetch
 
   await acceptLicense(ctx, log, preset, Boolean(o.yes));
 
-  if (!o.force && complete(dir)) {
+  // Present = complete and made the way asked (an int8 bundle is not what a plain fetch asked for).
+  if (!o.force && complete(dir) && sameSteps(recordedSteps(dir), optimize?.steps ?? [])) {
     const m = readManifest(dir);
     if (json) printJson(ctx, 'models', { action: 'fetch', repoId, dir, alreadyPresent: true, sha256: m.sha256, files: [] });
-    else ctx.stdout.write(`${repoId} is already fetched in ${dir} (sha256 ${m.sha256?.slice(0, 12)}); --force downloads it again\n`);
+    else ctx.stdout.write(`${repoId} is already fetched${optimize ? ` and optimised (${optimize.steps.join(' + ')})` : ''} in ${dir} (sha256 ${m.sha256?.slice(0, 12)}); --force downloads it again\n`);
     return 0;
   }
 
-  log.info(`fetching ${repoId}@${o.revision} from ${endpoint} into ${dir}`);
+  let fetched: Awaited<ReturnType<typeof download>> | undefined;
+  if (optimize && !o.force && complete(fetchDir)) log.info(`using the download already in ${fetchDir}`);
+  else fetched = await download(ctx, log, { preset, revision: o.revision, endpoint, token, dir: fetchDir, files });
+  if (preset.notes) log.info(`note: ${preset.notes}`);
+  let optimized: OptimizeReport | undefined;
+  if (optimize) optimized = await optimizeFetched(ctx, log, fetchDir, dir, optimize, minCosine);
+  const manifest = readManifest(optimized?.written ? dir : fetchDir);
+  if (json) {
+    printJson(ctx, 'models', {
+      action: 'fetch', repoId, revision: o.revision, commit: fetched?.commit ?? null, dir, license: preset.license, manifest, files: fetched?.results ?? [],
+      ...(optimize ? { source: fetchDir, optimize: optimized } : {}),
+    });
+  } else {
+    if (fetched) {
+      ctx.stdout.write(`fetched ${repoId} into ${fetchDir}\n`);
+      for (const r of fetched.results) ctx.stdout.write(`  ${r.file}: ${(r.bytes / 1e6).toFixed(1)} MB, sha256 ${r.sha256.slice(0, 12)}${r.verifiedAgainst ? ` (verified: ${r.verifiedAgainst})` : ''}\n`);
+    }
+    if (optimized) ctx.stdout.write(renderOptimize(optimized));
+    if (!optimized || optimized.written) ctx.stdout.write(`serve it with: embedctl serve --model ${o.out ? dir : repoId}\n`);
+  }
+  if (optimized?.gate && !optimized.gate.pass) throw gateError(optimized);
+  return 0;
+}
+
+interface DownloadPlan {
+  preset: ModelPreset;
+  revision: string;
+  endpoint: string;
+  token: string | undefined;
+  dir: string;
+  files: Array<{ file: string; local: string; optional: boolean; sha256?: string }>;
+}
+
+/** Downloads the files (resumable, verified) and writes the manifest last. */
+async function download(ctx: Context, log: Logger, d: DownloadPlan) {
+  const { preset, endpoint, dir } = d;
+  const repoId = preset.repoId;
+  log.info(`fetching ${repoId}@${d.revision} from ${endpoint} into ${dir}`);
   const results = [];
   let commit: string | undefined;
-  for (const f of files) {
+  for (const f of d.files) {
     let bar: ReturnType<typeof progress> | undefined;
     let pendingBytes = 0;
     const got = await downloadFile({
       endpoint,
-      token,
+      token: d.token,
       repoId,
-      revision: o.revision,
+      revision: d.revision,
       file: f.file,
       dest: join(dir, f.local),
       sha256: f.sha256,
@@ -249,16 +294,9 @@ async function fetchAction(ctx: Context, log: Logger, repoIdIn: string, o: Fetch
   const model = results.find((r) => r.path.endsWith('model.onnx'))!;
   const manifest = manifestFromPreset(preset, {
     sha256: model.sha256,
-    source: `${endpoint.replace(/\/+$/, '')}/${repoId} revision ${o.revision}${commit ? ` (commit ${commit})` : ''}, file ${preset.file}`,
+    source: `${endpoint.replace(/\/+$/, '')}/${repoId} revision ${d.revision}${commit ? ` (commit ${commit})` : ''}, file ${preset.file}`,
   });
   // Written last: a bundle counts as present only once its manifest exists.
   await writeJsonAtomic(join(dir, 'embedctl-model.json'), manifest);
-  if (preset.notes) log.info(`note: ${preset.notes}`);
-  if (json) printJson(ctx, 'models', { action: 'fetch', repoId, revision: o.revision, commit: commit ?? null, dir, license: preset.license, manifest, files: results });
-  else {
-    ctx.stdout.write(`fetched ${repoId} into ${dir}\n`);
-    for (const r of results) ctx.stdout.write(`  ${r.file}: ${(r.bytes / 1e6).toFixed(1)} MB, sha256 ${r.sha256.slice(0, 12)}${r.verifiedAgainst ? ` (verified: ${r.verifiedAgainst})` : ''}\n`);
-    ctx.stdout.write(`serve it with: embedctl serve --model ${repoId}\n`);
-  }
-  return 0;
+  return { results, commit };
 }

@@ -1,24 +1,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import type { Command } from 'commander';
-import type { Context } from '../context.js';
 import { ExitCode, UsageError } from '../errors.js';
-import { parseFlag } from '../config.js';
-import { parseDuration } from '../core/loadtest.js';
+import { rolloutFile } from '../contracts/rollout.js';
 import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
-import { readState, statePaths, type DeploymentRecord } from '../core/state.js';
+import type { DeploymentRecord } from '../core/state.js';
 import { renderScaleOut, scaleOutStatus, type ScaleOutStatus } from '../adapters/aws/scale.js';
 import { Ec2, ec2Client } from '../adapters/aws/ec2.js';
 import { breakerLines, localBreakers, type ReplicaBreaker } from '../adapters/nginx-breaker.js';
-import { printJson, table } from '../ui/output.js';
-import { action, examples, type ExitHolder } from './shared.js';
-
-interface Opts {
-  name?: string;
-  watch?: boolean;
-  interval?: string;
-  timeout?: string;
-}
+import { printJson, table, type Logger } from '../ui/output.js';
+import { defineCommand } from './define.js';
+import { selectDeployments } from './shared.js';
+import { STATUS_OPTIONS } from './define-options.js';
+import { certificateFailed, certificateLines, certificateStatuses, type CertificateStatus } from './status-tls.js';
 
 export interface Probe {
   ok: boolean;
@@ -69,103 +62,87 @@ export interface SplitStatus {
   source: string;
 }
 
-export function register(program: Command, ctx: Context, holder: ExitHolder): void {
-  const cmd = program
-    .command('status')
-    .description("Show the instance, each backend's health, the traffic split and recent latency and errors")
-    .option('--name <name>', 'only this deployment of the state file')
-    .option('--watch', 'redraw every --interval until Ctrl-C (with --json: one JSON document per line)')
-    .option('--interval <duration>', 'redraw interval for --watch (default 10s)')
-    .option('--timeout <duration>', 'per-request timeout for health and metrics probes (default 3s)');
-  examples(cmd, ['embedctl status', 'embedctl status --watch --interval 5s', 'embedctl status --json']);
-  cmd.action(
-    action<Opts>(ctx, holder, async ({ opts, globals }) => {
-      const intervalMs = parseFlag('--interval', opts.interval ?? '10s', (raw) => {
-        const ms = parseDuration(String(raw));
-        if (ms < 200) throw new Error(`must be at least 200ms, got ${JSON.stringify(raw)}`);
-        return ms;
-      });
-      const timeoutMs = parseFlag('--timeout', opts.timeout ?? '3s', (raw) => {
-        const ms = parseDuration(String(raw));
-        if (ms < 1) throw new Error('must be positive');
-        return ms;
-      });
-      const paths = statePaths(ctx.cwd, ctx.env);
-      const state = await readState(paths.state);
-      if (opts.name && !state.deployments[opts.name]) {
-        throw new UsageError(`no deployment "${opts.name}" in ${paths.state}`, { field: '--name' });
-      }
-      const deployments = Object.values(state.deployments).filter((d) => !opts.name || d.name === opts.name);
-      const local = readLocal(paths.local);
-      const previous = new Map<string, TrafficSnapshot>();
+export const register = defineCommand({
+  name: 'status',
+  options: STATUS_OPTIONS,
+  examples: ['embedctl status', 'embedctl status --watch --interval 5s', 'embedctl status --json'],
+  async run(opts, { ctx, globals, log }) {
+    const intervalMs = opts.interval;
+    const timeoutMs = opts.timeout;
+    const { paths, deployments } = await selectDeployments(ctx, opts.name);
+    const local = readLocal(paths.local);
+    const previous = new Map<string, TrafficSnapshot>();
 
-      const frame = async () => {
-        const instances = await Promise.all(deployments.map((d) => instanceStatus(d)));
-        const targets = [
-          ...deployments.flatMap((d) => d.endpoints.map((url) => ({ url, source: `deployment ${d.name}` }))),
-          ...local.backends.map((url) => ({ url, source: 'up --local' })),
-        ];
-        const gatewayTargets = [
-          ...deployments.filter((d) => d.gateway).map((d) => ({ url: d.gateway!, source: `deployment ${d.name}` })),
-          ...(local.gateway ? [{ url: local.gateway, source: 'up --local' }] : []),
-        ];
-        const [backends, gateways] = await Promise.all([
-          Promise.all(targets.map((t) => backendStatus(t.url, t.source, timeoutMs, previous))),
-          Promise.all(gatewayTargets.map((g) => gatewayStatus(g.url, g.source, timeoutMs))),
-        ]);
-        const live = gateways.find((g) => g.selfHostedPercent !== undefined);
-        const split =
-          trafficSplitFromRollout(paths.rollout) ??
-          (live ? { percent: live.selfHostedPercent!, source: `${live.url}/health` } : trafficSplitFromConf(ctx.cwd, local.nginxConf));
-        const nothing = deployments.length === 0 && targets.length === 0 && gatewayTargets.length === 0;
-        const breakers = localBreakers(ctx.cwd, ctx.now().getTime());
-        return { at: ctx.now().toISOString(), nothing, instances, backends, gateways, split, breakers };
+    const frame = async () => {
+      const instances = await Promise.all(deployments.map((d) => instanceStatus(d)));
+      const targets = [
+        ...deployments.flatMap((d) => d.endpoints.map((url) => ({ url, source: `deployment ${d.name}` }))),
+        ...local.backends.map((url) => ({ url, source: 'up --local' })),
+      ];
+      const gatewayTargets = [
+        ...deployments.filter((d) => d.gateway).map((d) => ({ url: d.gateway!, source: `deployment ${d.name}` })),
+        ...(local.gateway ? [{ url: local.gateway, source: 'up --local' }] : []),
+      ];
+      const [backends, gateways, certificates] = await Promise.all([
+        Promise.all(targets.map((t) => backendStatus(t.url, t.source, timeoutMs, previous))),
+        Promise.all(gatewayTargets.map((g) => gatewayStatus(g.url, g.source, timeoutMs))),
+        // Certificate expiry (serve's status-tls.ts): served certificates and rendered ones found here.
+        certificateStatuses({ gateways: gatewayTargets, localConf: local.nginxConf }, { cwd: ctx.cwd, now: ctx.now(), timeoutMs }),
+      ]);
+      const live = gateways.find((g) => g.selfHostedPercent !== undefined);
+      const split =
+        (await trafficSplitFromRollout(paths.rollout, log)) ??
+        (live ? { percent: live.selfHostedPercent!, source: `${live.url}/health` } : trafficSplitFromConf(ctx.cwd, local.nginxConf));
+      const nothing = deployments.length === 0 && targets.length === 0 && gatewayTargets.length === 0;
+      const breakers = localBreakers(ctx.cwd, ctx.now().getTime());
+      return { at: ctx.now().toISOString(), nothing, instances, backends, gateways, split, breakers, certificates };
+    };
+
+    const unhealthy = (f: Awaited<ReturnType<typeof frame>>) =>
+      f.instances.some((i) => i.error || (i.state && i.state !== 'running')) ||
+      f.backends.some((b) => !b.health.ok) ||
+      f.gateways.some((g) => !g.health.ok) ||
+      f.certificates.some(certificateFailed);
+
+    const draw = (f: Awaited<ReturnType<typeof frame>>, watching: boolean) => {
+      const doc = {
+        generatedAt: f.at,
+        nothingProvisioned: f.nothing,
+        deployments: f.instances,
+        gateways: f.gateways,
+        backends: f.backends,
+        split: f.split ?? null,
+        breakers: f.breakers ?? [],
+        certificates: f.certificates,
       };
-
-      const unhealthy = (f: Awaited<ReturnType<typeof frame>>) =>
-        f.instances.some((i) => i.error || (i.state && i.state !== 'running')) ||
-        f.backends.some((b) => !b.health.ok) ||
-        f.gateways.some((g) => !g.health.ok);
-
-      const draw = (f: Awaited<ReturnType<typeof frame>>, watching: boolean) => {
-        const doc = {
-          generatedAt: f.at,
-          nothingProvisioned: f.nothing,
-          deployments: f.instances,
-          gateways: f.gateways,
-          backends: f.backends,
-          split: f.split ?? null,
-          breakers: f.breakers ?? [],
-        };
-        if (globals.json) {
-          if (watching) ctx.stdout.write(`${JSON.stringify({ schema: 'embedctl.status/v1', ...doc })}\n`);
-          else printJson(ctx, 'status', doc);
-          return;
-        }
-        if (watching && ctx.isTTY) ctx.stdout.write('\x1b[H\x1b[2J');
-        else if (watching) ctx.stdout.write(`--- ${f.at}\n`);
-        ctx.stdout.write(renderFrame(f, paths.state));
-      };
-
-      if (!opts.watch) {
-        const f = await frame();
-        draw(f, false);
-        return f.nothing || !unhealthy(f) ? ExitCode.ok : ExitCode.external;
+      if (globals.json) {
+        if (watching) ctx.stdout.write(`${JSON.stringify({ schema: 'embedctl.status/v1', ...doc })}\n`);
+        else printJson(ctx, 'status', doc);
+        return;
       }
-      // Ctrl-C is how a watch ends: the last frame stays, and the exit code says so (130), as
-      // every other command interrupted by Ctrl-C does.
-      while (!ctx.signal?.aborted) {
-        draw(await frame(), true);
-        try {
-          await ctx.sleep(intervalMs, ctx.signal);
-        } catch {
-          break;
-        }
+      if (watching && ctx.isTTY) ctx.stdout.write('\x1b[H\x1b[2J');
+      else if (watching) ctx.stdout.write(`--- ${f.at}\n`);
+      ctx.stdout.write(renderFrame(f, paths.state));
+    };
+
+    if (!opts.watch) {
+      const f = await frame();
+      draw(f, false);
+      return f.nothing || !unhealthy(f) ? ExitCode.ok : ExitCode.external;
+    }
+    // Ctrl-C is how a watch ends: the last frame stays, and the exit code says so (130), as
+    // every other command interrupted by Ctrl-C does.
+    while (!ctx.signal?.aborted) {
+      draw(await frame(), true);
+      try {
+        await ctx.sleep(intervalMs, ctx.signal);
+      } catch {
+        break;
       }
-      return ExitCode.interrupted;
-    }),
-  );
-}
+    }
+    return ExitCode.interrupted;
+  },
+});
 
 async function instanceStatus(d: DeploymentRecord): Promise<InstanceStatus> {
   const base: InstanceStatus = { name: d.name, region: d.region, instanceId: d.instance?.id, instanceType: d.instance?.instanceType, market: d.instance?.market };
@@ -284,15 +261,15 @@ export function splitFromNginxConf(text: string): number | undefined {
   return Math.min(100, Math.round(percent * 100) / 100);
 }
 
-function trafficSplitFromRollout(rolloutPath: string): SplitStatus | undefined {
-  if (!existsSync(rolloutPath)) return undefined;
+/** The split the rollout state records; a damaged file is reported and the other sources decide. */
+async function trafficSplitFromRollout(rolloutPath: string, log: Logger): Promise<SplitStatus | undefined> {
   try {
-    const p = (JSON.parse(readFileSync(rolloutPath, 'utf8')) as { percent?: unknown }).percent;
-    if (typeof p === 'number') return { percent: p, source: rolloutPath };
-  } catch {
-    /* unreadable: the other sources decide */
+    const state = await rolloutFile.read(rolloutPath);
+    return state && { percent: state.percent, source: rolloutPath };
+  } catch (err) {
+    log.warn(`traffic split: ${(err as Error).message}`);
+    return undefined;
   }
-  return undefined;
 }
 
 function trafficSplitFromConf(cwd: string, nginxConf?: string): SplitStatus | undefined {
@@ -312,7 +289,7 @@ function trafficSplitFromConf(cwd: string, nginxConf?: string): SplitStatus | un
 const probeText = (p: Probe) => (p.ok ? 'ok' : p.status ? String(p.status) : (p.error ?? 'down'));
 
 function renderFrame(
-  f: { at: string; nothing: boolean; instances: InstanceStatus[]; backends: BackendStatus[]; gateways: GatewayStatus[]; split?: SplitStatus; breakers?: ReplicaBreaker[] },
+  f: { at: string; nothing: boolean; instances: InstanceStatus[]; backends: BackendStatus[]; gateways: GatewayStatus[]; split?: SplitStatus; breakers?: ReplicaBreaker[]; certificates?: CertificateStatus[] },
   statePath: string,
 ): string {
   if (f.nothing) {
@@ -329,6 +306,7 @@ function renderFrame(
     const share = g.selfHostedPercent !== undefined ? `, serving ${g.selfHostedPercent}% self-hosted` : '';
     out.push(`gateway ${g.url} (${g.source}): ${probeText(g.health)}${g.health.ms !== undefined ? ` in ${g.health.ms} ms` : ''}${share}`);
   }
+  out.push(...certificateLines(f.certificates ?? []));
   if (f.instances.length || f.gateways.length) out.push('');
   if (f.backends.length) {
     const rows = f.backends.map((b) => [

@@ -1,108 +1,84 @@
-import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
-import type { Context } from '../context.js';
 import { ExitCode, UsageError } from '../errors.js';
-import { readState, statePaths, StateStore } from '../core/state.js';
+import { StateStore } from '../core/state.js';
 import type { DryRunResult, Waiter } from '../adapters/aws/ec2.js';
 import { printJson } from '../ui/output.js';
 import { dryRunChecks, remove, renderOutcome, renderSurvey, survey, surveyDoc, type Outcome, type Survey } from './provision/teardown-steps.js';
-import { action, examples, type ExitHolder } from './shared.js';
+import { defineCommand, settingsDoc, settingsText } from './define.js';
+import { selectDeployments } from './shared.js';
+import { TEARDOWN_OPTIONS } from './define-options.js';
+import { rolloutFile } from '../contracts/rollout.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
 
-interface Opts {
-  name?: string;
-  yes?: boolean;
-  dryRun?: boolean;
-  force?: boolean;
-}
-
-export function register(program: Command, ctx: Context, holder: ExitHolder): void {
-  const cmd = program
-    .command('teardown')
-    .description('Remove what provision created: only resources listed in .embedctl/state.json whose tags confirm embedctl manages them')
-    .option('--name <name>', 'only this deployment (default: every deployment in the state file)')
-    .option('--dry-run', "check with EC2's DryRun and print what would be removed")
-    .option('--yes', 'remove without asking (required without a terminal)')
-    .option('--force', 'tear down even though the rollout state still sends traffic to self-hosted');
-  examples(cmd, ['embedctl teardown --dry-run', 'embedctl teardown --yes', 'embedctl teardown --name blue --yes --json']);
-  cmd.action(
-    action<Opts>(ctx, holder, async ({ opts, globals, log }) => {
-      const paths = statePaths(ctx.cwd, ctx.env);
-      const preview = await readState(paths.state);
-      const names = opts.name ? [opts.name] : Object.keys(preview.deployments);
-      if (opts.name && !preview.deployments[opts.name]) {
-        const known = Object.keys(preview.deployments);
-        throw new UsageError(`no deployment "${opts.name}" in ${paths.state}`, {
-          field: '--name',
-          hint: known.length ? `known: ${known.join(', ')}` : 'nothing is provisioned',
-        });
-      }
-      if (names.length === 0) {
-        if (globals.json) printJson(ctx, 'teardown', { dryRun: Boolean(opts.dryRun), deployments: [], nothingToDo: true });
-        else ctx.stdout.write(`Nothing to tear down: ${paths.state} lists no deployments.\n`);
-        return 0;
-      }
-      const live = rolloutPercent(paths.rollout);
-      if (live > 0 && !opts.dryRun && !opts.force) {
-        throw new UsageError(`${paths.rollout} still sends ${live}% of traffic to self-hosted; tearing down would cut it off`, {
-          field: '--force',
-          hint: 'roll back first (`embedctl rollout rollback --reason teardown`), or pass --force',
-        });
-      }
-      const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.info(m) };
-
-      return StateStore.locked({ cwd: ctx.cwd, env: ctx.env, command: 'teardown', now: () => ctx.now() }, async (store) => {
-        const surveys: Survey[] = [];
-        for (const n of names) {
-          const dep = store.state.deployments[n];
-          if (dep) surveys.push(await survey(dep));
-        }
-        const planText = surveys.map(renderSurvey).join('');
-
-        if (opts.dryRun) {
-          const checks: DryRunResult[] = [];
-          for (const s of surveys) checks.push(...(await dryRunChecks(s)));
-          const denied = checks.filter((c) => !c.ok);
-          if (globals.json) printJson(ctx, 'teardown', { dryRun: true, deployments: surveys.map(surveyDoc), checks });
-          else {
-            ctx.stdout.write(planText);
-            ctx.stdout.write('\nEC2 dry run (nothing was removed):\n');
-            for (const c of checks) ctx.stdout.write(`  ${c.ok ? 'ok     ' : 'DENIED '} ${c.action}${c.ok ? '' : `  (${c.reason})`}\n`);
-          }
-          return denied.length ? ExitCode.external : ExitCode.ok;
-        }
-
-        if (!globals.json) ctx.stderr.write(planText);
-        if (!opts.yes) {
-          await confirmOrRefuse(ctx, {
-            message: 'Remove these resources?',
-            noTerminal: 'confirmation needed and there is no terminal to ask on',
-            hint: 'review what would be removed with --dry-run, then re-run with --yes',
-            refused: 'not confirmed; nothing was removed',
-          });
-        }
-
-        const outcomes: Outcome[] = [];
-        for (const s of surveys) outcomes.push(await remove(store, s, w, log));
-        const skipped = outcomes.flatMap((o) => o.skipped);
-        if (globals.json) printJson(ctx, 'teardown', { dryRun: false, deployments: outcomes });
-        else ctx.stdout.write(outcomes.map(renderOutcome).join(''));
-        if (skipped.length) {
-          log.warn(`${skipped.length} resource(s) left in place and still listed in ${paths.state}; see above`);
-          return ExitCode.external;
-        }
-        return ExitCode.ok;
+export const register = defineCommand({
+  name: 'teardown',
+  options: TEARDOWN_OPTIONS,
+  examples: ['embedctl teardown --dry-run', 'embedctl teardown --yes', 'embedctl teardown --name blue --yes --json'],
+  async run(opts, { ctx, globals, log, sources }) {
+    const { paths, deployments } = await selectDeployments(ctx, opts.name);
+    const names = deployments.map((d) => d.name);
+    if (names.length === 0) {
+      if (globals.json) printJson(ctx, 'teardown', { dryRun: Boolean(opts.dryRun), deployments: [], nothingToDo: true });
+      else ctx.stdout.write(`Nothing to tear down: ${paths.state} lists no deployments.\n`);
+      return 0;
+    }
+    const live = opts.dryRun || opts.force ? 0 : await rolloutPercent(paths.rollout);
+    if (live > 0) {
+      throw new UsageError(`${paths.rollout} still sends ${live}% of traffic to self-hosted; tearing down would cut it off`, {
+        field: '--force',
+        hint: 'roll back first (`embedctl rollout rollback --reason teardown`), or pass --force',
       });
-    }),
-  );
-}
+    }
+    const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.status(m) };
 
-function rolloutPercent(path: string): number {
-  try {
-    const p = (JSON.parse(readFileSync(path, 'utf8')) as { percent?: unknown }).percent;
-    return typeof p === 'number' ? p : 0;
-  } catch {
-    return 0;
-  }
-}
+    return StateStore.locked({ cwd: ctx.cwd, env: ctx.env, command: 'teardown', now: () => ctx.now() }, async (store) => {
+      const surveys: Survey[] = [];
+      for (const n of names) {
+        const dep = store.state.deployments[n];
+        if (dep) surveys.push(await survey(dep));
+      }
+      const planText = surveys.map(renderSurvey).join('');
 
+      if (opts.dryRun) {
+        const checks: DryRunResult[] = [];
+        for (const s of surveys) checks.push(...(await dryRunChecks(s)));
+        const denied = checks.filter((c) => !c.ok);
+        // The settings view every --dry-run shows: each option's value and where it came from.
+        const settings = settingsDoc(TEARDOWN_OPTIONS, { values: opts, sources });
+        if (globals.json) printJson(ctx, 'teardown', { dryRun: true, settings, deployments: surveys.map(surveyDoc), checks });
+        else {
+          ctx.stdout.write(planText);
+          ctx.stdout.write('\nEC2 dry run (nothing was removed):\n');
+          for (const c of checks) ctx.stdout.write(`  ${c.ok ? 'ok     ' : 'DENIED '} ${c.action}${c.ok ? '' : `  (${c.reason})`}\n`);
+          ctx.stdout.write(`\n${settingsText(settings)}`);
+        }
+        return denied.length ? ExitCode.external : ExitCode.ok;
+      }
+
+      if (!globals.json) ctx.stderr.write(planText);
+      if (!opts.yes) {
+        await confirmOrRefuse(ctx, {
+          message: 'Remove these resources?',
+          noTerminal: 'confirmation needed and there is no terminal to ask on',
+          hint: 'review what would be removed with --dry-run, then re-run with --yes',
+          refused: 'not confirmed; nothing was removed',
+        });
+      }
+
+      const outcomes: Outcome[] = [];
+      for (const s of surveys) outcomes.push(await remove(store, s, w, log));
+      const skipped = outcomes.flatMap((o) => o.skipped);
+      if (globals.json) printJson(ctx, 'teardown', { dryRun: false, deployments: outcomes });
+      else ctx.stdout.write(outcomes.map(renderOutcome).join(''));
+      if (skipped.length) {
+        log.warn(`${skipped.length} resource(s) left in place and still listed in ${paths.state}; see above`);
+        return ExitCode.external;
+      }
+      return ExitCode.ok;
+    });
+  },
+});
+
+/** What the rollout state sends to self-hosted (0 without one); a damaged file stops the teardown. */
+async function rolloutPercent(path: string): Promise<number> {
+  return (await rolloutFile.read(path))?.percent ?? 0;
+}

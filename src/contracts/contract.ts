@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { z } from 'zod';
 import { ExternalError, UsageError } from '../errors.js';
@@ -23,6 +23,8 @@ export interface Contract<T> {
   check(doc: unknown, where: string): { ok: true; value: T } | { ok: false; problem: string };
   /** Reads and validates `path`; undefined when it does not exist. */
   read(path: string): Promise<T | undefined>;
+  /** As read, for the few synchronous readers (a status line, a breaker view). */
+  readSync(path: string): T | undefined;
   /** Validates and writes atomically (temp file + rename). */
   write(path: string, value: T): Promise<void>;
 }
@@ -39,6 +41,11 @@ interface Spec<T> {
   fix: string;
   /** migrate[n] turns a version-n document into version n+1. */
   migrate?: Record<number, (doc: Record<string, unknown>) => Record<string, unknown>>;
+}
+
+/** A state file stamped `{ "version": N }` (rollout.json, state.json, deploy.json). */
+export function defineStateFile<T>(name: string, schema: z.ZodType<T>, fix: string, version = 1): Contract<T> {
+  return defineContract<T>({ name, version, stamp: { key: 'version' }, schema, fix });
 }
 
 export function defineContract<T>(spec: Spec<T>): Contract<T> {
@@ -99,6 +106,11 @@ export function defineContract<T>(spec: Spec<T>): Contract<T> {
     check,
     async read(path) {
       const text = await readText(path);
+      if (text === undefined) return undefined;
+      return parse(parseJson(text, path, spec.fix), path);
+    },
+    readSync(path) {
+      const text = readTextSync(path);
       if (text === undefined) return undefined;
       return parse(parseJson(text, path, spec.fix), path);
     },
@@ -170,12 +182,21 @@ export function defineLines<T>(spec: { name: string; schema: z.ZodType<T>; fix: 
 }
 
 async function readText(path: string): Promise<string | undefined> {
+  return fsp.readFile(path, 'utf8').catch((err: unknown) => notFound(path, err));
+}
+
+function readTextSync(path: string): string | undefined {
   try {
-    return await fsp.readFile(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new ExternalError('filesystem', `cannot read ${path}: ${(err as Error).message}`, { cause: err, hint: `check the permissions of ${dirname(path)}` });
+    return notFound(path, err);
   }
+}
+
+/** A missing file is undefined (nothing written yet); anything else is the filesystem's fault. */
+function notFound(path: string, err: unknown): undefined {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+  throw new ExternalError('filesystem', `cannot read ${path}: ${(err as Error).message}`, { cause: err, hint: `check the permissions of ${dirname(path)}` });
 }
 
 function parseJson(text: string, where: string, fix: string): unknown {

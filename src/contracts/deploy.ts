@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineContract } from './contract.js';
+import { defineStateFile } from './contract.js';
 
 /**
  * `.embedctl/deploy.json`: the running gateway's parameters, written by `up --local` (and
@@ -33,10 +33,4 @@ export const deployFileSchema = z.object({
 
 export type DeployFileDoc = z.infer<typeof deployFileSchema>;
 
-export const deployFile = defineContract<DeployFileDoc>({
-  name: 'gateway deploy file',
-  version: 1,
-  stamp: { key: 'version' },
-  schema: deployFileSchema,
-  fix: 'run `embedctl up --local` again to rewrite .embedctl/deploy.json, or pass --nginx-conf, --nginx-prefix, --self-hosted and --hosted-url',
-});
+export const deployFile = defineStateFile<DeployFileDoc>('gateway deploy file', deployFileSchema, 'run `embedctl up --local` again to rewrite .embedctl/deploy.json, or pass --nginx-conf, --nginx-prefix, --self-hosted and --hosted-url');

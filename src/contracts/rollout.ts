@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineContract, defineLines } from './contract.js';
+import { defineLines, defineStateFile } from './contract.js';
 
 /**
  * `.embedctl/rollout.json` (rollout writes; status, the hybrid client and rehearse read) and its
@@ -62,13 +62,7 @@ export const rolloutStateSchema = z.object({
 export type RolloutStateDoc = z.infer<typeof rolloutStateSchema>;
 export type RolloutHistoryLine = z.infer<typeof rolloutHistoryEntry>;
 
-export const rolloutFile = defineContract<RolloutStateDoc>({
-  name: 'rollout state',
-  version: 1,
-  stamp: { key: 'version' },
-  schema: rolloutStateSchema,
-  fix: 'restore .embedctl/rollout.json from version control (every change is in .embedctl/rollout.history.jsonl), or move it aside to start the rollout fresh at 0%; `embedctl rollout rollback` works regardless (0% first, then it repairs the file)',
-});
+export const rolloutFile = defineStateFile<RolloutStateDoc>('rollout state', rolloutStateSchema, 'restore .embedctl/rollout.json from version control (every change is in .embedctl/rollout.history.jsonl), or move it aside to start the rollout fresh at 0%; `embedctl rollout rollback` works regardless (0% first, then it repairs the file)');
 
 export const rolloutHistory = defineLines<RolloutHistoryLine>({
   name: 'rollout history',

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { defineContract, defineLines } from './contract.js';
+import { defineLines, defineStateFile } from './contract.js';
 
 /**
  * `.embedctl/state.json` (provision writes, status and teardown read) and its history,
@@ -51,13 +51,7 @@ export const stateFileSchema = z.object({
 export type StateFileDoc = z.infer<typeof stateFileSchema>;
 export type DeploymentRecordDoc = z.infer<typeof deploymentRecord>;
 
-export const stateFile = defineContract<StateFileDoc>({
-  name: 'provisioning state',
-  version: 1,
-  stamp: { key: 'version' },
-  schema: stateFileSchema,
-  fix: 'restore .embedctl/state.json from version control (each change is in .embedctl/state.history.jsonl), or move it aside if nothing is provisioned',
-});
+export const stateFile = defineStateFile<StateFileDoc>('provisioning state', stateFileSchema, 'restore .embedctl/state.json from version control (each change is in .embedctl/state.history.jsonl), or move it aside if nothing is provisioned');
 
 export const stateHistoryLine = z.object({
   at: iso,

@@ -1,9 +1,11 @@
 import { z } from 'zod';
-import { resolveOption, type Resolved } from '../config.js';
+import { formatDuration, parseDuration } from '../../common/values.js';
+import { booleanSchema, resolveOption, type Resolved } from '../config.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { packageVersion } from '../util/paths.js';
 import { GATEWAY_FIELDS } from './gateway-config.js';
+import { SERVING_FIELDS } from './render-serving.js';
 import { parseHostedUrl, SPLIT_KEYS, type SplitKey } from './render.js';
 import { MODEL_PRESETS, findPreset } from './model-presets.js';
 
@@ -13,7 +15,15 @@ import { MODEL_PRESETS, findPreset } from './model-presets.js';
  */
 
 const sizeRe = /^\d+(?:\.\d+)?[kmgKMG]?$/;
-const durationRe = /^\d+(?:ms|s|m)$/;
+/** The one duration grammar (common/values.ts), written back in a form nginx reads (1m30s, 1500ms). */
+const nginxDuration = z.union([z.string(), z.number()]).transform((raw, c) => {
+  try {
+    return formatDuration(parseDuration(raw));
+  } catch (err) {
+    c.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
 
 const hostedUrl = z.string().superRefine((v, ctx) => {
   try {
@@ -32,7 +42,6 @@ const percent = z.coerce
 const int = (min: number, max: number) =>
   z.coerce.number({ message: 'expected a whole number' }).int('expected a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
 
-const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((s) => ['true', '1', 'yes'].includes(s))]);
 
 /** A model reference the runtime understands: a built-in bundle name or a hub id org/name. */
 const model = z
@@ -56,15 +65,17 @@ export const FIELDS = {
   memoryLimit: { flag: '--memory-limit', env: 'EMBEDCTL_MEMORY_LIMIT', default: '12g', schema: z.string().regex(sizeRe, 'expected a size like 12g or 4096m'), help: 'memory limit per runtime container' },
   gpusPerReplica: { flag: '--gpus-per-replica', env: 'EMBEDCTL_GPUS_PER_REPLICA', default: 1, schema: int(0, 8), help: 'GPUs reserved per runtime (0 = CPU only)' },
   clientMaxBodySize: { flag: '--max-body', env: 'EMBEDCTL_MAX_BODY', default: '8m', schema: z.string().regex(sizeRe, 'expected a size like 8m'), help: 'largest request body nginx accepts' },
-  readTimeout: { flag: '--read-timeout', env: 'EMBEDCTL_READ_TIMEOUT', default: '30s', schema: z.string().regex(durationRe, 'expected a duration like 30s'), help: 'how long nginx waits for a self-hosted answer' },
-  prometheus: { flag: '--prometheus', env: 'EMBEDCTL_PROMETHEUS', default: false, schema: bool, help: 'also run Prometheus (compose profile "monitoring" always rendered)' },
+  readTimeout: { flag: '--read-timeout', env: 'EMBEDCTL_READ_TIMEOUT', default: '30s', schema: nginxDuration, help: 'how long nginx waits for a self-hosted answer' },
+  prometheus: { flag: '--prometheus', env: 'EMBEDCTL_PROMETHEUS', default: false, schema: booleanSchema, help: 'also run Prometheus (compose profile "monitoring" always rendered)' },
   hfTokenParameter: { flag: '--hf-token-parameter', env: 'EMBEDCTL_HF_TOKEN_PARAMETER', default: '', schema: z.string().regex(/^$|^\/?[\w./-]+$/, 'expected an SSM parameter name like /embedctl/hf-token'), help: 'SSM SecureString holding HF_TOKEN for gated models' },
   hostedKeyParameter: { flag: '--hosted-key-parameter', env: 'EMBEDCTL_HOSTED_KEY_PARAMETER', default: '/embedctl/hosted-api-key', schema: z.string().regex(/^\/?[\w./-]+$/, 'expected an SSM parameter name'), help: 'SSM SecureString holding the hosted API key on the instance' },
   namespace: { flag: '--namespace', env: 'EMBEDCTL_K8S_NAMESPACE', default: 'embedctl', schema: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a DNS-1123 label'), help: 'Kubernetes namespace' },
-  allowDemoModel: { flag: '--allow-demo-model', env: 'EMBEDCTL_ALLOW_DEMO_MODEL', default: false, schema: bool, help: 'deploy a built-in demo model (default, default-q, tiny-bert) to a remote target anyway' },
+  allowDemoModel: { flag: '--allow-demo-model', env: 'EMBEDCTL_ALLOW_DEMO_MODEL', default: false, schema: booleanSchema, help: 'deploy a built-in demo model (default, default-q, tiny-bert) to a remote target anyway' },
   maxReplicas: { flag: '--max-replicas', env: 'EMBEDCTL_MAX_REPLICAS', default: 4, schema: int(1, 64), help: 'HorizontalPodAutoscaler ceiling' },
   // Fallback, client keys and TLS at the gateway (owned with the nginx template).
   ...GATEWAY_FIELDS,
+  // Response cache and the Redis the runtimes share (issue 17; owned with render-serving.ts).
+  ...SERVING_FIELDS,
 } as const;
 
 export type DeployKey = keyof typeof FIELDS;
@@ -128,6 +139,7 @@ export function demoModelProblem(model: string, allowDemo: boolean): string | un
   return `${JSON.stringify(model)} is a built-in demo model (100-dimension word vectors or a test model), not one to serve users with; use a preset (${presets}) or pass --allow-demo-model`;
 }
 
+
 /** demoModelProblem as a usage error naming --model, for commands that refuse to deploy it. */
 export function requireProductionModel(config: Pick<DeployConfig, 'model' | 'allowDemoModel'>, field = '--model'): void {
   const problem = demoModelProblem(config.model, Boolean(config.allowDemoModel));
@@ -137,4 +149,16 @@ export function requireProductionModel(config: Pick<DeployConfig, 'model' | 'all
       hint: `e.g. --model BAAI/bge-base-en-v1.5 (in place of OpenAI text-embedding-3-small) or --model jinaai/jina-embeddings-v3 (the same model as Jina's API; CC BY-NC); see docs/runbook.md`,
     });
   }
+}
+
+/**
+ * For `render` and `up` to a remote engine: refuse a demo model (naming where it came from: the
+ * flag when it was the default, else its env var or embedctl.yaml key); a dry run deploys
+ * nothing, so it only warns.
+ */
+export function guardDeployModel(r: Pick<ResolvedDeploy, 'config' | 'origins'>, dryRun: boolean | undefined, warn: (m: string) => void, command: string): void {
+  const origin = r.origins.model.origin;
+  if (!dryRun) return requireProductionModel(r.config, origin === 'default' ? '--model' : origin);
+  const problem = demoModelProblem(r.config.model, Boolean(r.config.allowDemoModel));
+  if (problem) warn(`${command} without --dry-run refuses this: ${problem}`);
 }

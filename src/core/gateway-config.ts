@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { booleanSchema } from '../config.js';
 import { UsageError } from '../errors.js';
 
 /**
@@ -7,7 +8,6 @@ import { UsageError } from '../errors.js';
  * (flag > EMBEDCTL_* env > embedctl.yaml deploy: > default).
  */
 
-const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((s) => ['true', '1', 'yes'].includes(s))]);
 const path = z.string().regex(/^$|^\/?[A-Za-z0-9._/-]+$/, 'expected a file path (letters, digits, . _ / -)');
 const domain = z
   .string()
@@ -19,7 +19,7 @@ export const GATEWAY_FIELDS = {
     flag: '--same-model',
     env: 'EMBEDCTL_SAME_MODEL',
     default: false,
-    schema: bool,
+    schema: booleanSchema,
     help: 'declare that hosted serves the same model as the runtimes: self-hosted failures then fall back to hosted (otherwise clients get a 503)',
   },
   gatewayKeysParameter: {
@@ -40,7 +40,7 @@ export const GATEWAY_FIELDS = {
   tlsKey: { flag: '--tls-key', env: 'EMBEDCTL_TLS_KEY', default: '', schema: path, help: 'private key (PEM) path on the gateway host; referenced, never copied' },
   domain: { flag: '--domain', env: 'EMBEDCTL_DOMAIN', default: '', schema: domain, help: 'the gateway\'s DNS name (TLS server name and redirect target)' },
   email: { flag: '--email', env: 'EMBEDCTL_TLS_EMAIL', default: '', schema: email, help: 'contact for Let\'s Encrypt (expiry notices)' },
-  hsts: { flag: '--hsts', env: 'EMBEDCTL_HSTS', default: false, schema: bool, help: 'send Strict-Transport-Security on HTTPS answers' },
+  hsts: { flag: '--hsts', env: 'EMBEDCTL_HSTS', default: false, schema: booleanSchema, help: 'send Strict-Transport-Security on HTTPS answers' },
   httpsPort: { flag: '--https-port', env: 'EMBEDCTL_HTTPS_PORT', default: 443, schema: z.coerce.number().int().min(1).max(65535), help: 'port nginx serves HTTPS on (plain HTTP on --gateway-port then redirects)' },
 } as const;
 

@@ -6,6 +6,7 @@
  * request bodies and response checks: loadtest-requests.ts; capacity at the SLO: loadtest-capacity.ts.
  */
 
+import { parseDuration } from '../../common/values.js';
 import { capacityAtSlo, type Capacity, type StepMeasurement } from './loadtest-capacity.js';
 // Importers keep one module to import from; the pieces live in files of their own.
 export * from './loadtest-k6.js';
@@ -41,23 +42,8 @@ export const CHECK_NAMES = {
   dimensions: 'embedding dimensions == expected',
 } as const;
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000 };
-
-/** "2m", "30s", "1m30s", "500ms", "1h"; a bare number means seconds. Throws with what is expected. */
-export function parseDuration(text: string): number {
-  const t = text.trim();
-  if (/^\d+(\.\d+)?$/.test(t)) return Math.round(Number(t) * 1000);
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
-  let total = 0;
-  let m: RegExpExecArray | null;
-  let consumed = 0;
-  while ((m = re.exec(t)) !== null) {
-    total += Number(m[1]) * UNIT_MS[m[2]!]!;
-    consumed = re.lastIndex;
-  }
-  if (t === '' || consumed !== t.length) throw new Error(`bad duration ${JSON.stringify(text)} (use e.g. 30s, 2m, 1m30s, 500ms)`);
-  return Math.round(total);
-}
+/** One duration grammar for every command (common/values.ts); re-exported for the stage parser and its callers. */
+export { parseDuration };
 
 /** 90_000 -> "1m30s", 1500 -> "1500ms": a string both k6 and people read. */
 export function formatDuration(ms: number): string {
@@ -196,6 +182,8 @@ export interface Measurement {
   engineThresholds?: Array<{ name: string; expression: string; pass: boolean }>;
   /** Per step of constant concurrency (autocannon), for the capacity at the SLO. */
   steps?: StepMeasurement[];
+  /** Answers by X-Embedctl-Backend ("none": no gateway header, a runtime answered directly). */
+  backends?: Record<string, number>;
 }
 
 export interface LatencyMs {
@@ -226,6 +214,12 @@ export interface LoadTestReport {
   generatedAt: string;
   engine: Engine;
   target: string;
+  /** Where the target came from ("as given", or a deployment's operator route). */
+  via?: string;
+  /** Who answered: selfhosted / hosted / mixed / direct (no gateway header). */
+  answeredBy?: string;
+  /** Answers by X-Embedctl-Backend. */
+  backends?: Record<string, number>;
   shape: Shape;
   batch: number;
   dimensions: number | null;

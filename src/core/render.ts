@@ -3,6 +3,7 @@ import { tlsPlan, type GatewayDeploy } from './gateway-config.js';
 import { renderNginxConf, type NginxConfOptions, type SplitKey } from './nginx-conf.js';
 import { renderTemplate, type TemplateVars } from './template.js';
 import { K8S_FILES, k8sVars } from './render-k8s.js';
+import { servingK8sFiles, servingVars, type ServingDeploy } from './render-serving.js';
 import { loadTemplate } from './templates.js';
 
 export { renderTemplate, TemplateError, escapers, type TemplateVars, type EscapeTarget } from './template.js';
@@ -10,7 +11,7 @@ export { loadTemplate } from './templates.js';
 export * from './nginx-conf.js';
 export { renderGatewayKeysMapFor } from './gateway-keys.js';
 
-export interface DeployRenderInput extends GatewayDeploy {
+export interface DeployRenderInput extends GatewayDeploy, ServingDeploy {
   replicas: number;
   model: string;
   hostedUrl: string;
@@ -186,6 +187,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
     fetchScriptJson: JSON.stringify(fetchScript('env')),
     tlsMounts: tlsMounts(c),
     ...k8sVars(c),
+    ...servingVars(c),
   };
   const yaml = (rel: string) => renderTemplate(loadTemplate(rel), common, { name: `templates/${rel}`, escape: 'yaml' });
   const compose = yaml('docker-compose.yml');
@@ -198,7 +200,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
     { path: 'nginx/nginx.conf', content: nginxConf, mode: 0o644 },
     { path: 'nginx/templates/hosted-auth.conf.template', content: hostedAuth, mode: 0o644 },
     { path: 'prometheus.yml', content: prometheus, mode: 0o644 },
-    ...K8S_FILES.map((f) => ({ path: `k8s/${f}`, content: yaml(`k8s/${f}`), mode: 0o644 })),
+    ...[...K8S_FILES, ...servingK8sFiles(c)].map((f) => ({ path: `k8s/${f}`, content: yaml(`k8s/${f}`), mode: 0o644 })),
     { path: 'user-data.sh', content: userData, mode: 0o755 },
     {
       path: '.env.example',

@@ -26,12 +26,14 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startRedis(opts: { maxmemory?: string } = {}): Promise<RedisHandle> {
+/** `args` go last, so they override the defaults (a rendered deploy's own command line, say). */
+export async function startRedis(opts: { maxmemory?: string; args?: string[] } = {}): Promise<RedisHandle> {
   // A port picked here may be taken by someone else before redis binds it; try a few.
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'];
     if (opts.maxmemory) args.push('--maxmemory', opts.maxmemory, '--maxmemory-policy', 'allkeys-lru');
+    if (opts.args) args.push(...opts.args);
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const killOnExit = () => child.kill('SIGKILL');
     process.once('exit', killOnExit);

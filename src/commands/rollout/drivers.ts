@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { deployFile } from '../../contracts/deploy.js';
 import { resolve } from 'node:path';
 import { parseFlag, parsers } from '../../config.js';
 import type { Context } from '../../context.js';
@@ -100,15 +101,7 @@ interface DeployNginx {
  */
 function nginxFromDeploy(ctx: Context, opts: RolloutOpts): TrafficDriver {
   const deployPath = resolve(ctx.cwd, opts.deployFile ?? '.embedctl/deploy.json');
-  let deploy: DeployNginx = {};
-  try {
-    const doc = JSON.parse(readFileSync(deployPath, 'utf8')) as { nginx?: DeployNginx };
-    deploy = doc.nginx ?? {};
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new UsageError(`cannot read ${deployPath}: ${(err as Error).message}`, { field: '--deploy-file' });
-    }
-  }
+  const deploy: DeployNginx = (deployFile.readSync(deployPath)?.nginx ?? {}) as DeployNginx;
   const confPath = opts.nginxConf ?? deploy.confPath;
   const prefix = opts.nginxPrefix ?? deploy.prefix;
   const fromDeploy = (deploy.options ?? {}) as Record<string, unknown>;

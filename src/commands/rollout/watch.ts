@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { deployFile } from '../../contracts/deploy.js';
 import { isAbsolute, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseFlag, parsers, resolveOption } from '../../config.js';
@@ -117,8 +117,9 @@ function liveSource(r: Runner): string {
 /** The local gateway's access log, when `up --local` wrote one into deploy.json. */
 function accessLogFromDeploy(r: Runner): string | undefined {
   try {
-    const nginx = (JSON.parse(readFileSync(resolve(r.ctx.cwd, r.opts.deployFile ?? '.embedctl/deploy.json'), 'utf8')) as { nginx?: { prefix?: string; options?: { accessLog?: string } } }).nginx;
-    const log = nginx?.options?.accessLog;
+    const nginx = deployFile.readSync(resolve(r.ctx.cwd, r.opts.deployFile ?? '.embedctl/deploy.json'))?.nginx;
+    const accessLog = nginx?.options.accessLog;
+    const log = typeof accessLog === 'string' ? accessLog : undefined;
     if (!log || !nginx?.prefix || log.startsWith('/dev/')) return undefined;
     return isAbsolute(log) ? log : resolve(r.ctx.cwd, nginx.prefix, log);
   } catch {

@@ -5,17 +5,8 @@ export const DEFAULT_STEPS = [10, 25, 50, 75, 100];
 export const DAY_MS = 24 * 3600 * 1000;
 export const DEFAULT_DWELL_MS = 7 * DAY_MS;
 
-/** "30s", "5m", "2h", "7d", "1w", "250ms" or a bare number of seconds -> milliseconds. */
-export function parseDuration(raw: unknown): number {
-  if (typeof raw === 'number' && Number.isFinite(raw) && raw >= 0) return raw * 1000;
-  const s = String(raw ?? '').trim();
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?$/.exec(s);
-  if (!m) throw new Error(`expected a duration like 30s, 5m, 2h, 7d or 1w, got ${JSON.stringify(raw)}`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  const mult = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS, w: 7 * DAY_MS }[unit]!;
-  return Math.round(n * mult);
-}
+/** The one duration grammar (common/values.ts): rollout, status and load-test read the same words. */
+export { parseDuration } from '../../../common/values.js';
 
 export function fmtDuration(ms: number): string {
   const neg = ms < 0;

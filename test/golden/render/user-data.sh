@@ -103,6 +103,8 @@ services:
       EMBEDCTL_MODELS_DIR: /models
       EMBEDCTL_EMF_LOG: /var/log/embedctl/runtime-1.emf.log
       EMBEDCTL_DEPLOYMENT: ${EMBEDCTL_DEPLOYMENT:-main}
+      EMBEDCTL_CACHE_SIZE: "10000"
+      EMBEDCTL_CACHE_REDIS: redis://redis:6379/0
     volumes:
       - /opt/embedctl/models:/models:ro
       - /var/log/embedctl:/var/log/embedctl
@@ -123,6 +125,9 @@ services:
       retries: 3
       start_period: 120s
     stop_grace_period: 35s
+    depends_on:
+      redis:
+        condition: service_started
     logging: *logging
 
   runtime-2:
@@ -135,6 +140,8 @@ services:
       EMBEDCTL_MODELS_DIR: /models
       EMBEDCTL_EMF_LOG: /var/log/embedctl/runtime-2.emf.log
       EMBEDCTL_DEPLOYMENT: ${EMBEDCTL_DEPLOYMENT:-main}
+      EMBEDCTL_CACHE_SIZE: "10000"
+      EMBEDCTL_CACHE_REDIS: redis://redis:6379/0
     volumes:
       - /opt/embedctl/models:/models:ro
       - /var/log/embedctl:/var/log/embedctl
@@ -155,6 +162,21 @@ services:
       retries: 3
       start_period: 120s
     stop_grace_period: 35s
+    depends_on:
+      redis:
+        condition: service_started
+    logging: *logging
+
+  redis:
+    image: redis:7.4-alpine
+    restart: unless-stopped
+    command: ["redis-server", "--save", "", "--appendonly", "no", "--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru", "--protected-mode", "no"]
+    healthcheck:
+      test: ["CMD", "redis-cli", "ping"]
+      interval: 10s
+      timeout: 3s
+      retries: 3
+    mem_limit: 640m
     logging: *logging
 
   gateway:
@@ -198,69 +220,70 @@ services:
 EMBEDCTL_COMPOSE_EOF
 # nginx.conf travels gzipped (base64) to fit EC2's 16 KB; deploy/nginx/nginx.conf is the readable copy.
 base64 -d <<'EMBEDCTL_NGINX_EOF' | gunzip > "${DEPLOY_DIR}/nginx/nginx.conf"
-H4sIAAAAAAACA+1be28bNxL/X59isPbBdqG3ZdeRz4cmaXoN0GuDJIcUuMeCWo60rHfJPZIrWw18
-n/0wJHe1K8m2+si1d7AMWNJyOCSHM795kDqAtyg5auQwWwHmM+SJzWCuVQ4W8yJjFs1ALoS89f/7
-iZLzS9DY064jCGksMg5qDsiFFXJBnFImeb9zUHPsUTex6Ak+heRiOHmGn59N+OmwcwCZMBblFIZ9
-9ze9GA7pscFs3kuVscjBpEzjFEbDP9AwpsiEhWtcGTj+vvceJZO295pfAmYG4XlpU6XFj8wKJcOz
-AjVo/FeJxp50DjoH8BYzZsUSoWA2NTDDTN2ARqOyJQJbMFoU2BSh0DgXt7AQS5RwI2wKvaILRrlG
-w3KEucgQdCkNMAOscwBSyZ5WykKmEpZBoVWCxsBxLdyygF7PNZ4Ak5wkKDg6jk7EkChpmZCo+53O
-jdLXqOPABQ2w0qrLTiG4J+4Xgl92UGul40wtwFiOWsMN0/Ky08ElSmvgYwcAILBKlJSYkHQMTIbP
-zi87d51Oam0RyJJMoLTxTPFVTCoQk4y2nl462kKr2ybV+rtvnzNjk4VoUDSfeJryxrQo1t99u2kz
-MOvevhn1EnVs1TVKA2o+9704zlmZ2diuCgRWFJlInEYMfjBKepJrxIJlYomxFTmq0sL5mfFNB/A+
-ReDCFMwmadCPVBUGbKpVuUjB3ijwUi/YAkEjFxoTa+DYqWeXtlPCnGXZjCXXJ33HVmNSakMjrrsa
-oPm45kwt4rnSObO13cQ0XUCTsAKv6LMjpNfRx4imHU2jQ3qPhVEX58NR1I1yg0k0PaS3bhTUPhac
-KBvfulGONlWtx+FJ92g9SlRq0SShr93IWGZLE00P/Ydu5BZNdPXEadkoaRytMmw1uQetQSriaXRo
-SM1IHePbeAezsjBWI8tjxrkm+vaD9tSrpmq6DerwaC0gL8zD5tfdzIL9xJX0dzfs7psi46Ssm12b
-z3f31GgKJQ1u9223tHpXi8lQLmzaWJ1/0I1mK4smJpFH08P1l7sjbwYsIdBxuDLguBwYy8lMWsoZ
-dNdbDMEDZCIXFnKyHDQO1nQpaXJHBtSNhGMGM7FYoPbkN6rMOCiZrWBGhjQvDXLqpvGkDy8UF2jC
-EEwjzMr53Pmrm1RlCDOcK40eeIRcOGxm8Oa7d+8hYdJzLDK2IpYetSXeWvdQJAyUBqsCd+9sujAr
-rZ8OUc+FNhbGZ+fXzsOxJAVj2QqEhBxzpVeXfoVoLCwUrZfGJ3xynqEbeBsFhjBEaciYXiCURaYY
-NzRJqSzgbcrK4HMWzOINWx2ZMEK/Ccs5u/UgbMSPCBf55RZmewH5dpr3NkUFd6dD04TxZsdR1a/Z
-ZOB0DOeTjRZTN4eu44sWBc3YwTfJw5MMW0oTnPzzN6+PDJAVB0en0YcZzivTfgdPK4VcTIO3pnBD
-yQSBWdoXbb06VVK3mhys1Ww+FwncECQLa+Dll99CrpZous4BM/jy23eQiiQpC2I0I+/t1ZJ8RPDK
-LiZyYwi5qPDczU3D6PxZf3w26fv3U1iyTPCr06EBUSzPr2qvVHWot4AcTpjsO8tmGa6jm6nTIwpu
-wMND1wczpCLP37wmkvCEUYDTC7YNgvvJ5ayAQwekrBkSwRqHr3EV06ocQfD+9Ioi/95wF5d1Y3Cs
-u1h7oruN0Wn3aRWx4I2x3TJpBrvG3T3D++bQGKCaQUO7mnHkrEyu0UKicjTesh1eaCYMKZKL6SjU
-9ObvNMTHmW7vA5MaLxqcuyCR9ID8lJe+X5+3OgPRjoVHsOUsG7KgWJcG8PzXS/8Mmk/qlX5IFQhC
-kyxz1tHGEb8GMp+cFQaiF8g0avjjNa7+FHnEIp8Mx36+hFKqQM2s0iFyOYC/ymtJ6E1DEBQs0MJk
-ONpX1xz/j1s7GEXrpQmZZCVHN9tBmHyPvvico73g57KeIuRsBYWQtIpgA1aBkggurj7+vveqykLe
-qtLiCTUvGHkYwKXgSPjhdljYwP0mZdZtqFMJ2rFLmCsNTK6Ib22H3jBJ8sFvVYpgRIbSZisQC6k0
-NkxyIw6aHm7GOprmGLVEV9pdstt6zZWeCc5RrmUa/fuff2O9H//x2fQwatH6Ra3pKmFOG1odufB6
-WwfXxGs699qhmk4zTJJijo0lpabOSnZpQ73Lb5ihcJnknNnUZVgB67z7ToROSmFhppFdo57CKcyZ
-yJADs+RzKB53oXYXAuJWDvns9pbUfDJ+duLyOiHhzJBKkYfoglS116B9PzMhoKfdp5Sh0rTATWOv
-0GqGBoTtB3+RqYWBOoALeYqLDJRmWmQryi8I8nlUeSY3PqUQLjgFjRQhCBtssMGq2pOGDDNkxroY
-dL1RYczR+HOXW4+mF8OLEZBDJimZKy+tyhldVdnPfV3H+3Wt8yo4Ha+fHsBrnuF6Ec00NMmUIdD1
-kjsy3nBDaNcOIIl5z3Nv7WgdZhEIUGgFzlxB0KCev7dMzRIKLmqoUNLhn1HONTQGc3iaKVN7+905
-Yx1E3TXz0ebGuPpGq7zRlMorUk8TdCZn106HaIfhOOxxKTXFnS46YHOLGlidWHbBsBWVEcyNq8XQ
-AhrMvytQPn/tE1VybQVC5ZJYRuq1goJpg6TwlsT19fu/fAOUlq6X3Mhyz4ZjOBuewtlwAl8EhPap
-7OUu8snoFL6oEyqlYhf6hoDHJ7w+KYcrGAQTX8ttIwGpY6i6jfOQN0ED4V8ET+rlybIbtjL39ntn
-tUhs771m0hRK2947StCFXW1C1S4+Gm2pJYyHQ8rF6xRTXUfdKFF5oaRLqyI3E/eMKmDRNGrWvyiX
-xmz+tdvpN6gT12c0vPu7PFoPd9dp7CkFNU7BZyxjMkF9ZCp8TFJMruG40GopDMm118uFHPR6Obs9
-mbqp+mC51vEZpoIi5FSYxhBha71fY3xVV7yef/PCx0YGJSUvQZescmVAmg0lfMy63MtZAnXL+zt3
-3Ovf/hvu04mCGQPkM6eDwS7ntKYk/q1Ae4c4m/OpXbCvdIYSwU/RyIxSvBoy240c5Yoo2k+NLWdh
-oEfntxwN3Ay5kIutaf1yY/i+99abau81b4b+n9SIWmhxAVfwxX172qJ8RpSPUY2HbX5xIaR8sMNk
-zfZR4nuwrUl+AC/JICnx8K6MyRVFGgsyLNJRgXxKqFu2YuvKURHoo6nSjmMm+QZ3T7dA66ssgZBy
-KiF/wMQiP+m3uog5HG+E5FcQRScbyrSxwR8+fOhRVR2lpSIqwlHIHzSyLL+KKobR0c4t/iXq2cDZ
-yXBEOOu2IJp+jHI0hi2oFFYX1gNsTSEXxiV0SteiDRnzpUOu9iHBFKp8qMI9lxd1I6odR9NISJfO
-x9Vu+ykQoPNmMyuES+vu2ti9Tonv2wWK7q/Wwfuu3ahlcLq3DDazHjhuZsJKB3U5IV1MlVQl1dQc
-ts8b6Z9LxvYWhVtLXK/k54pibbIPyWI8/Omc9+A62Z9rlbXvO+PRxUO8a6pnD3uCwa8E/bVOTfbU
-Ke/QjS+ubngjKqP9+dX7Koxba4xUNp6rUvJNZdi1tG1A/ZXXOtrffnxV1+cIrk4tDCjC24s8gMgc
-KeZ2gbXS1oXfRWlN87Rxf8vZXPhe4mqF4P8nEUHYKko19t0qqaAyxcRVbUM6dFztX2PuJ+stqU9Q
-SsmWTGSUYO0l9p3598+JUF3pZ4naxeqjzYjR0xi0lVxf1ilzq262k5YyCjikoR8hvG+TH+32ldI3
-THPk9AkOPQVpwS15AN9En3Yxah6VUXQ+NruHk3w7z34gyN+iOfBgJYzLbwWn4oulCqdV3gQuoQli
-Gv35kVzVB0RU5Sg10qHVGaVPGtjGCJPxM7BKnfhsyWrh/OjWUZM/akhU6ZLv+ooBqwmOTFXG6u9Y
-J7GK6+KJN/hq2U6NaHbhw7j6cFp9mPgPNFWpZLwWxOVjQ8W0IAPjPQgf3ighLaW3RYA+f+x9T3BN
-a2nWGmje7VDeV/l+UXQeTFBwvB8nf0rFoYEKj+Jq3fmlKwq0rsT87lD5EQwMmdITFD5B4RMU/gZQ
-6M3vCRF/G0Q8gFdL1G0jofVKXtVjgsUxOrB0gEU3W+CYjIJjkalVTlbI6e4I0XFMMuaOPZitWITE
-q75zmCuOGYW37gamv5bYo5aeazk5obsDSYZMexVoHpH4otESE0ua5449mVTuMNQ/BFOwBPsPY35Y
-5v9HytHg8xatXvWeu1OW0cP5yf6pJDoNaZZfNrTleH2052vOm/fU/EVRqtLXOWmtMHQU5PIfQnLP
-32evn0q7HsurGmrSzKzqXFequDq+eiDd+tmGtVX4KoSkMzUST2MPPr2NtID5yVR+r6ayp758Wq3f
-oUk7KwwGbXOb/Hj0BqwQ/R+EZH0mHjw2M9PBYCeH6WRy2q7qHQoTM70wh/RvnyD7kTn83FDbZHG4
-5S0JnzajpTWVa35sEiajPEPMVw8w8gQxx8KmMLmPyurSSS9BbcXcn40M0CYDY7IBPTSDhPUaraaf
-aHsft0IrqxKVGXj/zbvlqD8O76f3y8RQthRrLM22VA7ahxyuqm9bty377ijZHReZAHnuAoHwd8W8
-E6kuZQmzFe0bKYoCw13Z6uZGzoz1R0PcwLH7lQMB7fB8OPQ30FRp65876PDbkw3G/iq9u1tb/xRi
-WhOHH6ekCCiXQivpPFx1/3PzxCtMnw7f+3zgF9+jS2qNS2UPJ2Rnjydk53skZPfQ/HrR9n8n0q57
-fxXAjKqv/xMVi4eqFU+w+gSrT7D6BKtPsPowrPr/d53/ACPpzac3OgAA
+H4sIAAAAAAACA+1be28bNxL/X59isPbBdqG3ZdeRz4cmaXoN0GuDJIcUuMeCWo4k1rvkHsmVrQa+
+z34YkvuSZFt95K49WAYsaTkcPmbmNw9SB/AWJUeNHGZrwGyGPLEpzLXKwGKWp8yiGciFkLf+fz9R
+cn4JGnvadQQhjUXGQc0BubBCLojTkkne7xxUHHvUTSx6gk+Bfz4+S2afs3OcTToHkApjUU5h2Hd/
+04vhcNg5AIPpvLdUxiIHs2QapzAa/oGGMXkqLFzj2sDx9733KJm0vdf8EjA1CM8Lu1Ra/MisUDI8
+y1GDxn8VaOxJ56BzAG8xZVasEHJmlwZmmKob0GhUukJgC0aLArtEyDXOxS0sxAol3Ai7hF7eBaNc
+o2EZwlykCLqQBpgB1jkAqWRPK2UhVQlLIdcqQWPguNrcIodezzWeAJOcdlBwdBzdFkOipGVCou53
+OjdKX6OOAxc0wAqrLju54J64nwt+2UGtlY5TtQBjOWoNN0zLy04HVyitgY8dAIDAKlFSYkK7Y2Ay
+fHZ+2bnrdJbW5oEsSQVKG88UX8ekAjHt0dbTS0eba3XbpKq/+/Y5MzZZiAZF84mnKW5Mi6L+7ttN
+m4Gpe/tm1CvUsVXXKA2o+dz34jhnRWpju84RWJ6nInEaMfjBKOlJrhFzlooVxlZkqAoL52fGNx3A
++yUCFyZnNlkG/Viq3IBdalUslmBvFPhdz9kCQSMXGhNr4NipZ5fEKWHO0nTGkuuTvmOrMSm0oRHr
+rgZoPq45VYt4rnTGbGU3MU0X0CQsxyv67AjpdfQxomlH0+iQ3mNh1MX5cBR1o8xgEk0P6a0bBbWP
+BSfKxrdulKFdqtbj8KR7VI8SFVo0SehrNzKW2cJE00P/oRu5RRNdNXFaNkoaR6sUW03uQTdKWJqi
+brWER60JlIym0aEhFSRVjW/jHQMVubEaWRYzzh3f9oP2ssqmcikN6vCo3jy/0YfNr7uZBduKS8ns
+btjdd4mMkyJvdm0+391To8mVNLjdt93S6l0uJkW5sMvG6vyDbjRbWzQxbXk0Pay/3B15E2EJAZLD
+nAHH1cBYTibUUtyg196aCDogFZmwkJFVoXGQpwtJkzsyoG4kHDOYicUCtSe/UUXKQcl0DTMysnlh
+kFM3jSd9eKG4QBOGYBphVsznzpfdLFWKMMO50uhBSciFw20Gb7579x4SJj3HPGVrYukRXeKtdQ9F
+wkBpsCpw946oC7PC+ukQ9VxoY2F8dn7tvB9LlmAsW4OQkGGm9PrSrxCNhYWi9dL4hF3Oa3QDb6PA
+EL4oDSnTC4QiTxXjhiYplQW8XbIi+KMFs3jD1kcmjNBvQnbGbj1AG/EjwkV2uYXnfoN8O817m6KE
+wtOhaUJ8s+Oo7NdsMnA6hvPJRoupmkPX8UWLgmbsoJ32w5MMW0oTAoDnb14fGSArDk5Qow9BnMcm
+eQcvLIVcTIMnp1BEyQSBWZKLtl6dyl23mpyv1Ww+FwncEFwLa+Dll99CplZous45M/jy23ewFElS
+5MRoRp7dqyX5j+CxXbzkxhByUWK9m5uG0fmz/vhs0vfvp7BiqeBXp0MDIl+dX1Ueq+xQiYCcUZjs
+O8tmKdaRz9TpEQU+4OGh6wMdUpHnb14TSXjCKPjpBdsGwf3kMpbDoQNS1gyXoEbia1zHtCpHECID
+ekWRf2+4ksuqMTjdXaw90d3G6CR9WkUseGNst0yawa5xd8/wvjk0Bihn0NCuZow5K5JrtJCoDI23
+bIcXmglDiuTiPQpDvfk7DfExqJN9YFLhRYNzFySSHpCf8rvv1+etzkC0Y+ERbDnSxl5QHEwDeP71
+0j+D5pNqpR+WCgShSZo662jjiF8DmU/GcgPRC2QaNfzxGtd/ijxikb+GYz9fQimVo2ZW6RDVHMBf
+5bUk9Pbu28ACLUyGo311zfH/uCXBKKqXJmSSFhzdbAdh8j364vORncp133B+lg8MWO3cc1mtFTK2
+hlxI2o5gTFaBkggueD/+vveqTHXeqsLiCTUvGLkqwJXgSEDkVEXYwP1myazTDKdbJPpLmCsNTK6J
+b2XQ3sJJhMEBlhplRIrSpmsQC6k0Nmx7I9iaHm4GTZrmGLVkUNhdQth6zZWeCc5R1sKJ/v3Pv7He
+j//4bHoYtWj9omq6cjOnDfOIXAy/rcw1cU3nXjt03MncJEvMsLGkpalSnwel/IYZislpn1O7dGlc
+AE0fByRCJ4WwMNPIrlFP4RTmTKTIgVlyXhT0u3i+CwG6S89+dntL9jIZPztxyaOQcGZIpcjVdEGq
+yv2Q3M9MyBpI+pSXlJoWuGns5VrN0ICw/eB4UrUwUEWCIRlyIYbSTIt0TUkM+Q4elS7OjU95ioty
+QSOFGsIGY26wKmXS2MMUmbEumK0FFcYcjT93CfxoejG8GAF5dtolc+V3q/RqV2WKdV/X8X5dq+QN
+Tsf10wN4zVOsF9HMdZNUGUJvv3NHxhtuiBHbkSgx73nuLYlW8RqBAMVo4MwVBA3q+XvL1CyhKKWC
+CiUdkBrlfExjMAfMqTJV2LA7Ma2isbtm0tsUjCuitGoozV15Reppgs5k7NrpEEkYjoOMC6kpgHVh
+Bptb1MCq7LULhq2pVmFuXMGHFtBg/l2O8vlrnw2Tj8wRSt/GUlKvNeRMGySFt7RdX7//yzdAuW+9
+5EYqfTYcw9nwFM6GE/giQL3Ply93kU9Gp/BFlZkpFbsYOkROPqv2mT9cwSCYeL1vG5lMFYxVbZyH
+BAwaCP8iuGS/nyy9YWtzb793VovE9t5rJk2utO29oyqAsOtNqNrFR6MttITxcEgJf5WrqmvKn1WW
+K+nys8jNxD2jMls0jZpFNkrYMZ1/7ST9BnXi+oyGd3+XR/Vwd52GTCk6cgo+YymTCeojU+JjssTk
+Go5zrVbC0L72epmQg14vY7cnUzdVH3VXOj7DpaBQeylMY4ggWu/XGF9XZbXn37zwQZZBSVlQ0CWr
+XK2RZkOZI7MuiXOWQN2y/k6Je/3bX+A+L8mZMUA+czoY7HJONSXxb0XsO7azOZ/KBftyaqg1/BSN
+TClXrCCz3chRromi/dTYYhYGenR+q9HAzZALudia1i83hu97b72p9l7zZg7xSY2ohRYXcAVf3CfT
+FuUzonyMajxs84tzIeWDHSY120eJ78G2JvkBvCSDpAzGuzIm1xRpLMiwSEcF8imhbtEK0ktHRaCP
+psxfjpnkG9w93QKtL9cEQkrOhPwBE4v8pN/qIuZwvBHbX0EUnWwo04aAP3z40KPSPUpLlVqEo5CI
+aGRpdhWVDKOjnSL+JerZwNnJcEQ460QQTT9GGRrDFlRTq6r3AbamkAnjMkOlq60NqfelQ672ScQU
+ysSqxD2XYHUjKlBH00hIVxeIS2n7KRCg82Yzy4XLD+/a2F2nP/dJgaL7qzp43yWNag9O996DzawH
+jpsptdJBXU5IF5dKqoKKcw7b54080mV1e2+FW0tcreTnbkVtsg/txXj40znvwXWyP9cy/d93xqOL
+h3hXVM8e9gSDXwn6K52a7KlT3qEbX6Xd8EZUj/vzq/dlGFdrjFQ2nqtC8k1l2LW0bUD9ldc62t9+
+fHnY5wiu4C0MKMLbiyyAyBwp5naBtdLWhd95YU3zSHN/y9lc+F7b1QrB/08igiAqSjX2FZVUUJpi
+4sq/IR06LuXXmPtJLZLqKKaQbMVESgnWXtu+M//+ORGqK/2sULtYfbQZMXoag7bc15dVytwqwO2k
+pYwCDmnoRwjvE/Kj3b5S+oZpjpw+waGnIC24JQ/gm+jTo4wq5Xzpw5/NcuAuBs1DOwrvx2b3MJJv
+J+oPZAlbNAce7YRxCbLgVL2xVGu1ytvQJTRRUKM/yZLr6qiKyiSFRjo+O6P8SwPbGGEyfgZWqROf
+blktnCPeOvTyhx6JKlz2Xl2EYBXBkSnrYP0d6yRWcVV98YhRLtvpIc0ufBiXH07LDxP/gaYqlYzr
+jbh8bKiYFmRgvAfhw4IS0lJ+nAfs9Ifz90TntJZmsYLm3c4FfJnwF4X3wYYFx/uB9qeULBqw8igw
+1zbjqgqtizu/OVh/BERDqvWEpU9Y+oSlv0cs9fb7BKn/G0g9gFcr1G0jofVKXlaEgsUxOjJ1iEeX
+dOCYjIJjnqp1RlbI6RoM0XFMUuYOXpgtWYTUr7pamSmOKQXY7qKpv33Zo5aeazk5oWsQSYpMexVo
+HtL4stUKE0ua5w5emVTuONY/BJOzBPsPO42wzP+PpKfB5y1ave49d+c8o4czpP2TWXQa0iwAbWjL
+cX246Kvem1fu/H1YOieosuJKYegwymVghOSev8+fP5V2PZbZNdSkmdtV2bZUcXmA9kDC97MNa6v0
+lgtJp3q0PQ0ZfHobaQHzk6n8Vk1lT335tFq/Q5N21jgM2qaY/Hj0BiwX/R+EZH0mHjy4M9PBYCeH
+6WRy2q4rHgoTM70wh/Rvnyj9kTn83FjdpHG4zC4JnzajpZrKNT82CZNSoiLm6wcYeYKYY26XMLmP
+yurC7V6C2oq5P50ZoE0GxqQDemgGCes1Wk0/0fY+brlWViUqNfD+m3erUX8c3k/v3xND6VassTDb
+u3LQPmZx5wq2dXG07w6z3YGVCZDnrjAIf+3NO5HyfpkwW9G+kSLPMVz7Le+OZMxYfzjFDRy7H3MQ
+0A7Ph0N/mU4VtvpVhw4/sdlg7H8x4K4JV7/4mFbE4Tc4SwSUK6GVdB6uvMq6eeYWpk/H/30+8Ivv
+0QW4xv24hxOys8cTsvM9ErJ7aH69aPu/E2lXvb8KYEb1399FyeOhcscTrD7B6hOsPsHqE6w+DKv+
+/13nPwup64keOwAA
 EMBEDCTL_NGINX_EOF
 cat > "${DEPLOY_DIR}/nginx/templates/hosted-auth.conf.template" <<'EMBEDCTL_AUTH_EOF'
 proxy_set_header Authorization "Bearer ${EMBEDCTL_HOSTED_API_KEY}";
