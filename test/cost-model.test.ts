@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { HOSTED_MODELS } from '../src/core/cost/prices.js';
+import { estimateCost } from '../src/adapters/embeddings-shapes.js';
 import {
   breakEvenTokens,
   DEFAULT_UNIT_PRICES,
@@ -302,5 +304,15 @@ describe('input parsing', () => {
     expect(capacityFromLoadReport({ schema: 'embedctl.load-test/v1', requestsPerSecond: 50, batch: 8 }).embeddingsPerMinute).toBe(24_000);
     expect(() => capacityFromLoadReport({ schema: 'other/v1', embeddingsPerMinute: 1 })).toThrow(/embedctl.load-test\/v1/);
     expect(() => capacityFromLoadReport({ schema: 'embedctl.load-test/v1' })).toThrow(/no embeddingsPerMinute/);
+  });
+});
+
+describe('one price table', () => {
+  it("the cost guard of verify-consistency/rag-overlap prices a hosted model as cost-report does", () => {
+    for (const m of HOSTED_MODELS) {
+      const est = estimateCost({ endpoint: 'https://api.example/v1/embeddings', model: m.model, paid: true }, ['x'.repeat(4000)]);
+      expect(est!.pricePerMillion, m.model).toBe(m.pricePerMillion);
+    }
+    expect(hostedModel('jina', 'jina-embeddings-v3')!.pricePerMillion).toBe(0.02);
   });
 });

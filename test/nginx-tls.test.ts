@@ -39,7 +39,7 @@ function httpsPost(port: number, ca: string, body: string): Promise<{ status: nu
 describe.skipIf(skip || !hasOpenssl)('TLS at the gateway (real nginx, a CA made in the test)', () => {
   it('render --tls-cert/--tls-key/--domain: nginx -t passes, the key is referenced by path and never copied', async () => {
     const pki = makePki(join(tmp.dir, 'render-pki'), DOMAIN);
-    const r = await runCli(['render', '--tls-cert', pki.certPath, '--tls-key', pki.keyPath, '--domain', DOMAIN, '--hsts', '--json'], { cwd: tmp.dir, env: {} });
+    const r = await runCli(['render', '--allow-demo-model', '--tls-cert', pki.certPath, '--tls-key', pki.keyPath, '--domain', DOMAIN, '--hsts', '--json'], { cwd: tmp.dir, env: {} });
     expect(r.code, r.stderr).toBe(0);
     const doc = r.json<{ nginxCheck: { status: string; note?: string }; outDir: string }>();
     expect(doc.nginxCheck).toEqual({ status: 'passed' });

@@ -56,8 +56,8 @@ describe.skipIf(!haveNginx)('embedctl rehearse (nginx path)', () => {
       verify: (v) => ({ texts: v.count, minCosine: v.cosine.min, meanCosine: v.cosine.mean, belowWarn: v.belowWarn, verdict: v.verdict }),
       overlap: (o) => ({ queries: o.queries, corpus: o.corpus, overlapMean: o.overlap.mean, overlapMin: o.overlap.min }),
       load: (l) => ({ requests: l.requests, embeddingsPerMinute: l.embeddingsPerMinute, p95Ms: l.latencyMs.p95, errorRate: l.errorRate, meetsSuccessCriteria: l.verdict.meetsSuccessCriteria }),
-      rollout: (st) => ({ percent: st.percent, gatesPassed: st.lastGates.filter((g: { status: string }) => g.status === 'pass').length, gates: st.lastGates.length }),
-      fault: (st) => ({ percent: st.percent, rollbackMs: st.lastRollback.durationMs, reason: st.lastRollback.reason }),
+      rollout: (st) => ({ driver: st.history.at(-1).driver, target: st.history.at(-1).target, percent: st.percent, gatesPassed: st.lastGates.filter((g: { status: string }) => g.status === 'pass').length, gates: st.lastGates.length }),
+      fault: (st) => ({ driver: st.history.at(-1).driver, target: st.history.at(-1).target, percent: st.percent, rollbackMs: st.lastRollback.durationMs, reason: st.lastRollback.reason }),
     };
     const ownMeasurements: Record<string, string[]> = {
       render: ['files'],
@@ -85,6 +85,14 @@ describe.skipIf(!haveNginx)('embedctl rehearse (nginx path)', () => {
       expect(st.figures.percent).toBe(pct);
       expect(Math.abs(Number(st.figures.observedSelfHostedPct) - pct)).toBeLessThanOrEqual(10);
     }
+    // The gateway moved the way a deployment's does: the ssm driver, its script run by the
+    // local instance against the stack's nginx (the script leaves nginx.conf.previous behind).
+    for (const id of ['rollout-10', 'rollout-100', 'fault']) {
+      expect(by[id]!.figures.driver, id).toBe('ssm');
+      expect(String(by[id]!.figures.target), id).toMatch(/^ssm mi-0000000000000000 \(local\), gateway http:\/\/127\.0\.0\.1:\d+$/);
+    }
+    expect(existsSync(join(out, '.embedctl', 'local', 'nginx', 'nginx.conf.previous'))).toBe(true);
+    expect(r.stderr).toMatch(/with the ssm driver \(ssm mi-0000000000000000 \(local\)/);
     const fault = by.fault!;
     expect(fault.figures.watchExit).toBe(4);
     expect(fault.figures.afterSelfHosted).toBe(0);
@@ -114,7 +122,7 @@ describe('embedctl rehearse (hybrid-client path)', () => {
     const s = r.json<Summary & { workDir: string | null }>();
     expect(s.nginx).toBe(false);
     expect(s.stages.every((x) => x.verdict === 'pass')).toBe(true);
-    expect(s.stages.find((x) => x.id === 'fault')!.figures).toMatchObject({ percent: 0, afterSelfHosted: 0 });
+    expect(s.stages.find((x) => x.id === 'fault')!.figures).toMatchObject({ driver: 'env', percent: 0, afterSelfHosted: 0 });
     // Without --out or --keep the ~25 MB work dir is gone, and the summary does not point into it.
     const work = /rehearse: work dir (\S+)/.exec(r.stderr)![1]!;
     expect(existsSync(work)).toBe(false);

@@ -129,7 +129,7 @@ describe('render --cache-redis', () => {
     }
     const cwd = join(tmp.dir, 'ok');
     mkdirSync(cwd, { recursive: true });
-    const ok = await runCli(['render', '--cache-redis', 'bundled', '--cache-size', '10000', '--out', 'deploy'], { cwd });
+    const ok = await runCli(['render', '--allow-demo-model', '--cache-redis', 'bundled', '--cache-size', '10000', '--out', 'deploy'], { cwd });
     expect(ok.code, ok.stderr).toBe(0);
     expect(existsSync(join(cwd, 'deploy', 'k8s', 'redis.yaml'))).toBe(true);
   });

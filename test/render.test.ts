@@ -12,7 +12,7 @@ import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/gateway.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden', 'render');
-const GOLDEN_ARGS = ['--replicas', '2', '--percent', '10', '--image', 'ghcr.io/embedctl/runtime:golden', '--prometheus', '--cache-redis', 'bundled', '--cache-size', '10000'];
+const GOLDEN_ARGS = ['--allow-demo-model', '--replicas', '2', '--percent', '10', '--image', 'ghcr.io/embedctl/runtime:golden', '--prometheus', '--cache-redis', 'bundled', '--cache-size', '10000'];
 const tmp = tempDir('embedctl-render-');
 afterAll(() => tmp.cleanup());
 let n = 0;
@@ -206,7 +206,7 @@ describe('embedctl render', () => {
   it('never writes the hosted API key, whatever the environment holds', async () => {
     const cwd = fresh();
     const key = 'jina_live_0123456789abcdef';
-    const r = await runCli(['render', '--percent', '50'], { cwd, env: { EMBEDCTL_HOSTED_API_KEY: key } });
+    const r = await runCli(['render', '--allow-demo-model', '--percent', '50'], { cwd, env: { EMBEDCTL_HOSTED_API_KEY: key } });
     expect(r.code).toBe(0);
     for (const f of listFiles(join(cwd, 'deploy'))) {
       expect(readFileSync(join(cwd, 'deploy', f), 'utf8'), f).not.toContain(key);
@@ -230,10 +230,10 @@ describe('embedctl render', () => {
 
   it('reports unchanged files on a second run and rewrites only what changed', async () => {
     const cwd = fresh();
-    expect((await runCli(['render'], { cwd })).code).toBe(0);
-    const again = await runCli(['render', '--json'], { cwd });
+    expect((await runCli(['render', '--allow-demo-model'], { cwd })).code).toBe(0);
+    const again = await runCli(['render', '--allow-demo-model', '--json'], { cwd });
     expect(again.json<{ files: Array<{ status: string }> }>().files.every((f) => f.status === 'unchanged')).toBe(true);
-    const changed = await runCli(['render', '--json', '--percent', '30'], { cwd });
+    const changed = await runCli(['render', '--allow-demo-model', '--json', '--percent', '30'], { cwd });
     const byPath = Object.fromEntries(changed.json<{ files: Array<{ path: string; status: string }> }>().files.map((f) => [f.path, f.status]));
     expect(byPath['deploy/nginx/nginx.conf']).toBe('updated');
     expect(byPath['deploy/k8s/traffic.yaml']).toBe('updated');

@@ -271,7 +271,7 @@ describe('rollout: rollback, pause, plan, status', () => {
 
 describe('rollout: k8s driver (the canary Ingress that render writes)', () => {
   it('--k8s-manifests moves the canary weight in the rendered k8s/ and confirms it, keeping the rest', async () => {
-    expect((await runCli(['render', '--out', 'deploy'], { cwd, env })).code).toBe(0);
+    expect((await runCli(['render', '--allow-demo-model', '--out', 'deploy'], { cwd, env })).code).toBe(0);
     const traffic = join(cwd, 'deploy', 'k8s', 'traffic.yaml');
     const before = readFileSync(traffic, 'utf8');
     expect(before).toContain('nginx.ingress.kubernetes.io/canary-weight: "0"');

@@ -7,10 +7,16 @@
  *      miss = cache lookup (miss) + tokenise + model run (batch of one) + cache store + response JSON
  *      hit  = cache lookup (hit) + response JSON
  *    Ratio hitVsMiss = hit / miss in embeddings/s (target >= 20).
- * 2. http: the real runtime (--cache-size) over HTTP, `clients` concurrent clients, one text per
- *    request: every request a new text (misses) against texts already cached (hits). Reported
- *    next to 1 because HTTP and JSON cost the same on both paths, which bounds this ratio on a
- *    model as cheap as the default one (word vectors: the model is a small part of a request).
+ * 2. http: the real runtime (--cache-size) over HTTP, one text per request, every request a new
+ *    text (misses) against texts already cached (hits), for two text shapes: short (6-15 words,
+ *    as the pipeline above) and chunk (--chunk-words words, the size of a RAG chunk: what
+ *    re-indexing sends and the cache exists for). Per shape:
+ *      throughput  `clients` concurrent clients, embeddings/s hit vs miss (the must-show's unit);
+ *      perRequest  one client, sequential, p50 latency hit vs miss as the client sees it and as
+ *                  the runtime logs it (its "ms": from request to response, HTTP parsing and
+ *                  JSON included, client and kernel excluded).
+ *    HTTP and JSON cost the same on both paths, which bounds these ratios on a model as cheap as
+ *    the default one (word vectors: for short texts the model is a small part of a request).
  * 3. limiter: one runtime with a keys file of two keys, one with limits (requests and tokens per
  *    minute, never reached) and one without; one client alternates them, one text per request,
  *    so both see the same machine at the same moments. limiterP50Overhead = p50(limited) /
@@ -44,6 +50,7 @@ const { values: flags } = parseArgs({
     'duration-ms': { type: 'string', default: '2000' },
     rounds: { type: 'string', default: '3' },
     clients: { type: 'string', default: '16' },
+    'chunk-words': { type: 'string', default: '200' },
     out: { type: 'string', default: join(root, 'bench-results', 'cache.json') },
   },
 });
@@ -51,6 +58,7 @@ const MODEL = flags.model!;
 const DURATION = Number(flags['duration-ms']);
 const ROUNDS = Number(flags.rounds);
 const CLIENTS = Number(flags.clients);
+const CHUNK_WORDS = Number(flags['chunk-words']);
 const TARGETS = { hitVsMiss: 20, limiterP50Overhead: 0.05 };
 
 const WORDS = 'the of and to in is for river city music green ocean market winter garden science history light mountain coffee train paper doctor school money forest window summer bread engine island data model search query'.split(' ');
@@ -59,6 +67,12 @@ let seq = 0;
 const freshText = () => {
   const n = seq++;
   return `${Array.from({ length: 6 + (n % 10) }, (_, j) => WORDS[(n * 7 + j * 13) % WORDS.length]).join(' ')} ${n}`;
+};
+
+/** A never-seen text of `words` words (a RAG chunk's size); the counter keeps it unique. */
+const freshChunk = () => {
+  const n = seq++;
+  return `${Array.from({ length: CHUNK_WORDS }, (_, j) => WORDS[(n * 7 + j * 13 + (j >> 3)) % WORDS.length]).join(' ')} ${n}`;
 };
 
 const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
@@ -160,6 +174,16 @@ async function startRuntime(args: string[]) {
   }
   return {
     url: new URL(url),
+    /** The runtime's request events (its own "ms") logged after byte `from` of its log. */
+    logSize: () => readFileSync(logPath).length,
+    requestMs(from: number): number[] {
+      return readFileSync(logPath)
+        .subarray(from)
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.includes('"event":"request"') && l.includes('"path":"/v1/embeddings"'))
+        .map((l) => (JSON.parse(l) as { ms: number }).ms);
+    },
     async stop() {
       child.kill('SIGTERM');
       await done;
@@ -196,22 +220,77 @@ async function load(url: URL, next: () => string, clients: number) {
   return ok / ((performance.now() - t0) / 1000);
 }
 
+type Runtime = Awaited<ReturnType<typeof startRuntime>>;
+
+/** One client, sequential: `n` requests per side per round, client and server p50 latency. */
+async function perRequest(rt: Runtime, next: () => string, cachedText: () => string, n: number) {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const settle = () => new Promise((r) => setTimeout(r, 100));
+  const side = async (text: () => string) => {
+    // The log is written as each response finishes: let earlier phases' last lines land first.
+    await settle();
+    const from = rt.logSize();
+    const client: number[] = [];
+    for (let k = 0; k < n; k++) {
+      const t0 = performance.now();
+      if ((await post(agent, rt.url, JSON.stringify({ input: text() }))) !== 200) throw new Error('a request failed');
+      client.push(performance.now() - t0);
+    }
+    await settle();
+    const server = rt.requestMs(from);
+    if (server.length !== n) throw new Error(`expected ${n} request lines in the runtime's log, found ${server.length}`);
+    return { client: pct(client.sort((a, b) => a - b), 50), server: pct(server.sort((a, b) => a - b), 50) };
+  };
+  const rounds: Array<{ missClientMs: number; hitClientMs: number; missServerMs: number; hitServerMs: number }> = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const m = await side(next);
+    const h = await side(cachedText);
+    rounds.push({ missClientMs: round(m.client, 3), hitClientMs: round(h.client, 3), missServerMs: round(m.server, 3), hitServerMs: round(h.server, 3) });
+  }
+  agent.destroy();
+  const med = (k: keyof (typeof rounds)[number]) => median(rounds.map((x) => x[k]));
+  return {
+    requestsPerSidePerRound: n,
+    missClientMsP50: med('missClientMs'),
+    hitClientMsP50: med('hitClientMs'),
+    missServerMsP50: med('missServerMs'),
+    hitServerMsP50: med('hitServerMs'),
+    // Latency ratios are embeddings/s ratios for one sequential client sending one text a request.
+    hitVsMissClient: median(rounds.map((x) => round(x.missClientMs / x.hitClientMs, 2))),
+    hitVsMissServer: median(rounds.map((x) => round(x.missServerMs / Math.max(x.hitServerMs, 0.01), 2))),
+    rounds,
+  };
+}
+
+async function httpShape(rt: Runtime, next: () => string, cachedCount: number) {
+  const cached = Array.from({ length: cachedCount }, next);
+  let w = 0;
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async () => {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      while (w < cached.length) await post(agent, rt.url, JSON.stringify({ input: cached[w++]! }));
+      agent.destroy();
+    }),
+  );
+  let i = 0;
+  const cachedText = () => cached[i++ % cached.length]!;
+  await load(rt.url, next, CLIENTS);
+  const rounds: Array<{ miss: number; hit: number; ratio: number }> = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const miss = await load(rt.url, next, CLIENTS);
+    const hit = await load(rt.url, cachedText, CLIENTS);
+    rounds.push({ miss: round(miss, 0), hit: round(hit, 0), ratio: round(hit / miss, 2) });
+  }
+  const throughput = { clients: CLIENTS, missEmbeddingsPerSec: median(rounds.map((r) => r.miss)), hitEmbeddingsPerSec: median(rounds.map((r) => r.hit)), hitVsMiss: median(rounds.map((r) => r.ratio)), rounds };
+  return { throughput, perRequest: await perRequest(rt, next, cachedText, 100) };
+}
+
 async function http() {
   const rt = await startRuntime(['--cache-size', '1000000']);
   try {
-    const agent = new Agent({ keepAlive: true });
-    const cached = Array.from({ length: 4096 }, freshText);
-    for (const t of cached) await post(agent, rt.url, JSON.stringify({ input: t }));
-    agent.destroy();
-    let i = 0;
-    await load(rt.url, freshText, CLIENTS);
-    const rounds: Array<{ miss: number; hit: number; ratio: number }> = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      const miss = await load(rt.url, freshText, CLIENTS);
-      const hit = await load(rt.url, () => cached[i++ % cached.length]!, CLIENTS);
-      rounds.push({ miss: round(miss, 0), hit: round(hit, 0), ratio: round(hit / miss, 2) });
-    }
-    return { clients: CLIENTS, missEmbeddingsPerSec: median(rounds.map((r) => r.miss)), hitEmbeddingsPerSec: median(rounds.map((r) => r.hit)), hitVsMiss: median(rounds.map((r) => r.ratio)), rounds };
+    const short = await httpShape(rt, freshText, 4096);
+    const chunk = await httpShape(rt, freshChunk, 512);
+    return { short: { words: '6-15', ...short }, chunk: { words: CHUNK_WORDS, ...chunk } };
   } finally {
     await rt.stop();
   }
@@ -302,7 +381,10 @@ function limiterCostUs(): number {
 const pipelineResult = await pipeline();
 console.error(`pipeline: hit ${pipelineResult.hitEmbeddingsPerSec} emb/s vs miss ${pipelineResult.missEmbeddingsPerSec} emb/s = ${pipelineResult.hitVsMiss}x (per CPU-second ${pipelineResult.hitVsMissCpu}x)`);
 const httpResult = await http();
-console.error(`http (${CLIENTS} clients): hit ${httpResult.hitEmbeddingsPerSec} emb/s vs miss ${httpResult.missEmbeddingsPerSec} emb/s = ${httpResult.hitVsMiss}x`);
+for (const [shape, r] of Object.entries(httpResult)) {
+  console.error(`http ${shape} texts (${r.words} words), ${CLIENTS} clients: hit ${r.throughput.hitEmbeddingsPerSec} emb/s vs miss ${r.throughput.missEmbeddingsPerSec} emb/s = ${r.throughput.hitVsMiss}x`);
+  console.error(`http ${shape} texts, 1 client: p50 miss ${r.perRequest.missClientMsP50} ms vs hit ${r.perRequest.hitClientMsP50} ms = ${r.perRequest.hitVsMissClient}x (runtime's own time ${r.perRequest.missServerMsP50} vs ${r.perRequest.hitServerMsP50} ms = ${r.perRequest.hitVsMissServer}x)`);
+}
 const limiterMemory = await limiter([]);
 console.error(`limiter (memory): p50 ${limiterMemory.p50LimitedMs} ms vs ${limiterMemory.p50UnlimitedMs} ms without = ${round(limiterMemory.p50Overhead * 100, 1)} %`);
 const limiterUs = limiterCostUs();
@@ -315,13 +397,21 @@ const result = {
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version },
   loadAverage: loadavg().map((x) => round(x)),
-  settings: { model: MODEL, durationMs: DURATION, rounds: ROUNDS, clients: CLIENTS, textsPerRequest: 1 },
+  settings: { model: MODEL, durationMs: DURATION, rounds: ROUNDS, clients: CLIENTS, textsPerRequest: 1, chunkWords: CHUNK_WORDS },
   targets: TARGETS,
   pipeline: pipelineResult,
   http: httpResult,
   limiter: { memory: { ...limiterMemory, inProcessUsPerRequest: limiterUs, inProcessShareOfP50: round(limiterUs / 1000 / limiterMemory.p50UnlimitedMs, 5) }, redis: limiterRedis },
   verdict: {
+    // Each measure on its own, never the best one picked: in process is the runtime's work per
+    // request; over HTTP adds what both paths pay equally.
     hitVsMiss: pipelineResult.hitVsMiss >= TARGETS.hitVsMiss ? 'met' : `missed (${pipelineResult.hitVsMiss}x < ${TARGETS.hitVsMiss}x in wall-clock embeddings/s; ${pipelineResult.hitVsMissCpu}x per CPU-second)`,
+    hitVsMissHttp: Object.fromEntries(
+      Object.entries(httpResult).map(([shape, r]) => [
+        shape,
+        `${r.throughput.hitVsMiss >= TARGETS.hitVsMiss ? 'met' : 'missed'}: ${r.throughput.hitVsMiss}x embeddings/s with ${CLIENTS} clients, ${r.perRequest.hitVsMissClient}x for one sequential client (${r.perRequest.hitVsMissServer}x in the runtime's own time)`,
+      ]),
+    ),
     limiterP50Overhead: limiterMemory.p50Overhead <= TARGETS.limiterP50Overhead ? 'met' : `missed (${round(limiterMemory.p50Overhead * 100, 1)} % > 5 %)`,
   },
 };

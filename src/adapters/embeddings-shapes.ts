@@ -1,4 +1,5 @@
 import { UsageError } from '../errors.js';
+import { HOSTED_MODELS } from '../core/cost/prices.js';
 import type { EmbeddingsClient, Shape } from './embeddings-client.js';
 
 /**
@@ -138,16 +139,10 @@ export function estimateTokens(texts: string[]): number {
 }
 
 /**
- * List prices in USD per million tokens, as published when this was written; a guard against
- * surprises, not a bill. Override with --price-per-million.
+ * List prices in USD per million tokens from the one price table cost-report uses
+ * (src/core/cost/prices.ts): a guard against surprises, not a bill. Override with --price-per-million.
  */
-export const LIST_PRICE_PER_MILLION: Record<string, number> = {
-  'jina-embeddings-v3': 0.05,
-  'jina-embeddings-v4': 0.05,
-  'text-embedding-3-small': 0.02,
-  'text-embedding-3-large': 0.13,
-  'text-embedding-ada-002': 0.1,
-};
+export const LIST_PRICE_PER_MILLION: Record<string, number> = Object.fromEntries(HOSTED_MODELS.map((m) => [m.model, m.pricePerMillion]));
 
 export interface CostEstimate {
   endpoint: string;

@@ -30,20 +30,14 @@ function describeSource(r: Resolved<unknown>, fallback: string): string {
 
 export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): Promise<CostInputs> {
   const assumptions: Assumption[] = [];
-  /** A row of the option table with its value and where it came from. */
-  const get = <K extends keyof Resolution['values']>(key: K) => r.sources[key] as Resolved<Resolution['values'][K]>;
+  // Each row of the option table with its value and where it came from.
+  const src = r.sources as { [K in keyof Resolution['values']]: Resolved<Resolution['values'][K]> };
   const note = (name: string, r: Resolved<unknown>, unit: string, why: string) =>
     assumptions.push({ name, value: r.value as Assumption['value'], unit, source: describeSource(r, why) });
 
   // Workload: one of the two forms; when both are present the higher-precedence source wins, and
   // two at the same level are a contradiction the user must resolve.
-  const tpm = get('tokensPerMonth');
-  const q = get('queriesPerMonth');
-  const tpq = get('tokensPerQuery');
-  const corpus = get('corpusTokens');
-  const churn = get('churn');
-  const tokensPerText = get('tokensPerText');
-  const peakFactor = get('peakFactor');
+  const { tokensPerMonth: tpm, queriesPerMonth: q, tokensPerQuery: tpq, corpusTokens: corpus, churn, tokensPerText, peakFactor } = src;
   const queryForm = [q, tpq, churn].filter((r) => r.value !== undefined);
   let useTokens = tpm.value !== undefined;
   if (tpm.value !== undefined && queryForm.length > 0) {
@@ -104,9 +98,7 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
   note('peak factor (busiest minute / average minute)', peakFactor, 'x', 'daytime traffic peaks at ~3x the monthly average');
 
   // Hosted side.
-  const provider = get('provider');
-  const modelR = get('model');
-  const ppm = get('pricePerMillion');
+  const { provider, model: modelR, pricePerMillion: ppm } = src;
   let hostedName: string;
   let price: number;
   let priceSource: string;
@@ -134,7 +126,7 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
     hostedDims = m?.dimensions ?? 1024;
     dimsSource = m ? `${provider.value} documentation for ${m.model}` : 'default: unknown model';
   }
-  const hostedDimsR = get('hostedDimensions');
+  const { hostedDimensions: hostedDimsR } = src;
   if (hostedDimsR.value !== undefined) {
     hostedDims = hostedDimsR.value;
     dimsSource = hostedDimsR.origin;
@@ -143,12 +135,7 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
   assumptions.push({ name: 'hosted model dimensions (for the size of today\'s index)', value: hostedDims, unit: 'dims', source: dimsSource });
 
   // Self-hosted side.
-  const instanceType = get('instanceType');
-  const region = get('region');
-  const livePricing = get('livePricing');
-  const pricing = get('pricing');
-  const instancesR = get('instances');
-  const capacityFrom = get('capacityFrom');
+  const { instanceType, region, livePricing, pricing, instances: instancesR, capacityFrom } = src;
   const known = INSTANCES[instanceType.value];
   if (!known && !livePricing.value) {
     throw new UsageError(`unknown instance type ${JSON.stringify(instanceType.value)}; the built-in table knows ${Object.keys(INSTANCES).join(', ')}`, {
@@ -242,23 +229,12 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
   }
   assumptions.push({ name: 'hours per month', value: HOURS_PER_MONTH, unit: 'h', source: 'AWS billing convention (8,760 h / 12)' });
 
-  const dims = get('dimensions');
-  const encoding = get('encoding');
-  const ebsGb = get('ebsGb');
-  const ebsIops = get('ebsIops');
-  const ebsTp = get('ebsThroughput');
-  const snapshotGivenR = get('snapshotGb');
+  const { dimensions: dims, encoding, ebsGb, ebsIops, ebsThroughput: ebsTp, snapshotGb: snapshotGivenR } = src;
   // One snapshot of the volume unless told otherwise: the default follows --ebs-gb.
   const snapshotGb = { ...snapshotGivenR, value: snapshotGivenR.value ?? ebsGb.value };
-  const egressShare = get('egressShare');
+  const { egressShare } = src;
   if (egressShare.value > 1) throw new UsageError(`must be a fraction between 0 and 1, got ${egressShare.value}`, { field: egressShare.origin });
-  const lb = get('loadBalancer');
-  const alarms = get('alarms');
-  const metrics = get('customMetrics');
-  const eng = get('engineeringHours');
-  const maint = get('maintenanceHours');
-  const rate = get('hourlyRate');
-  const months = get('months');
+  const { loadBalancer: lb, alarms, customMetrics: metrics, engineeringHours: eng, maintenanceHours: maint, hourlyRate: rate, months } = src;
   note('self-hosted model dimensions', dims, 'dims', 'a MiniLM / bge-small class model (384)');
   assumptions.push({
     name: `response bytes per vector value (${encoding.value})`,
@@ -289,7 +265,7 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
   note('engineering hourly rate', rate, 'USD/hour', 'a loaded engineer cost');
   note('horizon', months, 'months', 'one year');
 
-  const p95Flag = get('hostedP95Ms');
+  const { hostedP95Ms: p95Flag } = src;
   let p95Ms: number | undefined;
   let p95Basis: string | undefined;
   if (p95Flag.value !== undefined) {
@@ -333,6 +309,6 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
     options,
     months: months.value,
     assumptions,
-    output: { csv, html, actual: get('actual').value, livePricing: livePricing.value },
+    output: { csv, html, actual: src.actual.value, livePricing: livePricing.value },
   };
 }

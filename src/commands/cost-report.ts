@@ -33,7 +33,6 @@ async function writeNamed(ctx: Context, flag: string, file: string, write: (path
 
 export const register = defineCommand({
   name: 'cost-report',
-  description: 'Whether self-hosting pays for your workload: monthly cost by volume, break-even, triggers and a recommendation',
   options: COST_OPTIONS,
   examples: [
     'embedctl cost-report --tokens-per-month 2e9',

@@ -4,6 +4,7 @@ import { duration, formatDuration, parseBoolean, parseDuration } from '../../com
 import { parsers, resolveOption, type Resolved } from '../config.js';
 import type { Context } from '../context.js';
 import { table as renderTable } from '../ui/output.js';
+import { SUMMARIES } from './summaries.js';
 import { action, examples as addExamples, type ExitHolder, type Register, type RunEnv } from './shared.js';
 
 /**
@@ -135,7 +136,8 @@ export function settingsText(doc: ReturnType<typeof settingsDoc>, durations: rea
 
 export interface CommandDef<Tb extends OptionTable> {
   name: string;
-  description: string;
+  /** Default: its line in `embedctl --help` (./summaries.ts), so the two never differ. */
+  description?: string;
   options: Tb;
   /** commander argument syntax, e.g. '[name]'. */
   arguments?: string;
@@ -151,7 +153,7 @@ export const DEFINED: Array<CommandDef<OptionTable>> = [];
 export function defineCommand<Tb extends OptionTable>(def: CommandDef<Tb>): Register {
   DEFINED.push(def as unknown as CommandDef<OptionTable>);
   return (program: Command, ctx: Context, holder: ExitHolder) => {
-    const cmd = program.command(def.name).description(def.description);
+    const cmd = program.command(def.name).description(def.description ?? SUMMARIES[def.name] ?? '');
     if (def.arguments) cmd.arguments(def.arguments);
     addOptions(cmd, def.options);
     if (def.helpAfter) cmd.addHelpText('after', def.helpAfter);

@@ -13,7 +13,8 @@ import {
 import { createEmbeddingCache, defaultCacheDir } from '../adapters/embedding-cache.js';
 import { answeredBy, deploymentTarget } from '../adapters/evidence-targets.js';
 import { parseTexts, type TextItem } from '../core/sample-texts.js';
-import { fmtUsd, progress, type Logger } from '../ui/output.js';
+import { fmtUsd, printJson, progress, withSchema, type Logger } from '../ui/output.js';
+import type { Contract } from '../contracts/contract.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
 import type { Values } from './define.js';
 import { ENDPOINT_OPTIONS } from './define-options.js';
@@ -182,11 +183,22 @@ export function triggerBelowGate(trigger: number, triggerFlag: string, gate: num
   if (trigger > gate) throw new UsageError(`${trigger} is above ${gateFlag} ${gate}; the rollback trigger must sit at or below the gate`, { field: triggerFlag });
 }
 
-export function verdictLine(c: Logger['c'], verdict: Verdict): string {
-  return `verdict: ${verdict === 'pass' ? c.green('pass') : verdict === 'warn' ? c.yellow('warn (gate failed, above the rollback trigger: hold)') : c.red('fail (below the rollback trigger)')}`;
-}
 
 /** One side of an evidence report: where it was asked, what answered, and through which route. */
 export function sideDoc(url: string, client: EmbeddingsClient, r: { model?: string; cached: number; backends: Record<string, number> }, via: string) {
   return { url, endpoint: client.endpoint, model: r.model ?? null, cached: r.cached, answeredBy: answeredBy(r.backends), backends: r.backends, via };
+}
+
+/**
+ * The tail every evidence command shares: the report to --out (through its contract, atomically),
+ * then one JSON document under --json or the text lines.
+ */
+export async function emitReport(
+  ctx: Context,
+  json: boolean,
+  o: { command: string; contract: Pick<Contract<unknown>, 'write'>; out?: string; doc: Record<string, unknown>; text: () => string[] },
+): Promise<void> {
+  if (o.out) await o.contract.write(resolve(ctx.cwd, o.out), withSchema(o.command, o.doc));
+  if (json) printJson(ctx, o.command, o.doc);
+  else ctx.stdout.write(`${o.text().join('\n')}\n`);
 }

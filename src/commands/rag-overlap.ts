@@ -5,18 +5,17 @@ import { bestTopKBackend } from '../adapters/onnx-topk.js';
 import { meanDefined, ndcgAtK, overlapAtK, parseQrels, rbo, recallAtK, type Qrels } from '../core/overlap.js';
 import { cosine, histogram, packNormalized, summarize } from '../core/vectors.js';
 import { preview } from '../core/sample-texts.js';
-import { printJson, table, withSchema } from '../ui/output.js';
 import { dataDir } from '../util/paths.js';
 import { defineCommand } from './define.js';
 import { RAG_OPTIONS } from './define-options.js';
 import { checkCandidateBackends } from '../adapters/evidence-targets.js';
-import { embedWithProgress, endpointClients, guardCost, judge, mergeCounts, readTextFile, resolveSides, sideDoc, triggerBelowGate, verdictLine } from './embedding-endpoints.js';
+import { emitReport, embedWithProgress, endpointClients, guardCost, judge, mergeCounts, readTextFile, resolveSides, sideDoc, triggerBelowGate } from './embedding-endpoints.js';
+import { ragText } from '../ui/evidence.js';
 import { ragOverlapReport } from '../contracts/reports.js';
 
 const RBO_P = 0.9;
 export const register = defineCommand({
   name: 'rag-overlap',
-  description: 'Retrieve with both endpoints over the same corpus and compare the top-k lists (and quality against qrels)',
   options: RAG_OPTIONS,
   examples: [
     'embedctl rag-overlap --reference https://api.jina.ai/v1/embeddings --candidate http://10.0.1.5:8080',
@@ -148,32 +147,7 @@ export const register = defineCommand({
       topkBackend: backend.name,
       generatedAt: ctx.now().toISOString(),
     };
-    if (opts.out) await ragOverlapReport.write(resolve(ctx.cwd, opts.out), withSchema('rag-overlap', doc));
-    if (globals.json) printJson(ctx, 'rag-overlap', doc);
-    else {
-      const c = log.c;
-      const f = (x: number) => x.toFixed(4);
-      const lines = [
-        `reference  ${doc.reference.endpoint}  (${ref.model ?? 'model not reported'}, ${ref.dim} dims)`,
-        `candidate  ${doc.candidate.endpoint}  (${cand.model ?? 'model not reported'}, ${cand.dim} dims)`,
-        `${queries.length} queries, ${corpus.length} passages, k = ${k}`,
-        '',
-        table(['metric', 'mean', 'min'], [[`overlap@${k}`, f(ovs.mean), f(ovs.min)], [`RBO (p=${RBO_P})`, f(doc.rbo.mean), '']]).trimEnd(),
-        `overlap histogram (0-0.1 ... 0.9-1): ${doc.overlap.histogram.join(' ')}`,
-        ...(quality
-          ? ['', table(['quality', `recall@${k}`, 'nDCG@10'], [['reference', f(quality.reference.recall), f(quality.reference.ndcg10)], ['candidate', f(quality.candidate.recall), f(quality.candidate.ndcg10)]]).trimEnd(), `candidate/reference nDCG@10: ${f(quality.ratio)}`]
-          : []),
-        '',
-        ...(reindex ? [c.yellow(`re-index: ${reindexReason}. Per-text agreement does not apply; gating on retrieval quality (nDCG ratio) instead of overlap.`), ''] : []),
-        reindex
-          ? `gate --min-ndcg-ratio ${minRatio}, rollback trigger --warn-ndcg-ratio ${warnRatio}: ratio ${f(value)}`
-          : `gate --min-overlap ${minOverlap}, rollback trigger --warn-overlap ${warnOverlap}: mean overlap@${k} ${f(value)}`,
-        ...(worst.length && !reindex ? ['', 'least overlap:', table(['query', 'overlap', 'RBO', 'text'], worst.slice(0, 5).map((w) => [w.id, f(w.overlap), f(w.rbo), w.text])).trimEnd()] : []),
-        '',
-        verdictLine(c, verdict),
-      ];
-      ctx.stdout.write(`${lines.join('\n')}\n`);
-    }
+    await emitReport(ctx, globals.json, { command: 'rag-overlap', contract: ragOverlapReport, out: opts.out, doc, text: () => ragText(doc, log.c) });
     if (verdict !== 'pass') {
       throw new GateFailed(
         reindex

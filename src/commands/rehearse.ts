@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdtempSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { PassThrough, type Writable } from 'node:stream';
 import type { Command } from 'commander';
 import type { Context } from '../context.js';
 import { Interrupted } from '../errors.js';
@@ -17,6 +16,9 @@ import { fmtFigures, overallExitCode, RehearsalClock, WEEK_MS, type StageResult 
 import { writeJsonAtomic } from '../util/fs.js';
 import { printJson, table, withSchema } from '../ui/output.js';
 import { sampleSplit, setFault, steadyTraffic, type TrafficRoute } from './rehearse-traffic.js';
+import { rehearsalDriver, subRunner } from './rehearse-sub.js';
+import { run as runRollout, type Verb } from './rollout.js';
+import type { RolloutOpts } from './rollout/options.js';
 import { action, examples, type ExitHolder, type RunEnv } from './shared.js';
 
 interface RehearseOptions {
@@ -45,28 +47,6 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
   cmd.action(action<RehearseOptions>(ctx, holder, (env) => rehearse(env)));
 }
 
-/**
- * A sub-command's streams: its stdout is dropped (its report is read from the file it wrote, through
- * the report's contract); its stderr is forwarded, indented, as our progress.
- */
-function subStreams(parent: Writable, quiet: boolean) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let errTail = '';
-  out.resume();
-  let pending = '';
-  err.on('data', (d: Buffer) => {
-    const s = d.toString();
-    errTail = (errTail + s).slice(-2000);
-    if (quiet) return;
-    pending += s;
-    const lines = pending.split('\n');
-    pending = lines.pop() ?? '';
-    for (const l of lines) if (l.trim()) parent.write(`    | ${l}\n`);
-  });
-  return { out, err, errTail: () => errTail };
-}
-
 async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   const { ctx, opts, globals, log } = env;
   const started = Date.now();
@@ -90,13 +70,13 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
 
   /** The stage being run, and the copies of the reports it was judged on (<work>/stages/<id>[-n].json). */
   let current: { id: string; reports: string[] } | undefined;
-  /** Runs `embedctl <argv> --json` in-process on the rehearsal's clock and work dir. */
-  const sub = async (argv: string[], quiet = false, env: Record<string, string> = {}): Promise<{ code: number; errTail: string }> => {
-    const s = subStreams(ctx.stderr, quiet);
-    const subCtx: Context = { ...ctx, env: { ...ctx.env, ...env }, stdout: s.out, stderr: s.err, cwd: work, now: () => clock.now(), isTTY: false };
-    const code = await main(['node', 'embedctl', ...argv, '--json'], subCtx);
-    return { code, errTail: s.errTail() };
-  };
+  const subRun = subRunner(ctx, work, () => clock.now());
+  /** Runs `embedctl <argv> --json` in-process (the commands without a typed run() yet). */
+  const sub = (argv: string[], quiet = false, env: Record<string, string> = {}) => subRun((c) => main(['node', 'embedctl', ...argv, '--json'], c), { quiet, env });
+  /** The gateway's traffic driver, set once the stack is up: ssm through the local instance, or env. */
+  let driver: ReturnType<typeof rehearsalDriver> | undefined;
+  const rollout = (verb: Verb, arg?: string, extra: RolloutOpts = {}) =>
+    subRun((c, l) => runRollout(verb, { json: true, evidenceDir: evidence, metricsUrl: `${candUrl()}/metrics`, ...driver!.opts, ...extra }, c, l, arg), { adapters: driver!.adapters, env: driver!.env });
   /** Keeps a copy of what the stage's command wrote as the stage's report. */
   const keepCopy = (path: string) => {
     if (!current) return;
@@ -158,10 +138,6 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     'cost-report', '--tokens-per-month', '5B', '--provider', 'openai', '--model', 'text-embedding-3-large',
     '--instance-type', 'g4dn.xlarge', '--egress-share', '0', '--pricing', 'all', '--out', join(evidence, 'cost-report.json'),
   ];
-  const rolloutCommon = () => [
-    '--evidence-dir', evidence, '--metrics-url', `${candUrl()}/metrics`,
-    ...(useNginx ? ['--driver', 'nginx', '--samples', '400', '--tolerance', '8'] : ['--driver', 'env', '--traffic-env', join(work, '.embedctl', 'traffic.env')]),
-  ];
   const route = (): TrafficRoute => ({
     gatewayUrl: useNginx ? gatewayUrl : undefined,
     hostedUrl: refUrl(),
@@ -182,7 +158,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     // 2. Render (validated with nginx -t when nginx is installed). Ports are chosen by `up`; the
     // hosted stand-in's URL is not known yet, so render for its final place: 127.0.0.1.
     await stage('render', 'render: docker-compose, nginx, k8s and user-data from templates/', async () => {
-      const r = await sub(['render', '--out', join(work, 'deploy'), '--replicas', '2', '--hosted-url', 'https://api.openai.com/v1/embeddings', '--percent', '0']);
+      const r = await sub(['render', '--allow-demo-model', '--out', join(work, 'deploy'), '--replicas', '2', '--hosted-url', 'https://api.openai.com/v1/embeddings', '--percent', '0']);
       if (r.code !== 0) return failed(r);
       return { verdict: 'pass', exitCode: 0, figures: { files: readdirSync(join(work, 'deploy'), { recursive: true, withFileTypes: true }).filter((f) => f.isFile()).length } };
     });
@@ -220,6 +196,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
           );
         }
       }
+      driver = rehearsalDriver(ctx, work, useNginx ? gatewayUrl : undefined);
       const split = await sampleSplit(route(), 50);
       return {
         verdict: split.errors === 0 && split.selfhosted === 0 ? 'pass' : 'fail',
@@ -256,7 +233,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
           const bad = refresh.find((x) => x.code !== 0);
           if (bad) return failed(bad, `evidence refresh failed: ${bad.errTail.trim().split('\n').pop()}`);
         }
-        const r = await sub(['rollout', ...(i === 0 ? ['to', String(pct)] : ['next']), ...rolloutCommon()]);
+        const r = i === 0 ? await rollout('to', String(pct)) : await rollout('next');
         if (r.code !== 0) return failed(r);
         const split = await sampleSplit(route(), 200);
         const observed = (100 * split.selfhosted) / Math.max(1, split.selfhosted + split.hosted);
@@ -279,7 +256,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       const traffic = steadyTraffic(route(), stop.signal);
       let r;
       try {
-        r = await sub(['rollout', 'watch', '--interval', '1s', '--max-duration', '60s', ...rolloutCommon()]);
+        r = await rollout('watch', undefined, { interval: '1s', maxDuration: '60s' });
       } finally {
         stop.abort();
       }

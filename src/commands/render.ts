@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { parseAllDocuments } from 'yaml';
 import { checkDeployNginx } from '../adapters/nginx-check.js';
 import type { Context } from '../context.js';
-import { FIELDS, resolveDeployConfig, type DeployConfig, type DeployKey } from '../core/deploy-config.js';
+import { FIELDS, guardDeployModel, resolveDeployConfig, type DeployConfig, type DeployKey } from '../core/deploy-config.js';
 import { GATEWAY_FLAGS, tlsPlan } from '../core/gateway-config.js';
 import { SERVING_FLAGS } from '../core/render-serving.js';
 import { MODEL_FLAGS } from '../core/render-model.js';
@@ -33,6 +33,7 @@ export const RENDER_FLAGS: readonly DeployKey[] = [
   'hostedKeyParameter',
   'namespace',
   'maxReplicas',
+  'allowDemoModel',
   ...GATEWAY_FLAGS,
   ...SERVING_FLAGS,
   ...MODEL_FLAGS,
@@ -94,6 +95,9 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       if (config.maxReplicas < config.replicas) {
         throw new UsageError(`must be >= --replicas (${config.replicas}), got ${config.maxReplicas}`, { field: origins.maxReplicas.origin === 'default' ? '--max-replicas' : origins.maxReplicas.origin });
       }
+      // What render writes is what goes to the instance or cluster: no demo model there unless
+      // asked for. A dry run only shows the files, so it warns instead.
+      guardDeployModel({ config, origins }, opts.dryRun, (m) => log.warn(m), 'render');
       const outDir = resolve(ctx.cwd, opts.out);
       // Certificate paths are referenced as given, made absolute: nginx reads them where they lie.
       for (const k of ['tlsCert', 'tlsKey'] as const) if (config[k]) config[k] = resolve(ctx.cwd, config[k]);

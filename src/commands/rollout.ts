@@ -15,7 +15,7 @@ import { action, examples, type ExitHolder } from './shared.js';
  * `embedctl rollout <verb>`: noun-verb like kubectl and wrangler. Today's `--next`-style flags
  * stay as aliases for one release (with a one-line deprecation note on stderr).
  */
-type Verb = 'plan' | 'status' | 'check' | 'next' | 'to' | 'rollback' | 'pause' | 'resume' | 'watch';
+export type Verb = 'plan' | 'status' | 'check' | 'next' | 'to' | 'rollback' | 'pause' | 'resume' | 'watch';
 
 const VERBS: Array<{ verb: Verb; args?: string; help: string; groups: OptionGroup[] }> = [
   { verb: 'plan', help: 'the week-by-week plan with dates', groups: ['plan'] },
@@ -41,8 +41,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     const sub = addOptions(cmd.command(v.args ? `${v.verb} ${v.args}` : v.verb).description(v.help), v.groups);
     sub.action(
       action<RolloutOpts>(ctx, holder, async ({ opts, args, ctx, log }) => {
-        const r = runner(ctx, opts, log, v.verb);
-        return dispatch(r, v.verb, args[0], 'rollout to <percent>');
+        return run(v.verb, opts, ctx, log, args[0]);
       }),
     );
   }
@@ -82,6 +81,14 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       return dispatch(runner(ctx, opts, log, verb), verb, opts.percent, '--percent');
     }),
   );
+}
+
+/**
+ * `embedctl rollout <verb> [arg]` as a typed function: the CLI and `rehearse` both call it.
+ * `arg` is `to`'s percent. Errors are thrown (UsageError, GateFailed, ...), as from any run().
+ */
+export async function run(verb: Verb, opts: RolloutOpts, ctx: Context, log: Logger, arg?: string): Promise<number> {
+  return dispatch(runner(ctx, opts, log, verb), verb, arg, 'rollout to <percent>');
 }
 
 function runner(ctx: Context, opts: RolloutOpts, log: Logger, verb: Verb): Runner {

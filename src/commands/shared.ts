@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Context } from '../context.js';
-import { ExitCode } from '../errors.js';
+import { ExitCode, UsageError } from '../errors.js';
+import { readState, statePaths } from '../core/state.js';
 import { logger, type GlobalOptions, type Logger } from '../ui/output.js';
 
 export interface RunEnv<O> {
@@ -37,3 +38,14 @@ export function examples(cmd: Command, lines: string[]): Command {
 }
 
 export type Register = (program: Command, ctx: Context, holder: ExitHolder) => void;
+
+/** The deployments of the state file a command acts on: every one, or the one --name picks. */
+export async function selectDeployments(ctx: Context, name: string | undefined) {
+  const paths = statePaths(ctx.cwd, ctx.env);
+  const state = await readState(paths.state);
+  if (name && !state.deployments[name]) {
+    const known = Object.keys(state.deployments);
+    throw new UsageError(`no deployment "${name}" in ${paths.state}`, { field: '--name', hint: known.length ? `known: ${known.join(', ')}` : 'nothing is provisioned' });
+  }
+  return { paths, state, deployments: Object.values(state.deployments).filter((d) => !name || d.name === name) };
+}

@@ -3,12 +3,13 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { ExitCode, UsageError } from '../errors.js';
 import { rolloutFile } from '../contracts/rollout.js';
 import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
-import { readState, statePaths, type DeploymentRecord } from '../core/state.js';
+import type { DeploymentRecord } from '../core/state.js';
 import { renderScaleOut, scaleOutStatus, type ScaleOutStatus } from '../adapters/aws/scale.js';
 import { Ec2, ec2Client } from '../adapters/aws/ec2.js';
 import { breakerLines, localBreakers, type ReplicaBreaker } from '../adapters/nginx-breaker.js';
 import { printJson, table, type Logger } from '../ui/output.js';
 import { defineCommand } from './define.js';
+import { selectDeployments } from './shared.js';
 import { STATUS_OPTIONS } from './define-options.js';
 
 export interface Probe {
@@ -62,18 +63,12 @@ export interface SplitStatus {
 
 export const register = defineCommand({
   name: 'status',
-  description: "Show the instance, each backend's health, the traffic split and recent latency and errors",
   options: STATUS_OPTIONS,
   examples: ['embedctl status', 'embedctl status --watch --interval 5s', 'embedctl status --json'],
   async run(opts, { ctx, globals, log }) {
     const intervalMs = opts.interval;
     const timeoutMs = opts.timeout;
-    const paths = statePaths(ctx.cwd, ctx.env);
-    const state = await readState(paths.state);
-    if (opts.name && !state.deployments[opts.name]) {
-      throw new UsageError(`no deployment "${opts.name}" in ${paths.state}`, { field: '--name' });
-    }
-    const deployments = Object.values(state.deployments).filter((d) => !opts.name || d.name === opts.name);
+    const { paths, deployments } = await selectDeployments(ctx, opts.name);
     const local = readLocal(paths.local);
     const previous = new Map<string, TrafficSnapshot>();
 

@@ -1,29 +1,21 @@
 import { ExitCode, UsageError } from '../errors.js';
-import { readState, statePaths, StateStore } from '../core/state.js';
+import { StateStore } from '../core/state.js';
 import type { DryRunResult, Waiter } from '../adapters/aws/ec2.js';
 import { printJson } from '../ui/output.js';
 import { dryRunChecks, remove, renderOutcome, renderSurvey, survey, surveyDoc, type Outcome, type Survey } from './provision/teardown-steps.js';
 import { defineCommand } from './define.js';
+import { selectDeployments } from './shared.js';
 import { TEARDOWN_OPTIONS } from './define-options.js';
 import { rolloutFile } from '../contracts/rollout.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
 
 export const register = defineCommand({
   name: 'teardown',
-  description: 'Remove what provision created: only resources listed in .embedctl/state.json whose tags confirm embedctl manages them',
   options: TEARDOWN_OPTIONS,
   examples: ['embedctl teardown --dry-run', 'embedctl teardown --yes', 'embedctl teardown --name blue --yes --json'],
   async run(opts, { ctx, globals, log }) {
-    const paths = statePaths(ctx.cwd, ctx.env);
-    const preview = await readState(paths.state);
-    const names = opts.name ? [opts.name] : Object.keys(preview.deployments);
-    if (opts.name && !preview.deployments[opts.name]) {
-      const known = Object.keys(preview.deployments);
-      throw new UsageError(`no deployment "${opts.name}" in ${paths.state}`, {
-        field: '--name',
-        hint: known.length ? `known: ${known.join(', ')}` : 'nothing is provisioned',
-      });
-    }
+    const { paths, deployments } = await selectDeployments(ctx, opts.name);
+    const names = deployments.map((d) => d.name);
     if (names.length === 0) {
       if (globals.json) printJson(ctx, 'teardown', { dryRun: Boolean(opts.dryRun), deployments: [], nothingToDo: true });
       else ctx.stdout.write(`Nothing to tear down: ${paths.state} lists no deployments.\n`);

@@ -3,13 +3,13 @@ import { gatewayKeysLine, localPaths, readLocalStack, runtimeEntryPath, startLoc
 import { nginxBinary } from '../adapters/nginx.js';
 import { parseFlag, parsers } from '../config.js';
 import type { Context } from '../context.js';
-import { resolveDeployConfig, type DeployConfig, type DeployKey } from '../core/deploy-config.js';
+import { guardDeployModel, resolveDeployConfig, type DeployConfig, type DeployKey, type ResolvedDeploy } from '../core/deploy-config.js';
 import { UsageError } from '../errors.js';
 import { printJson, table } from '../ui/output.js';
 import { addDeployOptions } from './render.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
-const UP_FLAGS: readonly DeployKey[] = ['model', 'replicas', 'hostedUrl', 'percent', 'splitKey', 'sameModel', 'image', 'gpusPerReplica', 'memoryLimit'];
+const UP_FLAGS: readonly DeployKey[] = ['model', 'replicas', 'hostedUrl', 'percent', 'splitKey', 'sameModel', 'image', 'gpusPerReplica', 'memoryLimit', 'allowDemoModel'];
 
 interface UpOpts extends Record<string, unknown> {
   local?: boolean;
@@ -84,11 +84,13 @@ async function upLocal(ctx: Context, opts: UpOpts, config: DeployConfig, json: b
   return 0;
 }
 
-async function upRemote(ctx: Context, opts: UpOpts, config: DeployConfig, json: boolean, log: { info(m: string): void }): Promise<number> {
+async function upRemote(ctx: Context, opts: UpOpts, { config, origins }: ResolvedDeploy, json: boolean, log: { info(m: string): void; warn(m: string): void }): Promise<number> {
   const dockerHost = opts.dockerHost ?? ctx.env.EMBEDCTL_DOCKER_HOST ?? ctx.env.DOCKER_HOST;
   if (!dockerHost) {
     throw new UsageError('say where to deploy: --docker-host ssh://ubuntu@<instance> (or unix:///var/run/docker.sock), or --local for this machine', { field: '--docker-host' });
   }
+  // A remote engine serves users: the built-in demo models stay on this machine (up --local).
+  guardDeployModel({ config, origins }, opts.dryRun, (m) => log.warn(m), 'up');
   const deployOpts = {
     dockerHost,
     sshKeyPath: opts.sshKey,
@@ -136,8 +138,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
   up.action(
     action<UpOpts>(ctx, holder, async ({ opts, globals, log }) => {
       if (opts.local && opts.dockerHost) throw new UsageError('choose one of --local and --docker-host', { field: '--docker-host' });
-      const { config } = resolveDeployConfig(ctx, opts, UP_FLAGS);
-      return opts.local ? upLocal(ctx, opts, config, globals.json, log) : upRemote(ctx, opts, config, globals.json, log);
+      const resolved = resolveDeployConfig(ctx, opts, UP_FLAGS);
+      return opts.local ? upLocal(ctx, opts, resolved.config, globals.json, log) : upRemote(ctx, opts, resolved, globals.json, log);
     }),
   );
 

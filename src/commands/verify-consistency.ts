@@ -1,20 +1,20 @@
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { GateFailed, UsageError } from '../errors.js';
 import { cosine, sampleIndices, summarize } from '../core/vectors.js';
 import { preview, type TextItem } from '../core/sample-texts.js';
-import { fmtNum, printJson, table, withSchema } from '../ui/output.js';
+import { fmtNum } from '../ui/output.js';
 import { dataDir } from '../util/paths.js';
 import { defineCommand } from './define.js';
 import { VERIFY_OPTIONS } from './define-options.js';
 import { answeredBy, checkCandidateBackends } from '../adapters/evidence-targets.js';
-import { embedWithProgress, endpointClients, guardCost, judge, readTextFile, resolveSides, sideDoc, triggerBelowGate, verdictLine } from './embedding-endpoints.js';
+import { emitReport, embedWithProgress, endpointClients, guardCost, judge, readTextFile, resolveSides, sideDoc, triggerBelowGate } from './embedding-endpoints.js';
+import { verifyText } from '../ui/evidence.js';
 import { verifyConsistencyReport } from '../contracts/reports.js';
 
 export type { Verdict } from './embedding-endpoints.js';
 
 export const register = defineCommand({
   name: 'verify-consistency',
-  description: 'Embed the same texts on two endpoints and compare per-text cosine: does the candidate answer like the reference?',
   options: VERIFY_OPTIONS,
   examples: [
     'embedctl verify-consistency --reference https://api.jina.ai/v1/embeddings --candidate http://10.0.1.5:8080 --task text-matching',
@@ -76,31 +76,8 @@ export const register = defineCommand({
       ...(differentModel ? { note: 'median cosine under 0.5: the candidate looks like a different model; this move is a re-index (use rag-overlap with --qrels)' } : {}),
       generatedAt: ctx.now().toISOString(),
     };
-    if (opts.out) await verifyConsistencyReport.write(resolve(ctx.cwd, opts.out), withSchema('verify-consistency', doc));
-
-    if (globals.json) printJson(ctx, 'verify-consistency', doc);
-    else {
-      const c = log.c;
-      const f = (x: number) => x.toFixed(6);
-      const lines = [
-        `reference  ${sides.reference.endpoint}  (${ref.model ?? 'model not reported'})`,
-        `candidate  ${sides.candidate.endpoint}  (${cand.model ?? 'model not reported'}; answered by ${answeredBy(cand.backends)})`,
-        `${texts.length} texts, ${rd} dimensions${opts.task ? `, task ${opts.task}` : ''}`,
-        '',
-        table(['cosine', 'min', 'p1', 'p5', 'p50', 'mean'], [['', f(s.min), f(s.p1), f(s.p5), f(s.p50), f(s.mean)]]).trimEnd(),
-        '',
-        `gate --min-cosine ${minCosine}: ${belowMin} text(s) below`,
-        `rollback trigger --warn-cosine ${warnCosine}: ${belowWarn} text(s) below`,
-        '',
-        'worst texts:',
-        table(['#', 'id', 'cosine', 'text'], worst.map((w) => [w.index, w.id, f(w.cosine), w.text]), ['right', 'left', 'right', 'left']).trimEnd(),
-        '',
-        ...(differentModel ? [c.yellow(doc.note!), ''] : []),
-        verdictLine(c, verdict),
-      ];
-      ctx.stdout.write(`${lines.join('\n')}\n`);
-      if (opts.out) log.info(`report written to ${opts.out}`);
-    }
+    await emitReport(ctx, globals.json, { command: 'verify-consistency', contract: verifyConsistencyReport, out: opts.out, doc, text: () => verifyText(doc, log.c) });
+    if (opts.out && !globals.json) log.info(`report written to ${opts.out}`);
     if (verdict !== 'pass') {
       const w = worst[0]!;
       throw new GateFailed(

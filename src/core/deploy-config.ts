@@ -142,6 +142,7 @@ export function demoModelProblem(model: string, allowDemo: boolean): string | un
   return `${JSON.stringify(model)} is a built-in demo model (100-dimension word vectors or a test model), not one to serve users with; use a preset (${presets}) or pass --allow-demo-model`;
 }
 
+
 /** demoModelProblem as a usage error naming --model, for commands that refuse to deploy it. */
 export function requireProductionModel(config: Pick<DeployConfig, 'model' | 'allowDemoModel'>, field = '--model'): void {
   const problem = demoModelProblem(config.model, Boolean(config.allowDemoModel));
@@ -151,4 +152,16 @@ export function requireProductionModel(config: Pick<DeployConfig, 'model' | 'all
       hint: `e.g. --model BAAI/bge-base-en-v1.5 (in place of OpenAI text-embedding-3-small) or --model jinaai/jina-embeddings-v3 (the same model as Jina's API; CC BY-NC); see docs/runbook.md`,
     });
   }
+}
+
+/**
+ * For `render` and `up` to a remote engine: refuse a demo model (naming where it came from: the
+ * flag when it was the default, else its env var or embedctl.yaml key); a dry run deploys
+ * nothing, so it only warns.
+ */
+export function guardDeployModel(r: Pick<ResolvedDeploy, 'config' | 'origins'>, dryRun: boolean | undefined, warn: (m: string) => void, command: string): void {
+  const origin = r.origins.model.origin;
+  if (!dryRun) return requireProductionModel(r.config, origin === 'default' ? '--model' : origin);
+  const problem = demoModelProblem(r.config.model, Boolean(r.config.allowDemoModel));
+  if (problem) warn(`${command} without --dry-run refuses this: ${problem}`);
 }

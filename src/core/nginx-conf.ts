@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
+import { LIMIT_REQ_STATUS } from './gateway-callers.js';
 import { renderTemplate, type TemplateVars } from './template.js';
 import { loadTemplate } from './templates.js';
 
@@ -27,6 +28,11 @@ export interface ClientAuthOptions {
    * while operator keys still unlock the route header.
    */
   required: boolean;
+  /**
+   * Named callers and their request limits (renderGatewayCallers): `httpInclude` goes into the
+   * http block, `locationInclude` into every proxying location. Absolute paths, mode 0600.
+   */
+  callers?: { httpInclude: string; locationInclude: string };
 }
 
 export interface TlsOptions {
@@ -271,6 +277,13 @@ export function renderNginxConf(opts: NginxConfOptions, template = loadTemplate(
           keysInclude: checkPath('the gateway keys file', auth.keysInclude),
           anonymousRole: auth.required ? '""' : 'client',
           authDescription: auth.required ? 'Unknown callers get 401.' : 'Unknown callers are clients (loopback only); operator keys unlock the route header.',
+        }
+      : false,
+    callers: auth?.callers
+      ? {
+          httpInclude: checkPath('the gateway callers file', auth.callers.httpInclude),
+          locationInclude: checkPath('the gateway limits file', auth.callers.locationInclude),
+          limitReqStatus: LIMIT_REQ_STATUS,
         }
       : false,
     ...tlsVars(opts.tls, listenHost),

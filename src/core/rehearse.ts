@@ -92,13 +92,18 @@ export const loadFigures = (d: LoadTestReportDoc) => ({
   meetsSuccessCriteria: d.verdict?.meetsSuccessCriteria ?? null,
 });
 
+/** Which driver moved the gateway, and where (the last move's history line). */
+const movedBy = (s: RolloutStateDoc) => ({ driver: s.history.at(-1)?.driver ?? s.driver, target: s.history.at(-1)?.target ?? null });
+
 export const rolloutFigures = (s: RolloutStateDoc) => ({
+  ...movedBy(s),
   percent: s.percent,
   gatesPassed: s.lastGates.filter((g) => g.status === 'pass').length,
   gates: s.lastGates.length,
 });
 
 export const rollbackFigures = (s: RolloutStateDoc) => ({
+  ...movedBy(s),
   percent: s.percent,
   rollbackMs: s.lastRollback?.durationMs ?? null,
   reason: s.lastRollback?.reason ?? null,

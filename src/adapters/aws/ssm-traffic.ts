@@ -3,6 +3,7 @@ import { GetCommandInvocationCommand, SendCommandCommand, type SSMClient } from 
 import { ExternalError } from '../../errors.js';
 import { resplit, splitOf } from '../traffic/split.js';
 import { confirmShare } from '../traffic/nginx.js';
+import { configIdOf } from '../../core/render.js';
 import type { ApplyResult, TrafficDriver } from '../traffic/types.js';
 import { mapAwsError } from './errors.js';
 
@@ -81,7 +82,8 @@ export function ssmTrafficDriver(o: SsmTrafficOptions): TrafficDriver {
       await run(applyConfScript(next, sha256(live)), `embedctl rollout: ${percent}% self-hosted`, signal);
       const applied = `${o.instanceId}: nginx.conf ${splitOf(live) ?? '?'}% -> ${percent}%, nginx -t and reload in the gateway container`;
       if (!o.gatewayUrl) return { confirmed: null, observedPercent: null, detail: `${applied}; no gateway URL to sample (--gateway-url)` };
-      const c = await confirmShare(o.gatewayUrl, percent, { samples: o.samples, tolerance: o.tolerance, model: o.model, splitKey: 'auto', signal });
+      // The config id tells answers of workers still on the previous config apart (not counted).
+      const c = await confirmShare(o.gatewayUrl, percent, { samples: o.samples, tolerance: o.tolerance, model: o.model, splitKey: 'auto', signal, configId: configIdOf(next) });
       return { ...c, detail: `${applied}; ${c.detail}` };
     },
   };

@@ -79,20 +79,21 @@ export function hostedModel(provider: string, model: string): HostedModelPrice |
 
 const AWS_SRC = (page: string) => `aws.amazon.com/${page} pricing, us-east-1 (as of ${PRICE_TABLE_DATE})`;
 
-/** AWS unit prices beyond the instance itself. */
+/** AWS unit prices beyond the instance itself, each with the pricing page it comes from. */
+const aws = (page: string, value: number, unit: string) => ({ value, unit, source: AWS_SRC(page) });
 export const AWS_UNIT_PRICES = {
-  ebsGp3PerGbMonth: { value: 0.08, unit: 'USD/GB-month', source: AWS_SRC('ebs') },
-  ebsGp3IopsPerMonth: { value: 0.005, unit: 'USD per provisioned IOPS-month above 3,000', source: AWS_SRC('ebs') },
-  ebsGp3ThroughputPerMbpsMonth: { value: 0.04, unit: 'USD per MB/s-month above 125 MB/s', source: AWS_SRC('ebs') },
-  ebsGp3BaselineIops: { value: 3000, unit: 'IOPS', source: AWS_SRC('ebs') },
-  ebsGp3BaselineThroughput: { value: 125, unit: 'MB/s', source: AWS_SRC('ebs') },
-  snapshotPerGbMonth: { value: 0.05, unit: 'USD/GB-month', source: AWS_SRC('ebs') },
-  egressPerGb: { value: 0.09, unit: 'USD/GB (internet egress, first 10 TB tier)', source: AWS_SRC('ec2/pricing/on-demand data transfer') },
-  egressFreeGb: { value: 100, unit: 'GB/month free across the account', source: AWS_SRC('ec2/pricing/on-demand data transfer') },
-  albPerHour: { value: 0.0225, unit: 'USD/hour', source: AWS_SRC('elasticloadbalancing') },
-  albPerLcuHour: { value: 0.008, unit: 'USD/LCU-hour', source: AWS_SRC('elasticloadbalancing') },
-  cloudwatchAlarmPerMonth: { value: 0.1, unit: 'USD per standard alarm-month', source: AWS_SRC('cloudwatch') },
-  cloudwatchMetricPerMonth: { value: 0.3, unit: 'USD per custom metric-month', source: AWS_SRC('cloudwatch') },
+  ebsGp3PerGbMonth: aws('ebs', 0.08, 'USD/GB-month'),
+  ebsGp3IopsPerMonth: aws('ebs', 0.005, 'USD per provisioned IOPS-month above 3,000'),
+  ebsGp3ThroughputPerMbpsMonth: aws('ebs', 0.04, 'USD per MB/s-month above 125 MB/s'),
+  ebsGp3BaselineIops: aws('ebs', 3000, 'IOPS'),
+  ebsGp3BaselineThroughput: aws('ebs', 125, 'MB/s'),
+  snapshotPerGbMonth: aws('ebs', 0.05, 'USD/GB-month'),
+  egressPerGb: aws('ec2/pricing/on-demand data transfer', 0.09, 'USD/GB (internet egress, first 10 TB tier)'),
+  egressFreeGb: aws('ec2/pricing/on-demand data transfer', 100, 'GB/month free across the account'),
+  albPerHour: aws('elasticloadbalancing', 0.0225, 'USD/hour'),
+  albPerLcuHour: aws('elasticloadbalancing', 0.008, 'USD/LCU-hour'),
+  cloudwatchAlarmPerMonth: aws('cloudwatch', 0.1, 'USD per standard alarm-month'),
+  cloudwatchMetricPerMonth: aws('cloudwatch', 0.3, 'USD per custom metric-month'),
 } as const;
 
 /** Hours in the month AWS bills by (8,760 / 12). */
