@@ -1,6 +1,6 @@
 import * as acorn from 'acorn';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -107,6 +107,17 @@ describe('k6 script template', () => {
 });
 
 describe('load-test with k6 (fake k6 on PATH)', () => {
+  it('counts X-Embedctl-Backend in the script: a run that hosted answered is an error, never a pass', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'k6-')), 'load.json');
+    const r = await runCli(['load-test', '--json', '--target', target, '--stages', '2s:2', '--out', out], { env: k6Env({ FAKE_K6_ITERATIONS: '12', FAKE_K6_BACKEND: 'hosted' }) });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/error: --target: the target answered from hosted \(X-Embedctl-Backend: hosted 12 of 12 answers\)/);
+    expect(existsSync(out)).toBe(false);
+    const ok = await runCli(['load-test', '--json', '--target', target, '--stages', '2s:2'], { env: k6Env({ FAKE_K6_ITERATIONS: '12', FAKE_K6_BACKEND: 'selfhosted' }) });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.json()).toMatchObject({ answeredBy: 'selfhosted', backends: { selfhosted: 12 } });
+  });
+
   it('auto picks k6, streams its output to stderr, and reads the handleSummary JSON into the report', async () => {
     const log = join(mkdtempSync(join(tmpdir(), 'k6-')), 'calls.jsonl');
     const r = await runCli(['load-test', '--json', '--target', target, '--stages', '3s:4,2s:0', '--batch', '5', '--dimensions', '32', '--p95', '250'], {
@@ -128,6 +139,8 @@ describe('load-test with k6 (fake k6 on PATH)', () => {
       ['checks', 'rate>0.95', true],
     ]);
     expect(rep.embeddingsPerMinute).toBeGreaterThan(0);
+    // No gateway in front: the script counted every answer as "none" (a runtime answered directly).
+    expect(rep).toMatchObject({ backends: { none: 40 }, answeredBy: 'direct', via: 'as given' });
     // k6's own output went to stderr (progress lines and the script's text summary), not stdout.
     expect(r.stderr).toMatch(/running \(/);
     expect(r.stderr).toMatch(/embedctl load-test \(k6\): 40 requests/);

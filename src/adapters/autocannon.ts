@@ -19,7 +19,8 @@ export interface AutocannonRun {
   phases: Phase[];
   /** A fresh request body for every request. */
   makeBody: () => string;
-  check: (status: number, body: string) => CheckOutcome[];
+  /** Judges one answer; `headers` as the server sent them (names in their case). */
+  check: (status: number, body: string, headers?: Record<string, string | string[]>) => CheckOutcome[];
   maxRequests: number;
   /** Per-request timeout, seconds. */
   timeoutS: number;
@@ -128,8 +129,8 @@ export async function runAutocannon(o: AutocannonRun): Promise<Measurement> {
           {
             method: 'POST',
             setupRequest: (req: Record<string, unknown>) => ({ ...req, body: o.makeBody() }),
-            onResponse: (status: number, body: string) => {
-              for (const c of o.check(status, body)) {
+            onResponse: (status: number, body: string, _context: unknown, headers?: Record<string, string | string[]>) => {
+              for (const c of o.check(status, body, headers)) {
                 const e = checkCounts.get(c.name) ?? { passes: 0, fails: 0 };
                 if (c.ok) e.passes++;
                 else e.fails++;

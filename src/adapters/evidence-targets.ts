@@ -90,17 +90,22 @@ export type Side = 'candidate' | 'reference';
  * X-Embedctl-Backend). Hosted answers, alone or mixed in, mean the evidence compares hosted with
  * hosted: an error naming what happened and how to reach the self-hosted side.
  */
-export function checkCandidateBackends(backends: Record<string, number>, url: string): void {
+export function checkCandidateBackends(backends: Record<string, number>, url: string, field = '--candidate'): void {
   const hosted = backends.hosted ?? 0;
   if (hosted === 0) return;
   const total = Object.values(backends).reduce((a, b) => a + b, 0);
   const what = hosted === total ? 'answered from hosted' : 'answered from a mix of self-hosted and hosted';
   const counts = Object.entries(backends).map(([k, n]) => `${k} ${n}`).join(', ');
   throw new UsageError(
-    `the candidate ${what} (X-Embedctl-Backend: ${counts} of ${total} answers): this would compare hosted with hosted, not the self-hosted side`,
+    field === '--candidate'
+      ? `the candidate ${what} (X-Embedctl-Backend: ${counts} of ${total} answers): this would compare hosted with hosted, not the self-hosted side`
+      : `the target ${what} (X-Embedctl-Backend: ${counts} of ${total} answers): this would measure the hosted API, not the self-hosted side`,
     {
-      field: '--candidate',
-      hint: `${url} is a gateway splitting traffic; target the self-hosted side with --deployment (operator route), or add --candidate-header "Authorization: Bearer <operator key>" --candidate-header "${ROUTE_HEADER}: self-hosted"`,
+      field,
+      hint:
+        field === '--deployment'
+          ? `${url} did not keep the operator route to self-hosted: check ${OPERATOR_KEY_ENV} and that the gateway honours ${ROUTE_HEADER} (re-render it with this embedctl)`
+          : `${url} is a gateway splitting traffic; target the self-hosted side with --deployment (operator route), or add ${field === '--candidate' ? '--candidate-header' : '--header'} "Authorization: Bearer <operator key>" ${field === '--candidate' ? '--candidate-header' : '--header'} "${ROUTE_HEADER}: self-hosted"`,
     },
   );
 }

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { probeTcp, runAutocannon } from '../adapters/autocannon.js';
-import { findK6, K6_EXIT, runK6 } from '../adapters/k6.js';
+import { probeTcp } from '../adapters/autocannon.js';
+import { findK6 } from '../adapters/k6.js';
+import { answeredBy, checkCandidateBackends, deploymentTarget } from '../adapters/evidence-targets.js';
 import { parseFlag, parsers, resolveOption } from '../config.js';
 import type { Context } from '../context.js';
 import {
@@ -10,14 +11,12 @@ import {
   bodyMaker,
   buildReport,
   buildThresholds,
-  checkResponse,
   embeddingsUrl,
   formatDuration,
   formatStages,
   isLoopback,
   MAX_TOTAL_MS,
   maxTarget,
-  measurementFromK6,
   parseStages,
   parseTexts,
   PROFILES,
@@ -25,15 +24,13 @@ import {
   scaleStages,
   totalDurationMs,
   type Engine,
-  type LoadTestReport,
-  type Measurement,
   type Profile,
-  type Shape,
   type Stage,
-  type ThresholdSpec,
 } from '../core/loadtest.js';
 import { ExternalError, GateFailed, Interrupted, UsageError } from '../errors.js';
 import { fmtNum, type Logger, printJson, table, withSchema } from '../ui/output.js';
+import { countBackend, k6Config, runWithAutocannon, runWithK6, SECRET_HEADERS, type Plan } from './load-test-engines.js';
+import { renderReport } from './load-test-report.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { dataDir, templatesDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
@@ -41,6 +38,7 @@ import { loadTestReport } from '../contracts/reports.js';
 
 interface Opts {
   target?: string;
+  deployment?: string | true;
   profile?: string;
   stages?: string;
   engine?: string;
@@ -68,6 +66,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .command('load-test')
     .description('Load-test an embeddings endpoint (k6 when on PATH, else autocannon) and judge it against the gates and the migration criteria')
     .option('--target <url>', 'endpoint to load (a bare origin means <origin>/v1/embeddings); loopback only unless --allow-remote [env EMBEDCTL_LOAD_TEST_TARGET]')
+    .option('--deployment [name]', "load the self-hosted side of a deployment's gateway (state.json, or \"local\" for up --local) through the operator route, whatever the split")
     .option('--profile <name>', 'smoke (30s, 2 VUs), seed (2m->10, 5m->50, 5m at 50, 2m->0), soak (30m at 20)', 'smoke')
     .option('--stages <list>', 'custom stages "duration:VUs,...", e.g. "2m:10,5m:50,5m:50,2m:0" (overrides --profile)')
     .option('--engine <name>', 'auto | k6 | autocannon (auto: k6 when on PATH) [env EMBEDCTL_LOAD_TEST_ENGINE]')
@@ -92,40 +91,30 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl load-test --target http://127.0.0.1:8080 --stages "10s:4,20s:16,10s:0" --engine autocannon --json',
     'embedctl load-test --target https://embed.internal.example.com --allow-remote --profile seed --shape jina --header "Authorization: Bearer $KEY"',
     'embedctl load-test --target http://127.0.0.1:8080 --profile seed --save-script load-test.js --dry-run',
+    'embedctl load-test --deployment local --stages "10s:4" --out .embedctl/reports/load-test.json',
   ]);
   cmd.action(action<Opts>(ctx, holder, async ({ opts, globals, log }) => run(ctx, opts, globals.json, log)));
 }
 
-interface Plan {
-  url: URL;
-  engine: Engine;
-  k6Binary?: string;
-  profile?: Profile;
-  stages: Stage[];
-  thresholds: ThresholdSpec[];
-  shape: Shape;
-  model?: string;
-  batch: number;
-  dimensions?: number;
-  maxRequests: number;
-  timeoutS: number;
-  headers: Record<string, string>;
-  texts: string[];
-  textsSource: string;
-}
-
-function buildPlan(ctx: Context, opts: Opts, log: Logger): Plan {
-  const target = resolveOption(ctx, { flag: '--target', flagValue: opts.target, env: 'EMBEDCTL_LOAD_TEST_TARGET', file: 'loadTest.target', default: '', parse: parsers.string() }).value;
-  if (!target) throw new UsageError('required: the endpoint to load, e.g. --target http://127.0.0.1:8080', { field: '--target' });
+async function buildPlan(ctx: Context, opts: Opts, log: Logger): Promise<Plan> {
+  if (opts.deployment !== undefined && opts.target !== undefined) {
+    throw new UsageError('choose one: --target (an endpoint) or --deployment (its self-hosted side through the gateway)', { field: '--deployment' });
+  }
+  // A deployment's gateway pinned to self-hosted with the operator key: the load never reaches
+  // the hosted API (nor its bill), whatever the split.
+  const dep = opts.deployment === undefined ? undefined : await deploymentTarget(ctx.cwd, ctx.env, opts.deployment);
+  const target = dep?.selfHosted.url ?? resolveOption(ctx, { flag: '--target', flagValue: opts.target, env: 'EMBEDCTL_LOAD_TEST_TARGET', file: 'loadTest.target', default: '', parse: parsers.string() }).value;
+  if (!target) throw new UsageError('required: the endpoint to load, e.g. --target http://127.0.0.1:8080, or --deployment', { field: '--target' });
   const url = parseFlag('--target', target, (raw) => embeddingsUrl(String(raw)));
   if (!isLoopback(url)) {
-    if (!opts.allowRemote) {
+    if (dep) log.info(`load-testing ${url.origin}: the self-hosted side of deployment ${dep.name}`);
+    else if (!opts.allowRemote) {
       throw new UsageError(`${url.host} is not a loopback address; load tests only go to your own machine by default`, {
         field: '--target',
         hint: 'if this is your own deployment, add --allow-remote',
       });
     }
-    log.warn(`load-testing ${url.origin} (not loopback; --allow-remote): only load systems you own or may test`);
+    else log.warn(`load-testing ${url.origin} (not loopback; --allow-remote): only load systems you own or may test`);
   }
 
   let profile: Profile | undefined;
@@ -164,6 +153,7 @@ function buildPlan(ctx: Context, opts: Opts, log: Logger): Plan {
   const headers: Record<string, string> = { 'Content-Type': 'application/json' };
   const apiKey = ctx.env.EMBEDCTL_API_KEY;
   if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
+  for (const [k, v] of Object.entries(dep?.selfHosted.headers ?? {})) headers[k] = v;
   for (const h of opts.header) {
     const m = /^([A-Za-z0-9!#$%&'*+.^_`|~-]+):\s*(.*)$/.exec(h);
     if (!m) throw new UsageError(`${JSON.stringify(h)} is not "Name: value"`, { field: '--header' });
@@ -202,6 +192,8 @@ function buildPlan(ctx: Context, opts: Opts, log: Logger): Plan {
     headers,
     texts,
     textsSource: source,
+    via: dep?.selfHosted.via ?? 'as given',
+    deployment: dep?.name,
   };
 }
 
@@ -230,27 +222,8 @@ function loadTexts(ctx: Context, file: string | undefined): { texts: string[]; s
   throw new UsageError('no bundled sample texts found', { field: '--texts', hint: 'pass --texts <file> with one text per line' });
 }
 
-/** Headers that carry credentials: kept out of a script saved with --save-script. */
-const SECRET_HEADERS = /^(authorization|proxy-authorization|x-api-key|api-key|cookie)$/i;
-
-function k6Config(plan: Plan, summaryPath: string, forSaving = false) {
-  const headers = forSaving ? Object.fromEntries(Object.entries(plan.headers).filter(([k]) => !SECRET_HEADERS.test(k))) : plan.headers;
-  return {
-    url: plan.url.href,
-    shape: plan.shape,
-    model: plan.model ?? null,
-    dimensions: plan.dimensions ?? null,
-    batch: plan.batch,
-    headers,
-    timeout: `${Math.round(plan.timeoutS * 1000)}ms`,
-    texts: plan.texts,
-    summaryPath,
-    maxRequests: plan.maxRequests,
-  };
-}
-
 async function run(ctx: Context, opts: Opts, json: boolean, log: Logger): Promise<number> {
-  const plan = buildPlan(ctx, opts, log);
+  const plan = await buildPlan(ctx, opts, log);
   const template = plan.engine === 'k6' || opts.saveScript ? readFileSync(join(templatesDir(), 'k6', 'load-test.js'), 'utf8') : '';
   if (opts.saveScript) {
     const path = resolve(ctx.cwd, opts.saveScript);
@@ -275,6 +248,7 @@ async function run(ctx: Context, opts: Opts, json: boolean, log: Logger): Promis
       shape: plan.shape,
       maxRequests: plan.maxRequests,
       texts: { source: plan.textsSource, count: plan.texts.length },
+      via: plan.via,
     };
     if (json) printJson(ctx, 'load-test', doc);
     else {
@@ -297,9 +271,14 @@ async function run(ctx: Context, opts: Opts, json: boolean, log: Logger): Promis
     });
   }
 
+  if (plan.deployment) await preflight(plan, log);
   log.info(`load-test: ${describe}`);
   const measurement = plan.engine === 'k6' ? await runWithK6(ctx, plan, template, log) : await runWithAutocannon(ctx, plan, phases, log);
-  const report = buildReport(
+  const backends = measurement.m.backends ?? {};
+  // Through a gateway, a load that hosted answered (even in part) measured the wrong side: an
+  // error, and no report for rollout to take as evidence.
+  checkCandidateBackends(backends, plan.url.origin, plan.deployment ? '--deployment' : '--target');
+  const built = buildReport(
     {
       generatedAt: ctx.now(),
       engine: plan.engine,
@@ -314,6 +293,7 @@ async function run(ctx: Context, opts: Opts, json: boolean, log: Logger): Promis
     },
     measurement.m,
   );
+  const report = { ...built, via: plan.via, answeredBy: answeredBy(backends), backends };
   if (opts.out) {
     const path = resolve(ctx.cwd, opts.out);
     await loadTestReport.write(path, withSchema('load-test', report));
@@ -337,100 +317,27 @@ async function run(ctx: Context, opts: Opts, json: boolean, log: Logger): Promis
   return 0;
 }
 
-async function runWithAutocannon(ctx: Context, plan: Plan, phases: ReturnType<typeof autocannonPhases>, log: Logger) {
-  const expectedDims: { value?: number } = { value: plan.dimensions };
-  let lastPhase = 0;
-  let lastLog = 0;
-  const m = await runAutocannon({
-    url: plan.url.href,
-    headers: plan.headers,
-    phases,
-    makeBody: bodyMaker(plan, plan.texts),
-    check: (status, body) => checkResponse(status, body, plan.batch, expectedDims),
-    maxRequests: plan.maxRequests,
-    timeoutS: plan.timeoutS,
-    signal: ctx.signal,
-    autocannonImpl: ctx.adapters.autocannon,
-    onProgress: (p) => {
-      // A line per step and every 10 s: readable in CI logs, alive on a long soak.
-      if (p.phase !== lastPhase || p.elapsedMs - lastLog >= 10_000) {
-        lastPhase = p.phase;
-        lastLog = p.elapsedMs;
-        log.info(`  ${(p.elapsedMs / 1000).toFixed(1)}s  stage ${p.stage}/${plan.stages.length}  step ${p.phase}/${p.phases}  ${p.connections} connections  ${p.requests} requests  ${p.errors} errors`);
-      }
-    },
-  });
-  return { m, engineSaysFailed: false };
-}
 
-async function runWithK6(ctx: Context, plan: Plan, template: string, log: Logger): Promise<{ m: Measurement; engineSaysFailed: boolean }> {
-  const r = await runK6({
-    binary: plan.k6Binary!,
-    renderScript: (summaryPath) => renderK6Script(template, plan.stages, plan.thresholds, k6Config(plan, summaryPath)),
-    env: ctx.env,
-    cwd: ctx.cwd,
-    signal: ctx.signal,
-    onOutput: (chunk) => void ctx.stderr.write(chunk),
-  });
-  if (!r.summary) {
-    if (r.interrupted) throw new Interrupted('load-test interrupted before k6 wrote its summary');
-    throw new ExternalError('k6', `exited with code ${r.exitCode} without writing a summary${r.tail ? `: ${r.tail.split('\n').pop()}` : ''}`, {
-      hint: r.exitCode === K6_EXIT.invalidConfig || r.exitCode === K6_EXIT.scriptException ? 'run with --save-script and `k6 run` it to see the error' : 'check the k6 output above',
-    });
+/**
+ * Before any load: a few requests through the deployment's operator route, so a gateway that
+ * answers from hosted (wrong key, a gateway without the route) costs five requests, not a run.
+ */
+async function preflight(plan: Plan, log: Logger): Promise<void> {
+  const backends: Record<string, number> = {};
+  const body = bodyMaker(plan, plan.texts);
+  for (let i = 0; i < 5; i++) {
+    let res: Response;
+    try {
+      res = await fetch(plan.url, { method: 'POST', headers: plan.headers, body: body(), signal: AbortSignal.timeout(plan.timeoutS * 1000) });
+      await res.arrayBuffer();
+    } catch (err) {
+      throw new ExternalError('gateway', `cannot reach ${plan.url.origin}: ${(err as Error).message}`, { hint: 'is the deployment up? (embedctl status)' });
+    }
+    if (res.status === 401 || res.status === 403) {
+      throw new UsageError(`the gateway refused the operator key (HTTP ${res.status})`, { field: '--deployment', hint: 'set EMBEDCTL_OPERATOR_KEY to the operator line of the gateway keys' });
+    }
+    countBackend(backends, Object.fromEntries(res.headers), res.status);
   }
-  const known: number[] = [0, K6_EXIT.thresholdsFailed, K6_EXIT.scriptAborted, K6_EXIT.externalAbort];
-  if (!r.interrupted && !known.includes(r.exitCode)) {
-    throw new ExternalError('k6', `exited with code ${r.exitCode}${r.tail ? `: ${r.tail.split('\n').pop()}` : ''}`, { hint: 'check the k6 output above' });
-  }
-  const m = measurementFromK6(r.summary, plan.thresholds);
-  if (r.interrupted || r.exitCode === K6_EXIT.externalAbort) m.stoppedEarly = 'interrupted';
-  else if (r.exitCode === K6_EXIT.scriptAborted) m.stoppedEarly = 'max-requests';
-  else if (r.exitCode !== 0 && r.exitCode !== K6_EXIT.thresholdsFailed) log.verbose(`k6 exited with ${r.exitCode}`);
-  return { m, engineSaysFailed: r.exitCode === K6_EXIT.thresholdsFailed };
-}
-
-function renderReport(r: LoadTestReport, log: Logger): string {
-  const c = log.c;
-  const pass = (ok: boolean) => (ok ? c.green('pass') : c.red('FAIL'));
-  const pct = (x: number) => `${fmtNum(x * 100, 2)}%`;
-  const byStatus = Object.entries(r.errors.byStatus)
-    .map(([k, v]) => `${k} x${v}`)
-    .join(', ');
-  const lines = [
-    `load-test (${r.engine}) ${r.target}`,
-    `stages ${r.stages.map((s) => `${s.duration}:${s.target}`).join(',')}; ran ${fmtNum(r.durationMs / 1000, 1)} s${r.stoppedEarly ? ` (stopped early: ${r.stoppedEarly})` : ''}`,
-    '',
-    table(
-      ['metric', 'value'],
-      [
-        ['requests', `${fmtNum(r.requests, 0)} (${fmtNum(r.requestsPerSecond, 1)}/s)`],
-        ['embeddings/min', fmtNum(r.embeddingsPerMinute, 0)],
-        ['capacity at the SLO (cost-report --capacity-from)', r.capacity.embeddingsPerMinute === null ? `none: ${r.capacity.basis}` : `${fmtNum(r.capacity.embeddingsPerMinute, 0)} embeddings/min (${r.capacity.basis})`],
-        ['latency p50 / p90 / p95 / p99 / max', `${r.latencyMs.p50} / ${r.latencyMs.p90} / ${r.latencyMs.p95} / ${r.latencyMs.p99} / ${r.latencyMs.max} ms`],
-        ['error rate', `${pct(r.errorRate)}${byStatus ? ` (${byStatus})` : ''}`],
-        ['checks', `${fmtNum(r.checks.passed, 0)} passed, ${fmtNum(r.checks.failed, 0)} failed`],
-      ],
-      ['left', 'left'],
-    ).trimEnd(),
-    '',
-    table(
-      ['gate', 'expression', 'actual', 'result'],
-      r.thresholds.map((t) => [t.name, t.expression, t.name === 'http_req_duration' ? `${fmtNum(t.actual, 2)} ms` : fmtNum(t.actual, 4), pass(t.pass)]),
-      ['left', 'left', 'right', 'left'],
-    ).trimEnd(),
-    '',
-    table(
-      ['migration criterion', 'target', 'actual', 'result'],
-      r.verdict.criteria.map((k) => [
-        k.name,
-        k.expression,
-        k.name === 'errorRate' ? pct(k.actual) : k.name === 'p95LatencyMs' ? `${k.actual} ms` : fmtNum(k.actual, 0),
-        pass(k.pass),
-      ]),
-      ['left', 'left', 'right', 'left'],
-    ).trimEnd(),
-    '',
-    `verdict: ${r.verdict.summary}`,
-  ];
-  return lines.join('\n') + '\n';
+  checkCandidateBackends(backends, plan.url.origin, '--deployment');
+  log.info(`preflight: 5 of 5 answers from ${answeredBy(backends)} via ${plan.via}`);
 }

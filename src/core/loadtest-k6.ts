@@ -29,6 +29,12 @@ export function measurementFromK6(summary: K6Summary, specs: ThresholdSpec[]): M
     const m = /^embedctl_status_(.+)$/.exec(name);
     if (m && metric.values?.count) errorsByStatus[m[1]!] = metric.values.count;
   }
+  // Who answered behind an embedctl gateway: counters the script keeps (absent: an older script).
+  const backends: Record<string, number> = {};
+  for (const [name, metric] of Object.entries(metrics)) {
+    const m = /^embedctl_backend_(.+)$/.exec(name);
+    if (m && metric.values?.count) backends[m[1]!] = metric.values.count;
+  }
   const counted = Object.values(errorsByStatus).reduce((a, b) => a + b, 0);
   if (failedCount > counted) errorsByStatus.other = (errorsByStatus.other ?? 0) + (failedCount - counted);
   const rawChecks = summary.root_group?.checks ?? [];
@@ -47,6 +53,7 @@ export function measurementFromK6(summary: K6Summary, specs: ThresholdSpec[]): M
     latencyMs: { p50: d('p(50)') || d('med'), p90: d('p(90)'), p95: d('p(95)'), p99: d('p(99)'), max: d('max'), mean: d('avg') },
     checks,
     engineThresholds,
+    ...(Object.keys(backends).length ? { backends } : {}),
   };
 }
 

@@ -182,6 +182,8 @@ export interface Measurement {
   engineThresholds?: Array<{ name: string; expression: string; pass: boolean }>;
   /** Per step of constant concurrency (autocannon), for the capacity at the SLO. */
   steps?: StepMeasurement[];
+  /** Answers by X-Embedctl-Backend ("none": no gateway header, a runtime answered directly). */
+  backends?: Record<string, number>;
 }
 
 export interface LatencyMs {
@@ -212,6 +214,12 @@ export interface LoadTestReport {
   generatedAt: string;
   engine: Engine;
   target: string;
+  /** Where the target came from ("as given", or a deployment's operator route). */
+  via?: string;
+  /** Who answered: selfhosted / hosted / mixed / direct (no gateway header). */
+  answeredBy?: string;
+  /** Answers by X-Embedctl-Backend. */
+  backends?: Record<string, number>;
   shape: Shape;
   batch: number;
   dimensions: number | null;

@@ -30,6 +30,7 @@ export interface Logger {
 
 export function logger(ctx: Context, globals: GlobalOptions): Logger {
   const c = chalkFor(ctx, globals);
+  tableWidth = outputWidth(ctx);
   return {
     c,
     info: (msg) => void ctx.stderr.write(`${msg}\n`),
@@ -52,19 +53,77 @@ export function printJson(ctx: Context, command: string, doc: Record<string, unk
 
 export type Align = 'left' | 'right';
 
-/** A plain-text table; numbers are right-aligned. */
-export function table(headers: string[], rows: Array<Array<string | number>>, align?: Align[]): string {
+/**
+ * How wide tables may be: the terminal's width when stdout is one, else COLUMNS when set, else no
+ * limit (a pipe or a file gets whole lines, for grep and diff). Set per run by the logger.
+ */
+let tableWidth: number | undefined;
+
+export function outputWidth(ctx: Pick<Context, 'stdout' | 'env'>): number | undefined {
+  const out = ctx.stdout as { isTTY?: boolean; columns?: number };
+  if (out.isTTY && out.columns) return out.columns;
+  const env = Number(ctx.env.COLUMNS);
+  return Number.isInteger(env) && env > 0 ? env : undefined;
+}
+
+/** Words onto lines of at most `w` characters; a longer word is cut. */
+export function wrap(text: string, w: number): string[] {
+  const lines: string[] = [];
+  let cur = '';
+  for (let word of text.split(/\s+/).filter(Boolean)) {
+    while (word.length > w) {
+      if (cur) lines.push(cur);
+      cur = '';
+      lines.push(word.slice(0, w));
+      word = word.slice(w);
+    }
+    if (!cur) cur = word;
+    else if (cur.length + 1 + word.length <= w) cur += ` ${word}`;
+    else {
+      lines.push(cur);
+      cur = word;
+    }
+  }
+  if (cur || lines.length === 0) lines.push(cur);
+  return lines;
+}
+
+/** Column widths that fit `max`: the widest column gives way first, none below its header or 8. */
+function fitWidths(widths: number[], headers: string[], max: number): number[] {
+  const w = [...widths];
+  const floor = widths.map((x, i) => Math.min(x, Math.max(headers[i]!.length, 8)));
+  let excess = w.reduce((a, b) => a + b, 0) + 2 * (w.length - 1) - max;
+  while (excess > 0) {
+    const i = w.reduce((best, x, j) => (x - floor[j]! > 0 && x > (w[best]! - floor[best]! > 0 ? w[best]! : -1) ? j : best), 0);
+    if (w[i]! <= floor[i]!) break;
+    w[i]! -= 1;
+    excess -= 1;
+  }
+  return w;
+}
+
+/**
+ * A plain-text table; numbers are right-aligned. On a narrow terminal the widest text columns
+ * wrap onto more lines instead of running past the edge.
+ */
+export function table(headers: string[], rows: Array<Array<string | number>>, align?: Align[], width = tableWidth): string {
   const cells = rows.map((r) => r.map((v) => String(v)));
-  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const natural = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
+  const widths = width ? fitWidths(natural, headers, width) : natural;
   const al = (i: number, raw: unknown): Align =>
     align?.[i] ?? (typeof raw === 'number' ? 'right' : 'left');
-  const fmt = (vals: string[], raws: unknown[]) =>
-    vals
-      .map((v, i) => (al(i, raws[i]) === 'right' ? v.padStart(widths[i]!) : v.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  const out = [fmt(headers, headers), widths.map((w) => '-'.repeat(w)).join('  ')];
-  rows.forEach((r, i) => out.push(fmt(cells[i]!, r)));
+  const fmt = (vals: string[], raws: unknown[]): string[] => {
+    const wrapped = vals.map((v, i) => (v.length > widths[i]! ? wrap(v, widths[i]!) : [v]));
+    const height = Math.max(...wrapped.map((c) => c.length));
+    return Array.from({ length: height }, (_, line) =>
+      wrapped
+        .map((c, i) => (al(i, raws[i]) === 'right' ? (c[line] ?? '').padStart(widths[i]!) : (c[line] ?? '').padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    );
+  };
+  const out = [...fmt(headers, headers), widths.map((w) => '-'.repeat(w)).join('  ')];
+  rows.forEach((r, i) => out.push(...fmt(cells[i]!, r)));
   return out.join('\n') + '\n';
 }
 

@@ -17,6 +17,16 @@ for (const key of CONFIG.trackedStatuses.concat(['other', 'network', 'timeout'])
   byStatus[key] = new Counter(`embedctl_status_${key}`);
 }
 
+// Who answered behind an embedctl gateway (X-Embedctl-Backend); "none": no gateway in front.
+const byBackend = {};
+for (const key of ['selfhosted', 'hosted', 'none']) byBackend[key] = new Counter(`embedctl_backend_${key}`);
+
+function countBackend(res) {
+  if (res.status === 0) return;
+  const b = res.headers['X-Embedctl-Backend'];
+  byBackend[b === 'selfhosted' || b === 'hosted' ? b : 'none'].add(1);
+}
+
 function countFailure(res) {
   if (res.status >= 200 && res.status < 300) return;
   if (res.status === 0) {
@@ -72,6 +82,7 @@ export default function () {
     tags: { name: 'embeddings' },
   });
   countFailure(res);
+  countBackend(res);
   let data = null;
   if (res.status === 200) {
     try {
