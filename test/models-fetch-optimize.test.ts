@@ -65,7 +65,7 @@ describe('models fetch --optimize', () => {
     const texts = ['hello river', 'the market opens early in the morning'];
     const served = await vectorsOf('acme/tiny', texts);
     const original = await vectorsOf(tiny, texts);
-    expect(served.manifest.optimization).toBeDefined();
+    expect((served.manifest as { optimization?: unknown }).optimization).toBeDefined();
     served.vectors.forEach((v, i) => expect(cosine(v, original.vectors[i]!)).toBeGreaterThanOrEqual(0.99));
     // models list shows the bundle once (the download under .sources is not a model of its own).
     const list = (await runCli(['models', 'list', '--json'], { env: env() })).json<{ models: Array<{ name: string; kind: string; sha256: string }> }>();
