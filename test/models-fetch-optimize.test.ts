@@ -104,7 +104,7 @@ describe('models fetch --optimize', () => {
     const image = { EMBEDCTL_FETCH_OPTIMIZE: 'fp16' };
     expect((await fetchCli([], image)).code).toBe(0);
     expect(manifestOf(join(cache, 'acme--tiny')).optimization.steps).toEqual(['fp16', 'pool-in-graph']);
-    expect((await fetchCli(['--no-pool-in-graph'], image)).code).toBe(0);
+    expect((await fetchCli(['--pool-in-graph', 'false'], image)).code).toBe(0);
     expect(manifestOf(join(cache, 'acme--tiny'))).toMatchObject({ pooledByGraph: false, optimization: { steps: ['fp16'] } });
     expect((await fetchCli(['--optimize', 'int8'], image)).code).toBe(0);
     expect(manifestOf(join(cache, 'acme--tiny')).optimization.steps).toEqual(['int8']);

@@ -25,7 +25,7 @@ export interface FetchOptimizePlan {
 
 /**
  * --optimize and --pool-in-graph as a plan; undefined when the bundle is served as downloaded.
- * fp16 is the GPU recipe, so it pools in the graph unless --no-pool-in-graph says otherwise.
+ * fp16 is the GPU recipe, so it pools in the graph unless --pool-in-graph false says otherwise.
  */
 export function parseFetchOptimize(v: FetchOptimize, poolFlag: boolean | undefined): FetchOptimizePlan | undefined {
   const poolInGraph = poolFlag ?? v === 'fp16';

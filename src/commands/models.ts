@@ -11,9 +11,11 @@ import { printJson, progress, table, type Logger } from '../ui/output.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
+import { addOptions, resolveTable } from './define.js';
+import { MODELS_FETCH_OPTIONS } from './define-models.js';
 import { gateError, registerOptimize, renderOptimize, type OptimizeReport } from './models-optimize.js';
-import { FETCH_OPTIMIZE, type FetchOptimize, optimizeFetched, parseFetchOptimize, recordedSteps, sameSteps, sourceDirFor } from './models-fetch-optimize.js';
-import { parseFlag, parsers, resolveOption } from '../config.js';
+import { type FetchOptimize, optimizeFetched, parseFetchOptimize, recordedSteps, sameSteps, sourceDirFor } from './models-fetch-optimize.js';
+import { parseFlag, parsers } from '../config.js';
 
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
   const cmd = program.command('models').description('list the model bundles embedctl can serve, fetch ONNX models from the Hugging Face hub');
@@ -28,21 +30,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
   const fetch = cmd
     .command('fetch')
     .description('download an ONNX embedding model + tokenizer from the hub into a servable bundle (HF_ENDPOINT, HF_TOKEN honoured)')
-    .argument('<hub-repo-id>', `e.g. ${MODEL_PRESETS.map((p) => p.repoId).join(', ')}`)
-    .option('--revision <rev>', 'branch, tag or commit', 'main')
-    .option('--file <path>', 'ONNX file inside the repo (default: the preset\'s, usually onnx/model.onnx)')
-    .option('--out <dir>', 'bundle directory (default: $EMBEDCTL_MODELS_DIR or ~/.cache/embedctl/models/<org>--<name>)')
-    .option('--sha256 <hex>', 'expected sha256 of the ONNX file')
-    .option('--dimensions <n>', 'output size (needed for repos without a preset)')
-    .option('--pooling <mean|cls>', 'pooling (needed for repos without a preset)')
-    .option('--max-tokens <n>', 'max input tokens (repos without a preset)', '512')
-    .option('--yes', 'accept licence terms without asking (needed for CC BY-NC models when there is no terminal)')
-    .option('--optimize <kind>', `then optimise it for its hardware, gated on cosine vs the download (as \`models optimize\`): ${FETCH_OPTIMIZE.join(', ')} (env EMBEDCTL_FETCH_OPTIMIZE; default none)`)
-    .option('--pool-in-graph', 'also append pooling + L2 to the graph: only pooled vectors leave the device (default with --optimize fp16)')
-    .option('--no-pool-in-graph', 'keep pooling in the runtime (token states stay available to TEI /embed_all)')
-    .option('--min-cosine <x>', 'with --optimize: quality gate (default 0.99 int8, 0.999 fp16)')
-    .option('--force', 'download again even when the bundle is complete')
-    .option('--dry-run', 'print what would be downloaded and where, download nothing');
+    .argument('<hub-repo-id>', `e.g. ${MODEL_PRESETS.map((p) => p.repoId).join(', ')}`);
+  addOptions(fetch, MODELS_FETCH_OPTIONS);
   examples(fetch, [
     'embedctl models fetch sentence-transformers/all-MiniLM-L6-v2',
     'HF_TOKEN=hf_... embedctl models fetch jinaai/jina-embeddings-v3 --yes',
@@ -53,7 +42,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl serve --model BAAI/bge-small-en-v1.5',
   ]);
   fetch.action(
-    action<FetchOpts>(ctx, holder, async ({ opts, args, globals, ctx, log }) => fetchAction(ctx, log, args[0]!, opts, globals.json)),
+    action<Record<string, unknown>>(ctx, holder, async ({ opts, args, globals, ctx, log }) => fetchAction(ctx, log, args[0]!, resolveTable(ctx, MODELS_FETCH_OPTIONS, opts).values, globals.json)),
   );
   registerOptimize(cmd, ctx, holder);
 }
@@ -183,7 +172,7 @@ async function fetchAction(ctx: Context, log: Logger, repoIdIn: string, o: Fetch
   if ((BUILTIN_MODELS as readonly string[]).includes(repoIdIn)) throw new UsageError(`${repoIdIn} is built in; nothing to fetch`, { field: '<hub-repo-id>' });
   if (o.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(o.sha256)) throw new UsageError(`must be 64 hex characters, got "${o.sha256}"`, { field: '--sha256' });
   if (!o.revision) throw new UsageError('must not be empty', { field: '--revision' });
-  const optimize = parseFetchOptimize(resolveOption<FetchOptimize>(ctx, { flag: '--optimize', flagValue: o.optimize, env: 'EMBEDCTL_FETCH_OPTIMIZE', default: 'none', parse: parsers.oneOf(FETCH_OPTIMIZE) }).value, o.poolInGraph);
+  const optimize = parseFetchOptimize(o.optimize as FetchOptimize, o.poolInGraph);
   const minCosine = o.minCosine === undefined ? undefined : parseFlag('--min-cosine', o.minCosine, parsers.number({ min: 0, max: 1 }));
   if (minCosine !== undefined && !optimize) throw new UsageError('only applies with --optimize int8|fp16 (the quality gate of the optimisation)', { field: '--min-cosine' });
   const known = findPreset(repoIdIn);

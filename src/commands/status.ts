@@ -11,6 +11,7 @@ import { printJson, table, type Logger } from '../ui/output.js';
 import { defineCommand } from './define.js';
 import { selectDeployments } from './shared.js';
 import { STATUS_OPTIONS } from './define-options.js';
+import { certificateFailed, certificateLines, certificateStatuses, type CertificateStatus } from './status-tls.js';
 
 export interface Probe {
   ok: boolean;
@@ -82,9 +83,11 @@ export const register = defineCommand({
         ...deployments.filter((d) => d.gateway).map((d) => ({ url: d.gateway!, source: `deployment ${d.name}` })),
         ...(local.gateway ? [{ url: local.gateway, source: 'up --local' }] : []),
       ];
-      const [backends, gateways] = await Promise.all([
+      const [backends, gateways, certificates] = await Promise.all([
         Promise.all(targets.map((t) => backendStatus(t.url, t.source, timeoutMs, previous))),
         Promise.all(gatewayTargets.map((g) => gatewayStatus(g.url, g.source, timeoutMs))),
+        // Certificate expiry (serve's status-tls.ts): served certificates and rendered ones found here.
+        certificateStatuses({ gateways: gatewayTargets, localConf: local.nginxConf }, { cwd: ctx.cwd, now: ctx.now(), timeoutMs }),
       ]);
       const live = gateways.find((g) => g.selfHostedPercent !== undefined);
       const split =
@@ -92,13 +95,14 @@ export const register = defineCommand({
         (live ? { percent: live.selfHostedPercent!, source: `${live.url}/health` } : trafficSplitFromConf(ctx.cwd, local.nginxConf));
       const nothing = deployments.length === 0 && targets.length === 0 && gatewayTargets.length === 0;
       const breakers = localBreakers(ctx.cwd, ctx.now().getTime());
-      return { at: ctx.now().toISOString(), nothing, instances, backends, gateways, split, breakers };
+      return { at: ctx.now().toISOString(), nothing, instances, backends, gateways, split, breakers, certificates };
     };
 
     const unhealthy = (f: Awaited<ReturnType<typeof frame>>) =>
       f.instances.some((i) => i.error || (i.state && i.state !== 'running')) ||
       f.backends.some((b) => !b.health.ok) ||
-      f.gateways.some((g) => !g.health.ok);
+      f.gateways.some((g) => !g.health.ok) ||
+      f.certificates.some(certificateFailed);
 
     const draw = (f: Awaited<ReturnType<typeof frame>>, watching: boolean) => {
       const doc = {
@@ -109,6 +113,7 @@ export const register = defineCommand({
         backends: f.backends,
         split: f.split ?? null,
         breakers: f.breakers ?? [],
+        certificates: f.certificates,
       };
       if (globals.json) {
         if (watching) ctx.stdout.write(`${JSON.stringify({ schema: 'embedctl.status/v1', ...doc })}\n`);
@@ -284,7 +289,7 @@ function trafficSplitFromConf(cwd: string, nginxConf?: string): SplitStatus | un
 const probeText = (p: Probe) => (p.ok ? 'ok' : p.status ? String(p.status) : (p.error ?? 'down'));
 
 function renderFrame(
-  f: { at: string; nothing: boolean; instances: InstanceStatus[]; backends: BackendStatus[]; gateways: GatewayStatus[]; split?: SplitStatus; breakers?: ReplicaBreaker[] },
+  f: { at: string; nothing: boolean; instances: InstanceStatus[]; backends: BackendStatus[]; gateways: GatewayStatus[]; split?: SplitStatus; breakers?: ReplicaBreaker[]; certificates?: CertificateStatus[] },
   statePath: string,
 ): string {
   if (f.nothing) {
@@ -301,6 +306,7 @@ function renderFrame(
     const share = g.selfHostedPercent !== undefined ? `, serving ${g.selfHostedPercent}% self-hosted` : '';
     out.push(`gateway ${g.url} (${g.source}): ${probeText(g.health)}${g.health.ms !== undefined ? ` in ${g.health.ms} ms` : ''}${share}`);
   }
+  out.push(...certificateLines(f.certificates ?? []));
   if (f.instances.length || f.gateways.length) out.push('');
   if (f.backends.length) {
     const rows = f.backends.map((b) => [
