@@ -206,6 +206,29 @@ describe('cost-report: sizing and options', () => {
     expect(svg).toMatch(/break-even on-demand/);
     expect(html).toMatch(/<caption>Assumptions<\/caption>/);
   });
+
+  it('--html: the legend and the marker labels sit clear of the data lines', async () => {
+    const out = join(dir, 'placement.html');
+    const r = await runCli(['cost-report', ...GUIDE, '--html', out], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const svg = readFileSync(out, 'utf8').match(/<svg[\s\S]*<\/svg>/)![0];
+    // Every vertex of every data line, and the plot's top and bottom edges (the grid lines).
+    const ys = [...svg.matchAll(/<path d="([^"]+)"/g)].flatMap((m) => [...m[1]!.matchAll(/[ML][\d.]+,([\d.]+)/g)].map((p) => Number(p[1])));
+    expect(ys.length).toBeGreaterThan(10);
+    const gridYs = [...svg.matchAll(/<line x1="70" y1="([\d.]+)" x2="[\d.]+" y2="[\d.]+" class="grid"\/>/g)].map((m) => Number(m[1]));
+    const plotTop = Math.min(...gridYs);
+    const plotBottom = Math.max(...gridYs);
+    expect(Math.min(...ys)).toBeGreaterThanOrEqual(plotTop - 0.1);
+    expect(Math.max(...ys)).toBeLessThanOrEqual(plotBottom + 0.1);
+    const legend = [...svg.matchAll(/<text x="[\d.]+" y="([\d.]+)"[^>]*class="legend">([^<]+)</g)];
+    expect(legend.map((m) => m[2])).toHaveLength(4);
+    for (const m of legend) expect(Number(m[1]), m[2]).toBeGreaterThan(plotBottom + 20); // below the axis labels
+    const labels = [...svg.matchAll(/<text x="[\d.]+" y="([\d.]+)"[^>]*class="marker-label">([^<]+)</g)];
+    expect(labels.length).toBeGreaterThan(0);
+    for (const m of labels) expect(Number(m[1]), m[2]).toBeLessThan(plotTop);
+    // One row each: no two labels share a line.
+    expect(new Set(labels.map((m) => m[1])).size).toBe(labels.length);
+  });
 });
 
 describe('cost-report: bad input is one line naming the field, exit 2', () => {

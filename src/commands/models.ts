@@ -11,6 +11,8 @@ import { printJson, progress, table, type Logger } from '../ui/output.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
+import { addOptions, resolveTable } from './define.js';
+import { MODELS_FETCH_OPTIONS } from './define-models.js';
 import { gateError, registerOptimize, renderOptimize, type OptimizeReport } from './models-optimize.js';
 import { FETCH_OPTIMIZE, optimizeFetched, parseFetchOptimize, recordedSteps, sameSteps, sourceDirFor } from './models-fetch-optimize.js';
 import { parseFlag, parsers } from '../config.js';
@@ -28,20 +30,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
   const fetch = cmd
     .command('fetch')
     .description('download an ONNX embedding model + tokenizer from the hub into a servable bundle (HF_ENDPOINT, HF_TOKEN honoured)')
-    .argument('<hub-repo-id>', `e.g. ${MODEL_PRESETS.map((p) => p.repoId).join(', ')}`)
-    .option('--revision <rev>', 'branch, tag or commit', 'main')
-    .option('--file <path>', 'ONNX file inside the repo (default: the preset\'s, usually onnx/model.onnx)')
-    .option('--out <dir>', 'bundle directory (default: $EMBEDCTL_MODELS_DIR or ~/.cache/embedctl/models/<org>--<name>)')
-    .option('--sha256 <hex>', 'expected sha256 of the ONNX file')
-    .option('--dimensions <n>', 'output size (needed for repos without a preset)')
-    .option('--pooling <mean|cls>', 'pooling (needed for repos without a preset)')
-    .option('--max-tokens <n>', 'max input tokens (repos without a preset)', '512')
-    .option('--yes', 'accept licence terms without asking (needed for CC BY-NC models when there is no terminal)')
-    .option('--optimize <kind>', `then optimise it for its hardware, gated on cosine vs the download (as \`models optimize\`): ${FETCH_OPTIMIZE.join(', ')}`, 'none')
-    .option('--pool-in-graph', 'with --optimize: also append pooling + L2 to the graph (GPU serving: only pooled vectors leave the device)')
-    .option('--min-cosine <x>', 'with --optimize: quality gate (default 0.99 int8, 0.999 fp16)')
-    .option('--force', 'download again even when the bundle is complete')
-    .option('--dry-run', 'print what would be downloaded and where, download nothing');
+    .argument('<hub-repo-id>', `e.g. ${MODEL_PRESETS.map((p) => p.repoId).join(', ')}`);
+  addOptions(fetch, MODELS_FETCH_OPTIONS);
   examples(fetch, [
     'embedctl models fetch sentence-transformers/all-MiniLM-L6-v2',
     'HF_TOKEN=hf_... embedctl models fetch jinaai/jina-embeddings-v3 --yes',
@@ -52,7 +42,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl serve --model BAAI/bge-small-en-v1.5',
   ]);
   fetch.action(
-    action<FetchOpts>(ctx, holder, async ({ opts, args, globals, ctx, log }) => fetchAction(ctx, log, args[0]!, opts, globals.json)),
+    action<Record<string, unknown>>(ctx, holder, async ({ opts, args, globals, ctx, log }) => fetchAction(ctx, log, args[0]!, resolveTable(ctx, MODELS_FETCH_OPTIONS, opts).values, globals.json)),
   );
   registerOptimize(cmd, ctx, holder);
 }

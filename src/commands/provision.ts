@@ -96,7 +96,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
           refused: 'not confirmed; nothing was created',
         });
       }
-      const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.info(m) };
+      const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.status(m) };
       const dep = await StateStore.locked({ cwd: ctx.cwd, env: ctx.env, command: 'provision', now: () => ctx.now() }, async (store) => {
         const e = { ctx, store, o, aws, d: d!, userData, w, log, dep: undefined as unknown as DeploymentRecord };
         await runSteps(provisionSteps(o), e);

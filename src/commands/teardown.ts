@@ -28,7 +28,7 @@ export const register = defineCommand({
         hint: 'roll back first (`embedctl rollout rollback --reason teardown`), or pass --force',
       });
     }
-    const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.info(m) };
+    const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.status(m) };
 
     return StateStore.locked({ cwd: ctx.cwd, env: ctx.env, command: 'teardown', now: () => ctx.now() }, async (store) => {
       const surveys: Survey[] = [];

@@ -27,8 +27,15 @@ const fmtAxis = (v: number, usd: boolean) => {
   return `${usd ? '$' : ''}${Number(v.toPrecision(3))}`;
 };
 
-function svgChart(series: LineSeries[], markers: HtmlReport['markers'], w = 820, h = 440): string {
-  const m = { l: 70, r: 20, t: 20, b: 50 };
+/**
+ * The cost chart. The plot area holds only data and grid: marker labels sit in a band above it
+ * (one row each, so two close markers do not overprint) and the legend in a row below the axis
+ * title, so no line ever runs through text.
+ */
+function svgChart(series: LineSeries[], markers: HtmlReport['markers'], w = 820, plotH = 370): string {
+  const ROW = 16;
+  const m = { l: 70, r: 20, t: 12 + ROW * markers.length, b: 50 + ROW + 8 };
+  const h = m.t + plotH + m.b;
   const pts = series.flatMap((s) => s.points).filter(([x, y]) => x > 0 && y > 0);
   if (pts.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}"></svg>`;
   const x0 = Math.floor(Math.log10(Math.min(...pts.map((p) => p[0]))));
@@ -48,25 +55,31 @@ function svgChart(series: LineSeries[], markers: HtmlReport['markers'], w = 820,
     parts.push(`<line x1="${m.l}" y1="${y}" x2="${w - m.r}" y2="${y}" class="grid"/>`);
     parts.push(`<text x="${m.l - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${fmtAxis(10 ** e, true)}</text>`);
   }
-  parts.push(`<text x="${(m.l + w - m.r) / 2}" y="${h - 10}" text-anchor="middle">tokens per month</text>`);
+  parts.push(`<text x="${(m.l + w - m.r) / 2}" y="${h - m.b + 38}" text-anchor="middle">tokens per month</text>`);
   parts.push(`<text x="14" y="${(m.t + h - m.b) / 2}" text-anchor="middle" transform="rotate(-90 14 ${(m.t + h - m.b) / 2})">USD per month</text>`);
-  for (const mk of markers) {
-    if (!(mk.x > 0) || Math.log10(mk.x) < x0 || Math.log10(mk.x) > x1) continue;
+  markers.forEach((mk, row) => {
+    if (!(mk.x > 0) || Math.log10(mk.x) < x0 || Math.log10(mk.x) > x1) return;
     const x = sx(mk.x).toFixed(1);
-    parts.push(`<line x1="${x}" y1="${m.t}" x2="${x}" y2="${h - m.b}" class="marker"/>`);
-    parts.push(`<text x="${x}" y="${m.t + 12}" class="marker-label" transform="rotate(90 ${x} ${m.t + 12})">${esc(mk.label)}</text>`);
-  }
+    const labelY = 12 + row * ROW;
+    parts.push(`<line x1="${x}" y1="${labelY + 4}" x2="${x}" y2="${h - m.b}" class="marker"/>`);
+    // Anchored toward the middle of the chart so a label near either edge stays inside it.
+    const anchor = Number(x) < w / 2 ? 'start' : 'end';
+    parts.push(`<text x="${x}" y="${labelY}" text-anchor="${anchor}" class="marker-label">${esc(mk.label)}</text>`);
+  });
   series.forEach((s) => {
     const good = s.points.filter(([x, y]) => x > 0 && y > 0);
     if (good.length === 0) return;
     const d = good.map(([x, y], i) => `${i ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
     parts.push(`<path d="${d}" fill="none" stroke="${s.colour}" stroke-width="2" data-series="${esc(s.name)}"/>`);
   });
-  series.forEach((s, i) => {
-    const y = m.t + 10 + i * 18;
-    parts.push(`<rect x="${m.l + 10}" y="${y - 6}" width="14" height="4" fill="${s.colour}"/>`);
-    parts.push(`<text x="${m.l + 30}" y="${y}" dominant-baseline="middle">${esc(s.name)}</text>`);
-  });
+  let lx = m.l;
+  const ly = h - 10;
+  for (const s of series) {
+    parts.push(`<rect x="${lx}" y="${ly - 6}" width="14" height="4" fill="${s.colour}"/>`);
+    parts.push(`<text x="${lx + 20}" y="${ly}" dominant-baseline="middle" class="legend">${esc(s.name)}</text>`);
+    // ~7 px a character at 12-14 px system-ui, plus the swatch and a gap.
+    lx += 20 + s.name.length * 7 + 24;
+  }
   return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" role="img" aria-label="monthly cost against tokens per month, log-log">${parts.join('')}</svg>`;
 }
 
