@@ -8,6 +8,7 @@ echo "embedctl user-data: start $(date -Is)"
 IMAGE={{image}}
 MODEL={{model}}
 HUB_MODEL={{hubModel}}
+FETCH_OPTIMIZE={{fetchOptimize}}
 HOSTED_KEY_PARAMETER={{hostedKeyParameter}}
 GATEWAY_KEYS_PARAMETER={{gatewayKeysParameter}}
 HF_TOKEN_PARAMETER={{hfTokenParameter}}
@@ -65,7 +66,9 @@ ssm_secret() {
   aws ssm get-parameter --with-decryption --name "$1" --query Parameter.Value --output text
 }
 
-# 2) Model: built-ins ship in the image; hub models are fetched once to disk.
+# 2) Model: built-ins ship in the image; hub models are fetched once to disk and optimised for
+# this hardware (models fetch --optimize: fp16 + pooling in the graph on GPUs, int8 on CPU), gated
+# on cosine vs the download: a failed gate stops the boot here.
 install -d -m 0755 "${MODELS_DIR}" "${DEPLOY_DIR}" "${DEPLOY_DIR}/nginx/templates" "${METRICS_DIR}"
 chown 10001:10001 "${METRICS_DIR}" # the runtime's user
 retry docker pull "${IMAGE}"
@@ -78,15 +81,15 @@ if [ "${HUB_MODEL}" = "true" ]; then
   # "-e HF_TOKEN" without a value passes it from the environment, out of sight of ps.
   export HF_TOKEN
   retry docker run --rm --user 0 --entrypoint node -e HF_TOKEN -e EMBEDCTL_MODELS_DIR=/models \
-    -v "${MODELS_DIR}:/models" "${IMAGE}" --input-type=module -e {{{fetchScriptShell}}} "${MODEL}"
+    -v "${MODELS_DIR}:/models" "${IMAGE}" --input-type=module -e {{{fetchScriptShell}}} "${MODEL}" --optimize "${FETCH_OPTIMIZE}"
   unset HF_TOKEN
 fi
 
 # 3) The deploy files `embedctl render` writes.
-cat > "${DEPLOY_DIR}/docker-compose.yml" <<'EMBEDCTL_COMPOSE_EOF'
-{{{composeFile}}}
+# compose and nginx.conf travel gzipped (base64) to fit EC2's 16 KB; deploy/ has readable copies.
+base64 -d <<'EMBEDCTL_COMPOSE_EOF' | gunzip > "${DEPLOY_DIR}/docker-compose.yml"
+{{{composeGzip}}}
 EMBEDCTL_COMPOSE_EOF
-# nginx.conf travels gzipped (base64) to fit EC2's 16 KB; deploy/nginx/nginx.conf is the readable copy.
 base64 -d <<'EMBEDCTL_NGINX_EOF' | gunzip > "${DEPLOY_DIR}/nginx/nginx.conf"
 {{{nginxConfGzip}}}
 EMBEDCTL_NGINX_EOF

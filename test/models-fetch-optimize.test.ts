@@ -22,7 +22,7 @@ const fastSleep = async () => {};
 let hub: FakeHub;
 let cache: string;
 const env = () => ({ HF_ENDPOINT: hub.url, EMBEDCTL_MODELS_DIR: cache });
-const fetchCli = (args: string[]) => runCli(['models', 'fetch', 'acme/tiny', ...adHoc, ...args], { env: env(), sleep: fastSleep });
+const fetchCli = (args: string[], extraEnv: Record<string, string> = {}) => runCli(['models', 'fetch', 'acme/tiny', ...adHoc, ...args], { env: { ...env(), ...extraEnv }, sleep: fastSleep });
 const manifestOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'embedctl-model.json'), 'utf8'));
 
 beforeAll(async () => {
@@ -65,7 +65,7 @@ describe('models fetch --optimize', () => {
     const texts = ['hello river', 'the market opens early in the morning'];
     const served = await vectorsOf('acme/tiny', texts);
     const original = await vectorsOf(tiny, texts);
-    expect(served.manifest.optimization).toBeDefined();
+    expect((served.manifest as { optimization?: unknown }).optimization).toBeDefined();
     served.vectors.forEach((v, i) => expect(cosine(v, original.vectors[i]!)).toBeGreaterThanOrEqual(0.99));
     // models list shows the bundle once (the download under .sources is not a model of its own).
     const list = (await runCli(['models', 'list', '--json'], { env: env() })).json<{ models: Array<{ name: string; kind: string; sha256: string }> }>();
@@ -100,6 +100,19 @@ describe('models fetch --optimize', () => {
     expect(manifestOf(join(cache, 'acme--tiny')).optimization.steps).toEqual(['int8']);
   });
 
+  it("EMBEDCTL_FETCH_OPTIMIZE (the GPU image's default) gives fp16 with pooling in the graph; flags override it", async () => {
+    const image = { EMBEDCTL_FETCH_OPTIMIZE: 'fp16' };
+    expect((await fetchCli([], image)).code).toBe(0);
+    expect(manifestOf(join(cache, 'acme--tiny')).optimization.steps).toEqual(['fp16', 'pool-in-graph']);
+    expect((await fetchCli(['--pool-in-graph', 'false'], image)).code).toBe(0);
+    expect(manifestOf(join(cache, 'acme--tiny'))).toMatchObject({ pooledByGraph: false, optimization: { steps: ['fp16'] } });
+    expect((await fetchCli(['--optimize', 'int8'], image)).code).toBe(0);
+    expect(manifestOf(join(cache, 'acme--tiny')).optimization.steps).toEqual(['int8']);
+    const bad = await fetchCli([], { EMBEDCTL_FETCH_OPTIMIZE: 'fp8' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/EMBEDCTL_FETCH_OPTIMIZE: expected one of none, int8, fp16, got "fp8"/);
+  });
+
   it('a gate set above what int8 reaches: exit 3, the distribution printed, no bundle written (the download kept)', async () => {
     const r = await fetchCli(['--optimize', 'int8', '--min-cosine', '0.999999']);
     expect(r.code).toBe(3);
@@ -114,7 +127,7 @@ describe('models fetch --optimize', () => {
   it('refuses bad flags with the field named (exit 2), and --dry-run shows both steps', async () => {
     const bad = await fetchCli(['--optimize', 'int4']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/--optimize: must be none, int8, fp16, got "int4"/);
+    expect(bad.stderr).toMatch(/--optimize: expected one of none, int8, fp16, got "int4"/);
     const stray = await fetchCli(['--min-cosine', '0.9']);
     expect(stray.code).toBe(2);
     expect(stray.stderr).toMatch(/--min-cosine: only applies with --optimize/);

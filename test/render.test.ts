@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { gunzipSync } from 'node:zlib';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { nginxBinary } from '../src/adapters/nginx.js';
 import { defaultDeployConfig } from '../src/core/deploy-config.js';
@@ -114,16 +115,16 @@ describe('embedctl render', () => {
     expect(script).toContain('"namespace": "Embedctl"');
     expect(script).toContain('"nvidia_gpu"');
     expect(script).toContain('docker compose up -d');
-    // The embedded compose file is the rendered one (minus comments).
-    const embedded = /<<'EMBEDCTL_COMPOSE_EOF'\n([\s\S]*?)\nEMBEDCTL_COMPOSE_EOF/.exec(script)![1]!;
-    const rendered = renderDeploy(config).find((f) => f.path === 'docker-compose.yml')!.content;
-    expect(parseYaml(embedded)).toEqual(parseYaml(rendered));
+    // The embedded compose file is the rendered one (minus comments), packed (gzip + base64) like nginx.conf.
+    const embedded = gunzipSync(Buffer.from(/<<'EMBEDCTL_COMPOSE_EOF'[^\n]*\n([\s\S]*?)\nEMBEDCTL_COMPOSE_EOF/.exec(script)![1]!, 'base64')).toString('utf8');
+    expect(parseYaml(embedded)).toEqual(parseYaml(renderDeploy(config).find((f) => f.path === 'docker-compose.yml')!.content));
     // The fetch script reaches node intact through bash's quoting.
     const line = script.split('\n').find((l) => l.includes('--input-type=module'))!;
-    const jsArg = execFileSync('bash', ['-c', `f() { printf '%s' "$3"; }; f ${line.trim().replace(/^-v "\$\{MODELS_DIR\}:\/models" "\$\{IMAGE\}" /, '').replace(/ "\$\{MODEL\}"$/, '')}`], { encoding: 'utf8' });
-    expect(jsArg).toBe("const {main}=await import('/app/dist/src/cli.js');process.exitCode=await main(['node','embedctl','models','fetch',process.argv[1]]);");
+    const jsArg = execFileSync('bash', ['-c', `f() { printf '%s' "$3"; }; f ${line.trim().replace(/^-v "\$\{MODELS_DIR\}:\/models" "\$\{IMAGE\}" /, '').replace(/ "\$\{MODEL\}" --optimize "\$\{FETCH_OPTIMIZE\}"$/, '')}`], { encoding: 'utf8' });
+    expect(jsArg).toBe("const {main}=await import('/app/dist/src/cli.js');process.exitCode=await main(['node','embedctl','models','fetch',...process.argv.slice(1)]);");
     expect(Buffer.byteLength(script)).toBeLessThanOrEqual(16_384);
-    const big = renderUserData(defaultDeployConfig({ replicas: 12, maxReplicas: 12 }));
+    // (Compose and nginx.conf travel packed, so even 16 replicas fit; a script past 16 KB goes gzipped whole.)
+    const big = `${renderUserData(defaultDeployConfig({ replicas: 16, maxReplicas: 16 }))}${'# padding\n'.repeat(200)}`;
     const packed = userDataBytes(big);
     expect(Buffer.byteLength(big)).toBeGreaterThan(16_384);
     expect(packed.length).toBeLessThanOrEqual(16_384);

@@ -175,6 +175,8 @@ describe('teardown', () => {
     expect(r.stdout).toMatch(/instance i-0abc \(running\): will be removed/);
     expect(r.stdout).toMatch(/ok +ec2:TerminateInstances/);
     expect(r.stdout).toMatch(/ok +ec2:DeleteSecurityGroup/);
+    // The settings view of --dry-run: each option with its value and source.
+    expect(r.stdout).toMatch(/setting +value +from\n[- ]+\nname +- +default\ndryRun +true +--dry-run/);
     for (const c of [...ec2.commandCalls(TerminateInstancesCommand), ...ec2.commandCalls(DeleteSecurityGroupCommand)]) {
       expect(c.args[0].input.DryRun).toBe(true);
     }

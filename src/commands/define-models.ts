@@ -15,8 +15,9 @@ export const MODELS_FETCH_OPTIONS = {
   pooling: opt({ flag: '--pooling <mean|cls>', help: 'pooling (needed for repos without a preset)', type: types.string }),
   maxTokens: opt({ flag: '--max-tokens <n>', help: 'max input tokens (repos without a preset)', type: types.string, default: '512' }),
   yes: opt({ flag: '--yes', help: 'accept licence terms without asking (needed for CC BY-NC models when there is no terminal)', type: types.boolean, default: false }),
-  optimize: opt({ flag: '--optimize <kind>', help: `then optimise it for its hardware, gated on cosine vs the download (as \`models optimize\`): ${FETCH_OPTIMIZE.join(', ')}`, type: types.string, default: 'none' }),
-  poolInGraph: opt({ flag: '--pool-in-graph', help: 'with --optimize: also append pooling + L2 to the graph (GPU serving: only pooled vectors leave the device)', type: types.boolean, default: false }),
+  // The GPU image sets EMBEDCTL_FETCH_OPTIMIZE=fp16 (runtime/Dockerfile): fetch there optimises for the GPU.
+  optimize: opt({ flag: '--optimize <kind>', env: 'EMBEDCTL_FETCH_OPTIMIZE', help: `then optimise it for its hardware, gated on cosine vs the download (as \`models optimize\`): ${FETCH_OPTIMIZE.join(', ')}`, type: types.oneOf(FETCH_OPTIMIZE), default: 'none' }),
+  poolInGraph: opt({ flag: '--pool-in-graph [bool]', help: 'append pooling + L2 to the graph, only pooled vectors leave the device (default: true with --optimize fp16; false keeps token states for TEI /embed_all)', type: types.boolean }),
   minCosine: opt({ flag: '--min-cosine <x>', help: 'with --optimize: quality gate (default 0.99 int8, 0.999 fp16)', type: types.string }),
   force: opt({ flag: '--force', help: 'download again even when the bundle is complete', type: types.boolean, default: false }),
   dryRun: opt({ flag: '--dry-run', help: 'print what would be downloaded and where, download nothing', type: types.boolean, default: false }),

@@ -9,7 +9,6 @@
 import { basename, dirname, join } from 'node:path';
 import { readManifest } from '../../common/models-registry.js';
 import type { Context } from '../context.js';
-import { UsageError } from '../errors.js';
 import type { Logger } from '../ui/output.js';
 import { optimizeBundle, type OptimizeOptions, type OptimizeReport } from './models-optimize.js';
 
@@ -24,12 +23,12 @@ export interface FetchOptimizePlan {
   steps: string[];
 }
 
-/** --optimize and --pool-in-graph as a plan; undefined when the bundle is served as downloaded. */
-export function parseFetchOptimize(value: string | undefined, poolInGraph: boolean | undefined): FetchOptimizePlan | undefined {
-  const v = value ?? 'none';
-  if (!(FETCH_OPTIMIZE as readonly string[]).includes(v)) {
-    throw new UsageError(`must be ${FETCH_OPTIMIZE.join(', ')}, got "${v}"`, { field: '--optimize', hint: 'int8 for CPU serving, fp16 for GPUs (T4 tensor cores)' });
-  }
+/**
+ * --optimize and --pool-in-graph as a plan; undefined when the bundle is served as downloaded.
+ * fp16 is the GPU recipe, so it pools in the graph unless --pool-in-graph false says otherwise.
+ */
+export function parseFetchOptimize(v: FetchOptimize, poolFlag: boolean | undefined): FetchOptimizePlan | undefined {
+  const poolInGraph = poolFlag ?? v === 'fp16';
   if (v === 'none' && !poolInGraph) return undefined;
   const plan: FetchOptimizePlan = { int8: v === 'int8' || undefined, fp16: v === 'fp16' || undefined, poolInGraph: poolInGraph || undefined, steps: [] };
   plan.steps = [...(plan.int8 ? ['int8'] : []), ...(plan.fp16 ? ['fp16'] : []), ...(plan.poolInGraph ? ['pool-in-graph'] : [])].sort();

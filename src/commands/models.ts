@@ -14,7 +14,7 @@ import { confirmOrRefuse } from '../ui/prompts.js';
 import { addOptions, resolveTable } from './define.js';
 import { MODELS_FETCH_OPTIONS } from './define-models.js';
 import { gateError, registerOptimize, renderOptimize, type OptimizeReport } from './models-optimize.js';
-import { FETCH_OPTIMIZE, optimizeFetched, parseFetchOptimize, recordedSteps, sameSteps, sourceDirFor } from './models-fetch-optimize.js';
+import { type FetchOptimize, optimizeFetched, parseFetchOptimize, recordedSteps, sameSteps, sourceDirFor } from './models-fetch-optimize.js';
 import { parseFlag, parsers } from '../config.js';
 
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
@@ -172,7 +172,7 @@ async function fetchAction(ctx: Context, log: Logger, repoIdIn: string, o: Fetch
   if ((BUILTIN_MODELS as readonly string[]).includes(repoIdIn)) throw new UsageError(`${repoIdIn} is built in; nothing to fetch`, { field: '<hub-repo-id>' });
   if (o.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(o.sha256)) throw new UsageError(`must be 64 hex characters, got "${o.sha256}"`, { field: '--sha256' });
   if (!o.revision) throw new UsageError('must not be empty', { field: '--revision' });
-  const optimize = parseFetchOptimize(o.optimize, o.poolInGraph);
+  const optimize = parseFetchOptimize(o.optimize as FetchOptimize, o.poolInGraph);
   const minCosine = o.minCosine === undefined ? undefined : parseFlag('--min-cosine', o.minCosine, parsers.number({ min: 0, max: 1 }));
   if (minCosine !== undefined && !optimize) throw new UsageError('only applies with --optimize int8|fp16 (the quality gate of the optimisation)', { field: '--min-cosine' });
   const known = findPreset(repoIdIn);

@@ -8,6 +8,7 @@ import type { Context } from '../context.js';
 import { FIELDS, guardDeployModel, resolveDeployConfig, type DeployConfig, type DeployKey } from '../core/deploy-config.js';
 import { GATEWAY_FLAGS, tlsPlan } from '../core/gateway-config.js';
 import { SERVING_FLAGS } from '../core/render-serving.js';
+import { MODEL_FLAGS } from '../core/render-model.js';
 import { renderDeploy, userDataBytes, USER_DATA_LIMIT, type RenderedFile } from '../core/render.js';
 import { ExternalError, UsageError } from '../errors.js';
 import { printJson, table, type Logger } from '../ui/output.js';
@@ -35,6 +36,7 @@ export const RENDER_FLAGS: readonly DeployKey[] = [
   'allowDemoModel',
   ...GATEWAY_FLAGS,
   ...SERVING_FLAGS,
+  ...MODEL_FLAGS,
 ];
 
 export function addDeployOptions(cmd: Command, keys: readonly DeployKey[]): Command {

@@ -3,7 +3,7 @@ import { StateStore } from '../core/state.js';
 import type { DryRunResult, Waiter } from '../adapters/aws/ec2.js';
 import { printJson } from '../ui/output.js';
 import { dryRunChecks, remove, renderOutcome, renderSurvey, survey, surveyDoc, type Outcome, type Survey } from './provision/teardown-steps.js';
-import { defineCommand } from './define.js';
+import { defineCommand, settingsDoc, settingsText } from './define.js';
 import { selectDeployments } from './shared.js';
 import { TEARDOWN_OPTIONS } from './define-options.js';
 import { rolloutFile } from '../contracts/rollout.js';
@@ -13,7 +13,7 @@ export const register = defineCommand({
   name: 'teardown',
   options: TEARDOWN_OPTIONS,
   examples: ['embedctl teardown --dry-run', 'embedctl teardown --yes', 'embedctl teardown --name blue --yes --json'],
-  async run(opts, { ctx, globals, log }) {
+  async run(opts, { ctx, globals, log, sources }) {
     const { paths, deployments } = await selectDeployments(ctx, opts.name);
     const names = deployments.map((d) => d.name);
     if (names.length === 0) {
@@ -28,7 +28,7 @@ export const register = defineCommand({
         hint: 'roll back first (`embedctl rollout rollback --reason teardown`), or pass --force',
       });
     }
-    const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.info(m) };
+    const w: Waiter = { sleep: ctx.sleep, now: () => ctx.now(), signal: ctx.signal, onProgress: (m) => log.status(m) };
 
     return StateStore.locked({ cwd: ctx.cwd, env: ctx.env, command: 'teardown', now: () => ctx.now() }, async (store) => {
       const surveys: Survey[] = [];
@@ -42,11 +42,14 @@ export const register = defineCommand({
         const checks: DryRunResult[] = [];
         for (const s of surveys) checks.push(...(await dryRunChecks(s)));
         const denied = checks.filter((c) => !c.ok);
-        if (globals.json) printJson(ctx, 'teardown', { dryRun: true, deployments: surveys.map(surveyDoc), checks });
+        // The settings view every --dry-run shows: each option's value and where it came from.
+        const settings = settingsDoc(TEARDOWN_OPTIONS, { values: opts, sources });
+        if (globals.json) printJson(ctx, 'teardown', { dryRun: true, settings, deployments: surveys.map(surveyDoc), checks });
         else {
           ctx.stdout.write(planText);
           ctx.stdout.write('\nEC2 dry run (nothing was removed):\n');
           for (const c of checks) ctx.stdout.write(`  ${c.ok ? 'ok     ' : 'DENIED '} ${c.action}${c.ok ? '' : `  (${c.reason})`}\n`);
+          ctx.stdout.write(`\n${settingsText(settings)}`);
         }
         return denied.length ? ExitCode.external : ExitCode.ok;
       }

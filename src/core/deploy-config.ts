@@ -6,6 +6,7 @@ import { UsageError } from '../errors.js';
 import { packageVersion } from '../util/paths.js';
 import { GATEWAY_FIELDS } from './gateway-config.js';
 import { SERVING_FIELDS } from './render-serving.js';
+import { MODEL_FIELDS } from './render-model.js';
 import { parseHostedUrl, SPLIT_KEYS, type SplitKey } from './render.js';
 import { MODEL_PRESETS, findPreset } from './model-presets.js';
 
@@ -76,6 +77,8 @@ export const FIELDS = {
   ...GATEWAY_FIELDS,
   // Response cache and the Redis the runtimes share (issue 17; owned with render-serving.ts).
   ...SERVING_FIELDS,
+  // How the instance optimises a fetched hub model (issue 20; owned with templates/user-data.sh).
+  ...MODEL_FIELDS,
 } as const;
 
 export type DeployKey = keyof typeof FIELDS;

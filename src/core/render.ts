@@ -5,6 +5,7 @@ import { renderTemplate, type TemplateVars } from './template.js';
 import { K8S_FILES, k8sVars } from './render-k8s.js';
 import { servingK8sFiles, servingVars, type ServingDeploy } from './render-serving.js';
 import { loadTemplate } from './templates.js';
+import { fetchOptimizeFor, type OptimizeChoice } from './render-model.js';
 
 export { renderTemplate, TemplateError, escapers, type TemplateVars, type EscapeTarget } from './template.js';
 export { loadTemplate } from './templates.js';
@@ -12,6 +13,8 @@ export * from './nginx-conf.js';
 export { renderGatewayKeysMapFor } from './gateway-keys.js';
 
 export interface DeployRenderInput extends GatewayDeploy, ServingDeploy {
+  /** `models fetch --optimize` on the instance (src/core/render-model.ts); default auto. */
+  optimize?: OptimizeChoice;
   replicas: number;
   model: string;
   hostedUrl: string;
@@ -61,7 +64,9 @@ const isHubModel = (model: string) => model.includes('/');
 /** node -e script that fetches the hub model named by its first argument (or EMBEDCTL_MODEL). */
 function fetchScript(source: 'argv' | 'env'): string {
   const model = source === 'argv' ? 'process.argv[1]' : 'process.env.EMBEDCTL_MODEL';
-  return `const {main}=await import('/app/dist/src/cli.js');process.exitCode=await main(['node','embedctl','models','fetch',${model}]);`;
+  // argv: the model, then the fetch flags (--optimize ...) user data passes after it.
+  const args = source === 'argv' ? '...process.argv.slice(1)' : model;
+  return `const {main}=await import('/app/dist/src/cli.js');process.exitCode=await main(['node','embedctl','models','fetch',${args}]);`;
 }
 
 function tlsOf(c: DeployRenderInput): NginxConfOptions['tls'] {
@@ -132,14 +137,20 @@ function userDataFrom(c: DeployRenderInput, f: { compose: string; nginxConf: str
       gatewayPort: c.gatewayPort,
       fetchScriptShell: `'${fetchScript('argv').replace(/'/g, `'\\''`)}'`,
       composeProfiles: c.prometheus ? '--profile monitoring ' : '',
-      composeFile: body(f.compose),
-      // Exactly the rendered file (comments and all): it is packed, so they cost little.
-      nginxConfGzip: gzipSync(Buffer.from(f.nginxConf), { level: 9 }).toString('base64').replace(/.{76}/g, '$&\n').trimEnd(),
+      fetchOptimize: fetchOptimizeFor(c),
+      composeGzip: packed(body(f.compose)),
+      // Exactly the rendered file (comments and all): packed, they cost little.
+      nginxConfGzip: packed(f.nginxConf),
       hostedAuthTemplate: body(f.hostedAuth),
       prometheusYml: body(f.prometheus),
     },
     { name: 'templates/user-data.sh', escape: 'shell' },
   );
+}
+
+/** gzip + base64 in 76-column lines, for a `base64 -d | gunzip` heredoc in user data. */
+function packed(text: string): string {
+  return gzipSync(Buffer.from(text), { level: 9 }).toString('base64').replace(/.{76}/g, '$&\n').trimEnd();
 }
 
 /** The instance's cloud-init script (what `embedctl provision` passes as user data). */

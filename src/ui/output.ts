@@ -1,5 +1,6 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import type { Context } from '../context.js';
+import { liveLine } from './live.js';
 
 export interface GlobalOptions {
   json: boolean;
@@ -23,6 +24,8 @@ function chalkFor(ctx: Context, globals: Pick<GlobalOptions, 'color'>): ChalkIns
 /** Progress, warnings and logs: always stderr, never stdout. */
 export interface Logger {
   info(msg: string): void;
+  /** Progress that replaces itself on a terminal (one line per step, not per update); a line otherwise. */
+  status(msg: string): void;
   warn(msg: string): void;
   verbose(msg: string): void;
   c: ChalkInstance;
@@ -31,12 +34,19 @@ export interface Logger {
 export function logger(ctx: Context, globals: GlobalOptions): Logger {
   const c = chalkFor(ctx, globals);
   tableWidth = outputWidth(ctx);
+  const live = liveLine(ctx);
+  // A log line after a status keeps the status on screen above it.
+  const line = (text: string) => {
+    live.done();
+    ctx.stderr.write(`${text}\n`);
+  };
   return {
     c,
-    info: (msg) => void ctx.stderr.write(`${msg}\n`),
-    warn: (msg) => void ctx.stderr.write(`${c.yellow('warning:')} ${msg}\n`),
+    info: (msg) => line(msg),
+    status: (msg) => live.update(msg),
+    warn: (msg) => line(`${c.yellow('warning:')} ${msg}`),
     verbose: (msg) => {
-      if (globals.verbose) ctx.stderr.write(`${c.dim(msg)}\n`);
+      if (globals.verbose) line(c.dim(msg));
     },
   };
 }

@@ -8,6 +8,7 @@ echo "embedctl user-data: start $(date -Is)"
 IMAGE=ghcr.io/embedctl/runtime:golden
 MODEL=default
 HUB_MODEL=false
+FETCH_OPTIMIZE=fp16
 HOSTED_KEY_PARAMETER=/embedctl/hosted-api-key
 GATEWAY_KEYS_PARAMETER=/embedctl/gateway-keys
 HF_TOKEN_PARAMETER=''
@@ -65,7 +66,9 @@ ssm_secret() {
   aws ssm get-parameter --with-decryption --name "$1" --query Parameter.Value --output text
 }
 
-# 2) Model: built-ins ship in the image; hub models are fetched once to disk.
+# 2) Model: built-ins ship in the image; hub models are fetched once to disk and optimised for
+# this hardware (models fetch --optimize: fp16 + pooling in the graph on GPUs, int8 on CPU), gated
+# on cosine vs the download: a failed gate stops the boot here.
 install -d -m 0755 "${MODELS_DIR}" "${DEPLOY_DIR}" "${DEPLOY_DIR}/nginx/templates" "${METRICS_DIR}"
 chown 10001:10001 "${METRICS_DIR}" # the runtime's user
 retry docker pull "${IMAGE}"
@@ -78,147 +81,34 @@ if [ "${HUB_MODEL}" = "true" ]; then
   # "-e HF_TOKEN" without a value passes it from the environment, out of sight of ps.
   export HF_TOKEN
   retry docker run --rm --user 0 --entrypoint node -e HF_TOKEN -e EMBEDCTL_MODELS_DIR=/models \
-    -v "${MODELS_DIR}:/models" "${IMAGE}" --input-type=module -e 'const {main}=await import('\''/app/dist/src/cli.js'\'');process.exitCode=await main(['\''node'\'','\''embedctl'\'','\''models'\'','\''fetch'\'',process.argv[1]]);' "${MODEL}"
+    -v "${MODELS_DIR}:/models" "${IMAGE}" --input-type=module -e 'const {main}=await import('\''/app/dist/src/cli.js'\'');process.exitCode=await main(['\''node'\'','\''embedctl'\'','\''models'\'','\''fetch'\'',...process.argv.slice(1)]);' "${MODEL}" --optimize "${FETCH_OPTIMIZE}"
   unset HF_TOKEN
 fi
 
 # 3) The deploy files `embedctl render` writes.
-cat > "${DEPLOY_DIR}/docker-compose.yml" <<'EMBEDCTL_COMPOSE_EOF'
-name: embedctl
-
-x-logging: &logging
-  driver: json-file
-  options:
-    max-size: "50m"
-    max-file: "5"
-
-services:
-  runtime-1:
-    image: ghcr.io/embedctl/runtime:golden
-    restart: unless-stopped
-    environment:
-      EMBEDCTL_MODEL: default
-      EMBEDCTL_HOST: 0.0.0.0
-      EMBEDCTL_PORT: "8080"
-      EMBEDCTL_MODELS_DIR: /models
-      EMBEDCTL_EMF_LOG: /var/log/embedctl/runtime-1.emf.log
-      EMBEDCTL_DEPLOYMENT: ${EMBEDCTL_DEPLOYMENT:-main}
-      EMBEDCTL_CACHE_SIZE: "10000"
-      EMBEDCTL_CACHE_REDIS: redis://redis:6379/0
-    volumes:
-      - /opt/embedctl/models:/models:ro
-      - /var/log/embedctl:/var/log/embedctl
-    ports:
-      - "127.0.0.1:8081:8080"
-    mem_limit: 12g
-    deploy:
-      resources:
-        reservations:
-          devices:
-            - driver: nvidia
-              count: 1
-              capabilities: [gpu]
-    healthcheck:
-      test: ["CMD", "node", "-e", "fetch('http://127.0.0.1:8080/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-      interval: 10s
-      timeout: 3s
-      retries: 3
-      start_period: 120s
-    stop_grace_period: 35s
-    depends_on:
-      redis:
-        condition: service_started
-    logging: *logging
-
-  runtime-2:
-    image: ghcr.io/embedctl/runtime:golden
-    restart: unless-stopped
-    environment:
-      EMBEDCTL_MODEL: default
-      EMBEDCTL_HOST: 0.0.0.0
-      EMBEDCTL_PORT: "8080"
-      EMBEDCTL_MODELS_DIR: /models
-      EMBEDCTL_EMF_LOG: /var/log/embedctl/runtime-2.emf.log
-      EMBEDCTL_DEPLOYMENT: ${EMBEDCTL_DEPLOYMENT:-main}
-      EMBEDCTL_CACHE_SIZE: "10000"
-      EMBEDCTL_CACHE_REDIS: redis://redis:6379/0
-    volumes:
-      - /opt/embedctl/models:/models:ro
-      - /var/log/embedctl:/var/log/embedctl
-    ports:
-      - "127.0.0.1:8082:8080"
-    mem_limit: 12g
-    deploy:
-      resources:
-        reservations:
-          devices:
-            - driver: nvidia
-              count: 1
-              capabilities: [gpu]
-    healthcheck:
-      test: ["CMD", "node", "-e", "fetch('http://127.0.0.1:8080/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-      interval: 10s
-      timeout: 3s
-      retries: 3
-      start_period: 120s
-    stop_grace_period: 35s
-    depends_on:
-      redis:
-        condition: service_started
-    logging: *logging
-
-  redis:
-    image: redis:7.4-alpine
-    restart: unless-stopped
-    command: ["redis-server", "--save", "", "--appendonly", "no", "--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru", "--protected-mode", "no"]
-    healthcheck:
-      test: ["CMD", "redis-cli", "ping"]
-      interval: 10s
-      timeout: 3s
-      retries: 3
-    mem_limit: 640m
-    logging: *logging
-
-  gateway:
-    image: nginx:1.27
-    restart: unless-stopped
-    command: ["nginx", "-p", "/var/cache/nginx/", "-c", "/etc/nginx/nginx.conf", "-g", "daemon off;"]
-    network_mode: host
-    environment:
-      EMBEDCTL_HOSTED_API_KEY: ${EMBEDCTL_HOSTED_API_KEY:?set EMBEDCTL_HOSTED_API_KEY in .env next to this file}
-    volumes:
-      - ./nginx/nginx.conf:/etc/nginx/nginx.conf:ro
-      - ./nginx/templates:/etc/nginx/templates:ro
-      - ./nginx/keys:/etc/nginx/keys:ro
-    depends_on:
-      runtime-1:
-        condition: service_started
-      runtime-2:
-        condition: service_started
-    healthcheck:
-      test:
-        - CMD
-        - bash
-        - -c
-        - exec 3<>/dev/tcp/127.0.0.1/8000 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && head -n1 <&3 | grep -q ' 200 '
-      interval: 10s
-      timeout: 3s
-      retries: 3
-    mem_limit: 256m
-    logging: *logging
-
-  prometheus:
-    image: prom/prometheus:v2.54.1
-    profiles: ["monitoring"]
-    restart: unless-stopped
-    command: ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.retention.time=15d", "--web.listen-address=127.0.0.1:9090"]
-    network_mode: host
-    volumes:
-      - ./prometheus.yml:/etc/prometheus/prometheus.yml:ro
-    mem_limit: 1g
-    logging: *logging
+# compose and nginx.conf travel gzipped (base64) to fit EC2's 16 KB; deploy/ has readable copies.
+base64 -d <<'EMBEDCTL_COMPOSE_EOF' | gunzip > "${DEPLOY_DIR}/docker-compose.yml"
+H4sIAAAAAAACA+1WW2/bNhR+9684EIZchupmN03KNS262GuDJUvQ+KVrC4ORjiUuvKgk7Tjb+t8H
+UnIkO06aYXuMDVPmuZA83znnoyQVSADFJeaZ5b3eIuSqKJgsCGw1/3oAuWZz1AT+MEqGU8axB6Aq
+y5Q0pAcAIOgiNOxPJBDsJSK4lTlbJwt6PYN6zjL0DnomLRMYprU3E7RAAkWZ6YipeHmauDEjheI5
+Sm+q0ViqLYGZ5GhMaKyqKsy9DuWcaSUFSluvCzA6/Xk0PBqfTE7PhqMTAjlO6Yzbde37s4sxgSTy
+33Xl+dmHMYHgIDlIgo3LXkyGxx8IxELlyM26yej0l8nJ2TsC8ZzqmKviTnxhGqGYRlwV677D0fnJ
+2cfT0W9jAj/8tUkcCsrkt3W/o7dH70eTi+PfRwSCNEmSuyevTT6MhscXBDTmzJA4rp8vBvsv4xqG
+ueIzgWYJZwixqmwbQB0xWT61au3WgyV3JN62Utp2lg/S/r7PQkoOkgM/NEcXKCacCWYJpP0aqBwr
+rm6WzhqNmumsPawXoZ7TTp3WnxxvK7H9hLdVLucsZ3RFCZCpmXR7r4tpRS8ZZ5ahIfCpqGZfvEWJ
+lNsyKzG7Wm5j0VgCn4Kj02HwDAKpcnTP0I9TtFm5s11aW5E4XkEhiTXS/GZ7N7Ilyh19+LrSKkNj
+Ilwwu6MjdfUmIenus53dNVW6uxt8aXZn0josOIE0WdaoKz41swQG5hZEq30kg0bgu21SoWYqd8g3
+vq7tJoWmGd7qBntmmRWUuZko2WbGVVWvRVLmzOWEQMMJE79L08W3/PPjkn86hNF/IgwPwxNhbCSM
+/hNhPBFGTRjtEg1Z1JL96HlIecUkfpcdMiUElbnLgPcN3eaofQpCQ+c+DfWMVi4EJflNnahaKuhC
+oFDaC/fSvrhck4eV4izzasr5Fd6YkOtZbVRpZTGzmIeiybtUwWNLpT5vxpmbVEwW/y2rnVZ68TwR
+96NeUIvX9GYFd1kwuSBp1N//N4h7L49E5UbPBRnNSoy9JvaqzKvQZo3Qj1Gm5NSrCzfmFIWSoKbT
+nxoQJNprpa8mDlcCpTL2u5eBo/vRcPL2/Hjy6+jjCrWuqd4YtPf5AZMQoZyDxIUFq8CWzIB7Rf62
+mTujO3GRjdF2eXTpY1FUnFo0XZdWuMHD1V/X2M8buw09uvoK/4g+vXOLP8LnvlLvtSR8dDrszC6p
+KTvTMOtMcIEZDF69jnOcxzarWtaMD5Ikga0tqDSTdgrb70ZjiOvN4f14fB6nUfJZf5butw2vtwbO
+uESaQyhTeLU1gL+h0FhB+BW2oZ8ksP0/NVx/78UDDVdpJdCWOFvlOieOO7p5P9p7HtVXUaWVKzl3
++QRCSWaVbgnikd0Zhq7sWBG5lQ59zbS7df5GN4I3fGmVpgVG1uSXkUaL0iU9ckgcpnt5bXSNlxFn
+xqIMaZ5rNOawvdheJi+Thzt4Q/+sHoU8fNJlsXffHIrN2P8DtNTfMjcPAAA=
 EMBEDCTL_COMPOSE_EOF
-# nginx.conf travels gzipped (base64) to fit EC2's 16 KB; deploy/nginx/nginx.conf is the readable copy.
 base64 -d <<'EMBEDCTL_NGINX_EOF' | gunzip > "${DEPLOY_DIR}/nginx/nginx.conf"
 H4sIAAAAAAACA+1be28bNxL/X59isPbBdqG3ZdeRz4cmaXoN0GuDJIcUuMeCWo4k1rvkHsmVrQa+
 z34YkvuSZFt95K49WAYsaTkcPmbmNw9SB/AWJUeNHGZrwGyGPLEpzLXKwGKWp8yiGciFkLf+fz9R
