@@ -1,6 +1,9 @@
 import { existsSync } from 'node:fs';
 import { OPTION_SPECS } from '../common/runtime-options.js';
-import { loadProjectConfig, projectConfigPath } from './config.js';
+import { parseDuration } from '../common/values.js';
+import { loadProjectConfig, parsers, projectConfigPath } from './config.js';
+import { parseSteps } from './core/rollout/plan.js';
+import { DRIVERS } from './core/rollout/types.js';
 import type { Context } from './context.js';
 import { UsageError } from './errors.js';
 import { FIELDS } from './core/deploy-config.js';
@@ -24,37 +27,48 @@ export interface ConfigKey {
 }
 
 /**
- * Keys read by commands that resolve their options by hand (rollout, load-test, provision):
- * checked for spelling here, for their values by the command. They move to option tables with
- * their commands.
+ * Keys read by commands that resolve their options by hand (rollout, load-test, provision): their
+ * spelling is checked here and, where the parser is the command's own shared one, their value too.
+ * They move to option tables with their commands.
  */
-const BY_HAND: Array<[path: string, flag?: string, env?: string]> = [
-  ['rollout.steps', '--steps', 'EMBEDCTL_ROLLOUT_STEPS'],
-  ['rollout.dwell', '--dwell', 'EMBEDCTL_ROLLOUT_DWELL'],
-  ['rollout.driver', '--driver', 'EMBEDCTL_ROLLOUT_DRIVER'],
-  ['rollout.maxEvidenceAge', '--max-evidence-age', 'EMBEDCTL_ROLLOUT_MAX_EVIDENCE_AGE'],
-  ['rollout.evidenceDir', '--evidence-dir', 'EMBEDCTL_EVIDENCE_DIR'],
+const num = (min: number, max?: number, integer = false) => parsers.number({ min, max, integer });
+const share = (raw: unknown) => {
+  const t = String(raw).trim();
+  const n = t.endsWith('%') ? Number(t.slice(0, -1)) / 100 : Number(t);
+  if (!Number.isFinite(n) || n < 0 || n > 1) throw new Error(`expected a rate like 0.05 or 5%, got ${JSON.stringify(raw)}`);
+  return n;
+};
+type ByHand = [path: string, flag?: string, env?: string, parse?: (raw: unknown) => unknown];
+const BY_HAND: ByHand[] = [
+  ['rollout.steps', '--steps', 'EMBEDCTL_ROLLOUT_STEPS', parseSteps],
+  ['rollout.dwell', '--dwell', 'EMBEDCTL_ROLLOUT_DWELL', parseDuration],
+  ['rollout.driver', '--driver', 'EMBEDCTL_ROLLOUT_DRIVER', parsers.oneOf(DRIVERS)],
+  ['rollout.maxEvidenceAge', '--max-evidence-age', 'EMBEDCTL_ROLLOUT_MAX_EVIDENCE_AGE', parseDuration],
+  ['rollout.evidenceDir', '--evidence-dir', 'EMBEDCTL_EVIDENCE_DIR', parsers.string()],
   ['rollout.metricsUrl', '--metrics-url', 'EMBEDCTL_METRICS_URL'],
-  ['rollout.nginxAccessLog', '--nginx-access-log', 'EMBEDCTL_NGINX_ACCESS_LOG'],
-  ['rollout.failureLimit', '--failure-limit', 'EMBEDCTL_ROLLOUT_FAILURE_LIMIT'],
-  ['rollout.gates.maxErrorRate', '--max-error-rate', 'EMBEDCTL_ROLLOUT_MAX_ERROR_RATE'],
-  ['rollout.gates.maxP95Ms', '--max-p95-ms', 'EMBEDCTL_ROLLOUT_MAX_P95_MS'],
-  ['rollout.gates.minCosine', '--min-cosine', 'EMBEDCTL_ROLLOUT_MIN_COSINE'],
-  ['rollout.gates.minOverlap', '--min-overlap', 'EMBEDCTL_ROLLOUT_MIN_OVERLAP'],
-  ['rollout.gates.maxMonthlyUsd', '--max-monthly-usd', 'EMBEDCTL_ROLLOUT_MAX_MONTHLY_USD'],
-  ...['targetErrorRate', 'targetP95Ms', 'targetCosine', 'targetOverlap'].map((k): [string] => [`rollout.gates.${k}`]),
-  ...['namespace', 'requestsMetric', 'errorsMetric', 'latencyMetric', 'latencyStat'].map((k): [string] => [`rollout.cloudwatch.${k}`]),
-  ['loadTest.target', '--target', 'EMBEDCTL_LOAD_TEST_TARGET'],
-  ['loadTest.p95Ms', '--p95', 'EMBEDCTL_LOAD_TEST_P95'],
-  ['loadTest.maxErrorRate', '--max-error-rate', 'EMBEDCTL_LOAD_TEST_MAX_ERROR_RATE'],
-  ['loadTest.engine', '--engine', 'EMBEDCTL_LOAD_TEST_ENGINE'],
+  ['rollout.nginxAccessLog', '--nginx-access-log', 'EMBEDCTL_NGINX_ACCESS_LOG', parsers.string()],
+  ['rollout.failureLimit', '--failure-limit', 'EMBEDCTL_ROLLOUT_FAILURE_LIMIT', num(1, 1000, true)],
+  ['rollout.gates.maxErrorRate', '--max-error-rate', 'EMBEDCTL_ROLLOUT_MAX_ERROR_RATE', share],
+  ['rollout.gates.maxP95Ms', '--max-p95-ms', 'EMBEDCTL_ROLLOUT_MAX_P95_MS', num(0)],
+  ['rollout.gates.minCosine', '--min-cosine', 'EMBEDCTL_ROLLOUT_MIN_COSINE', num(-1, 1)],
+  ['rollout.gates.minOverlap', '--min-overlap', 'EMBEDCTL_ROLLOUT_MIN_OVERLAP', num(0, 1)],
+  ['rollout.gates.maxMonthlyUsd', '--max-monthly-usd', 'EMBEDCTL_ROLLOUT_MAX_MONTHLY_USD', num(0)],
+  ['rollout.gates.targetErrorRate', undefined, undefined, share],
+  ['rollout.gates.targetP95Ms', undefined, undefined, num(0)],
+  ['rollout.gates.targetCosine', undefined, undefined, num(-1, 1)],
+  ['rollout.gates.targetOverlap', undefined, undefined, num(0, 1)],
+  ...['namespace', 'requestsMetric', 'errorsMetric', 'latencyMetric', 'latencyStat'].map((k): ByHand => [`rollout.cloudwatch.${k}`, undefined, undefined, parsers.string()]),
+  ['loadTest.target', '--target', 'EMBEDCTL_LOAD_TEST_TARGET', parsers.string()],
+  ['loadTest.p95Ms', '--p95', 'EMBEDCTL_LOAD_TEST_P95', num(1)],
+  ['loadTest.maxErrorRate', '--max-error-rate', 'EMBEDCTL_LOAD_TEST_MAX_ERROR_RATE', num(0, 1)],
+  ['loadTest.engine', '--engine', 'EMBEDCTL_LOAD_TEST_ENGINE', parsers.oneOf(['auto', 'k6', 'autocannon'] as const)],
   ['provision.allowCidr', '--allow-cidr', 'EMBEDCTL_ALLOW_CIDR'],
-  ['provision.instanceType', '--instance-type', 'EMBEDCTL_INSTANCE_TYPE'],
-  ['provision.market', '--market', 'EMBEDCTL_MARKET'],
-  ['provision.name', '--name', 'EMBEDCTL_DEPLOYMENT'],
-  ['provision.volumeSize', '--volume-size'],
-  ['provision.monthlyBudget', '--monthly-budget'],
-  ['aws.region', '--region', 'EMBEDCTL_REGION'],
+  ['provision.instanceType', '--instance-type', 'EMBEDCTL_INSTANCE_TYPE', parsers.string()],
+  ['provision.market', '--market', 'EMBEDCTL_MARKET', parsers.oneOf(['on-demand', 'spot'] as const)],
+  ['provision.name', '--name', 'EMBEDCTL_DEPLOYMENT', parsers.string()],
+  ['provision.volumeSize', '--volume-size', undefined, num(100, 16384, true)],
+  ['provision.monthlyBudget', '--monthly-budget', undefined, num(1, 10_000_000)],
+  ['aws.region', '--region', 'EMBEDCTL_REGION', parsers.string()],
 ];
 
 const TABLES: OptionTable[] = [COST_OPTIONS, VERIFY_OPTIONS, RAG_OPTIONS, STATUS_OPTIONS, TEARDOWN_OPTIONS];
@@ -78,7 +92,7 @@ export function configKeys(): ConfigKey[] {
     keys.push({ path: `deploy.${key}`, flag: f.flag, env: f.env, default: String(f.default), parse });
   }
   for (const s of OPTION_SPECS) keys.push({ path: `serve.${s.key}`, flag: longFlag(s.flag), env: s.env, default: s.default === undefined ? undefined : String(s.default), parse: (raw) => s.parse(raw) });
-  for (const [path, flag, env] of BY_HAND) keys.push({ path, flag, env });
+  for (const [path, flag, env, parse] of BY_HAND) keys.push({ path, flag, env, parse });
   return keys;
 }
 

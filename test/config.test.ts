@@ -93,6 +93,11 @@ describe('embedctl.yaml is validated as a whole', () => {
     expect(await refused('cost:\n  loadBalancer: maybe\n')).toMatch(/cost\.loadBalancer: expected true or false/);
     expect(await refused('deploy:\n  replicas: many\n')).toMatch(/deploy\.replicas: expected a whole number/);
     expect(await refused('rag: 3\n')).toMatch(/embedctl\.yaml: rag: expected a mapping of settings, got 3/);
+    // Keys of commands not yet on option tables are checked with those commands' parsers.
+    expect(await refused('rollout:\n  dwell: soon\n')).toMatch(/embedctl\.yaml: rollout\.dwell: bad duration "soon" .*\(or override it with --dwell\)$/);
+    expect(await refused('rollout:\n  driver: carrier-pigeon\n')).toMatch(/rollout\.driver: expected one of /);
+    expect(await refused('rollout:\n  gates:\n    maxErrorRate: 500%\n')).toMatch(/rollout\.gates\.maxErrorRate: expected a rate/);
+    expect(await refused('loadTest:\n  engine: jmeter\n')).toMatch(/loadTest\.engine: expected one of auto, k6, autocannon/);
   });
 
   it('under --json the refusal is the error document on stdout', async () => {
