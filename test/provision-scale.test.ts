@@ -1,4 +1,5 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { DeleteParameterCommand, DescribeParametersCommand } from '@aws-sdk/client-ssm';
 import {
   CreateLaunchTemplateCommand,
   DeleteLaunchTemplateCommand,
@@ -32,7 +33,7 @@ import { DescribeCertificateCommand } from '@aws-sdk/client-acm';
 import { DeleteAlarmsCommand, DeleteDashboardsCommand, DescribeAlarmsCommand, GetDashboardCommand, ListTagsForResourceCommand, PutDashboardCommand, PutMetricAlarmCommand } from '@aws-sdk/client-cloudwatch';
 import { DeleteBudgetCommand, DescribeBudgetCommand } from '@aws-sdk/client-budgets';
 import { runCli } from './helpers/cli.js';
-import { acm, ACCOUNT, AMI, asg, awsError, budgets, cw, ec2, elb, fakeSleep, happyAccount, readHistory, readState, resetAws, tempProject } from './provision-fakes.js';
+import { acm, ACCOUNT, AMI, asg, awsError, budgets, cw, ec2, elb, fakeSleep, happyAccount, readHistory, readState, resetAws, ssm, tempProject } from './provision-fakes.js';
 
 beforeEach(() => resetAws());
 afterAll(() => resetAws());
@@ -294,10 +295,14 @@ describe('teardown and status of a scale-out deployment', () => {
     elb.on(DeleteTargetGroupCommand).rejectsOnce(awsError('ResourceInUse', 'target group is in use')).callsFake(track('tg'));
     ec2.on(DeleteLaunchTemplateCommand).callsFake(track('lt'));
     ec2.on(DeleteSecurityGroupCommand).callsFake(track('sg'));
+    // The gateway keys parameter provision created (with its marker).
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: '/embedctl/gateway-keys', Type: 'SecureString', Description: 'embedctl gateway keys for deployment main' }] });
+    ssm.on(DeleteParameterCommand).callsFake(track('keys'));
 
     const r = await runCli(['teardown', '--yes'], { cwd, sleep: fakeSleep().sleep });
     expect(r.code, r.stderr).toBe(0);
-    expect(order).toEqual(['alarms', 'dashboard', 'budget', 'asg', 'listener', 'lb', 'tg', 'lt', 'sg']);
+    expect(order).toEqual(['alarms', 'dashboard', 'budget', 'keys', 'asg', 'listener', 'lb', 'tg', 'lt', 'sg']);
+    expect(input(ssm.commandCalls(DeleteParameterCommand))).toEqual([{ Name: '/embedctl/gateway-keys' }]);
     expect(input(asg.commandCalls(DeleteAutoScalingGroupCommand))).toEqual([{ AutoScalingGroupName: 'embedctl-main', ForceDelete: true }]);
     expect(input(elb.commandCalls(DeleteListenerCommand))).toEqual([{ ListenerArn: LISTENER }]);
     expect(input(elb.commandCalls(DeleteLoadBalancerCommand))).toEqual([{ LoadBalancerArn: LB }]);
@@ -305,7 +310,8 @@ describe('teardown and status of a scale-out deployment', () => {
     expect(input(ec2.commandCalls(DeleteLaunchTemplateCommand))).toEqual([{ LaunchTemplateId: 'lt-0abc' }]);
     expect(input(budgets.commandCalls(DeleteBudgetCommand))).toEqual([{ AccountId: ACCOUNT, BudgetName: 'embedctl-main-monthly' }]);
     expect(input(cw.commandCalls(DeleteDashboardsCommand))).toEqual([{ DashboardNames: ['embedctl-main'] }]);
-    expect(r.stdout).toMatch(/Teardown of "main" in us-east-1: 16 removed, 0 already gone, 0 skipped/);
+    expect(r.stdout).toMatch(/Teardown of "main" in us-east-1: 17 removed, 0 already gone, 0 skipped/);
+    expect(r.stdout).toContain('removed  parameter /embedctl/gateway-keys');
     expect(readState(cwd).deployments).toEqual({});
   });
 

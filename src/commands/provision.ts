@@ -17,6 +17,7 @@ import { buildPlan, discover, renderNotChecked, renderPlan, type Discovery, type
 import { awsClients, deploymentStep, ingressStep, instanceStep, runSteps, securityGroupStep, waitStep, type AwsClients, type Step } from './provision/steps.js';
 import { SCALE_STEPS } from './provision/scale-steps.js';
 import { alarmsStep, budgetStep, costTagsStep, dashboardStep } from './provision/watch-steps.js';
+import { gatewayKeysStep } from './provision/gateway-keys-step.js';
 
 export { PROVISION_DEPLOY_FLAGS };
 
@@ -41,6 +42,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--scale-metric <metric>', 'scale-out: requests (ALB requests per target, default) or p95 (the runtime\'s latency)')
     .option('--scale-target <n>', 'scale-out: target value (requests per target per minute, default 1000; or p95 ms, default 250)')
     .option('--monthly-budget <USD>', 'AWS Budgets monthly limit (default: list price of --max instances all month + 20%)')
+    .option('--gateway-keys <file>', 'gateway keys ("client <key> [name=... rpm=...]" / "operator <key>" lines) to store in the SSM parameter the instance reads (default: keep it, or create it with fresh keys saved to .embedctl/gateway-keys/<name>)')
     .option('--activate-cost-tags', 'activate embedctl:managed and embedctl:deployment as cost-allocation tags (asked on a terminal)')
     .option('--no-wait', 'return once RunInstances succeeded, without waiting for status checks')
     .option('--wait-timeout <minutes>', 'how long to wait for running + status OK (default 20)')
@@ -51,6 +53,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl provision --allow-cidr 203.0.113.7/32 --dry-run',
     'embedctl provision --allow-cidr 203.0.113.7/32 --model BAAI/bge-base-en-v1.5 --key-name me --yes',
     'embedctl provision --allow-cidr 203.0.113.7/32 --model BAAI/bge-base-en-v1.5 --min 2 --max 6 --dry-run',
+    'embedctl provision --allow-cidr 203.0.113.7/32 --model BAAI/bge-base-en-v1.5 --tls letsencrypt --domain embed.example.com --email ops@example.com --dry-run',
     'embedctl provision --instance-type g5.xlarge --market spot --region eu-west-1 --allow-cidr 10.0.0.0/8 --subnet subnet-0abc --model BAAI/bge-small-en-v1.5 --yes',
   ]);
   cmd.action(
@@ -113,7 +116,8 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
 /** The ordered steps: each checks, creates what is missing, records it (see provision/steps.ts). */
 export function provisionSteps(o: Resolved): Array<Step<unknown>> {
   const compute = o.scale ? SCALE_STEPS : [instanceStep, waitStep];
-  return [deploymentStep, securityGroupStep, ingressStep, ...compute, alarmsStep, dashboardStep, budgetStep, costTagsStep];
+  // The keys before anything boots: user data reads them at start.
+  return [deploymentStep, securityGroupStep, ingressStep, gatewayKeysStep, ...compute, alarmsStep, dashboardStep, budgetStep, costTagsStep];
 }
 
 /**

@@ -43,6 +43,10 @@ export interface ProvisionOptions {
   volumeSize: number;
   /** The port nginx publishes on the instance (the only service port opened). */
   gatewayPort: number;
+  /** HTTPS at the gateway (render --tls ...): this port is opened to the same CIDRs. */
+  httpsPort?: number;
+  /** Let's Encrypt HTTP-01 (certbot --standalone in user data): port 80 from anywhere, where only certbot listens. */
+  acmeHttp01?: boolean;
   iamInstanceProfile?: string;
   /** SNS topic the alarms notify; none = alarms only show in the console. */
   alarmTopicArn?: string;
@@ -181,12 +185,18 @@ export function ingressRules(o: ProvisionOptions): IngressRule[] {
   const ports: Array<[number, string]> = [[o.gatewayPort, 'embedctl gateway (nginx)']];
   // SSH only exists when a key pair does: without one nobody could log in anyway.
   if (o.keyName) ports.push([SSH_PORT, 'embedctl ssh (docker over ssh)']);
+  if (o.httpsPort) ports.push([o.httpsPort, 'embedctl gateway (nginx, HTTPS)']);
   const rules: IngressRule[] = [];
   for (const [port, description] of ports) {
     for (const raw of o.allowCidrs) {
       const c = parseCidr(raw);
       rules.push({ port, cidr: c.cidr, ipv6: c.ipv6, description });
     }
+  }
+  // Let's Encrypt validates from addresses it does not publish: port 80 must be open to all.
+  if (o.acmeHttp01) {
+    rules.push({ port: 80, cidr: '0.0.0.0/0', ipv6: false, description: "Let's Encrypt HTTP-01 (certbot --standalone only)" });
+    rules.push({ port: 80, cidr: '::/0', ipv6: true, description: "Let's Encrypt HTTP-01 (certbot --standalone only)" });
   }
   return rules;
 }

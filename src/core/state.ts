@@ -59,6 +59,8 @@ export interface DeploymentRecord {
   /** AWS Budgets monthly budget and CloudWatch dashboard provision created (teardown removes them). */
   budget?: { name: string; accountId: string };
   dashboard?: string;
+  /** The SSM SecureString the instance reads its gateway keys from; teardown deletes it only if provision created it. */
+  gatewayKeys?: { parameter: string; createdByUs: boolean };
   /** The instance's nginx gateway (`status` reads its /health and live split). */
   gateway?: string;
   /** Runtime endpoints reachable from here (`status` probes /health, /ready, /metrics). */

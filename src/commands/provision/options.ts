@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import type { Context } from '../../context.js';
 import { UsageError } from '../../errors.js';
 import { parsers, resolveOption } from '../../config.js';
@@ -5,6 +7,9 @@ import { checkDeploymentName, checkRegion, internetExposure, parseCidr, type Mar
 import { SCALE_TARGET_DEFAULTS, type ScaleMetric, type ScaleOptions } from '../../core/provision-scale.js';
 import { defaultMonthlyBudgetUsd } from '../../core/provision-monitoring.js';
 import { resolveDeployConfig, type DeployConfig, type DeployKey } from '../../core/deploy-config.js';
+import { GATEWAY_FLAGS, tlsPlan } from '../../core/gateway-config.js';
+import { parseGatewayKeys } from '../../core/gateway-keys.js';
+import { SERVING_FLAGS } from '../../core/render-serving.js';
 
 /** The flags as commander parses them. */
 export interface ProvisionFlags {
@@ -26,6 +31,7 @@ export interface ProvisionFlags {
   scaleTarget?: string;
   monthlyBudget?: string;
   activateCostTags?: boolean;
+  gatewayKeys?: string;
   wait: boolean;
   waitTimeout?: string;
   dryRun?: boolean;
@@ -39,6 +45,8 @@ export interface Resolved extends ProvisionOptions {
   scale?: ScaleOptions;
   monthlyBudgetUsd?: number;
   activateCostTags: boolean;
+  /** --gateway-keys: a checked keys file to upload as the gateway keys parameter. */
+  gatewayKeys?: { path: string; text: string };
   dryRun: boolean;
   yes: boolean;
   wait: boolean;
@@ -61,7 +69,38 @@ export const PROVISION_DEPLOY_FLAGS: readonly DeployKey[] = [
   'prometheus',
   'hostedKeyParameter',
   'hfTokenParameter',
+  // HTTPS at the gateway, fallback, gateway keys; response cache and Redis.
+  ...GATEWAY_FLAGS,
+  ...SERVING_FLAGS,
 ];
+
+/** Reads and checks --gateway-keys before any AWS call (the file holds secrets: errors name lines, never keys). */
+function readGatewayKeys(cwd: string, path: string | undefined): Resolved['gatewayKeys'] {
+  if (path === undefined) return undefined;
+  const abs = resolvePath(cwd, path);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { field: '--gateway-keys', hint: 'a file of "client <key>" / "operator <key>" lines' });
+  }
+  try {
+    parseGatewayKeys(text, path);
+  } catch (err) {
+    throw new UsageError((err as Error).message, { field: '--gateway-keys' });
+  }
+  return { path: abs, text };
+}
+
+/** HTTPS at the instance's nginx: checked here; with --min/--max the load balancer terminates TLS instead. */
+function resolveTls(deploy: DeployConfig, scale: ScaleOptions | undefined): Pick<ProvisionOptions, 'httpsPort' | 'acmeHttp01'> {
+  const plan = tlsPlan(deploy);
+  if (plan.mode === 'off') return {};
+  if (scale) {
+    throw new UsageError('with --min/--max the load balancer terminates HTTPS', { field: deploy.tls !== 'off' ? '--tls' : '--tls-cert', hint: 'pass --certificate-arn (an ACM certificate) instead' });
+  }
+  return { httpsPort: plan.port, acmeHttp01: plan.mode === 'letsencrypt' };
+}
 
 export const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), ...v.split(',').map((s) => s.trim()).filter(Boolean)];
 
@@ -186,6 +225,7 @@ export function resolveOptions(ctx: Context, opts: ProvisionFlags): Resolved {
     if (!/^subnet-[0-9a-f]+$/.test(s)) throw new UsageError(`expected a subnet id like subnet-0abc123, got ${JSON.stringify(s)}`, { field: '--subnet' });
   }
   const scale = resolveScale(ctx, opts);
+  const tls = resolveTls(deploy.config, scale);
   if (!scale && subnetIds.length > 1) {
     throw new UsageError('one instance lives in one subnet; several are for scale-out', { field: '--subnet', hint: 'pass one --subnet, or add --min/--max' });
   }
@@ -210,12 +250,14 @@ export function resolveOptions(ctx: Context, opts: ProvisionFlags): Resolved {
     subnetIds,
     volumeSize: volumeSize.value,
     gatewayPort: deploy.config.gatewayPort,
+    ...tls,
     iamInstanceProfile: opts.iamInstanceProfile,
     alarmTopicArn: opts.alarmTopic,
     deploy: deploy.config,
     scale,
     monthlyBudgetUsd: budget.value,
     activateCostTags: Boolean(opts.activateCostTags),
+    gatewayKeys: readGatewayKeys(ctx.cwd, opts.gatewayKeys),
     dryRun: Boolean(opts.dryRun),
     yes: Boolean(opts.yes),
     wait: opts.wait !== false,

@@ -20,6 +20,7 @@ import { latestDlamiId } from '../../adapters/aws/ssm.js';
 import { checkCertificate, type CertificateInfo } from '../../adapters/aws/acm.js';
 import { fmtUsd } from '../../ui/output.js';
 import type { Resolved } from './options.js';
+import { tlsPlan } from '../../core/gateway-config.js';
 import type { AwsClients } from './steps.js';
 
 /** What provision learns from the account before it shows the plan (all read-only calls). */
@@ -71,6 +72,10 @@ export interface PlanDoc {
   dashboard: string;
   budget: { name: string; monthlyUsd?: number; notifies?: string };
   model: { name: string; problem?: string };
+  /** The SSM SecureString the instance's nginx reads its keys from, and what provision does with it. */
+  gatewayKeys: { parameter: string; action: string };
+  /** HTTPS at the instance's gateway (render's --tls flags). */
+  tls?: { mode: 'files' | 'letsencrypt'; domain: string; port: number; certPath: string };
   scale?: {
     min: number;
     max: number;
@@ -90,6 +95,7 @@ export interface PlanDoc {
 }
 
 export function buildPlan(o: Resolved, d: Discovery | undefined, userData: Uint8Array, token: { clientToken?: string; attempt: number }, offline?: string): PlanDoc {
+  const tls = tlsPlan(o.deploy);
   const s = o.scale;
   const sgId = d?.existingSg?.GroupId;
   const gz = userData[0] === 0x1f && userData[1] === 0x8b;
@@ -144,6 +150,11 @@ export function buildPlan(o: Resolved, d: Discovery | undefined, userData: Uint8
     dashboard: dashboardName(o.name),
     budget: { name: budgetName(o.name), monthlyUsd: o.monthlyBudgetUsd, notifies: o.alarmTopicArn },
     model: { name: o.deploy.model, problem: demoModelProblem(o.deploy.model, Boolean(o.deploy.allowDemoModel)) },
+    gatewayKeys: {
+      parameter: o.deploy.gatewayKeysParameter,
+      action: o.gatewayKeys ? `set from ${o.gatewayKeys.path}` : 'keep if it exists, else create with a fresh operator and client key (saved to .embedctl/gateway-keys/)',
+    },
+    ...(tls.mode !== 'off' ? { tls: { mode: tls.mode, domain: tls.domain, port: tls.port, certPath: tls.certPath } } : {}),
     ...(s
       ? {
           scale: {
@@ -207,6 +218,12 @@ export function renderPlan(p: PlanDoc): string {
     `  logs            CloudWatch Logs /embedctl/${p.name}/containers (container logs), /embedctl/${p.name}/metrics (EMF)`,
     `  tags            ${Object.entries(p.tags).map(([k, v]) => `${k}=${v}`).join(', ')}`,
   );
+  lines.push(`  gateway keys    SSM SecureString ${p.gatewayKeys.parameter}: ${p.gatewayKeys.action}`);
+  if (p.tls) {
+    lines.push(
+      `  https           ${p.tls.domain}:${p.tls.port} (${p.tls.mode === 'letsencrypt' ? "Let's Encrypt via certbot on the instance, renewed by its timer; port 80 open to all for HTTP-01" : `certificate ${p.tls.certPath} on the instance`}); point ${p.tls.domain} at the instance`,
+    );
+  }
   if (p.model.problem) lines.push(`  MODEL           provision (without --dry-run) refuses this: ${p.model.problem}`);
   return lines.join('\n') + '\n';
 }

@@ -247,7 +247,9 @@ export const waitStep = step<boolean>({
         availabilityZone: running.Placement?.AvailabilityZone,
       };
       const host = running.PublicDnsName || running.PublicIpAddress;
-      d.gateway = host ? `http://${host}:${e.o.gatewayPort}` : undefined;
+      // With HTTPS the gateway is its DNS name (the certificate's); status then reads its expiry.
+      const domain = e.o.httpsPort ? e.o.deploy.domain : undefined;
+      d.gateway = domain ? `https://${domain}${e.o.httpsPort === 443 ? '' : `:${e.o.httpsPort}`}` : host ? `http://${host}:${e.o.gatewayPort}` : undefined;
     });
     await e.aws.ec2.waitStatusOk(id, e.w, e.o.waitTimeoutMs);
     return true;

@@ -5,6 +5,8 @@ import type { DeploymentRecord, StateStore } from '../../core/state.js';
 import type { DryRunResult, Waiter } from '../../adapters/aws/ec2.js';
 import { checkAlarms, deleteAlarms, deleteDashboard, getDashboardBody, type AlarmCheck } from '../../adapters/aws/alarms.js';
 import { budgetIsOurs, deleteBudget, findBudget } from '../../adapters/aws/budgets.js';
+import { deleteParameter, describeParameter } from '../../adapters/aws/parameters.js';
+import { gatewayKeysMarker } from './gateway-keys-step.js';
 import { awsErrorCode } from '../../adapters/aws/errors.js';
 import type { Logger } from '../../ui/output.js';
 import { awsClients, type AwsClients } from './steps.js';
@@ -65,6 +67,12 @@ export async function survey(dep: DeploymentRecord): Promise<Survey> {
     const { name, accountId } = dep.budget;
     const b = await findBudget(budgets, accountId, name);
     add({ label: `budget ${name}`, verdict: judge(Boolean(b), budgetIsOurs(b, `user:${DEPLOYMENT_TAG}$${dep.name}`)), action: 'delete-budget', remove: () => deleteBudget(budgets, accountId, name), forget: (d) => void (d.budget = undefined) });
+  }
+  // A gateway keys parameter provision found (shared, hand-made) is left for its owner.
+  if (dep.gatewayKeys?.createdByUs) {
+    const { parameter } = dep.gatewayKeys;
+    const p = await describeParameter(aws.ssm, dep.region, parameter);
+    add({ label: `parameter ${parameter}`, verdict: judge(Boolean(p), p?.description === gatewayKeysMarker(dep.name)), action: 'delete-gateway-keys', remove: () => deleteParameter(aws.ssm, dep.region, parameter), forget: (d) => void (d.gatewayKeys = undefined) });
   }
   const sc = dep.scale;
   if (sc?.autoScalingGroup) {

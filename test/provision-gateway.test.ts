@@ -1,0 +1,148 @@
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { AuthorizeSecurityGroupIngressCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import { DeleteParameterCommand, DescribeParametersCommand, GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { DescribeAlarmsCommand, GetDashboardCommand, PutDashboardCommand } from '@aws-sdk/client-cloudwatch';
+import { parseGatewayKeys } from '../src/core/gateway-keys.js';
+import { runCli } from './helpers/cli.js';
+import { ec2, cw, fakeSleep, happyAccount, readState, resetAws, ssm, tempProject } from './provision-fakes.js';
+
+/** Issue 18: provision's TLS/gateway flags and the gateway keys SSM SecureString (aws-sdk-client-mock, every parameter asserted). */
+
+const CIDR = '203.0.113.7/32';
+const base = ['provision', '--region', 'us-east-1', '--allow-cidr', CIDR, '--allow-demo-model', '--yes'];
+const TLS = ['--tls', 'letsencrypt', '--domain', 'embed.example.com', '--email', 'ops@example.com'];
+const PARAM = '/embedctl/gateway-keys';
+const MARKER = 'embedctl gateway keys for deployment main';
+const TAGS = [
+  { Key: 'Name', Value: PARAM },
+  { Key: 'embedctl:managed', Value: 'true' },
+  { Key: 'embedctl:deployment', Value: 'main' },
+];
+
+const inputs = <T>(calls: Array<{ args: [{ input: T }] }>) => calls.map((c) => c.args[0].input);
+
+beforeEach(() => resetAws());
+afterAll(() => resetAws());
+
+describe('provision: HTTPS at the gateway and the gateway keys parameter', () => {
+  it("Let's Encrypt + no keys yet: creates the SecureString with fresh keys (saved 0600), before the instance; opens 443 to the CIDR and 80 for HTTP-01; teardown deletes it", async () => {
+    happyAccount();
+    const order: string[] = [];
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [] });
+    ssm.on(PutParameterCommand).callsFake(() => (order.push('put-parameter'), { Version: 1 }));
+    const cwd = tempProject();
+    ec2.on(RunInstancesCommand).callsFake(() => (order.push('run-instances'), { Instances: [{ InstanceId: 'i-0abc', State: { Name: 'pending' } }] }));
+    const r = await runCli([...base, ...TLS], { cwd, sleep: fakeSleep().sleep });
+    expect(r.code, r.stderr).toBe(0);
+    expect(order).toEqual(['put-parameter', 'run-instances']);
+
+    expect(inputs(ssm.commandCalls(DescribeParametersCommand))[0]).toEqual({ ParameterFilters: [{ Key: 'Name', Option: 'Equals', Values: [PARAM] }] });
+    const [put] = inputs(ssm.commandCalls(PutParameterCommand));
+    const saved = join(cwd, '.embedctl', 'gateway-keys', 'main');
+    const text = readFileSync(saved, 'utf8');
+    expect(put).toEqual({ Name: PARAM, Value: text, Type: 'SecureString', Description: MARKER, Tier: 'Standard', Overwrite: false, Tags: TAGS });
+    expect(statSync(saved).mode & 0o777).toBe(0o600);
+    expect(parseGatewayKeys(text).map((k) => k.role)).toEqual(['operator', 'client']);
+    expect(r.stderr).toContain(`gateway keys: SSM parameter ${PARAM} created with a fresh operator and client key; the keys are in .embedctl/gateway-keys/main (0600)`);
+    // The keys never reach the output or the state.
+    for (const k of parseGatewayKeys(text)) {
+      expect(r.stdout + r.stderr).not.toContain(k.key);
+      expect(readFileSync(join(cwd, '.embedctl', 'state.json'), 'utf8')).not.toContain(k.key);
+    }
+
+    const [ingress] = inputs(ec2.commandCalls(AuthorizeSecurityGroupIngressCommand));
+    const perms = Object.fromEntries(ingress!.IpPermissions!.map((p) => [p.FromPort, p]));
+    expect(Object.keys(perms).sort()).toEqual(['443', '80', '8000']);
+    expect(perms[443]!.IpRanges).toEqual([{ CidrIp: CIDR, Description: 'embedctl gateway (nginx, HTTPS)' }]);
+    expect(perms[80]).toEqual({
+      IpProtocol: 'tcp',
+      FromPort: 80,
+      ToPort: 80,
+      IpRanges: [{ CidrIp: '0.0.0.0/0', Description: "Let's Encrypt HTTP-01 (certbot --standalone only)" }],
+      Ipv6Ranges: [{ CidrIpv6: '::/0', Description: "Let's Encrypt HTTP-01 (certbot --standalone only)" }],
+    });
+    const raw = Buffer.from(inputs(ec2.commandCalls(RunInstancesCommand))[0]!.UserData!, 'base64');
+    const script = (raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw).toString('utf8');
+    expect(script).toContain('certbot certonly --standalone --non-interactive --agree-tos --keep-until-expiring -m ops@example.com -d embed.example.com');
+    expect(script).toContain(`GATEWAY_KEYS_PARAMETER=${PARAM}`);
+
+    const dep = readState(cwd).deployments.main;
+    expect(dep.gatewayKeys).toEqual({ parameter: PARAM, createdByUs: true });
+    expect(dep.gateway).toBe('https://embed.example.com');
+
+    // Teardown: the parameter goes with the rest.
+    const tags = [{ Key: 'embedctl:managed', Value: 'true' }, { Key: 'embedctl:deployment', Value: 'main' }];
+    ec2
+      .on(DescribeInstancesCommand)
+      .resolvesOnce({ Reservations: [{ Instances: [{ InstanceId: 'i-0abc', State: { Name: 'running' }, Tags: tags }] }] })
+      .resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-0abc', State: { Name: 'terminated' }, Tags: tags }] }] });
+    ec2.on(DescribeSecurityGroupsCommand).resolves({ SecurityGroups: [{ GroupId: 'sg-0new', Tags: tags }] });
+    cw.on(GetDashboardCommand).resolves({ DashboardBody: inputs(cw.commandCalls(PutDashboardCommand))[0]!.DashboardBody });
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: PARAM, Type: 'SecureString', Description: MARKER }] });
+    ssm.on(DeleteParameterCommand).resolves({});
+    cw.on(DescribeAlarmsCommand).resolves({ MetricAlarms: [] });
+    ec2.on(TerminateInstancesCommand).resolves({});
+    const t = await runCli(["teardown", "--yes"], { cwd, sleep: fakeSleep().sleep });
+    expect(t.code, t.stderr).toBe(0);
+    expect(t.stdout).toContain(`removed  parameter ${PARAM}`);
+    expect(inputs(ssm.commandCalls(DeleteParameterCommand))).toEqual([{ Name: PARAM }]);
+  });
+
+  it('--gateway-keys FILE overwrites an existing parameter with that file (no tags with Overwrite); named callers and limits go along', async () => {
+    happyAccount();
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: '/team/keys', Type: 'SecureString', Description: 'made by hand' }] });
+    ssm.on(PutParameterCommand).resolves({ Version: 2 });
+    const cwd = tempProject();
+    const file = join(cwd, 'keys.txt');
+    const text = 'operator ek_operator_0123456789abcdef\nclient ek_team_a_0123456789abcdef name=team-a rpm=600\n';
+    writeFileSync(file, text, { mode: 0o600 });
+    const r = await runCli([...base, '--gateway-keys', 'keys.txt', '--gateway-keys-parameter', '/team/keys'], { cwd, sleep: fakeSleep().sleep });
+    expect(r.code, r.stderr).toBe(0);
+    expect(inputs(ssm.commandCalls(PutParameterCommand))).toEqual([{ Name: '/team/keys', Value: text, Type: 'SecureString', Description: MARKER, Tier: 'Standard', Overwrite: true }]);
+    // It existed before: not ours to delete at teardown.
+    expect(readState(cwd).deployments.main.gatewayKeys).toEqual({ parameter: '/team/keys', createdByUs: false });
+    expect(r.stdout + r.stderr).not.toContain('ek_team_a_0123456789abcdef');
+  });
+
+  it('an existing parameter and no file: kept as it is (no PutParameter), and teardown leaves it', async () => {
+    happyAccount();
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: PARAM, Type: 'SecureString', Description: 'shared by two deployments' }] });
+    const cwd = tempProject();
+    const r = await runCli(base, { cwd, sleep: fakeSleep().sleep });
+    expect(r.code, r.stderr).toBe(0);
+    expect(ssm.commandCalls(PutParameterCommand)).toHaveLength(0);
+    expect(r.stderr).toContain(`gateway keys: SSM parameter ${PARAM} exists, kept as it is`);
+    expect(readState(cwd).deployments.main.gatewayKeys).toEqual({ parameter: PARAM, createdByUs: false });
+    cw.on(DescribeAlarmsCommand).resolves({ MetricAlarms: [] });
+    await runCli(['teardown', '--yes'], { cwd, sleep: fakeSleep().sleep });
+    expect(ssm.commandCalls(DeleteParameterCommand)).toHaveLength(0);
+  });
+
+  it('the dry run shows the parameter and HTTPS plan offline; bad input is one line naming the flag, before any AWS call', async () => {
+    const cwd = tempProject();
+    ssm.on(GetParameterCommand).rejects(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }));
+    const dry = await runCli(['provision', '--region', 'us-east-1', '--allow-cidr', CIDR, '--allow-demo-model', '--dry-run', ...TLS], { cwd });
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`gateway keys    SSM SecureString ${PARAM}: keep if it exists, else create with a fresh operator and client key`);
+    expect(dry.stdout).toContain("https           embed.example.com:443 (Let's Encrypt via certbot on the instance");
+    expect(dry.stdout).toMatch(/tcp 80 from 0\.0\.0\.0\/0/);
+    resetAws();
+    const bad: Array<[string[], RegExp]> = [
+      [['--gateway-keys', 'missing.txt'], /--gateway-keys: cannot read missing\.txt/],
+      [['--tls', 'letsencrypt', '--domain', 'embed.example.com'], /--email/],
+      [[...TLS, '--min', '2', '--max', '4'], /--tls: with --min\/--max the load balancer terminates HTTPS/],
+    ];
+    writeFileSync(join(cwd, 'bad.txt'), 'client short\n');
+    bad.push([['--gateway-keys', 'bad.txt'], /--gateway-keys: bad\.txt line 1: a key is 16-256 characters/]);
+    for (const [args, re] of bad) {
+      const r = await runCli([...base, ...args], { cwd });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr.trim().split('\n')[0]).toMatch(re);
+    }
+    expect(ssm.calls()).toHaveLength(0);
+    expect(ec2.calls()).toHaveLength(0);
+  });
+});
