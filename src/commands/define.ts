@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { duration, formatDuration, parseBoolean, parseDuration } from '../../common/values.js';
 import { parsers, resolveOption, type Resolved } from '../config.js';
 import type { Context } from '../context.js';
-import { table as renderTable } from '../ui/output.js';
+import { table as renderTable, type Logger } from '../ui/output.js';
 import { SUMMARIES } from './summaries.js';
 import { action, examples as addExamples, type ExitHolder, type Register, type RunEnv } from './shared.js';
 
@@ -150,9 +150,12 @@ export interface CommandDef<Tb extends OptionTable> {
 /** Every command defined so far (by module load), for the reference docs and embedctl.yaml checks. */
 export const DEFINED: Array<CommandDef<OptionTable>> = [];
 
-export function defineCommand<Tb extends OptionTable>(def: CommandDef<Tb>): Register {
+/** A command's register function, carrying its definition so composites can call its run(). */
+export type DefinedCommand<Tb extends OptionTable> = Register & { readonly def: CommandDef<Tb> };
+
+export function defineCommand<Tb extends OptionTable>(def: CommandDef<Tb>): DefinedCommand<Tb> {
   DEFINED.push(def as unknown as CommandDef<OptionTable>);
-  return (program: Command, ctx: Context, holder: ExitHolder) => {
+  const register: Register = (program: Command, ctx: Context, holder: ExitHolder) => {
     const cmd = program.command(def.name).description(def.description ?? SUMMARIES[def.name] ?? '');
     if (def.arguments) cmd.arguments(def.arguments);
     addOptions(cmd, def.options);
@@ -165,6 +168,17 @@ export function defineCommand<Tb extends OptionTable>(def: CommandDef<Tb>): Regi
       }),
     );
   };
+  return Object.assign(register, { def });
+}
+
+/**
+ * A defined command called as a function (what `rehearse` does): `flags` as a user would give
+ * them, keyed by the option table (a typo is a compile error), resolved with the same precedence
+ * and checks as on the command line; `--json` output.
+ */
+export async function runDefined<Tb extends OptionTable>(cmd: DefinedCommand<Tb>, flags: Partial<Record<keyof Tb, unknown>>, ctx: Context, log: Logger): Promise<number | void> {
+  const r = resolveTable(ctx, cmd.def.options, flags as Record<string, unknown>);
+  return cmd.def.run(r.values, { opts: r.values, sources: r.sources, args: [], globals: { json: true, verbose: false, color: false }, ctx, log });
 }
 
 export { parseDuration };

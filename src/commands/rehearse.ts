@@ -18,6 +18,13 @@ import { printJson, table, withSchema } from '../ui/output.js';
 import { sampleSplit, setFault, steadyTraffic, type TrafficRoute } from './rehearse-traffic.js';
 import { rehearsalDriver, subRunner } from './rehearse-sub.js';
 import { run as runRollout, type Verb } from './rollout.js';
+import { register as costReportCommand } from './cost-report.js';
+import { runDefined } from './define.js';
+import { run as runLoadTest } from './load-test.js';
+import { register as ragOverlapCommand } from './rag-overlap.js';
+import { run as runRender } from './render.js';
+import { run as runUp } from './up.js';
+import { register as verifyCommand } from './verify-consistency.js';
 import type { RolloutOpts } from './rollout/options.js';
 import { action, examples, type ExitHolder, type RunEnv } from './shared.js';
 
@@ -63,7 +70,6 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   let selfHosted: LocalRuntime[] = [];
   let gatewayUrl: string | undefined;
   let stackUp = false;
-  const { main } = await import('../cli.js'); // lazy: cli.ts loads this module when `rehearse` runs
 
   log.info(`rehearse: work dir ${work}`);
   if (!useNginx) log.info(`rehearse: ${opts.skipNginx ? '--skip-nginx given' : 'nginx is not installed'}: traffic is split by the hybrid client (embedctl/client) instead of nginx`);
@@ -71,8 +77,6 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   /** The stage being run, and the copies of the reports it was judged on (<work>/stages/<id>[-n].json). */
   let current: { id: string; reports: string[] } | undefined;
   const subRun = subRunner(ctx, work, () => clock.now());
-  /** Runs `embedctl <argv> --json` in-process (the commands without a typed run() yet). */
-  const sub = (argv: string[], quiet = false, env: Record<string, string> = {}) => subRun((c) => main(['node', 'embedctl', ...argv, '--json'], c), { quiet, env });
   /** The gateway's traffic driver, set once the stack is up: ssm through the local instance, or env. */
   let driver: ReturnType<typeof rehearsalDriver> | undefined;
   const rollout = (verb: Verb, arg?: string, extra: RolloutOpts = {}) =>
@@ -121,23 +125,16 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   const judged = (code: number, want = 0) => (code === want ? 'pass' : 'fail') as 'pass' | 'fail';
   const refUrl = () => hosted!.url;
   const candUrl = () => selfHosted[0]!.url;
-  const verifyArgs = (sample: number, out: string) => [
-    'verify-consistency', '--reference', refUrl(), '--reference-header', `Authorization: Bearer ${hostedKey}`,
-    '--candidate', candUrl(), '--sample', String(sample), '--min-cosine', '0.999', '--warn-cosine', '0.99', '--cache', 'off', '--out', out,
-  ];
-  const overlapArgs = (cache: string) => [
-    'rag-overlap', '--reference', refUrl(), '--reference-header', `Authorization: Bearer ${hostedKey}`,
-    '--candidate', candUrl(), '--k', '10', '--min-overlap', '0.8', '--warn-overlap', '0.7', '--cache', cache,
-    '--out', join(evidence, 'rag-overlap.json'),
-  ];
-  const loadArgs = (seconds: number, vus: number) => [
-    'load-test', '--target', candUrl(), '--engine', 'autocannon', '--stages', `${seconds}s:${vus}`, '--batch', '8',
-    '--p95', '500', '--max-error-rate', '0.05', '--max-requests', '20000', '--out', join(evidence, 'load-test.json'),
-  ];
-  const costArgs = [
-    'cost-report', '--tokens-per-month', '5B', '--provider', 'openai', '--model', 'text-embedding-3-large',
-    '--instance-type', 'g4dn.xlarge', '--egress-share', '0', '--pricing', 'all', '--out', join(evidence, 'cost-report.json'),
-  ];
+  // The other commands, called through their typed run() on the rehearsal's clock and work dir.
+  const sides = () => ({ reference: refUrl(), referenceHeader: [`Authorization: Bearer ${hostedKey}`], candidate: candUrl() });
+  const verify = (sample: number, quiet = false) =>
+    subRun((c, l) => runDefined(verifyCommand, { ...sides(), sample, minCosine: 0.999, warnCosine: 0.99, cache: 'off', out: join(evidence, 'verify-consistency.json') }, c, l), { quiet });
+  const overlap = (cache: 'off' | 'all', quiet = false) =>
+    subRun((c, l) => runDefined(ragOverlapCommand, { ...sides(), k: 10, minOverlap: 0.8, warnOverlap: 0.7, cache, out: join(evidence, 'rag-overlap.json') }, c, l), { quiet });
+  const load = (seconds: number, vus: number, quiet = false) =>
+    subRun((c, l) => runLoadTest({ target: candUrl(), engine: 'autocannon', stages: `${seconds}s:${vus}`, batch: '8', p95: '500', maxErrorRate: '0.05', maxRequests: '20000', out: join(evidence, 'load-test.json') }, c, l), { quiet });
+  const cost = (quiet = false) =>
+    subRun((c, l) => runDefined(costReportCommand, { tokensPerMonth: '5B', provider: 'openai', model: 'text-embedding-3-large', instanceType: 'g4dn.xlarge', egressShare: 0, pricing: 'all', out: join(evidence, 'cost-report.json') }, c, l), { quiet });
   const route = (): TrafficRoute => ({
     gatewayUrl: useNginx ? gatewayUrl : undefined,
     hostedUrl: refUrl(),
@@ -150,7 +147,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   try {
     // 1. Decide.
     await stage('cost', 'cost-report: does self-hosting pay for a sample workload?', async () => {
-      const r = await sub(costArgs);
+      const r = await cost();
       if (r.code !== 0) return failed(r);
       return { verdict: 'pass', exitCode: 0, figures: figuresOf.costFigures(await keep(costReport, join(evidence, 'cost-report.json'))) };
     });
@@ -158,7 +155,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
     // 2. Render (validated with nginx -t when nginx is installed). Ports are chosen by `up`; the
     // hosted stand-in's URL is not known yet, so render for its final place: 127.0.0.1.
     await stage('render', 'render: docker-compose, nginx, k8s and user-data from templates/', async () => {
-      const r = await sub(['render', '--allow-demo-model', '--out', join(work, 'deploy'), '--replicas', '2', '--hosted-url', 'https://api.openai.com/v1/embeddings', '--percent', '0']);
+      const r = await subRun((c, l) => runRender({ allowDemoModel: true, out: join(work, 'deploy'), replicas: 2, hostedUrl: 'https://api.openai.com/v1/embeddings', percent: 0 }, c, l));
       if (r.code !== 0) return failed(r);
       return { verdict: 'pass', exitCode: 0, figures: { files: readdirSync(join(work, 'deploy'), { recursive: true, withFileTypes: true }).filter((f) => f.isFile()).length } };
     });
@@ -174,12 +171,14 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
         onProgress: (m) => log.info(`    | ${m}`),
       });
       if (useNginx) {
-        const r = await sub(['up', '--local', '--replicas', '2', '--model', 'default', '--hosted-url', hosted.url, '--percent', '0', '--same-model'], false, {
-          EMBEDCTL_HOSTED_API_KEY: hostedKey,
-          // The self-hosted side is open inside the rehearsal, whatever the caller's shell exports.
-          EMBEDCTL_API_KEY: '',
-          // Lets stage 7 switch the self-hosted runtimes to answering 500s (POST /admin/fault).
-          EMBEDCTL_FAULT_INJECTION: '1',
+        const r = await subRun((c, l) => runUp({ local: true, replicas: 2, model: 'default', hostedUrl: hosted!.url, percent: 0, sameModel: true }, c, l), {
+          env: {
+            EMBEDCTL_HOSTED_API_KEY: hostedKey,
+            // The self-hosted side is open inside the rehearsal, whatever the caller's shell exports.
+            EMBEDCTL_API_KEY: '',
+            // Lets stage 7 switch the self-hosted runtimes to answering 500s (POST /admin/fault).
+            EMBEDCTL_FAULT_INJECTION: '1',
+          },
         });
         // Whatever `up` answered (Ctrl-C may land just after it started the stack), what it
         // recorded is ours to stop.
@@ -212,15 +211,15 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       return { verdict: judged(r.code), exitCode: r.code, figures: figures(await keep(contract, path)) };
     };
     await stage('verify', 'verify-consistency: per-text cosine, hosted stand-in vs self-hosted', async () =>
-      judgedBy(await sub(verifyArgs(sampleN, join(evidence, 'verify-consistency.json'))), verifyConsistencyReport, join(evidence, 'verify-consistency.json'), figuresOf.verifyFigures),
+      judgedBy(await verify(sampleN), verifyConsistencyReport, join(evidence, 'verify-consistency.json'), figuresOf.verifyFigures),
     );
     await stage('overlap', 'rag-overlap: top-10 retrieval agreement on the shipped corpus', async () =>
-      judgedBy(await sub(overlapArgs('off')), ragOverlapReport, join(evidence, 'rag-overlap.json'), figuresOf.overlapFigures),
+      judgedBy(await overlap('off'), ragOverlapReport, join(evidence, 'rag-overlap.json'), figuresOf.overlapFigures),
     );
 
     // 5. Load.
     await stage('load', `load-test: ${loadSeconds} s of autocannon against the self-hosted runtime`, async () =>
-      judgedBy(await sub(loadArgs(loadSeconds, 8)), loadTestReport, join(evidence, 'load-test.json'), figuresOf.loadFigures),
+      judgedBy(await load(loadSeconds, 8), loadTestReport, join(evidence, 'load-test.json'), figuresOf.loadFigures),
     );
 
     // 6. The five weeks: each week refreshes the evidence on the rehearsal clock, then moves one step.
@@ -229,7 +228,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
       await stage(`rollout-${pct}`, `rollout week ${i + 1}: gates, then ${i === 0 ? '0' : steps[i - 1]} -> ${pct} % self-hosted`, async () => {
         if (i > 0) {
           clock.advance(WEEK_MS + 3600_000);
-          const refresh = [await sub(costArgs, true), await sub(verifyArgs(40, join(evidence, 'verify-consistency.json')), true), await sub(overlapArgs('all'), true), await sub(loadArgs(2, 4), true)];
+          const refresh = [await cost(true), await verify(40, true), await overlap('all', true), await load(2, 4, true)];
           const bad = refresh.find((x) => x.code !== 0);
           if (bad) return failed(bad, `evidence refresh failed: ${bad.errTail.trim().split('\n').pop()}`);
         }

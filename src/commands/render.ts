@@ -11,7 +11,7 @@ import { SERVING_FLAGS } from '../core/render-serving.js';
 import { MODEL_FLAGS } from '../core/render-model.js';
 import { renderDeploy, userDataBytes, USER_DATA_LIMIT, type RenderedFile } from '../core/render.js';
 import { ExternalError, UsageError } from '../errors.js';
-import { printJson, table } from '../ui/output.js';
+import { printJson, table, type Logger } from '../ui/output.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
@@ -89,74 +89,78 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl render --dry-run --json',
     'embedctl render --same-model --tls-cert /etc/embedctl/tls/fullchain.pem --tls-key /etc/embedctl/tls/privkey.pem --domain embed.example.com',
   ]);
-  cmd.action(
-    action<Record<string, unknown> & { out: string; dryRun?: boolean }>(ctx, holder, async ({ opts, globals, log }) => {
-      const { config, origins } = resolveDeployConfig(ctx, opts, RENDER_FLAGS);
-      if (config.maxReplicas < config.replicas) {
-        throw new UsageError(`must be >= --replicas (${config.replicas}), got ${config.maxReplicas}`, { field: origins.maxReplicas.origin === 'default' ? '--max-replicas' : origins.maxReplicas.origin });
-      }
-      // What render writes is what goes to the instance or cluster: no demo model there unless
-      // asked for. A dry run only shows the files, so it warns instead.
-      guardDeployModel({ config, origins }, opts.dryRun, (m) => log.warn(m), 'render');
-      const outDir = resolve(ctx.cwd, opts.out);
-      // Certificate paths are referenced as given, made absolute: nginx reads them where they lie.
-      for (const k of ['tlsCert', 'tlsKey'] as const) if (config[k]) config[k] = resolve(ctx.cwd, config[k]);
-      tlsPlan(config);
-      const files = renderFiles(config);
-      checkYaml(files);
-      const nginx = await checkDeployNginx(files, ctx.env);
-      if (nginx.status === 'failed') {
-        throw new ExternalError('nginx', `the rendered nginx.conf does not pass nginx -t: ${nginx.message.replace(/^nginx: /, '')}`, { hint: 'nothing was written' });
-      }
-      const userData = files.find((f) => f.path === 'user-data.sh')!.content;
-      const userDataSize = userDataBytes(userData).length;
-      const rows = files.map((f) => {
-        const path = join(outDir, f.path);
-        return {
-          path: relative(ctx.cwd, path) || path,
-          abs: path,
-          bytes: Buffer.byteLength(f.content),
-          sha256: createHash('sha256').update(f.content).digest('hex'),
-          status: statusOf(path, f.content),
-          mode: f.mode,
-          content: f.content,
-        };
-      });
-      if (!opts.dryRun) {
-        for (const r of rows) {
-          if (r.status === 'unchanged') continue;
-          await writeFileAtomic(r.abs, r.content);
-          chmodSync(r.abs, r.mode);
-        }
-      }
-      const nginxLine =
-        nginx.status === 'passed' ? 'nginx -t: passed' : `nginx -t: skipped (${nginx.reason}; install nginx to check the config)`;
-      if (globals.json) {
-        printJson(ctx, 'render', {
-          outDir,
-          dryRun: Boolean(opts.dryRun),
-          config,
-          sources: Object.fromEntries(Object.entries(origins).map(([k, r]) => [k, r.origin])),
-          files: rows.map(({ path, bytes, sha256, status }) => ({ path, bytes, sha256, status: opts.dryRun ? `would be ${status}` : status })),
-          nginxCheck: nginx,
-          userData: { bytes: Buffer.byteLength(userData), sentBytes: userDataSize, gzipped: Buffer.byteLength(userData) > USER_DATA_LIMIT },
-        });
-        if (nginx.status === 'skipped') log.warn(nginxLine);
-        return;
-      }
-      log.info(nginxLine);
-      ctx.stdout.write(
-        table(
-          ['file', 'bytes', opts.dryRun ? 'would be' : 'status'],
-          rows.map((r) => [r.path, r.bytes, r.status]),
-        ),
-      );
-      const changed = rows.filter((r) => r.status !== 'unchanged').length;
-      ctx.stdout.write(
-        opts.dryRun
-          ? `dry run: ${changed} of ${rows.length} files would change under ${relative(ctx.cwd, outDir) || outDir}/\n`
-          : `${changed} of ${rows.length} files written to ${relative(ctx.cwd, outDir) || outDir}/ (self-hosted share ${config.percent}%, ${config.replicas} replica${config.replicas === 1 ? '' : 's'})\n`,
-      );
-    }),
+  cmd.action(action<RenderOptions>(ctx, holder, async ({ opts, globals, log }) => run(opts, ctx, log, globals.json)));
+}
+
+/** Render's flags: `out` and `dryRun`, plus the deploy settings by their camelCase names (FIELDS). */
+export type RenderOptions = { out?: string; dryRun?: boolean } & Partial<Record<DeployKey, unknown>>;
+
+/** `embedctl render` as a function (what rehearse calls); `json` prints the --json document. */
+export async function run(opts: RenderOptions, ctx: Context, log: Logger, json = true): Promise<void> {
+  const { config, origins } = resolveDeployConfig(ctx, opts, RENDER_FLAGS);
+  if (config.maxReplicas < config.replicas) {
+    throw new UsageError(`must be >= --replicas (${config.replicas}), got ${config.maxReplicas}`, { field: origins.maxReplicas.origin === 'default' ? '--max-replicas' : origins.maxReplicas.origin });
+  }
+  // What render writes is what goes to the instance or cluster: no demo model there unless
+  // asked for. A dry run only shows the files, so it warns instead.
+  guardDeployModel({ config, origins }, opts.dryRun, (m) => log.warn(m), 'render');
+  const outDir = resolve(ctx.cwd, opts.out ?? 'deploy');
+  // Certificate paths are referenced as given, made absolute: nginx reads them where they lie.
+  for (const k of ['tlsCert', 'tlsKey'] as const) if (config[k]) config[k] = resolve(ctx.cwd, config[k]);
+  tlsPlan(config);
+  const files = renderFiles(config);
+  checkYaml(files);
+  const nginx = await checkDeployNginx(files, ctx.env);
+  if (nginx.status === 'failed') {
+    throw new ExternalError('nginx', `the rendered nginx.conf does not pass nginx -t: ${nginx.message.replace(/^nginx: /, '')}`, { hint: 'nothing was written' });
+  }
+  const userData = files.find((f) => f.path === 'user-data.sh')!.content;
+  const userDataSize = userDataBytes(userData).length;
+  const rows = files.map((f) => {
+    const path = join(outDir, f.path);
+    return {
+      path: relative(ctx.cwd, path) || path,
+      abs: path,
+      bytes: Buffer.byteLength(f.content),
+      sha256: createHash('sha256').update(f.content).digest('hex'),
+      status: statusOf(path, f.content),
+      mode: f.mode,
+      content: f.content,
+    };
+  });
+  if (!opts.dryRun) {
+    for (const r of rows) {
+      if (r.status === 'unchanged') continue;
+      await writeFileAtomic(r.abs, r.content);
+      chmodSync(r.abs, r.mode);
+    }
+  }
+  const nginxLine =
+    nginx.status === 'passed' ? 'nginx -t: passed' : `nginx -t: skipped (${nginx.reason}; install nginx to check the config)`;
+  if (json) {
+    printJson(ctx, 'render', {
+      outDir,
+      dryRun: Boolean(opts.dryRun),
+      config,
+      sources: Object.fromEntries(Object.entries(origins).map(([k, r]) => [k, r.origin])),
+      files: rows.map(({ path, bytes, sha256, status }) => ({ path, bytes, sha256, status: opts.dryRun ? `would be ${status}` : status })),
+      nginxCheck: nginx,
+      userData: { bytes: Buffer.byteLength(userData), sentBytes: userDataSize, gzipped: Buffer.byteLength(userData) > USER_DATA_LIMIT },
+    });
+    if (nginx.status === 'skipped') log.warn(nginxLine);
+    return;
+  }
+  log.info(nginxLine);
+  ctx.stdout.write(
+    table(
+      ['file', 'bytes', opts.dryRun ? 'would be' : 'status'],
+      rows.map((r) => [r.path, r.bytes, r.status]),
+    ),
+  );
+  const changed = rows.filter((r) => r.status !== 'unchanged').length;
+  ctx.stdout.write(
+    opts.dryRun
+      ? `dry run: ${changed} of ${rows.length} files would change under ${relative(ctx.cwd, outDir) || outDir}/\n`
+      : `${changed} of ${rows.length} files written to ${relative(ctx.cwd, outDir) || outDir}/ (self-hosted share ${config.percent}%, ${config.replicas} replica${config.replicas === 1 ? '' : 's'})\n`,
   );
 }

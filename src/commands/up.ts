@@ -5,13 +5,13 @@ import { parseFlag, parsers } from '../config.js';
 import type { Context } from '../context.js';
 import { guardDeployModel, resolveDeployConfig, type DeployConfig, type DeployKey, type ResolvedDeploy } from '../core/deploy-config.js';
 import { UsageError } from '../errors.js';
-import { printJson, table } from '../ui/output.js';
+import { printJson, table, type Logger } from '../ui/output.js';
 import { addDeployOptions } from './render.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
 const UP_FLAGS: readonly DeployKey[] = ['model', 'replicas', 'hostedUrl', 'percent', 'splitKey', 'sameModel', 'image', 'gpusPerReplica', 'memoryLimit', 'allowDemoModel'];
 
-interface UpOpts extends Record<string, unknown> {
+export interface UpOpts extends Record<string, unknown> {
   local?: boolean;
   port?: string;
   dockerHost?: string;
@@ -117,6 +117,16 @@ async function upRemote(ctx: Context, opts: UpOpts, { config, origins }: Resolve
   return result.containers.every((c) => c.healthy) ? 0 : 1;
 }
 
+/**
+ * `embedctl up` as a function (what rehearse calls): --local or --docker-host, the deploy
+ * settings by their flags' camelCase names; `json` prints the --json document.
+ */
+export async function run(opts: UpOpts, ctx: Context, log: Logger, json = true): Promise<number> {
+  if (opts.local && opts.dockerHost) throw new UsageError('choose one of --local and --docker-host', { field: '--docker-host' });
+  const resolved = resolveDeployConfig(ctx, opts, UP_FLAGS);
+  return opts.local ? upLocal(ctx, opts, resolved.config, json, log) : upRemote(ctx, opts, resolved, json, log);
+}
+
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
   const up = program
     .command('up')
@@ -136,11 +146,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl up --local --dry-run --json',
   ]);
   up.action(
-    action<UpOpts>(ctx, holder, async ({ opts, globals, log }) => {
-      if (opts.local && opts.dockerHost) throw new UsageError('choose one of --local and --docker-host', { field: '--docker-host' });
-      const resolved = resolveDeployConfig(ctx, opts, UP_FLAGS);
-      return opts.local ? upLocal(ctx, opts, resolved.config, globals.json, log) : upRemote(ctx, opts, resolved, globals.json, log);
-    }),
+    action<UpOpts>(ctx, holder, async ({ opts, globals, log }) => run(opts, ctx, log, globals.json)),
   );
 
   const down = program
