@@ -63,6 +63,11 @@ export interface ServerOptions extends Partial<ServingOptions> {
   faultInjection?: boolean;
   /** Hooks replacing the defaults (runtime/hooks/index.ts). */
   hooks?: Partial<Hooks>;
+  /**
+   * How long a draining server lets a client finish a body it started sending before answering
+   * it 503 (default BODY_GRACE_MS; startApp keeps it within the drain timeout).
+   */
+  bodyGraceMs?: number;
 }
 
 export interface RunningServer {
@@ -77,10 +82,12 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** How long nothing may be in flight before a draining server stops listening. */
+/** How long nothing may be in flight, and no connection arrive, before a draining server stops listening. */
 const QUIET_MS = 50;
+/** The longest a draining server waits for new connections to stop once nothing is in flight. */
+const CONNECT_QUIET_CAP_MS = 1000;
 /** How long a draining server lets a client finish sending a body it started before answering 503. */
-const BODY_GRACE_MS = 5000;
+export const BODY_GRACE_MS = 5000;
 
 const BUILTIN_ROUTES: Route[] = [openaiRoute, ...teiRoutes, ...ollamaRoutes, ...healthRoutes];
 
@@ -103,6 +110,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   let idle: (() => void) | undefined;
   // Requests still receiving their body when draining starts: answered 503 after a grace period.
   const reading = new Set<{ req: IncomingMessage; res: ServerResponse }>();
+  // Every response not yet sent: when draining starts, each is told to end its connection too.
+  const unanswered = new Set<ServerResponse>();
 
   // eslint-disable-next-line prefer-const
   let models: ModelSet;
@@ -156,6 +165,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     // While draining every answer ends its connection, so a keep-alive client never sends its
     // next request into a socket that is about to close (a reset) but opens a new one elsewhere.
     if (state === 'draining' || state === 'closed') res.setHeader('connection', 'close');
+    else unanswered.add(res);
     const entry = { req, res };
     if (traffic) {
       inFlight++;
@@ -168,6 +178,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       if (finished) return;
       finished = true;
       reading.delete(entry);
+      unanswered.delete(res);
       const ms = performance.now() - t0;
       // 499 as nginx logs it: the client closed the connection before the response was sent.
       const status = res.writableFinished ? res.statusCode : 499;
@@ -194,6 +205,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       send(res, shaped.status, shaped.body, e.headers);
     });
   });
+  let lastConnection = 0;
+  server.on('connection', () => (lastConnection = performance.now()));
   server.keepAliveTimeout = 65_000; // longer than typical load balancer idle timeouts (ALB: 60 s)
 
   await new Promise<void>((resolve, reject) => {
@@ -215,6 +228,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     (closing ??= (async () => {
       state = 'draining';
       log({ event: 'draining', inFlight });
+      // A request that arrived before the drain and is answered during it must end its
+      // connection as well: answered keep-alive, its client would send the next request into a
+      // socket that the close below destroys (ECONNRESET; 19 of 32 looping clients saw it).
+      for (const res of unanswered) if (!res.headersSent) res.setHeader('connection', 'close');
+      unanswered.clear();
       // A client still sending its body gets a short grace, then a 503: a slow uploader must not
       // hold the shutdown for the whole drain timeout.
       const grace = setTimeout(() => {
@@ -224,14 +242,26 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           const e = shuttingDown();
           send(res, e.status, e.body(), { ...e.headers, connection: 'close' });
         }
-      }, BODY_GRACE_MS).unref();
+      }, opts.bodyGraceMs ?? BODY_GRACE_MS).unref();
       // Requests already sent on open connections may still sit unread in socket buffers; they
       // get read (and answered 503 with Connection: close) during a short quiet period instead
       // of being reset by close.
-      do {
-        if (inFlight > 0) await new Promise<void>((r) => (idle = r));
+      // Closing the listener resets every connection still in its accept queue, so it closes
+      // only once no connection has arrived for QUIET_MS: a client told Connection: close after
+      // a 200 reconnects at once (and is answered 503 with Retry-After), and the herd settles.
+      // Bounded, so a client reconnecting in a tight loop cannot hold the shutdown.
+      let idleSince: number | undefined;
+      for (;;) {
+        if (inFlight > 0) {
+          idleSince = undefined;
+          await new Promise<void>((r) => (idle = r));
+        }
         await new Promise((r) => setTimeout(r, QUIET_MS));
-      } while (inFlight > 0);
+        if (inFlight > 0) continue;
+        idleSince ??= performance.now();
+        const now = performance.now();
+        if (now - lastConnection >= QUIET_MS || now - idleSince >= CONNECT_QUIET_CAP_MS) break;
+      }
       clearTimeout(grace);
       await models.drain();
       state = 'closed';

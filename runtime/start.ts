@@ -1,5 +1,5 @@
 import type { RuntimeOptions } from '../common/runtime-options.js';
-import { startServer, type RunningServer } from './app.js';
+import { BODY_GRACE_MS, startServer, type RunningServer } from './app.js';
 import type { Hooks } from './hooks/index.js';
 import type { ModelSpec } from './inference/models.js';
 import { loadRuntimeModel } from './inference/model-worker.js';
@@ -56,7 +56,10 @@ export async function startApp(o: RuntimeOptions, opts: AppOptions = {}): Promis
   let server: RunningServer;
   try {
     const { model: _ref, ...settings } = o;
-    server = await startServer({ ...settings, models: specs, lateAliases: named.late, log: opts.log, processMetrics: opts.processMetrics, hooks: opts.hooks });
+    // A slow uploader gets at most half the drain timeout: past that its 503 would come after the
+    // drain gave up (exit 1, requests cut) instead of before it.
+    const bodyGraceMs = Math.min(BODY_GRACE_MS, o.drainTimeoutMs / 2);
+    server = await startServer({ ...settings, bodyGraceMs, models: specs, lateAliases: named.late, log: opts.log, processMetrics: opts.processMetrics, hooks: opts.hooks });
   } catch (err) {
     await Promise.all(specs.map((s) => s.model.then((m) => m.close()).catch(() => {})));
     throw err;

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
 import { parseBoolean, parseDuration } from '../common/values.js';
 import type { Context } from './context.js';
 import { UsageError } from './errors.js';
@@ -124,16 +123,6 @@ export const parsers = {
     return parseDuration;
   },
 };
-
-/** The boolean vocabulary as a zod type, for schemas (deploy settings, gateway settings). */
-export const booleanSchema = z.unknown().transform((raw, c) => {
-  try {
-    return parseBoolean(raw);
-  } catch (err) {
-    c.addIssue({ code: 'custom', message: (err as Error).message });
-    return z.NEVER;
-  }
-});
 
 /** Parse a flag value right away (no env/file layer), naming the flag on failure. */
 export function parseFlag<T>(flag: string, raw: unknown, parse: (raw: unknown) => T): T {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { Admission } from '../runtime/inference/admission.js';
 import { Batcher, Closed, QueueFull, type BatchReport, type BatcherOptions } from '../runtime/inference/batcher.js';
 import type { Encoded } from '../runtime/inference/types.js';
 
@@ -311,5 +312,72 @@ describe('Batcher: latency-aware admission (maxQueueMs)', () => {
     model.release();
     await Promise.all([big, next]);
     await b.close();
+  });
+});
+
+describe('Admission (runtime/inference/admission.ts)', () => {
+  const make = (o: Partial<{ maxQueue: number; maxQueueMs: number; maxBatchSize: number }> = {}) => {
+    const clock = { now: 0, idle: 0 };
+    const a = new Admission({ maxQueue: 100_000, maxQueueMs: 100, maxBatchSize: 64, ...o }, () => clock.now, () => clock.idle);
+    return { a, clock };
+  };
+
+  it('measures throughput per batch cycle: busy time between batches counts, idle time does not', () => {
+    const { a, clock } = make();
+    a.batchStarted(0);
+    clock.now = 10;
+    a.batchDone(1000, 10, 10); // 1,000 tokens in 10 ms
+    expect(Math.round(a.tokensPerSecond)).toBe(100_000);
+    // 90 ms between batches, all of it busy (parsing, answering): the next 1,000 tokens took 100 ms.
+    clock.now = 100;
+    a.batchStarted(100);
+    clock.now = 110;
+    a.batchDone(1000, 10, 110);
+    const busy = a.tokensPerSecond;
+    expect(busy).toBeLessThan(30_000);
+    // The same gap spent idle (no demand) does not lower the rate.
+    const { a: b, clock: c2 } = make();
+    b.batchStarted(0);
+    c2.now = 10;
+    b.batchDone(1000, 10, 10);
+    c2.now = 100;
+    c2.idle = 90;
+    b.batchStarted(100);
+    c2.now = 110;
+    b.batchDone(1000, 10, 110);
+    expect(Math.round(b.tokensPerSecond)).toBe(100_000);
+  });
+
+  it('admits into an idle batcher, one batch before the first measure, then by expected wait', () => {
+    const { a, clock } = make({ maxBatchSize: 4 });
+    a.seed(1000, 1000); // 1,000 tokens/s: 100 ms of budget is 100 tokens
+    expect(a.refusal(0, 0, 500, 5000)).toBeUndefined();
+    expect(a.refusal(3, 30, 1, 10)).toBeUndefined();
+    // Slow start: a fifth input before any batch has been measured waits its turn.
+    expect(a.refusal(4, 40, 1, 10)).toBeInstanceOf(QueueFull);
+    a.batchStarted(0);
+    clock.now = 100;
+    a.batchDone(100, 100, 100);
+    expect(a.refusal(4, 40, 1, 10)).toBeUndefined();
+    const full = a.refusal(20, 200, 1, 10)!;
+    expect(full).toBeInstanceOf(QueueFull);
+    expect(full.expectedWaitMs).toBeCloseTo(210, 0);
+  });
+
+  it('gives each refused client its own turn: Retry-After grows with the clients refused before it', () => {
+    const { a, clock } = make();
+    a.seed(1000, 1000);
+    a.batchStarted(0);
+    clock.now = 100;
+    a.batchDone(100, 100, 100); // 1,000 tokens/s served
+    const turns = Array.from({ length: 5 }, () => a.refusal(50, 500, 1, 10)!.retryAfterMs);
+    // Ready once the 500 tokens ahead plus its own 10 would take half the budget (0.46 s), then
+    // each turn 10 ms (10 tokens at the pace served) after the one before.
+    expect(turns.map(Math.round)).toEqual([460, 470, 480, 490, 500]);
+    const seconds = a.refusal(50, 500, 1, 10)!.retryAfterSeconds;
+    expect(seconds).toBe(1);
+    // Turns are bounded: a client is never told to wait more than 10 s.
+    for (let i = 0; i < 2000; i++) a.refusal(50, 500, 1, 10);
+    expect(a.refusal(50, 500, 1, 10)!.retryAfterMs).toBeLessThanOrEqual(10_000);
   });
 });

@@ -89,6 +89,22 @@ export class RuntimeMetrics {
         this.set(stats()?.queuedTokens ?? 0);
       },
     });
+    new Gauge({
+      name: 'embedctl_throughput_tokens_per_second',
+      help: 'Tokens/s the server delivers under its current load (batch cycles, HTTP work included); admission divides by it',
+      registers,
+      collect() {
+        this.set(stats()?.tokensPerSecond ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'embedctl_expected_wait_seconds',
+      help: 'What a request arriving now would wait (queued and running tokens / throughput); over --max-queue-ms -> 429',
+      registers,
+      collect() {
+        this.set((stats()?.expectedWaitMs ?? 0) / 1000);
+      },
+    });
     this.modelInfo = new Gauge({
       name: 'embedctl_model_info',
       help: 'The model served and the execution provider in use (value 1)',

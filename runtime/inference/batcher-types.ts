@@ -63,17 +63,23 @@ export interface BatcherStats {
 
 /** The queue cannot take this request now; the caller should answer 429 with Retry-After. */
 export class QueueFull extends Error {
+  /** Retry-After in whole seconds (rounded up, at least 1). */
+  readonly retryAfterSeconds: number;
+
   constructor(
-    readonly retryAfterSeconds: number,
+    /** When this client's turn comes (runtime/inference/admission.ts), ms from now. */
+    readonly retryAfterMs: number,
     readonly pending: number,
     /** Set when refused by the latency budget (maxQueueMs). */
     readonly expectedWaitMs?: number,
   ) {
+    const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
     super(
       expectedWaitMs === undefined
-        ? `the server is at capacity (${pending} inputs pending); retry in ${retryAfterSeconds}s`
-        : `the server is at capacity (expected wait ${Math.round(expectedWaitMs)} ms, over its budget; ${pending} inputs pending); retry in ${retryAfterSeconds}s`,
+        ? `the server is at capacity (${pending} inputs pending); retry in ${seconds}s`
+        : `the server is at capacity (expected wait ${Math.round(expectedWaitMs)} ms, over its budget; ${pending} inputs pending); retry in ${seconds}s`,
     );
+    this.retryAfterSeconds = seconds;
     this.name = 'QueueFull';
   }
 }

@@ -1,3 +1,4 @@
+import { Admission } from './admission.js';
 import { Closed, QueueFull, type BatchReport, type BatcherOptions, type BatcherStats, type BatchRunner } from './batcher-types.js';
 import type { Encoded } from './types.js';
 
@@ -38,8 +39,8 @@ export class Batcher {
   private queuedTokens = 0;
   private running = 0;
   private runningTokens = 0;
-  /** Tokens/s over recent batches (EWMA); the expected wait of admission divides by it. */
-  private tokenRate = 0;
+  /** Judges expected waits by the throughput measured over batch cycles; prices Retry-After. */
+  private readonly admission: Admission;
   private seq = 0;
   private tick = 0;
   private batches = 0;
@@ -49,8 +50,6 @@ export class Batcher {
   private closing = false;
   private wake: (() => void) | undefined;
   private idleWaiters: Array<() => void> = [];
-  /** Inputs/s over recent batches; Retry-After is the backlog divided by this. */
-  private rate = 0;
   private readonly loop: Promise<void>;
   private stopped = false;
 
@@ -59,6 +58,8 @@ export class Batcher {
     readonly opts: BatcherOptions,
     private readonly onBatch?: (r: BatchReport) => void,
     private readonly now: () => number = () => performance.now(),
+    /** Cumulative ms the event loop sat idle (tests with a fake clock pass one too). */
+    loopIdleMs?: () => number,
   ) {
     for (const k of ['maxBatchTokens', 'maxBatchSize', 'maxQueue'] as const) {
       if (!Number.isInteger(opts[k]) || opts[k] < 1) throw new RangeError(`${k} must be a whole number >= 1, got ${opts[k]}`);
@@ -67,6 +68,7 @@ export class Batcher {
     if (opts.maxPadding !== undefined && !(opts.maxPadding >= 0 && opts.maxPadding <= 1)) {
       throw new RangeError(`maxPadding must be between 0 and 1, got ${opts.maxPadding}`);
     }
+    this.admission = new Admission(opts, now, loopIdleMs);
     this.loop = this.work();
   }
 
@@ -80,7 +82,7 @@ export class Batcher {
       queued: this.queue.length,
       queuedTokens: this.queuedTokens,
       running: this.running,
-      tokensPerSecond: Math.round(this.tokenRate),
+      tokensPerSecond: Math.round(this.admission.tokensPerSecond),
       expectedWaitMs: Math.round(this.expectedWaitMs(0)),
       batches: this.batches,
       inputs: this.inputsDone,
@@ -128,26 +130,17 @@ export class Batcher {
    * meet now, if any: to refuse early, before reading or tokenising.
    */
   refusal(count: number, tokens = 0): QueueFull | undefined {
-    if (this.pending === 0) return undefined;
-    if (this.pending + count > this.opts.maxQueue) return new QueueFull(this.retryAfter(), this.pending);
-    const budget = this.opts.maxQueueMs ?? 0;
-    if (budget > 0) {
-      const wait = this.expectedWaitMs(tokens);
-      // Retry-After: when the backlog ahead will have shrunk to within the budget.
-      if (wait > budget) return new QueueFull(Math.min(60, Math.max(1, Math.ceil((wait - budget) / 1000))), this.pending, wait);
-    }
-    return undefined;
+    return this.admission.refusal(this.pending, this.queuedTokens + this.runningTokens, count, tokens);
   }
 
   /** Tokens queued and running (plus `extra`) over the measured throughput; 0 before any measure. */
   expectedWaitMs(extra: number): number {
-    if (!(this.tokenRate > 0)) return 0;
-    return ((this.queuedTokens + this.runningTokens + extra) / this.tokenRate) * 1000;
+    return this.admission.waitMs(this.queuedTokens + this.runningTokens + extra);
   }
 
   /** Seeds the throughput estimate (from the warm-up) so the first burst is judged too. */
   seedThroughput(tokens: number, ms: number): void {
-    if (this.tokenRate === 0 && ms > 0 && tokens > 0) this.tokenRate = (tokens / ms) * 1000;
+    this.admission.seed(tokens, ms);
   }
 
   /**
@@ -167,11 +160,6 @@ export class Batcher {
     this.stopped = true;
     this.wake?.();
     await this.loop;
-  }
-
-  private retryAfter(): number {
-    const perSecond = this.rate > 0 ? this.rate : 100;
-    return Math.min(30, Math.max(1, Math.ceil(this.pending / perSecond)));
   }
 
   private removeJob(job: Job): void {
@@ -321,6 +309,7 @@ export class Batcher {
     for (const it of batch) batchTokens += it.len;
     this.runningTokens = batchTokens;
     const started = this.now();
+    this.admission.batchStarted(started);
     let vectors: Float32Array[] | undefined;
     let error: unknown;
     try {
@@ -351,19 +340,11 @@ export class Batcher {
     this.runningTokens = 0;
     this.batches++;
     this.inputsDone += batch.length;
-    if (ms > 0) {
-      const inst = (batch.length / ms) * 1000;
-      this.rate = this.rate === 0 ? inst : 0.8 * this.rate + 0.2 * inst;
-      const tokInst = (batchTokens / ms) * 1000;
-      this.tokenRate = this.tokenRate === 0 ? tokInst : 0.8 * this.tokenRate + 0.2 * tokInst;
-    }
+    // A failed batch says nothing about throughput (it may have failed at once).
+    this.admission.batchDone(error === undefined ? batchTokens : 0, ms, this.now());
     let maxLen = 0;
-    let tokens = 0;
-    for (const it of batch) {
-      maxLen = Math.max(maxLen, it.len);
-      tokens += it.len;
-    }
-    this.onBatch?.({ size: batch.length, tokens, paddedTokens: maxLen * batch.length, requests: jobs.size, ms });
+    for (const it of batch) maxLen = Math.max(maxLen, it.len);
+    this.onBatch?.({ size: batch.length, tokens: batchTokens, paddedTokens: maxLen * batch.length, requests: jobs.size, ms });
     this.notifyIdle();
   }
 }

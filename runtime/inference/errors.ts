@@ -9,7 +9,8 @@ export class InferenceError extends Error {
     readonly kind: InferenceErrorKind,
     message: string,
     readonly code: string,
-    readonly opts: { param?: string; retryAfterSeconds?: number } = {},
+    /** retryAfterMs: the same wait to the millisecond (sent as Retry-After-Ms, which the OpenAI SDKs honour). */
+    readonly opts: { param?: string; retryAfterSeconds?: number; retryAfterMs?: number } = {},
   ) {
     super(message);
     this.name = 'InferenceError';

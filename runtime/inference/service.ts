@@ -49,7 +49,7 @@ export const CUT_CHARS_PER_TOKEN = 32;
 export const CPU_MAX_PADDING = 0.3;
 
 export const overloaded = (err: QueueFull) =>
-  new InferenceError('overloaded', err.message, 'queue_full', { retryAfterSeconds: err.retryAfterSeconds });
+  new InferenceError('overloaded', err.message, 'queue_full', { retryAfterSeconds: err.retryAfterSeconds, retryAfterMs: err.retryAfterMs });
 
 export class ModelService {
   readonly batcher: Batcher;

@@ -39,5 +39,6 @@ const STATUS: Record<InferenceError['kind'], number> = {
 /** An inference-layer refusal as an OpenAI-shaped ApiError (routes of other shapes re-shape it). */
 export function apiErrorOf(err: InferenceError): ApiError {
   const headers: Record<string, string> = err.retryAfterSeconds !== undefined ? { 'retry-after': String(err.retryAfterSeconds) } : {};
+  if (err.opts.retryAfterMs !== undefined) headers['retry-after-ms'] = String(Math.ceil(err.opts.retryAfterMs));
   return new ApiError(STATUS[err.kind], err.message, err.param ?? null, err.code, undefined, headers);
 }

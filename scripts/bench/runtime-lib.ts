@@ -18,14 +18,18 @@ export interface Runtime {
   stop(): Promise<void>;
 }
 
-export async function startRuntime(args: string[]): Promise<Runtime> {
-  const child = spawn(process.execPath, [join(root, 'dist', 'runtime', 'main.js'), '--host', '127.0.0.1', '--port', '0', ...args], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+/** `onEvent` sees every JSON line the runtime logs (its access log included). */
+export async function startRuntime(args: string[], onEvent?: (ev: Record<string, unknown>) => void): Promise<Runtime> {
+  // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the runtime under the bench's load.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'runtime', 'main.js'), '--host', '127.0.0.1', '--port', '0', ...args], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
   const lines = createInterface({ input: child.stderr! });
   const url = await new Promise<string>((res, rej) => {
     let u: string | undefined;
     lines.on('line', (l) => {
       try {
         const ev = JSON.parse(l) as { event: string; url?: string; error?: string };
+        onEvent?.(ev);
         if (ev.event === 'listening') u = ev.url;
         if (ev.event === 'ready' && u) res(u);
         if (ev.event === 'fatal' || ev.event === 'usage_error') rej(new Error(ev.error));
@@ -48,12 +52,16 @@ export async function startRuntime(args: string[]): Promise<Runtime> {
   };
 }
 
-export const agent = new Agent({ keepAlive: true, maxSockets: 4096 });
+// Every client keeps its connection between requests (maxFreeSockets defaults to 256: past that,
+// idle sockets close and come back as bursts of new connections, measuring SYN retries).
+export const agent = new Agent({ keepAlive: true, maxSockets: 4096, maxFreeSockets: 4096 });
 
 export interface Reply {
   status: number;
   ms: number;
   retryAfter?: number;
+  /** Retry-After-Ms, as the OpenAI SDKs read it first. */
+  retryAfterMs?: number;
   body: string;
 }
 
@@ -66,7 +74,7 @@ export function post(url: string, path: string, body: unknown): Promise<Reply> {
       let text = '';
       r.setEncoding('utf8');
       r.on('data', (d: string) => (text += d));
-      r.on('end', () => res({ status: r.statusCode!, ms: performance.now() - t0, body: text, ...(r.headers['retry-after'] ? { retryAfter: Number(r.headers['retry-after']) } : {}) }));
+      r.on('end', () => res({ status: r.statusCode!, ms: performance.now() - t0, body: text, ...(r.headers['retry-after'] ? { retryAfter: Number(r.headers['retry-after']) } : {}), ...(r.headers['retry-after-ms'] ? { retryAfterMs: Number(r.headers['retry-after-ms']) } : {}) }));
     });
     req.on('error', rej);
     req.end(data);

@@ -4,11 +4,8 @@ import type { Context } from '../context.js';
 import { targetOfNext } from '../core/rollout/machine.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../ui/output.js';
-import { check, move, pauseResume, rollback, showPlan, showStatus } from './rollout/actions.js';
 import { addOptions, resolveSettings, type OptionGroup, type RolloutOpts } from './rollout/options.js';
 import type { Runner } from './rollout/runner.js';
-import { RolloutStore } from './rollout/store.js';
-import { watch } from './rollout/watch.js';
 import { action, examples, type ExitHolder } from './shared.js';
 
 /**
@@ -78,7 +75,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       const flag = given[0];
       const verb: Verb = flag === undefined ? 'status' : flag === 'percent' ? 'to' : flag;
       if (flag) ctx.stderr.write(`embedctl: --${flag} is deprecated and goes away in the next release; use \`embedctl rollout ${verb === 'to' ? 'to N' : verb}\`\n`);
-      return dispatch(runner(ctx, opts, log, verb), verb, opts.percent, '--percent');
+      return dispatch(await runner(ctx, opts, log, verb), verb, opts.percent, '--percent');
     }),
   );
 }
@@ -88,19 +85,23 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
  * `arg` is `to`'s percent. Errors are thrown (UsageError, GateFailed, ...), as from any run().
  */
 export async function run(verb: Verb, opts: RolloutOpts, ctx: Context, log: Logger, arg?: string): Promise<number> {
-  return dispatch(runner(ctx, opts, log, verb), verb, arg, 'rollout to <percent>');
+  return dispatch(await runner(ctx, opts, log, verb), verb, arg, 'rollout to <percent>');
 }
 
-function runner(ctx: Context, opts: RolloutOpts, log: Logger, verb: Verb): Runner {
+async function runner(ctx: Context, opts: RolloutOpts, log: Logger, verb: Verb): Promise<Runner> {
   if (opts.force && !opts.reason?.trim()) {
     throw new UsageError('needs --reason "<why>" (it is recorded in the rollout history)', { field: '--force' });
   }
   if (opts.force && verb !== 'to' && verb !== 'next') throw new UsageError('only applies to `rollout to` and `rollout next`', { field: '--force' });
   const settings = resolveSettings(ctx, opts);
+  // The store, the verbs and their traffic drivers (AWS SDK clients, nginx, kubectl) load when a
+  // verb runs: `rollout --help` needs none of them (issue 15: within 4x of node -e 0).
+  const { RolloutStore } = await import('./rollout/store.js');
   return { ctx, opts, log, settings, store: new RolloutStore(ctx.cwd, opts.stateFile, settings, ctx.env) };
 }
 
 async function dispatch(r: Runner, verb: Verb, arg: string | undefined, argName: string): Promise<number> {
+  const [{ check, move, pauseResume, rollback, showPlan, showStatus }, { watch }] = await Promise.all([import('./rollout/actions.js'), import('./rollout/watch.js')]);
   switch (verb) {
     case 'plan':
       return showPlan(r);

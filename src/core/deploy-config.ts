@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { formatDuration, parseDuration } from '../../common/values.js';
-import { booleanSchema, resolveOption, type Resolved } from '../config.js';
+import { resolveOption, type Resolved } from '../config.js';
+import { booleanSchema } from './schema-values.js';
 import type { Context } from '../context.js';
 import { UsageError } from '../errors.js';
 import { packageVersion } from '../util/paths.js';

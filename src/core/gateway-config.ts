@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { booleanSchema } from '../config.js';
+import { booleanSchema } from './schema-values.js';
 import { UsageError } from '../errors.js';
 
 /**
