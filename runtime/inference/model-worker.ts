@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { EmbedctlError, ExternalError, UsageError } from '../../common/errors.js';
 import { packageRoot } from '../../common/paths.js';
 import { loadModel, type LoadOptions, type Model } from './model.js';
-import { loadTokenizer } from './tokenizer.js';
+import { loadBundleTokenizer, tokenizerFacade } from './tokenizer.js';
 import type { Encoded, LoadedModel, ModelManifest } from './types.js';
 
 export type ModelWorkerSetting = 'on' | 'off' | 'auto';
@@ -138,13 +138,7 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
     throw err;
   }
   const { manifest, provider, dir } = meta;
-  const tokenizer = (() => {
-    try {
-      return loadTokenizer(dir, manifest.maxTokens);
-    } catch (err) {
-      throw new UsageError(`cannot load the tokenizer of ${dir}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`, { field: '--model' });
-    }
-  })();
+  const tokenizer = loadBundleTokenizer(dir, manifest.maxTokens);
   log(`model: running ${manifest.name} in a worker thread (thread ${worker.threadId})`);
   setRef();
 
@@ -170,7 +164,6 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
     });
   };
 
-  const warmupBatch = [tokenizer.encode('warm up'), tokenizer.encode('a slightly longer warm up text')];
   let closed: Promise<void> | undefined;
   return {
     manifest,
@@ -178,13 +171,8 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
     dir,
     worker,
     fault: () => fault,
-    encode: (text: string) => tokenizer.encode(text),
-    encodeIds: (ids: number[]) => tokenizer.encodeIds(ids),
-    tokenText: (id: number) => tokenizer.tokenText(id),
+    ...tokenizerFacade(tokenizer, embed),
     embed,
-    async warmup() {
-      await embed(warmupBatch);
-    },
     close() {
       return (closed ??= (async () => {
         closing = true;

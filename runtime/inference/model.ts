@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ExternalError, UsageError } from '../../common/errors.js';
 import { ensureBuiltin, readManifest, resolveModelRef } from '../../common/models-registry.js';
-import { loadTokenizer } from './tokenizer.js';
+import { loadBundleTokenizer, tokenizerFacade, type BundleTokenizer } from './tokenizer.js';
 import type { Encoded, LoadedModel, ModelManifest } from './types.js';
 
 export interface LoadOptions {
@@ -52,13 +52,7 @@ export async function loadModel(dirOrName: string, opts: LoadOptions = {}): Prom
   const ref = resolveModelRef(dirOrName, { cwd: opts.cwd, env: opts.env });
   const dir = ref.kind === 'builtin' ? await ensureBuiltin(ref.name, log, opts.env) : ref.dir;
   const manifest = readManifest(dir);
-  const tokenizer = (() => {
-    try {
-      return loadTokenizer(dir, manifest.maxTokens);
-    } catch (err) {
-      throw new UsageError(`cannot load the tokenizer of ${dir}: ${firstLine(err)}`, { field: '--model' });
-    }
-  })();
+  const tokenizer = loadBundleTokenizer(dir, manifest.maxTokens);
 
   if (!ortEnvSet) {
     // A provider that cannot load also prints a native error line; we report it ourselves, once.
@@ -114,7 +108,7 @@ export async function loadModel(dirOrName: string, opts: LoadOptions = {}): Prom
 function makeModel(
   session: ort.InferenceSession,
   manifest: ModelManifest,
-  tokenizer: ReturnType<typeof loadTokenizer>,
+  tokenizer: BundleTokenizer,
   provider: string,
   dir: string,
 ): Model {
@@ -177,18 +171,12 @@ function makeModel(
     }
   };
 
-  const warmupBatch = [tokenizer.encode('warm up'), tokenizer.encode('a slightly longer warm up text')];
   return {
     manifest,
     provider,
     dir,
-    encode: (text: string) => tokenizer.encode(text),
-    encodeIds: (ids: number[]) => tokenizer.encodeIds(ids),
-    tokenText: (id: number) => tokenizer.tokenText(id),
+    ...tokenizerFacade(tokenizer, embed),
     embed,
-    async warmup() {
-      await embed(warmupBatch);
-    },
     async close() {
       await session.release();
     },

@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import type { Encoded } from './types.js';
+import { UsageError } from '../../common/errors.js';
+import type { Encoded, LoadedModel } from './types.js';
 
 export interface BundleTokenizer {
   /** Token ids with special tokens, cut to maxTokens keeping the special tokens at both ends. */
@@ -86,6 +87,35 @@ export function loadTokenizer(dir: string, maxTokens: number): BundleTokenizer {
         ids: [...full.slice(0, start), ...kept, ...full.slice(start + content.length)],
         fullLength: full.length,
       };
+    },
+  };
+}
+
+/** loadTokenizer, failing as a usage error that names the bundle (a bad --model is the caller's to fix). */
+export function loadBundleTokenizer(dir: string, maxTokens: number): BundleTokenizer {
+  try {
+    return loadTokenizer(dir, maxTokens);
+  } catch (err) {
+    throw new UsageError(`cannot load the tokenizer of ${dir}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]!.trim()}`, { field: '--model' });
+  }
+}
+
+/**
+ * The tokenizer's side of a model, the same whether the session runs on this thread (model.ts)
+ * or in a worker (model-worker.ts: tokenising stays here, so validation and token counts do not
+ * depend on where the model runs), plus the tiny warm-up batch run through `embed`.
+ */
+export function tokenizerFacade(
+  tokenizer: BundleTokenizer,
+  embed: LoadedModel['embed'],
+): Pick<LoadedModel, 'encode' | 'encodeIds' | 'tokenText'> & { warmup(): Promise<void> } {
+  const warmupBatch = [tokenizer.encode('warm up'), tokenizer.encode('a slightly longer warm up text')];
+  return {
+    encode: (text: string) => tokenizer.encode(text),
+    encodeIds: (ids: number[]) => tokenizer.encodeIds(ids),
+    tokenText: (id: number) => tokenizer.tokenText(id),
+    async warmup() {
+      await embed(warmupBatch);
     },
   };
 }
