@@ -12,6 +12,7 @@ import { renderDeploy, renderUserData } from '../src/core/render.js';
 import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/gateway.js';
 import { startRedis } from './helpers/redis-server.js';
+import { packedFile } from './helpers/user-data.js';
 
 /** Issue 17: the rendered deploy files gain a Redis the runtimes share when one is chosen. */
 
@@ -108,7 +109,7 @@ describe('render --cache-redis', () => {
     expect(JSON.stringify(none.compose)).not.toContain('EMBEDCTL_CACHE');
     expect(none.get('k8s/configmap.yaml')).not.toContain('EMBEDCTL_CACHE');
     // User data carries the same compose file (Redis included) to the instance.
-    expect(renderUserData(defaultDeployConfig({ cacheRedis: 'bundled' }))).toContain('"--maxmemory-policy", "allkeys-lru"');
+    expect(packedFile(renderUserData(defaultDeployConfig({ cacheRedis: 'bundled' })), 'EMBEDCTL_COMPOSE_EOF')).toContain('"--maxmemory-policy", "allkeys-lru"');
   });
 
   it('through the CLI: bad values are one line naming the flag, exit 2, nothing written', async () => {

@@ -3,12 +3,12 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { gunzipSync } from 'node:zlib';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { nginxBinary } from '../src/adapters/nginx.js';
 import { defaultDeployConfig } from '../src/core/deploy-config.js';
 import { renderDeploy, renderUserData, userDataBytes } from '../src/core/render.js';
 import { runCli } from './helpers/cli.js';
+import { packedFile } from './helpers/user-data.js';
 import { tempDir } from './helpers/gateway.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden', 'render');
@@ -116,7 +116,7 @@ describe('embedctl render', () => {
     expect(script).toContain('"nvidia_gpu"');
     expect(script).toContain('docker compose up -d');
     // The embedded compose file is the rendered one (minus comments), packed (gzip + base64) like nginx.conf.
-    const embedded = gunzipSync(Buffer.from(/<<'EMBEDCTL_COMPOSE_EOF'[^\n]*\n([\s\S]*?)\nEMBEDCTL_COMPOSE_EOF/.exec(script)![1]!, 'base64')).toString('utf8');
+    const embedded = packedFile(script, 'EMBEDCTL_COMPOSE_EOF');
     expect(parseYaml(embedded)).toEqual(parseYaml(renderDeploy(config).find((f) => f.path === 'docker-compose.yml')!.content));
     // The fetch script reaches node intact through bash's quoting.
     const line = script.split('\n').find((l) => l.includes('--input-type=module'))!;

@@ -26,23 +26,17 @@
  * Rounds are interleaved; each ratio is the median of per-round ratios. Writes
  * bench-results/cache.json.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Agent } from 'node:http';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createServer } from 'node:net';
 import { Registry } from 'prom-client';
 import { EmbeddingCache, type CacheKey } from '../../runtime/hooks/cache.js';
-import { ADMIT, debit, MemoryLimiter } from '../../runtime/hooks/limits.js';
 import { loadModel } from '../../runtime/inference/model.js';
 import { embeddingsResponseJson, parseEmbedRequest } from '../../runtime/routes/request.js';
-
-const here = fileURLToPath(new URL('.', import.meta.url));
-const root = resolve(here, '..', '..', '..');
-const entry = join(root, 'dist', 'runtime', 'main.js');
+import { freshChunk, freshText, load, median, pct, post, root, round, settings, startRuntime } from './cache-lib.js';
+import { limiter, limiterCostUs, withRedis } from './cache-limiter.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -58,26 +52,12 @@ const MODEL = flags.model!;
 const DURATION = Number(flags['duration-ms']);
 const ROUNDS = Number(flags.rounds);
 const CLIENTS = Number(flags.clients);
-const CHUNK_WORDS = Number(flags['chunk-words']);
+const CHUNK_WORDS = Number(flags["chunk-words"]);
 const TARGETS = { hitVsMiss: 20, limiterP50Overhead: 0.05 };
-
-const WORDS = 'the of and to in is for river city music green ocean market winter garden science history light mountain coffee train paper doctor school money forest window summer bread engine island data model search query'.split(' ');
-let seq = 0;
-/** A text never produced before in this run (a guaranteed miss). */
-const freshText = () => {
-  const n = seq++;
-  return `${Array.from({ length: 6 + (n % 10) }, (_, j) => WORDS[(n * 7 + j * 13) % WORDS.length]).join(' ')} ${n}`;
-};
-
-/** A never-seen text of `words` words (a RAG chunk's size); the counter keeps it unique. */
-const freshChunk = () => {
-  const n = seq++;
-  return `${Array.from({ length: CHUNK_WORDS }, (_, j) => WORDS[(n * 7 + j * 13 + (j >> 3)) % WORDS.length]).join(' ')} ${n}`;
-};
-
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+settings.model = MODEL;
+settings.durationMs = DURATION;
+settings.rounds = ROUNDS;
+settings.chunkWords = CHUNK_WORDS;
 
 /* ---------------------------------------------------------------- 1. pipeline, in process */
 
@@ -141,83 +121,6 @@ async function pipeline() {
     hitVsMissCpu: round(median(pairs.map((p) => p.cpu)), 2),
     hitVsMissQuartiles: [round(pct([...pairs.map((p) => p.wall)].sort((x, y) => x - y), 25), 2), round(pct([...pairs.map((p) => p.wall)].sort((x, y) => x - y), 75), 2)],
   };
-}
-
-/* ---------------------------------------------------------------- runtime processes and load */
-
-async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer().once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => ok(p));
-    });
-  });
-}
-
-async function startRuntime(args: string[]) {
-  // Access log to a file: a pipe drained late by this busy process would slow the server down.
-  const logPath = join(tmpdir(), `embedctl-bench-cache-${process.pid}-${Date.now()}.log`);
-  const fd = openSync(logPath, 'w');
-  const child = spawn(process.execPath, [entry, '--model', MODEL, '--port', '0', '--host', '127.0.0.1', ...args], { stdio: ['ignore', 'ignore', fd] });
-  closeSync(fd);
-  let exited = false;
-  const done = new Promise<void>((r) => child.once('exit', () => ((exited = true), r())));
-  const deadline = Date.now() + 60_000;
-  let url: string | undefined;
-  for (;;) {
-    const text = readFileSync(logPath, 'utf8');
-    url ??= /"event":"listening","url":"([^"]+)"/.exec(text)?.[1];
-    if (url && text.includes('"event":"ready"')) break;
-    if (exited || Date.now() > deadline) throw new Error(`runtime did not start:\n${text.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    url: new URL(url),
-    /** The runtime's request events (its own "ms") logged after byte `from` of its log. */
-    logSize: () => readFileSync(logPath).length,
-    requestMs(from: number): number[] {
-      return readFileSync(logPath)
-        .subarray(from)
-        .toString('utf8')
-        .split('\n')
-        .filter((l) => l.includes('"event":"request"') && l.includes('"path":"/v1/embeddings"'))
-        .map((l) => (JSON.parse(l) as { ms: number }).ms);
-    },
-    async stop() {
-      child.kill('SIGTERM');
-      await done;
-      rmSync(logPath, { force: true });
-    },
-  };
-}
-
-function post(agent: Agent, url: URL, body: string, headers: Record<string, string> = {}): Promise<number> {
-  return new Promise((ok, fail) => {
-    const req = request({ agent, host: url.hostname, port: url.port, path: '/v1/embeddings', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers } }, (res) => {
-      res.resume();
-      res.on('end', () => ok(res.statusCode ?? 0));
-    });
-    req.on('error', fail);
-    req.end(body);
-  });
-}
-
-/** `clients` concurrent clients for DURATION ms, each request's text from `next()`. */
-async function load(url: URL, next: () => string, clients: number) {
-  const agent = new Agent({ keepAlive: true, maxSockets: clients });
-  let ok = 0;
-  let errors = 0;
-  const t0 = performance.now();
-  const end = t0 + DURATION;
-  await Promise.all(
-    Array.from({ length: clients }, async () => {
-      while (performance.now() < end) ((await post(agent, url, JSON.stringify({ input: next() }))) === 200 ? ok++ : errors++);
-    }),
-  );
-  agent.destroy();
-  if (errors) throw new Error(`${errors} requests failed`);
-  return ok / ((performance.now() - t0) / 1000);
 }
 
 type Runtime = Awaited<ReturnType<typeof startRuntime>>;
@@ -294,86 +197,6 @@ async function http() {
   } finally {
     await rt.stop();
   }
-}
-
-/* ---------------------------------------------------------------- 3. limiter */
-
-async function limiter(extraArgs: string[]) {
-  const dir = mkdtempSync(join(tmpdir(), 'embedctl-bench-keys-'));
-  const keys = join(dir, 'keys.yaml');
-  const [LIMITED, FREE] = ['sk-bench-limited-0123456789', 'sk-bench-unlimited-0123456789'];
-  writeFileSync(keys, `keys:\n  - {name: limited, key: ${LIMITED}, requestsPerMinute: 100000000, tokensPerMinute: 1000000000}\n  - {name: free, key: ${FREE}}\n`);
-  const rt = await startRuntime(['--keys-file', keys, ...extraArgs]);
-  try {
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    const lat = { limited: [] as number[], free: [] as number[] };
-    const once = async (which: 'limited' | 'free') => {
-      const s = performance.now();
-      const status = await post(agent, rt.url, JSON.stringify({ input: freshText() }), { authorization: `Bearer ${which === 'limited' ? LIMITED : FREE}` });
-      if (status !== 200) throw new Error(`${which}: status ${status}`);
-      return performance.now() - s;
-    };
-    for (let k = 0; k < 200; k++) await once(k % 2 ? 'limited' : 'free'); // warm-up
-    // Pairs (one limited, one free, back to back, order alternating) so both see the same machine.
-    // Not the median of paired differences: which of a pair goes second matters more than the
-    // limiter on a loaded machine, so those differences are two-humped and their median jumps.
-    const rounds: Array<{ p50Limited: number; p50Free: number; overhead: number }> = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      const l: number[] = [];
-      const f: number[] = [];
-      const end = performance.now() + DURATION;
-      for (let k = 0; performance.now() < end; k++) {
-        let a: number;
-        let b: number;
-        if (k % 2) {
-          a = await once('limited');
-          b = await once('free');
-        } else {
-          b = await once('free');
-          a = await once('limited');
-        }
-        l.push(a);
-        f.push(b);
-      }
-      l.sort((x, y) => x - y);
-      f.sort((x, y) => x - y);
-      lat.limited.push(...l);
-      lat.free.push(...f);
-      rounds.push({ p50Limited: round(pct(l, 50), 3), p50Free: round(pct(f, 50), 3), overhead: round(pct(l, 50) / pct(f, 50) - 1, 4) });
-    }
-    agent.destroy();
-    return { requestsPerSide: lat.limited.length, p50LimitedMs: median(rounds.map((r) => r.p50Limited)), p50UnlimitedMs: median(rounds.map((r) => r.p50Free)), p50Overhead: median(rounds.map((r) => r.overhead)), rounds };
-  } finally {
-    await rt.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-async function withRedis<T>(f: (url: string) => Promise<T>): Promise<T | { skipped: string }> {
-  if (spawnSync('redis-server', ['--version']).status !== 0) return { skipped: 'redis-server not on the PATH' };
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const done = new Promise((r) => child.once('exit', r));
-  try {
-    await new Promise((r) => setTimeout(r, 300));
-    return await f(`redis://127.0.0.1:${port}`);
-  } finally {
-    child.kill('SIGTERM');
-    await done;
-  }
-}
-
-/** The in-memory limiter's own cost per request (admission + token debit), in microseconds: what it can add at most. */
-function limiterCostUs(): number {
-  const lim = new MemoryLimiter();
-  const spec = { requestsPerMinute: 100_000_000, tokensPerMinute: 1_000_000_000 };
-  const n = 200_000;
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    lim.takeSync(`caller-${i & 63}`, spec, ADMIT);
-    lim.takeSync(`caller-${i & 63}`, spec, debit(20));
-  }
-  return round(((performance.now() - t0) * 1000) / n, 3);
 }
 
 /* ---------------------------------------------------------------- main */
