@@ -34,6 +34,8 @@ import { renderReport } from './load-test-report.js';
 import { writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { dataDir, templatesDir } from '../util/paths.js';
 import { action, examples, type ExitHolder } from './shared.js';
+import { addOptions } from './define.js';
+import { LOAD_TEST_DEFAULTS, LOAD_TEST_OPTIONS } from './load-test-options.js';
 import { loadTestReport } from '../contracts/reports.js';
 
 export interface Opts {
@@ -59,35 +61,16 @@ export interface Opts {
   dryRun?: boolean;
 }
 
-const collect = (v: string, prev: string[]) => [...prev, v];
-
 /** The flags' defaults: commander's and run()'s. */
-const DEFAULTS = { profile: 'smoke', shape: 'openai', batch: '8', durationScale: '1', maxRequests: '1000000', timeout: '30' } as const;
+const DEFAULTS = LOAD_TEST_DEFAULTS;
 
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
-  const cmd = program
-    .command('load-test')
-    .description('Load-test an embeddings endpoint (k6 when on PATH, else autocannon) and judge it against the gates and the migration criteria')
-    .option('--target <url>', 'endpoint to load (a bare origin means <origin>/v1/embeddings); loopback only unless --allow-remote [env EMBEDCTL_LOAD_TEST_TARGET]')
-    .option('--deployment [name]', "load the self-hosted side of a deployment's gateway (state.json, or \"local\" for up --local) through the operator route, whatever the split")
-    .option('--profile <name>', 'smoke (30s, 2 VUs), seed (2m->10, 5m->50, 5m at 50, 2m->0), soak (30m at 20)', DEFAULTS.profile)
-    .option('--stages <list>', 'custom stages "duration:VUs,...", e.g. "2m:10,5m:50,5m:50,2m:0" (overrides --profile)')
-    .option('--engine <name>', 'auto | k6 | autocannon (auto: k6 when on PATH) [env EMBEDCTL_LOAD_TEST_ENGINE]')
-    .option('--texts <file>', 'texts to embed: one per line, JSONL ({"text": ...}) or a JSON array (default: bundled samples)')
-    .option('--shape <shape>', 'request shape: openai | jina', DEFAULTS.shape)
-    .option('--model <name>', 'model name sent in each request (omitted when not given)')
-    .option('--batch <n>', 'texts per request', DEFAULTS.batch)
-    .option('--dimensions <n>', 'request this many dimensions and check every embedding has them')
-    .option('--p95 <ms>', 'gate: p95 latency must stay below this [env EMBEDCTL_LOAD_TEST_P95, embedctl.yaml loadTest.p95Ms] (default 500)')
-    .option('--max-error-rate <r>', 'gate: failed requests must stay below this fraction [env EMBEDCTL_LOAD_TEST_MAX_ERROR_RATE, embedctl.yaml loadTest.maxErrorRate] (default 0.05)')
-    .option('--duration-scale <f>', 'multiply every stage duration by this (min 1 s per stage), e.g. 0.01 for a quick run', DEFAULTS.durationScale)
-    .option('--max-requests <n>', 'stop after this many requests whatever the stages say', DEFAULTS.maxRequests)
-    .option('--timeout <s>', 'per-request timeout in seconds', DEFAULTS.timeout)
-    .option('--header <header>', 'extra request header "Name: value" (repeatable); EMBEDCTL_API_KEY adds a Bearer token', collect, [])
-    .option('--allow-remote', 'allow a non-loopback target (your own deployment only)')
-    .option('--out <file>', 'also write the JSON report here (atomically); cost-report and rollout read it')
-    .option('--save-script <file>', 'write the rendered k6 script here (for `k6 run` by hand)')
-    .option('--dry-run', 'print the plan (stages, phases, thresholds) and send nothing');
+  const cmd = addOptions(
+    program
+      .command('load-test')
+      .description('Load-test an embeddings endpoint (k6 when on PATH, else autocannon) and judge it against the gates and the migration criteria'),
+    LOAD_TEST_OPTIONS,
+  );
   examples(cmd, [
     'embedctl load-test --target http://127.0.0.1:8080 --profile smoke',
     'embedctl load-test --target http://127.0.0.1:8080 --profile seed --duration-scale 0.05 --out .embedctl/reports/load-test.json',
@@ -96,7 +79,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     'embedctl load-test --target http://127.0.0.1:8080 --profile seed --save-script load-test.js --dry-run',
     'embedctl load-test --deployment local --stages "10s:4" --out .embedctl/reports/load-test.json',
   ]);
-  cmd.action(action<Opts>(ctx, holder, async ({ opts, globals, log }) => loadTest(ctx, opts, globals.json, log)));
+  cmd.action(action<Opts>(ctx, holder, async ({ opts, globals, log }) => loadTest(ctx, { ...DEFAULTS, ...opts, header: opts.header ?? [] }, globals.json, log)));
 }
 
 /** `embedctl load-test` as a function (what rehearse calls): flags by name, defaults as the CLI's; --json output. */

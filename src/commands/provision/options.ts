@@ -160,64 +160,39 @@ function resolveCidrs(ctx: Context, opts: ProvisionFlags) {
   return cidrs;
 }
 
+/** A region embedctl knows, or (EMBEDCTL_ALLOW_UNKNOWN_REGION=1) one newer than its list that the user vouches for. */
+const regionParser = (env: Record<string, string | undefined>) => (raw: unknown): string => {
+  const r = parsers.string()(raw);
+  const bad = checkRegion(r);
+  if (bad && env.EMBEDCTL_ALLOW_UNKNOWN_REGION !== '1') throw new Error(`${bad} (a brand-new region? set EMBEDCTL_ALLOW_UNKNOWN_REGION=1)`);
+  return r;
+};
+
+function parseInstanceType(raw: unknown): string {
+  const t = parsers.string()(raw);
+  if (!/^[a-z][a-z0-9-]*\.[a-z0-9]+$/.test(t)) throw new Error(`${JSON.stringify(t)} is not an instance type (e.g. g4dn.xlarge)`);
+  return t;
+}
+
+function parseDeploymentName(raw: unknown): string {
+  const n = parsers.string()(raw);
+  const bad = checkDeploymentName(n);
+  if (bad) throw new Error(bad);
+  return n;
+}
+
 export function resolveOptions(ctx: Context, opts: ProvisionFlags): Resolved {
   const deploy = resolveDeployConfig(ctx, opts as unknown as Record<string, unknown>, PROVISION_DEPLOY_FLAGS);
   const envRegion = ctx.env.AWS_REGION || ctx.env.AWS_DEFAULT_REGION;
-  const region = resolveOption(ctx, {
-    flag: '--region',
-    flagValue: opts.region,
-    env: 'EMBEDCTL_REGION',
-    file: 'aws.region',
-    default: envRegion ?? 'us-east-1',
-    parse: (raw) => {
-      const r = parsers.string()(raw);
-      const bad = checkRegion(r);
-      // A region newer than this embedctl's list: let the user vouch for it.
-      if (bad && ctx.env.EMBEDCTL_ALLOW_UNKNOWN_REGION !== '1') throw new Error(`${bad} (a brand-new region? set EMBEDCTL_ALLOW_UNKNOWN_REGION=1)`);
-      return r;
-    },
-  });
-  const instanceType = resolveOption(ctx, {
-    flag: '--instance-type',
-    flagValue: opts.instanceType,
-    env: 'EMBEDCTL_INSTANCE_TYPE',
-    file: 'provision.instanceType',
-    default: 'g4dn.xlarge',
-    parse: (raw) => {
-      const t = parsers.string()(raw);
-      if (!/^[a-z][a-z0-9-]*\.[a-z0-9]+$/.test(t)) throw new Error(`${JSON.stringify(t)} is not an instance type (e.g. g4dn.xlarge)`);
-      return t;
-    },
-  });
-  const market = resolveOption<Market>(ctx, {
-    flag: '--market',
-    flagValue: opts.market,
-    env: 'EMBEDCTL_MARKET',
-    file: 'provision.market',
-    default: 'on-demand',
-    parse: parsers.oneOf(['on-demand', 'spot'] as const),
-  });
-  const name = resolveOption(ctx, {
-    flag: '--name',
-    flagValue: opts.name,
-    env: 'EMBEDCTL_DEPLOYMENT',
-    file: 'provision.name',
-    default: 'main',
-    parse: (raw) => {
-      const n = parsers.string()(raw);
-      const bad = checkDeploymentName(n);
-      if (bad) throw new Error(bad);
-      return n;
-    },
-  });
-  const volumeSize = resolveOption(ctx, {
-    flag: '--volume-size',
-    flagValue: opts.volumeSize,
-    file: 'provision.volumeSize',
-    default: 125,
-    // The DLAMI's own snapshot is ~75 GB; a smaller root volume fails at launch.
-    parse: parsers.number({ min: 100, max: 16384, integer: true }),
-  });
+  // Flag > EMBEDCTL_* > embedctl.yaml > default, one setting a line: [flag, value, env, yaml key, default, parser].
+  const setting = <T>(flag: string, flagValue: unknown, env: string | undefined, file: string, def: T, parse: (raw: unknown) => T) =>
+    resolveOption<T>(ctx, { flag, flagValue, env, file, default: def, parse });
+  const region = setting('--region', opts.region, 'EMBEDCTL_REGION', 'aws.region', envRegion ?? 'us-east-1', regionParser(ctx.env));
+  const instanceType = setting('--instance-type', opts.instanceType, 'EMBEDCTL_INSTANCE_TYPE', 'provision.instanceType', 'g4dn.xlarge', parseInstanceType);
+  const market = setting<Market>('--market', opts.market, 'EMBEDCTL_MARKET', 'provision.market', 'on-demand', parsers.oneOf(['on-demand', 'spot'] as const));
+  const name = setting('--name', opts.name, 'EMBEDCTL_DEPLOYMENT', 'provision.name', 'main', parseDeploymentName);
+  // The DLAMI's own snapshot is ~75 GB; a smaller root volume fails at launch.
+  const volumeSize = setting('--volume-size', opts.volumeSize, undefined, 'provision.volumeSize', 125, parsers.number({ min: 100, max: 16384, integer: true }));
   const waitTimeout = resolveOption(ctx, { flag: '--wait-timeout', flagValue: opts.waitTimeout, default: 20, parse: parsers.number({ min: 1, max: 120 }) });
   const cidrs = resolveCidrs(ctx, opts);
   const subnetIds = opts.subnet ?? [];
