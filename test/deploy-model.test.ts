@@ -1,21 +1,16 @@
 // Issue 13.5: what goes to a remote target (`render`'s files, `up --docker-host`) must be a
 // production model (a hub preset) unless --allow-demo-model says otherwise; `up --local` keeps
 // the built-in models (rehearsals run offline).
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MODEL_PRESETS } from '../src/core/model-presets.js';
 import { runCli } from './helpers/cli.js';
-import { tempDir } from './helpers/gateway.js';
+import { freshDirs, tempDir } from './helpers/gateway.js';
 
 const tmp = tempDir('embedctl-deploy-model-');
 afterAll(() => tmp.cleanup());
-let n = 0;
-const fresh = () => {
-  const d = join(tmp.dir, `p${++n}`);
-  mkdirSync(d, { recursive: true });
-  return d;
-};
+const fresh = freshDirs(tmp.dir);
 const presets = MODEL_PRESETS.map((p) => p.repoId);
 // A docker host nothing listens on: a refusal must come before any connection attempt.
 const NO_ENGINE = 'unix:///nonexistent/docker.sock';

@@ -1,12 +1,12 @@
 // load-test through a gateway (issue 13.1): --deployment loads the self-hosted side with the
 // operator route whatever the split; an answer from hosted is an error, never a pass, and the
 // report says who answered. Real runtimes, real nginx (up --local), autocannon.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStandaloneRuntime, stopLocalStack, stopStandaloneRuntime, type LocalRuntime } from '../src/adapters/local-stack.js';
+import type { LocalRuntime } from '../src/adapters/local-stack.js';
 import { runCli } from './helpers/cli.js';
-import { embed, nginxOrSkip, tempDir } from './helpers/gateway.js';
+import { embed, nginxOrSkip, startEvidenceStack, tempDir } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
 const tmp = tempDir('embedctl-load-gateway-');
@@ -19,25 +19,20 @@ async function requestsServed(url: string): Promise<number> {
 }
 
 describe.skipIf(skip)('load-test through a local gateway (real runtimes + real nginx)', () => {
+  let stack: Awaited<ReturnType<typeof startEvidenceStack>> | undefined;
   let hosted: LocalRuntime;
   let cwd: string;
   let gateway: string;
   let selfHostedUrl: string;
 
   beforeAll(async () => {
-    cwd = join(tmp.dir, 'stack');
-    mkdirSync(cwd, { recursive: true });
-    hosted = await startStandaloneRuntime({ cwd, name: 'hosted', model: 'default', env: { PATH: process.env.PATH } });
-    const r = await runCli(['up', '--local', '--replicas', '1', '--percent', '0', '--hosted-url', `${hosted.url}/v1/embeddings`, '--json'], { cwd, env: {} });
-    expect(r.code, r.stderr).toBe(0);
-    const doc = r.json<{ url: string; runtimes: Array<{ url: string }> }>();
-    gateway = doc.url;
-    selfHostedUrl = doc.runtimes[0]!.url;
+    stack = await startEvidenceStack(tmp.dir);
+    ({ hosted, cwd, gateway } = stack);
+    selfHostedUrl = stack.runtimes[0]!.url;
   }, 180_000);
 
   afterAll(async () => {
-    if (cwd) await stopLocalStack(cwd).catch(() => undefined);
-    if (hosted) await stopStandaloneRuntime(hosted);
+    await stack?.stop();
     tmp.cleanup();
   });
 

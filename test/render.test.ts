@@ -9,18 +9,13 @@ import { defaultDeployConfig } from '../src/core/deploy-config.js';
 import { renderDeploy, renderUserData, userDataBytes } from '../src/core/render.js';
 import { runCli } from './helpers/cli.js';
 import { packedFile } from './helpers/user-data.js';
-import { tempDir } from './helpers/gateway.js';
+import { freshDirs, tempDir } from './helpers/gateway.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden', 'render');
 const GOLDEN_ARGS = ['--allow-demo-model', '--replicas', '2', '--percent', '10', '--image', 'ghcr.io/embedctl/runtime:golden', '--prometheus', '--cache-redis', 'bundled', '--cache-size', '10000'];
 const tmp = tempDir('embedctl-render-');
 afterAll(() => tmp.cleanup());
-let n = 0;
-const fresh = () => {
-  const d = join(tmp.dir, `p${++n}`);
-  mkdirSync(d, { recursive: true });
-  return d;
-};
+const fresh = freshDirs(tmp.dir);
 
 function listFiles(dir: string, base = dir): string[] {
   return readdirSync(dir).flatMap((name) => {

@@ -1,11 +1,10 @@
 // Evidence from the right side (issue 13.1): through a gateway at 0 % the "candidate" is hosted;
 // the operator route reaches the self-hosted side whatever the split.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStandaloneRuntime, stopLocalStack, stopStandaloneRuntime, type LocalRuntime } from '../src/adapters/local-stack.js';
+import type { LocalRuntime } from '../src/adapters/local-stack.js';
 import { runCli } from './helpers/cli.js';
-import { embed, nginxOrSkip, tempDir } from './helpers/gateway.js';
+import { embed, nginxOrSkip, startEvidenceStack, tempDir } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
 const tmp = tempDir('embedctl-verify-gateway-');
@@ -17,23 +16,19 @@ interface Side {
 }
 
 describe.skipIf(skip)('evidence through a local gateway (real runtimes + real nginx)', () => {
+  let stack: Awaited<ReturnType<typeof startEvidenceStack>> | undefined;
   let hosted: LocalRuntime;
   let cwd: string;
   let gateway: string;
 
   beforeAll(async () => {
-    cwd = join(tmp.dir, 'stack');
-    mkdirSync(cwd, { recursive: true });
     // The hosted stand-in serves the same model: a correct self-hosted side passes the gate.
-    hosted = await startStandaloneRuntime({ cwd, name: 'hosted', model: 'default', env: { PATH: process.env.PATH } });
-    const r = await runCli(['up', '--local', '--replicas', '1', '--percent', '0', '--hosted-url', `${hosted.url}/v1/embeddings`, '--json'], { cwd, env: {} });
-    expect(r.code, r.stderr).toBe(0);
-    gateway = r.json<{ url: string }>().url;
+    stack = await startEvidenceStack(tmp.dir);
+    ({ hosted, cwd, gateway } = stack);
   }, 180_000);
 
   afterAll(async () => {
-    if (cwd) await stopLocalStack(cwd).catch(() => undefined);
-    if (hosted) await stopStandaloneRuntime(hosted);
+    await stack?.stop();
     tmp.cleanup();
   });
 

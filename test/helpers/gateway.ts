@@ -210,3 +210,47 @@ export function makePki(dir: string, name = 'localhost'): { caPath: string; key:
   run(['x509', '-req', '-in', 'srv.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.crt', '-days', '2', '-extfile', 'san.ext']);
   return { caPath: join(dir, 'ca.crt'), key: readFileSync(join(dir, 'srv.key'), 'utf8'), cert: readFileSync(join(dir, 'srv.crt'), 'utf8'), keyPath: join(dir, 'srv.key'), certPath: join(dir, 'srv.crt') };
 }
+
+/** A function giving a fresh numbered directory under `parent` on each call. */
+export function freshDirs(parent: string): () => string {
+  let n = 0;
+  return () => {
+    const d = join(parent, `p${++n}`);
+    mkdirSync(d, { recursive: true });
+    return d;
+  };
+}
+
+/**
+ * `up --local` with one replica at 0 % in front of a hosted stand-in serving the same model (a
+ * correct self-hosted side passes the gates), in `<parent>/stack`: what the evidence tests aim at.
+ */
+export async function startEvidenceStack(parent: string): Promise<{
+  cwd: string;
+  hosted: import('../../src/adapters/local-stack.js').LocalRuntime;
+  gateway: string;
+  runtimes: Array<{ url: string }>;
+  stop(): Promise<void>;
+}> {
+  const { startStandaloneRuntime, stopLocalStack, stopStandaloneRuntime } = await import('../../src/adapters/local-stack.js');
+  const { runCli } = await import('./cli.js');
+  const cwd = join(parent, 'stack');
+  mkdirSync(cwd, { recursive: true });
+  const hosted = await startStandaloneRuntime({ cwd, name: 'hosted', model: 'default', env: { PATH: process.env.PATH } });
+  const r = await runCli(['up', '--local', '--replicas', '1', '--percent', '0', '--hosted-url', `${hosted.url}/v1/embeddings`, '--json'], { cwd, env: {} });
+  if (r.code !== 0) {
+    await stopStandaloneRuntime(hosted);
+    throw new Error(`up --local exited ${r.code}: ${r.stderr}`);
+  }
+  const doc = r.json<{ url: string; runtimes: Array<{ url: string }> }>();
+  return {
+    cwd,
+    hosted,
+    gateway: doc.url,
+    runtimes: doc.runtimes,
+    stop: async () => {
+      await stopLocalStack(cwd).catch(() => undefined);
+      await stopStandaloneRuntime(hosted);
+    },
+  };
+}
