@@ -159,7 +159,9 @@ function isStale(h: Record<string, string | string[] | undefined>, configId: str
 
 function postOnce(url: string, body: string, headers: Record<string, string>): Promise<Record<string, string | string[] | undefined>> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, timeout: 10_000 }, (res) => {
+    // A fresh connection per sample (agent: false): an idle keep-alive socket from an earlier
+    // sample may be closed by the very reload being confirmed, racing the next request on it.
+    const req = request(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...headers }, timeout: 10_000 }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.headers));
       res.on('error', reject);
