@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { waitForRuntimeLog } from './runtime-lib.js';
 
 export const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const entry = join(root, 'dist', 'runtime', 'main.js');
@@ -52,15 +53,7 @@ export async function startRuntime(args: string[]) {
   closeSync(fd);
   let exited = false;
   const done = new Promise<void>((r) => child.once('exit', () => ((exited = true), r())));
-  const deadline = Date.now() + 60_000;
-  let url: string | undefined;
-  for (;;) {
-    const text = readFileSync(logPath, 'utf8');
-    url ??= /"event":"listening","url":"([^"]+)"/.exec(text)?.[1];
-    if (url && text.includes('"event":"ready"')) break;
-    if (exited || Date.now() > deadline) throw new Error(`runtime did not start:\n${text.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const url = await waitForRuntimeLog(logPath, () => exited);
   return {
     url: new URL(url),
     /** The runtime's request events (its own "ms") logged after byte `from` of its log. */

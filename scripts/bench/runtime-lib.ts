@@ -3,7 +3,7 @@
  * process, post to it over keep-alive connections, percentiles, and writing the JSON result.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -102,4 +102,20 @@ export async function closedLoop(clients: number, ms: number, fn: (client: numbe
       while (performance.now() < end) await fn(c);
     }),
   );
+}
+
+/**
+ * Waits for a runtime started with its access log in `logPath` to be listening and ready; returns
+ * its URL. Throws with the log's tail when it exits (`exited()`) or takes over 60 s.
+ */
+export async function waitForRuntimeLog(logPath: string, exited: () => boolean): Promise<string> {
+  const deadline = Date.now() + 60_000;
+  let url: string | undefined;
+  for (;;) {
+    const text = readFileSync(logPath, 'utf8');
+    url ??= /"event":"listening","url":"([^"]+)"/.exec(text)?.[1];
+    if (url && text.includes('"event":"ready"')) return url;
+    if (exited() || Date.now() > deadline) throw new Error(`runtime did not start:\n${text.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

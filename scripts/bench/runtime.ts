@@ -30,6 +30,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadModel, type Model } from '../../runtime/inference/model.js';
+import { waitForRuntimeLog } from './runtime-lib.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 // dist/scripts/bench -> repository root
@@ -139,15 +140,7 @@ async function startRuntime(model: string, args: string[], nodeFlags: string[] =
       r();
     }),
   );
-  const deadline = Date.now() + 60_000;
-  let url: string | undefined;
-  for (;;) {
-    const text = readFileSync(logPath, 'utf8');
-    url ??= /"event":"listening","url":"([^"]+)"/.exec(text)?.[1];
-    if (url && text.includes('"event":"ready"')) break;
-    if (exitCode !== undefined || Date.now() > deadline) throw new Error(`runtime did not start:\n${text.slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const url = await waitForRuntimeLog(logPath, () => exitCode !== undefined);
   return {
     url,
     threads: () => threadCpu(child.pid!),
