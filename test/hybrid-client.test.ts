@@ -4,13 +4,10 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bucketOf, createHybridClient, HybridClientError, routesToSelfHosted, type HybridClientOptions } from '../src/client/index.js';
 import { startFakeEmbeddings, type FakeOptions } from './helpers/fake-embeddings.js';
-import { pool } from './helpers/gateway.js';
+import { pool, stopAfterEach } from './helpers/gateway.js';
 
 type Fake = Awaited<ReturnType<typeof startFakeEmbeddings>>;
-const servers: Fake[] = [];
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => s.stop()));
-});
+const servers = stopAfterEach<Fake>();
 async function fake(o: FakeOptions = {}): Promise<Fake> {
   const s = await startFakeEmbeddings({ dim: 4, ...o });
   servers.push(s);

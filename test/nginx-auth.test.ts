@@ -1,17 +1,14 @@
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { formatGatewayKeys, parseGatewayKeys, renderGatewayKeysMap } from '../src/core/gateway-keys.js';
 import { renderHostedAuthSnippet, type NginxConfOptions } from '../src/core/render.js';
-import { embed, nginxOrSkip, pool, startGateway, startStandin, tempDir, writeFile, type Standin, type TestGateway } from './helpers/gateway.js';
+import { embed, nginxOrSkip, pool, startGateway, startStandin, tempDir, writeFile, type Standin, type TestGateway, stopAfterEach } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
 const tmp = tempDir('embedctl-nginx-auth-');
 afterAll(() => tmp.cleanup());
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const running = stopAfterEach();
 
 const CLIENT = 'ek_client_0123456789abcdef';
 const OPERATOR = 'ek_operator_0123456789abcdef';

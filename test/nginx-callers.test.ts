@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderGatewayCallers } from '../src/core/gateway-callers.js';
 import { formatGatewayKeys, parseGatewayKeys, renderGatewayKeysMap, type GatewayKey } from '../src/core/gateway-keys.js';
 import type { NginxConfOptions } from '../src/core/render.js';
-import { embed, nginxOrSkip, startGateway, startStandin, tempDir, writeFile, type Standin, type TestGateway } from './helpers/gateway.js';
+import { embed, nginxOrSkip, startGateway, startStandin, tempDir, writeFile, type Standin, type TestGateway, stopAfterEach } from './helpers/gateway.js';
 import { startRuntime, type RuntimeHandle } from './helpers/runtime.js';
 
 /**
@@ -14,10 +14,7 @@ import { startRuntime, type RuntimeHandle } from './helpers/runtime.js';
 
 const { skip } = nginxOrSkip();
 const tmp = tempDir('embedctl-nginx-callers-');
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const running = stopAfterEach();
 
 const RPM = 5;
 // One caller per scenario, so each starts with a full quota on the shared runtime as well.

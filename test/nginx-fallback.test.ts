@@ -1,18 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { breakerStates, parseDurationMs, tail } from '../src/adapters/nginx-breaker.js';
 import type { NginxConfOptions } from '../src/core/render.js';
-import { embed, nginxOrSkip, pool, startGateway, startStandin, tempDir, type Standin, type TestGateway } from './helpers/gateway.js';
+import { embed, nginxOrSkip, pool, startGateway, startStandin, tempDir, type Standin, type TestGateway, stopAfterEach } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
 const tmp = tempDir('embedctl-nginx-fallback-');
 afterAll(() => tmp.cleanup());
 
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const running = stopAfterEach();
 
 async function standin(name: string, o?: Parameters<typeof startStandin>[1]): Promise<Standin> {
   const s = await startStandin(name, o);

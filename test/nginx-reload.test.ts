@@ -1,17 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { reloadNginx } from '../src/adapters/nginx.js';
-import { nginxOrSkip, startGateway, startStandin, tempDir } from './helpers/gateway.js';
+import { nginxOrSkip, startGateway, startStandin, tempDir, stopAfterEach } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
 const tmp = tempDir('embedctl-nginx-reload-');
 afterAll(() => tmp.cleanup());
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const running = stopAfterEach();
 
 describe.skipIf(skip)('nginx reloads under keep-alive load', () => {
   it('10 reloads under keep-alive load: every request nginx took answered 200, and a client that retries connection errors (the OpenAI SDK as shipped) sees 0 failures', { timeout: 90_000 }, async () => {

@@ -3,20 +3,17 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { defaultDeployConfig } from '../src/core/deploy-config.js';
 import { renderDeploy, renderUserData } from '../src/core/render.js';
 import { runCli } from './helpers/cli.js';
-import { freePort, makePki, nginxOrSkip, startGateway, startStandin, tempDir } from './helpers/gateway.js';
+import { freePort, makePki, nginxOrSkip, startGateway, startStandin, tempDir, stopAfterEach } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 const tmp = tempDir('embedctl-nginx-tls-');
 afterAll(() => tmp.cleanup());
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const running = stopAfterEach();
 
 const DOMAIN = 'embed.example.com';
 

@@ -1,11 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { reloadNginx, startNginx, testNginxConfig, type NginxInstance } from '../src/adapters/nginx.js';
 import { renderHostedAuthSnippet, renderNginxConf, type NginxConfOptions } from '../src/core/render.js';
 import { ExternalError } from '../src/errors.js';
-import { embed, freePort, makePki, nginxOrSkip, pool, startStandin, tempDir, writeFile, type Standin } from './helpers/gateway.js';
+import { embed, freePort, makePki, nginxOrSkip, pool, startStandin, tempDir, writeFile, type Standin, stopAfterEach } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
@@ -14,10 +14,7 @@ const tmp = tempDir('embedctl-nginx-');
 afterAll(() => tmp.cleanup());
 
 let seq = 0;
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const running = stopAfterEach();
 
 async function standin(name: string, o?: Parameters<typeof startStandin>[1]): Promise<Standin> {
   const s = await startStandin(name, o);

@@ -3,22 +3,19 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { certificateStatuses, tlsFromNginxConf } from '../src/commands/status-tls.js';
 import { defaultDeployConfig } from '../src/core/deploy-config.js';
 import { renderDeploy } from '../src/core/render.js';
 import { runCli } from './helpers/cli.js';
-import { freePort, nginxOrSkip, startGateway, startStandin, tempDir } from './helpers/gateway.js';
+import { freePort, nginxOrSkip, startGateway, startStandin, tempDir, stopAfterEach } from './helpers/gateway.js';
 
 /** Issue 18: `status` shows the gateway certificate's expiry, warning under 14 days. */
 
 const { skip } = nginxOrSkip();
 const tmp = tempDir('embedctl-status-tls-');
 afterAll(() => tmp.cleanup());
-const running: Array<{ stop(): Promise<void> }> = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-});
+const running = stopAfterEach();
 
 const DOMAIN = 'embed.example.com';
 const DAY = 86_400_000;

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
+import { afterEach } from 'vitest';
 import { nginxBinary } from '../../src/adapters/nginx.js';
 
 /**
@@ -253,4 +254,13 @@ export async function startEvidenceStack(parent: string): Promise<{
       await stopStandaloneRuntime(hosted);
     },
   };
+}
+
+/** A list whose entries (servers, gateways, stand-ins) are stopped after each test of the file. */
+export function stopAfterEach<T extends { stop(): Promise<void> } = { stop(): Promise<void> }>(): T[] {
+  const running: T[] = [];
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((r) => r.stop()));
+  });
+  return running;
 }
