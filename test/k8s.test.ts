@@ -49,7 +49,7 @@ const find = (objs: Obj[], kind: string, name: string) => objs.find((o) => o.kin
 
 describe('k8s manifests', () => {
   const variants: Array<[string, Partial<DeployConfig>]> = [
-    ['GPU, hub model, 12.5 %', { replicas: 2, maxReplicas: 6, percent: 12.5, model: 'BAAI/bge-small-en-v1.5' }],
+    ['GPU, hub model, 12 %', { replicas: 2, maxReplicas: 6, percent: 12, model: 'BAAI/bge-small-en-v1.5' }],
     ['CPU only, built-in model, 0 %', { gpusPerReplica: 0, percent: 0 }],
     ['plain-HTTP hosted on a port, 100 %', { percent: 100, hostedUrl: 'http://10.0.0.5:9000/v1/embeddings' }],
   ];
@@ -97,7 +97,7 @@ describe('k8s manifests', () => {
   });
 
   it('the split is the canary weight ingress-nginx reads, on the same host and path as the hosted Ingress', () => {
-    for (const [percent, weight] of [[0, '0'], [12.5, '1250'], [25, '2500'], [100, '10000']] as const) {
+    for (const [percent, weight] of [[0, '0'], [7, '700'], [25, '2500'], [100, '10000']] as const) {
       const objs = objects({ percent });
       const canary = find(objs, 'Ingress', K8S_SPLIT_INGRESS);
       expect(canary.metadata.annotations![CANARY_WEIGHT_ANNOTATION]).toBe(weight);

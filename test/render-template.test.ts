@@ -65,15 +65,19 @@ describe('renderTemplate', () => {
 describe('renderNginxConf inputs', () => {
   const base = { listen: { port: 8000 }, selfHosted: ['127.0.0.1:8081'], hostedUrl: 'https://api.jina.ai/v1/embeddings', selfHostedPercent: 25 };
 
-  it('0 % and 100 % send every key one way (split_clients refuses a 0% bucket)', () => {
-    expect(renderNginxConf({ ...base, selfHostedPercent: 0 })).toMatch(/split_clients "\$embedctl_split_key" \$embedctl_backend \{\n\s+\* hosted;\n\s+\}/);
-    expect(renderNginxConf({ ...base, selfHostedPercent: 100 })).toMatch(/\$embedctl_backend \{\n\s+\* selfhosted;\n\s+\}/);
-    expect(renderNginxConf({ ...base, selfHostedPercent: 12.5 })).toMatch(/12\.5% selfhosted;\n\s+\* hosted;/);
+  it('the split: 100 fixed buckets, the rendered share as the lowest buckets, the split directory read per request', () => {
+    const conf = renderNginxConf({ ...base, selfHostedPercent: 3, splitDir: '/srv/split' });
+    expect(conf).toMatch(/split_clients "\$embedctl_split_key" \$embedctl_bucket \{\n(\s+1% \d+;\n){99}\s+\* 99;\n\s+\}/);
+    expect(conf).toMatch(/map \$embedctl_bucket \$embedctl_rendered_split \{\n\s+default hosted;\n\s+0 selfhosted;\n\s+1 selfhosted;\n\s+2 selfhosted;\n\s+\}/);
+    expect(conf).toContain('if (-f /srv/split/current/$embedctl_bucket) {');
+    expect(conf).toMatch(/^# embedctl-split-dir: \/srv\/split$/m);
+    expect(renderNginxConf({ ...base, selfHostedPercent: 0 })).toMatch(/\$embedctl_rendered_split \{\n\s+default hosted;\n\s+\}/);
+    expect(renderNginxConf({ ...base, selfHostedPercent: 100 }).match(/^\s+\d+ selfhosted;$/gm)).toHaveLength(100);
   });
 
-  it('refuses shares outside 0-100 or finer than nginx can split', () => {
+  it('refuses shares outside 0-100 or finer than the 1 % buckets', () => {
     expect(() => renderNginxConf({ ...base, selfHostedPercent: 101 })).toThrow(/0-100/);
-    expect(() => renderNginxConf({ ...base, selfHostedPercent: 10.123 })).toThrow(/two decimals/);
+    expect(() => renderNginxConf({ ...base, selfHostedPercent: 12.5 })).toThrow(/whole percent/);
   });
 
   it('speaks TLS to a hosted hostname with SNI, verification and its own Host header, re-resolving it at run time', () => {

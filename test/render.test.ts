@@ -238,7 +238,7 @@ describe('embedctl render', () => {
   it('bad input: one line naming the flag, variable or file key, exit 2, nothing written', async () => {
     const cases: Array<[string[], Record<string, string>, string | undefined, RegExp]> = [
       [['--percent', '150'], {}, undefined, /^embedctl: error: --percent: must be <= 100$/m],
-      [['--percent', '12.345'], {}, undefined, /--percent: at most two decimals/],
+      [['--percent', '12.5'], {}, undefined, /--percent: a whole percent \(the gateway splits keys into 100 buckets of 1 %\)/],
       [['--hosted-url', 'ftp://x'], {}, undefined, /--hosted-url: expected an http or https URL/],
       [[], { EMBEDCTL_REPLICAS: 'many' }, undefined, /EMBEDCTL_REPLICAS: expected a whole number/],
       [[], {}, 'deploy:\n  splitKey: cookie\n', /embedctl\.yaml: deploy\.splitKey: /],

@@ -1,15 +1,15 @@
-// The ssm driver (issue 13.2): the real SSM SDK client in front of aws-sdk-client-mock, whose
+// The ssm driver (issue 13.2, 14): the real SSM SDK client in front of aws-sdk-client-mock, whose
 // SendCommand runs the very script embedctl sends against a real nginx on loopback (the SSM
-// stand-in). Every SDK parameter is asserted; the weekly step runs through it end to end.
+// stand-in). Every SDK parameter is asserted; the weekly step runs through it end to end. The
+// split moves by writing the split directory the gateway reads per request: nginx is never reloaded.
 import { GetCommandInvocationCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { applyConfScript, readConfScript, sha256 } from '../src/adapters/aws/ssm-traffic.js';
+import { applySplitScript, readSplitScript } from '../src/adapters/aws/ssm-traffic.js';
 import { startNginx, type NginxInstance } from '../src/adapters/nginx.js';
-import { resplit } from '../src/adapters/traffic/split.js';
-import { deployNginxOptions, renderNginxConf, type NginxConfOptions } from '../src/core/render.js';
+import { renderNginxConf, type NginxConfOptions } from '../src/core/render.js';
 import { runCli } from './helpers/cli.js';
 import { embed, freePort, nginxOrSkip, pool, startStandin, tempDir, type Standin } from './helpers/gateway.js';
 import { writeReports } from './helpers/rollout-fixtures.js';
@@ -28,6 +28,7 @@ let self: Standin;
 let hosted: Standin;
 let nginx: NginxInstance;
 let standin: SsmStandin;
+let options: NginxConfOptions;
 
 beforeEach(async () => {
   ssm.reset();
@@ -39,8 +40,10 @@ beforeEach(async () => {
   mkdirSync(join(deployDir, 'nginx'), { recursive: true });
   mkdirSync(prefix, { recursive: true });
   [self, hosted] = await Promise.all([startStandin('selfhosted'), startStandin('hosted')]);
-  const options: NginxConfOptions = {
+  options = {
     listen: { host: '127.0.0.1', port: await freePort() },
+    // On an instance the container mounts $DEPLOY_DIR/nginx/split there; here nginx runs on the host.
+    splitDir: join(deployDir, 'nginx', 'split'),
     selfHosted: [`127.0.0.1:${self.port}`],
     hostedUrl: `${hosted.url}/v1/embeddings`,
     selfHostedPercent: 0,
@@ -72,15 +75,8 @@ afterEach(async () => {
 
 const rollout = (args: string[]) => runCli(['rollout', ...args], { cwd, env: { EMBEDCTL_USER: 'dana@ops', EMBEDCTL_SSM_POLL_MS: '20', AWS_REGION: 'us-east-1' } });
 
-describe('resplit: the split of a live config re-rendered with the renderer itself', () => {
-  it('equals a full render at the new share, for the instance config too', () => {
-    const deploy = deployNginxOptions({ replicas: 2, model: 'BAAI/bge-small-en-v1.5', hostedUrl: 'https://api.openai.com/v1/embeddings', percent: 0, splitKey: 'auto', gatewayPort: 8000, runtimePort: 8080, image: 'x', nginxImage: 'nginx:1.27', memoryLimit: '12g', gpusPerReplica: 1, clientMaxBodySize: '2m', readTimeout: '30s', prometheus: false, hfTokenParameter: '', hostedKeyParameter: '/k', namespace: 'default', maxReplicas: 2 });
-    for (const [from, to] of [[0, 10], [10, 25], [25, 100], [100, 0], [50, 33.33]] as const) {
-      expect(resplit(renderNginxConf({ ...deploy, selfHostedPercent: from }), to)).toBe(renderNginxConf({ ...deploy, selfHostedPercent: to }));
-    }
-    expect(() => resplit('events {}\nhttp {}\n', 10)).toThrow(/not a config rendered by embedctl/);
-  });
-});
+/** The apply script with its fresh generation name blanked (each run names a new one). */
+const blankGeneration = (commands: string[] | undefined) => (commands ?? []).map((c) => c.replace(/g-(\d+)-[0-9a-z]+/g, 'g-$1-X'));
 
 describe.skipIf(skip)('rollout with the ssm driver (SSM stand-in, real nginx)', () => {
   it('the weekly step (gates -> change -> confirm) picks ssm from state.json, says so, and asserts every SDK parameter', async () => {
@@ -92,15 +88,16 @@ describe.skipIf(skip)('rollout with the ssm driver (SSM stand-in, real nginx)', 
     expect(r.stderr).toContain(`with the ssm driver (ssm ${INSTANCE} (eu-west-1), gateway ${nginx.url})`);
     const doc = r.json<{ driver: string; target: string; confirmed: boolean; observedPercent: number; detail: string }>();
     expect(doc).toMatchObject({ driver: 'ssm', confirmed: true });
-    expect(doc.detail).toMatch(new RegExp(`${INSTANCE}: nginx.conf 0% -> 10%, nginx -t and reload in the gateway container; 200 samples via ${nginx.url}`));
-    // The file on the instance is the re-render, and nginx serves it.
-    expect(readFileSync(confPath, 'utf8')).toBe(resplit(original, 10));
+    expect(doc.detail).toMatch(new RegExp(`${INSTANCE}: split 0% -> 10%, written to the gateway's split directory \\(no reload\\); 200 samples via ${nginx.url}`));
+    // The config is untouched and nothing reloaded nginx; it serves the new split.
+    expect(readFileSync(confPath, 'utf8')).toBe(original);
+    expect(standin.scripts.join('\n')).not.toMatch(/reload|nginx -t/);
     expect(((await (await fetch(`${nginx.url}/health`)).json()) as { selfHostedPercent: number }).selfHostedPercent).toBe(10);
 
     const sends = ssm.commandCalls(SendCommandCommand).map((c) => c.args[0].input);
-    expect(sends).toEqual([
-      { InstanceIds: [INSTANCE], DocumentName: 'AWS-RunShellScript', Comment: 'embedctl rollout: read the gateway config', TimeoutSeconds: 60, Parameters: { commands: readConfScript(), executionTimeout: ['120'] } },
-      { InstanceIds: [INSTANCE], DocumentName: 'AWS-RunShellScript', Comment: 'embedctl rollout: 10% self-hosted', TimeoutSeconds: 60, Parameters: { commands: applyConfScript(resplit(original, 10), sha256(original)), executionTimeout: ['120'] } },
+    expect(sends.map((x) => ({ ...x, Parameters: { ...x.Parameters, commands: blankGeneration(x.Parameters?.commands) } }))).toEqual([
+      { InstanceIds: [INSTANCE], DocumentName: 'AWS-RunShellScript', Comment: 'embedctl rollout: read the gateway split', TimeoutSeconds: 60, Parameters: { commands: readSplitScript(), executionTimeout: ['120'] } },
+      { InstanceIds: [INSTANCE], DocumentName: 'AWS-RunShellScript', Comment: 'embedctl rollout: 10% self-hosted', TimeoutSeconds: 60, Parameters: { commands: blankGeneration(applySplitScript(10, undefined)), executionTimeout: ['120'] } },
     ]);
     const polls = ssm.commandCalls(GetCommandInvocationCommand).map((c) => c.args[0].input);
     expect(polls).toEqual([{ CommandId: 'cmd-1', InstanceId: INSTANCE }, { CommandId: 'cmd-2', InstanceId: INSTANCE }]);
@@ -114,15 +111,26 @@ describe.skipIf(skip)('rollout with the ssm driver (SSM stand-in, real nginx)', 
     expect(sides.every((s) => s === 'hosted')).toBe(true);
   });
 
-  it('a config nginx -t rejects in the container is never installed; the instance keeps its split', async () => {
-    const original = readFileSync(confPath, 'utf8');
-    // A hosted-auth include the container does not have: valid to embedctl, rejected by nginx -t.
-    writeFileSync(confPath, original.replace('http {', 'http {\n    include conf.d/missing-auth.conf;'));
-    const live = readFileSync(confPath, 'utf8');
+  it('a split moved by someone else since it was read is left alone (exit 3 from the script)', async () => {
+    expect((await rollout(['to', '10'])).code).toBe(0);
+    const live = readFileSync(join(confPath, '..', 'split', 'current', 'health.json'), 'utf8');
+    const sent = await standin.sendCommand({ InstanceIds: [INSTANCE], DocumentName: 'AWS-RunShellScript', Parameters: { commands: applySplitScript(50, 'g-25-stale') } });
+    const inv = await standin.getInvocation({ CommandId: sent.Command!.CommandId!, InstanceId: INSTANCE });
+    expect(inv).toMatchObject({ Status: 'Failed', ResponseCode: 3 });
+    expect(inv.StandardErrorContent).toMatch(/the split changed since it was read \(g-10-[0-9a-z]+\); nothing applied/);
+    expect(readFileSync(join(confPath, '..', 'split', 'current', 'health.json'), 'utf8')).toBe(live);
+  });
+
+  it('a gateway rendered by an older embedctl (split in nginx.conf): exit 1 saying to provision again; nothing changed', async () => {
+    // The older template's shape: no split directory header, the split in split_clients.
+    const legacy = renderNginxConf({ ...options, selfHostedPercent: 0 }).replace(/^# embedctl-split-dir: .*\n/m, '');
+    writeFileSync(confPath, legacy);
     const r = await rollout(['to', '10']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/AWS SSM \(eu-west-1\): command on i-0123456789abcdef0 ended Failed \(exit 1\): .*nginx.*(test failed|missing-auth)/);
-    expect(readFileSync(confPath, 'utf8')).toBe(live);
+    expect(r.stderr).toMatch(/keeps its split in the file \(rendered by an older embedctl/);
+    expect(r.stderr).toMatch(/hint: provision the instance again with this embedctl/);
+    expect(readFileSync(confPath, 'utf8')).toBe(legacy);
+    expect(existsSync(join(confPath, '..', 'split'))).toBe(false);
   });
 
   it('SendCommand denied: exit 1 naming the permission; nothing recorded', async () => {

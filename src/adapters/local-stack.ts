@@ -8,6 +8,7 @@ import { formatGatewayKeys, renderGatewayKeysMap, type GatewayKey } from '../cor
 import { ExternalError, UsageError } from '../errors.js';
 import { readVersionedJson, withLock, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
 import { startNginx, stopPid } from './nginx.js';
+import { writeSplit } from './traffic/split-dir.js';
 import { isOurs, runtimeEntryPath, spawnRuntime, stopRuntime, type LocalRuntime } from './local-runtime.js';
 
 export {
@@ -164,6 +165,8 @@ export function localNginxOptions(
     splitKey: o.splitKey,
     sameModel: Boolean(o.sameModel),
     clientAuth: { keysInclude: paths.gatewayKeysMap, required: Boolean(o.requireClientKey) },
+    // Rollout moves the split by writing here (no reload): beside the config, as on an instance.
+    splitDir: join(paths.prefix, 'split'),
     ...(o.failTimeout ? { failTimeout: o.failTimeout } : {}),
     hostedAuthInclude: o.hostedAuth ? paths.hostedAuth : undefined,
     resolvers: o.resolvers,
@@ -270,7 +273,10 @@ export async function startLocalStack(o: StartLocalStackOptions): Promise<LocalS
           requireClientKey: o.requireClientKey,
           failTimeout: o.failTimeout,
         });
-        await writeFileAtomic(paths.confPath, renderNginxConf({ ...nginxOptions, selfHostedPercent: o.percent }));
+        const conf = renderNginxConf({ ...nginxOptions, selfHostedPercent: o.percent });
+        // The split directory of an earlier stack would override the share asked for now.
+        await writeSplit(nginxOptions.splitDir!, o.percent);
+        await writeFileAtomic(paths.confPath, conf);
         const nginx = await startNginx({ confPath: paths.confPath, prefix: paths.prefix, detached: true });
         nginxPid = nginx.pid;
         o.onProgress?.(`nginx: listening on ${nginx.url} (pid ${nginx.pid}), ${o.percent}% self-hosted`);

@@ -100,7 +100,10 @@ async function healthConfigId(url: string): Promise<string | undefined> {
   try {
     const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1000) });
     if (!res.ok) return undefined;
-    return ((await res.json()) as { config?: string }).config;
+    // The header comes from the config itself; the body may be the split directory's file.
+    const header = res.headers.get('x-embedctl-config');
+    const body = (await res.json()) as { config?: string };
+    return header ?? body.config;
   } catch {
     return undefined;
   }

@@ -31,15 +31,33 @@ export function murmurhash2(key: string): number {
   return h >>> 0;
 }
 
-/** Whether `key` goes to self-hosted at `percent` (0..100, two decimals, as split_clients). */
+/**
+ * The width of one of the gateway's 100 split buckets in hash space. split_clients adds each 1 %
+ * part as floor(100 * 0xffffffff / 10000), so bucket b (b < 99) ends at (b + 1) * this and the
+ * last bucket ("*") takes the rest.
+ */
+const BUCKET_WIDTH = Math.floor((100 * 0xffffffff) / 10000);
+
+/** The key's gateway bucket 0..99 (templates/nginx/nginx.conf's $embedctl_bucket). */
+export function bucketOf(key: string): number {
+  return Math.min(99, Math.floor(murmurhash2(key) / BUCKET_WIDTH));
+}
+
+/**
+ * Whether `key` goes to self-hosted at `percent`. Whole percents: bucket < percent, exactly what
+ * the gateway does. That equals the former single `P%` split_clients cut for every key whose
+ * hash lies in the floor(P * 0.95) values just below that cut (at most 94 of 2^32 hashes, about 2
+ * keys in 10^8). A fractional percent (the hybrid client only; the gateway refuses them) keeps
+ * the single cut.
+ */
 export function routesToSelfHosted(key: string, percent: number): boolean {
   if (!(percent > 0)) return false;
   if (percent >= 100) return true;
-  const cut = Math.floor((Math.round(percent * 100) * 0xffffffff) / 10000);
-  return murmurhash2(key) < cut;
+  if (Number.isInteger(percent)) return bucketOf(key) < percent;
+  return murmurhash2(key) < singleCut(percent);
 }
 
-/** The key's bucket 0..99: it is self-hosted exactly while percent > bucket. */
-export function bucketOf(key: string): number {
-  return Math.floor((murmurhash2(key) / 0x100000000) * 100);
+/** The cut of a single `percent%` split_clients part (two decimals), as nginx computes it. */
+export function singleCut(percent: number): number {
+  return Math.floor((Math.round(percent * 100) * 0xffffffff) / 10000);
 }

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ExitCode, UsageError } from '../errors.js';
 import { rolloutFile } from '../contracts/rollout.js';
@@ -12,6 +12,8 @@ import { defineCommand } from './define.js';
 import { selectDeployments } from './shared.js';
 import { STATUS_OPTIONS } from './define-options.js';
 import { certificateFailed, certificateLines, certificateStatuses, type CertificateStatus } from './status-tls.js';
+import { percentOfGeneration } from '../adapters/traffic/split-dir.js';
+import { renderedPercentOf, splitDirOf } from '../core/nginx-conf.js';
 
 export interface Probe {
   ok: boolean;
@@ -249,6 +251,8 @@ function readLocal(path: string): LocalStack {
 
 /** The self-hosted share of a rendered nginx.conf's split_clients block, or undefined. */
 export function splitFromNginxConf(text: string): number | undefined {
+  // A config that reads a split directory: the share it serves until a split is written there.
+  if (splitDirOf(text)) return renderedPercentOf(text);
   const block = /split_clients\s+\S+\s+\$embedctl_backend\s*\{([^}]*)\}/.exec(text);
   if (!block) return undefined;
   let percent = 0;
@@ -259,6 +263,14 @@ export function splitFromNginxConf(text: string): number | undefined {
     percent += share === '*' ? 100 - percent : Number(share.slice(0, -1));
   }
   return Math.min(100, Math.round(percent * 100) / 100);
+}
+
+function readlinkOrUndefined(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The split the rollout state records; a damaged file is reported and the other sources decide. */
@@ -280,7 +292,12 @@ function trafficSplitFromConf(cwd: string, nginxConf?: string): SplitStatus | un
   ];
   for (const c of candidates) {
     if (!existsSync(c)) continue;
-    const p = splitFromNginxConf(readFileSync(c, 'utf8'));
+    const text = readFileSync(c, 'utf8');
+    // The live split, when rollout wrote one (nginx reads it per request; the config is not re-rendered).
+    const dir = splitDirOf(text);
+    const live = dir ? percentOfGeneration(readlinkOrUndefined(join(dir, 'current'))) : undefined;
+    if (live !== undefined) return { percent: live, source: join(dir!, 'current') };
+    const p = splitFromNginxConf(text);
     if (p !== undefined) return { percent: p, source: c };
   }
   return undefined;

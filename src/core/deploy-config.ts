@@ -39,7 +39,7 @@ const percent = z.coerce
   .number({ message: 'expected a number from 0 to 100' })
   .min(0, 'must be >= 0')
   .max(100, 'must be <= 100')
-  .refine((n) => Math.abs(Math.round(n * 100) / 100 - n) < 1e-9, 'at most two decimals (nginx split_clients precision)');
+  .int('a whole percent (the gateway splits keys into 100 buckets of 1 %)');
 
 const int = (min: number, max: number) =>
   z.coerce.number({ message: 'expected a whole number' }).int('expected a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);

@@ -52,8 +52,16 @@ export interface NginxConfOptions {
   selfHosted: string[];
   /** The hosted embeddings endpoint, e.g. https://api.jina.ai/v1/embeddings or http://127.0.0.1:9000/v1/embeddings. */
   hostedUrl: string;
-  /** 0-100, up to two decimals; 0 and 100 are valid and send everything one way. */
+  /**
+   * 0-100 in whole percents (the split has 100 buckets of 1 %); 0 and 100 send everything one
+   * way. The share the config serves until a split is written to `splitDir`, which then wins.
+   */
   selfHostedPercent: number;
+  /**
+   * Absolute directory nginx reads the live split from on every request (see writeSplit): moving
+   * the split writes files there and reloads nothing. Default: the container's mount point.
+   */
+  splitDir?: string;
   /**
    * The deployment declares that hosted serves the same model (same vector space) as the
    * runtimes. Only then does a self-hosted failure fall back to hosted; otherwise the client gets
@@ -97,8 +105,12 @@ export interface NginxConfOptions {
   hostedReadTimeout?: string;
 }
 
+/** Where the gateway container mounts the split directory (templates/docker-compose.yml). */
+export const DEPLOY_SPLIT_DIR = '/etc/nginx/embedctl-split';
+
 export const NGINX_DEFAULTS = {
   splitKey: 'auto' as SplitKey,
+  splitDir: DEPLOY_SPLIT_DIR,
   sameModel: false,
   resolvers: ['127.0.0.11'],
   caCertPath: '/etc/ssl/certs/ca-certificates.crt',
@@ -146,11 +158,47 @@ export function parseHostedUrl(url: string): HostedTarget {
   return { scheme, host, port, path, dynamic: isIP(host) === 0 && host !== 'localhost' };
 }
 
+/**
+ * The split's buckets: split_clients hashes the key (MurmurHash2, as src/client/route.ts) into
+ * 100 buckets of 1 %, "0".."99"; bucket b is self-hosted while b < percent. Whole percents only:
+ * a bucket cannot be cut, and 100 fixed buckets keep the config small enough for user data.
+ */
+export const SPLIT_BUCKETS = 100;
+
+/** Why a share cannot be served by the gateway, or undefined when it can (0..100, whole). */
+export function splitPercentProblem(p: number): string | undefined {
+  if (!Number.isFinite(p) || p < 0 || p > 100) return `must be within 0-100, got ${p}`;
+  if (!Number.isInteger(p)) return `must be a whole percent (the gateway splits keys into ${SPLIT_BUCKETS} buckets of 1 %), got ${p}`;
+  return undefined;
+}
+
 function formatPercent(p: number): string {
-  if (!Number.isFinite(p) || p < 0 || p > 100) throw new Error(`selfHostedPercent must be within 0-100, got ${p}`);
-  const rounded = Math.round(p * 100) / 100;
-  if (Math.abs(rounded - p) > 1e-9) throw new Error(`selfHostedPercent allows at most two decimals, got ${p}`);
-  return String(rounded);
+  const problem = splitPercentProblem(p);
+  if (problem) throw new Error(`selfHostedPercent ${problem}`);
+  return String(p);
+}
+
+/** The bucket names that go self-hosted at `percent`: "0".."percent-1". */
+export function selfHostedBuckets(percent: number): string[] {
+  const problem = splitPercentProblem(percent);
+  if (problem) throw new Error(`the self-hosted share ${problem}`);
+  return Array.from({ length: percent }, (_, b) => String(b));
+}
+
+/** /health's body while a split directory generation is live (nginx serves the file as is). */
+export function splitHealthBody(percent: number, generation: string): string {
+  return `${JSON.stringify({ status: 'ok', component: 'nginx', selfHostedPercent: percent, split: generation })}\n`;
+}
+
+/** The share a rendered config serves before any split is written to its split directory. */
+export function renderedPercentOf(conf: string): number | undefined {
+  const m = /^# self-hosted share: (\d+(?:\.\d+)?)%/m.exec(conf);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The split directory a rendered config reads, or undefined for a config whose split is in the file. */
+export function splitDirOf(conf: string): string | undefined {
+  return /^# embedctl-split-dir: (\S+)$/m.exec(conf)?.[1];
 }
 
 function splitMaps(mode: SplitKey): { maps: TemplateVars[]; variable: string; description: string } {
@@ -234,16 +282,8 @@ export function renderNginxConf(opts: NginxConfOptions, template = loadTemplate(
   if (!Number.isInteger(o.maxFails) || o.maxFails < 1) throw new Error(`maxFails must be a whole number >= 1, got ${o.maxFails}`);
   const percent = formatPercent(o.selfHostedPercent);
   const hosted = parseHostedUrl(o.hostedUrl);
-  const pct = Number(percent);
-  const buckets =
-    pct === 0
-      ? [{ share: '*', backend: 'hosted' }]
-      : pct === 100
-        ? [{ share: '*', backend: 'selfhosted' }]
-        : [
-            { share: `${percent}%`, backend: 'selfhosted' },
-            { share: '*', backend: 'hosted' },
-          ];
+  const buckets = Array.from({ length: SPLIT_BUCKETS }, (_, b) => ({ share: b === SPLIT_BUCKETS - 1 ? '*' : `${100 / SPLIT_BUCKETS}%`, bucket: String(b) }));
+  const renderedSelfHosted = selfHostedBuckets(Number(percent)).map((bucket) => ({ bucket }));
   const split = splitMaps(o.splitKey);
   const defaultPort = hosted.scheme === 'https' ? 443 : 80;
   const hostForUrl = isIP(hosted.host) === 6 ? `[${hosted.host}]` : hosted.host;
@@ -272,6 +312,8 @@ export function renderNginxConf(opts: NginxConfOptions, template = loadTemplate(
     splitMaps: split.maps,
     splitKeyVariable: split.variable,
     splitBuckets: buckets,
+    renderedSelfHosted,
+    splitDir: checkPath('splitDir', o.splitDir.startsWith('/') ? o.splitDir : `(absolute) ${o.splitDir}`),
     clientAuth: auth
       ? {
           keysInclude: checkPath('the gateway keys file', auth.keysInclude),

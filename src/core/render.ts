@@ -1,6 +1,6 @@
 import { gzipSync } from 'node:zlib';
 import { tlsPlan, type GatewayDeploy } from './gateway-config.js';
-import { renderNginxConf, type NginxConfOptions, type SplitKey } from './nginx-conf.js';
+import { DEPLOY_SPLIT_DIR, renderNginxConf, type NginxConfOptions, type SplitKey } from './nginx-conf.js';
 import { renderTemplate, type TemplateVars } from './template.js';
 import { K8S_FILES, k8sVars } from './render-k8s.js';
 import { servingK8sFiles, servingVars, type ServingDeploy } from './render-serving.js';
@@ -197,6 +197,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
     hubModel: isHubModel(c.model),
     fetchScriptJson: JSON.stringify(fetchScript('env')),
     tlsMounts: tlsMounts(c),
+    gatewaySplitDir: DEPLOY_SPLIT_DIR,
     ...k8sVars(c),
     ...servingVars(c),
   };

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -168,6 +168,8 @@ export function nginxOrSkip(): { bin: string | undefined; skip: boolean } {
 
 export function tempDir(prefix: string): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
+  // Searchable by others: nginx started as root reads the split directory as `nobody`.
+  chmodSync(dir, 0o755);
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -180,7 +182,7 @@ export interface TestGateway {
   nginx: import('../../src/adapters/nginx.js').NginxInstance;
   confPath: string;
   prefix: string;
-  /** Re-renders the config in place (reload it to apply). */
+  /** Re-renders the config in place (reload it to apply). Its split directory is <prefix>/split. */
   write(o: Omit<import('../../src/core/render.js').NginxConfOptions, 'listen'>): void;
   stop(): Promise<void>;
 }
@@ -190,11 +192,11 @@ export async function startGateway(dir: string, o: Omit<import('../../src/core/r
   const { renderNginxConf } = await import('../../src/core/render.js');
   const { startNginx } = await import('../../src/adapters/nginx.js');
   const prefix = mkdtempSync(join(dir, 'gw-'));
-  mkdirSync(prefix, { recursive: true });
+  chmodSync(prefix, 0o755); // nginx's workers (nobody, under root) read the split directory in it
   const port = await freePort();
   const confPath = join(prefix, 'nginx.conf');
   const write = (o2: typeof o) =>
-    writeFile(confPath, renderNginxConf({ workerProcesses: 1, errorLog: 'error.log', accessLog: 'access.log', ...o2, listen: { host: '127.0.0.1', port } }));
+    writeFile(confPath, renderNginxConf({ workerProcesses: 1, errorLog: 'error.log', accessLog: 'access.log', splitDir: join(prefix, 'split'), ...o2, listen: { host: '127.0.0.1', port } }));
   write(o);
   const nginx = await startNginx({ confPath, prefix });
   return { nginx, confPath, prefix, write, stop: () => nginx.stop() };

@@ -1,19 +1,19 @@
-import { createHash } from 'node:crypto';
 import { GetCommandInvocationCommand, SendCommandCommand, type SSMClient } from '@aws-sdk/client-ssm';
-import { ExternalError } from '../../errors.js';
-import { resplit, splitOf } from '../traffic/split.js';
+import { ExternalError, UsageError } from '../../errors.js';
 import { confirmShare } from '../traffic/nginx.js';
-import { configIdOf } from '../../core/render.js';
+import { percentOfGeneration, writeSplitScript } from '../traffic/split-dir.js';
+import { configIdOf, renderedPercentOf, splitDirOf, splitPercentProblem } from '../../core/render.js';
 import type { ApplyResult, TrafficDriver } from '../traffic/types.js';
 import { mapAwsError } from './errors.js';
 
 /**
  * The `ssm` traffic driver: moves the split of a deployed gateway (nginx in a container on the
  * instance, templates/docker-compose.yml) with AWS Systems Manager Run Command. Two commands:
- * one reads the live nginx.conf; embedctl re-renders its split here with the local nginx
- * driver's code (resplit); the second validates the candidate with `nginx -t` INSIDE the gateway
- * container, installs it in place, reloads, and restores the old file if the reload fails. The
- * share is then confirmed from outside by sampling the public gateway (X-Embedctl-Backend).
+ * one reads the live nginx.conf and split generation; the second writes a new generation of the
+ * split directory the gateway container mounts (split-dir.ts: one file per self-hosted bucket,
+ * `current` swapped by rename), unless the split moved in between. nginx reads it per request and
+ * is never reloaded for it. The share is then confirmed from outside by sampling the public
+ * gateway (X-Embedctl-Backend).
  */
 export interface SsmTrafficOptions {
   client: SSMClient;
@@ -31,38 +31,32 @@ export interface SsmTrafficOptions {
 }
 
 /** The deploy directory user data writes (templates/user-data.sh); the stand-in overrides it by env. */
-const PRELUDE = ['set -eu', 'DEPLOY_DIR="${EMBEDCTL_DEPLOY_DIR:-/opt/embedctl/deploy}"', 'CONF="$DEPLOY_DIR/nginx/nginx.conf"'];
+const PRELUDE = [
+  'set -eu',
+  'DEPLOY_DIR="${EMBEDCTL_DEPLOY_DIR:-/opt/embedctl/deploy}"',
+  'CONF="$DEPLOY_DIR/nginx/nginx.conf"',
+  // The host side of the gateway container's split directory mount (templates/docker-compose.yml).
+  'SPLIT="$DEPLOY_DIR/nginx/split"',
+];
 
-/** Base64 on one line: the bytes come back exact, whatever SSM does to whitespace in the output. */
-export function readConfScript(): string[] {
-  return [...PRELUDE, 'base64 -w0 "$CONF"'];
+/**
+ * Line 1: the live split generation ("current: " and nothing when none was written yet); then
+ * the rendered config's header (its id, listen address, split directory, rendered share): all
+ * embedctl reads, and well under the 24,000 characters SSM returns (the whole file is not).
+ */
+export function readSplitScript(): string[] {
+  return [...PRELUDE, 'echo "current: $(readlink "$SPLIT/current" || true)"', 'head -n 12 "$CONF"'];
 }
 
 /**
- * The script that installs `conf` on the instance. It refuses when the live file is no longer
- * the one read (`expectedSha256`): someone else changed the gateway in between.
+ * The script that moves the split on the instance: a new generation of the split directory,
+ * swapped in with rename(2); nginx is not reloaded (a reload closes idle keep-alive client
+ * connections). It refuses when the live generation is no longer `expected`: someone else moved
+ * the split in between.
  */
-export function applyConfScript(conf: string, expectedSha256: string): string[] {
-  const b64 = Buffer.from(conf, 'utf8').toString('base64').replace(/(.{76})/g, '$1\n');
-  return [
-    ...PRELUDE,
-    'CAND="$DEPLOY_DIR/nginx/.embedctl-candidate.conf"',
-    'compose() { docker compose -f "$DEPLOY_DIR/docker-compose.yml" "$@"; }',
-    `[ "$(sha256sum "$CONF" | cut -d' ' -f1)" = "${expectedSha256}" ] || { echo "embedctl: $CONF changed since it was read; nothing applied" >&2; exit 3; }`,
-    `base64 -d > "$CAND" <<'EMBEDCTL_CONF_EOF'\n${b64}\nEMBEDCTL_CONF_EOF`,
-    // nginx -t in the container itself: its nginx version, modules and include paths.
-    'compose cp "$CAND" gateway:/etc/nginx/.embedctl-candidate.conf',
-    'compose exec -T gateway nginx -t -p /var/cache/nginx/ -c /etc/nginx/.embedctl-candidate.conf',
-    'cp "$CONF" "$CONF.previous"',
-    // In place (same inode): the container bind-mounts this single file and would not see a rename.
-    'cat "$CAND" > "$CONF"',
-    'if ! compose exec -T gateway nginx -p /var/cache/nginx/ -s reload; then cat "$CONF.previous" > "$CONF"; echo "embedctl: reload failed; the previous config is back" >&2; exit 4; fi',
-    'rm -f "$CAND"',
-    'echo "embedctl: applied $(sha256sum "$CONF" | cut -d\' \' -f1)"',
-  ];
+export function applySplitScript(percent: number, expected: string | undefined): string[] {
+  return [...PRELUDE, ...writeSplitScript(percent, expected)];
 }
-
-export const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
 export function ssmTrafficDriver(o: SsmTrafficOptions): TrafficDriver {
   const run = (commands: string[], comment: string, signal?: AbortSignal) => runShell(o, commands, comment, signal);
@@ -70,20 +64,23 @@ export function ssmTrafficDriver(o: SsmTrafficOptions): TrafficDriver {
     name: 'ssm',
     target: `ssm ${o.instanceId} (${o.region})${o.gatewayUrl ? `, gateway ${o.gatewayUrl}` : ''}`,
     describe: (percent) =>
-      `ssm:SendCommand to ${o.instanceId} (${o.region}): read nginx.conf, re-render the split at ${percent}%, nginx -t in the gateway container, install, reload${o.gatewayUrl && (o.samples ?? 200) > 0 ? `; sample ${o.samples ?? 200} requests via ${o.gatewayUrl}` : ''}`,
+      `ssm:SendCommand to ${o.instanceId} (${o.region}): read the gateway's split, write ${percent}% self-hosted to its split directory (no nginx reload)${o.gatewayUrl && (o.samples ?? 200) > 0 ? `; sample ${o.samples ?? 200} requests via ${o.gatewayUrl}` : ''}`,
     async apply(percent, signal): Promise<ApplyResult> {
-      const live = Buffer.from((await run(readConfScript(), 'embedctl rollout: read the gateway config', signal)).trim(), 'base64').toString('utf8');
-      let next: string;
-      try {
-        next = resplit(live, percent);
-      } catch (err) {
-        throw new ExternalError(`ssm ${o.instanceId}`, `the gateway's nginx.conf cannot be re-split: ${(err as Error).message}`, { hint: 'was this instance provisioned by embedctl? (/opt/embedctl/deploy/nginx/nginx.conf)' });
+      const problem = splitPercentProblem(percent);
+      if (problem) throw new UsageError(`the self-hosted share ${problem}`, { field: 'percent', hint: 'use whole percents in rollout steps and targets' });
+      const live = await run(readSplitScript(), 'embedctl rollout: read the gateway split', signal);
+      const generation = /^current: (\S*)/m.exec(live)?.[1] ?? '';
+      if (!splitDirOf(live)) {
+        throw new ExternalError(`ssm ${o.instanceId}`, "the gateway's nginx.conf keeps its split in the file (rendered by an older embedctl, moved only by reloading nginx, which resets idle keep-alive connections) and its compose file mounts no split directory", {
+          hint: 'provision the instance again with this embedctl (embedctl provision) so its gateway reads the split from /opt/embedctl/deploy/nginx/split',
+        });
       }
-      await run(applyConfScript(next, sha256(live)), `embedctl rollout: ${percent}% self-hosted`, signal);
-      const applied = `${o.instanceId}: nginx.conf ${splitOf(live) ?? '?'}% -> ${percent}%, nginx -t and reload in the gateway container`;
+      const from = percentOfGeneration(generation.trim() || undefined) ?? renderedPercentOf(live);
+      await run(applySplitScript(percent, generation.trim() || undefined), `embedctl rollout: ${percent}% self-hosted`, signal);
+      const applied = `${o.instanceId}: split ${from ?? '?'}% -> ${percent}%, written to the gateway's split directory (no reload)`;
       if (!o.gatewayUrl) return { confirmed: null, observedPercent: null, detail: `${applied}; no gateway URL to sample (--gateway-url)` };
-      // The config id tells answers of workers still on the previous config apart (not counted).
-      const c = await confirmShare(o.gatewayUrl, percent, { samples: o.samples, tolerance: o.tolerance, model: o.model, splitKey: 'auto', signal, configId: configIdOf(next) });
+      // The config id tells answers of workers on another config apart (a reload for TLS, say).
+      const c = await confirmShare(o.gatewayUrl, percent, { samples: o.samples, tolerance: o.tolerance, model: o.model, splitKey: 'auto', signal, configId: configIdOf(live) });
       return { ...c, detail: `${applied}; ${c.detail}` };
     },
   };
@@ -127,7 +124,7 @@ async function runShell(o: SsmTrafficOptions, commands: string[], comment: strin
     }
     const why = (inv.StandardErrorContent ?? '').trim().split('\n').filter(Boolean).pop() ?? inv.StatusDetails ?? status;
     throw new ExternalError(system, `command on ${o.instanceId} ended ${status} (exit ${inv.ResponseCode ?? '?'}): ${why}`, {
-      hint: inv.ResponseCode === 3 ? 'the gateway config changed while embedctl worked: run the command again' : 'nothing was reloaded unless the message says so; the gateway keeps its previous split',
+      hint: inv.ResponseCode === 3 ? 'the gateway split changed while embedctl worked: run the command again' : 'the gateway keeps its previous split unless the message says otherwise',
     });
   }
 }

@@ -1,17 +1,21 @@
 import { promises as fsp } from 'node:fs';
 import { request } from 'node:http';
 import { dirname, join, basename } from 'node:path';
-import { configIdOf, listenOf, renderNginxConf, type NginxConfOptions } from '../../core/render.js';
-import { ExternalError } from '../../errors.js';
+import { configIdOf, listenOf, renderNginxConf, renderedPercentOf, splitDirOf, splitPercentProblem, type NginxConfOptions } from '../../core/render.js';
+import { ExternalError, UsageError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { routesToSelfHosted } from '../../client/route.js';
 import { reloadNginx, testNginxConfig } from '../nginx.js';
+import { readSplit, writeSplit } from './split-dir.js';
 import type { ApplyResult, TrafficDriver } from './types.js';
 
 export interface NginxDriverOptions {
   confPath: string;
   prefix: string;
-  /** The render options of the running gateway; the driver changes only selfHostedPercent. */
+  /**
+   * The render options of the running gateway; the driver changes only the split. Their splitDir
+   * (default: `split` beside the config) is where the live split is written.
+   */
   conf: Omit<NginxConfOptions, 'selfHostedPercent'>;
   /** Where to send sample requests (default: the conf's listen address). */
   url?: string;
@@ -23,49 +27,83 @@ export interface NginxDriverOptions {
   env?: Record<string, string | undefined>;
 }
 
+/** The split directory a local gateway uses unless its render options name one. */
+export const localSplitDir = (o: Pick<NginxDriverOptions, 'confPath' | 'conf'>) => o.conf.splitDir ?? join(dirname(o.confPath), 'split');
+
 /**
- * Re-renders the gateway's split, proves it with `nginx -t` before it replaces the live file,
- * reloads (graceful: in-flight requests finish on the old workers), then samples requests and
- * reads X-Embedctl-Backend to confirm the share nginx actually applies.
+ * Moves the gateway's split without reloading nginx: writes a new generation of the split
+ * directory the live config reads on every request (split-dir.ts), then samples requests and
+ * reads X-Embedctl-Backend to confirm the share nginx actually applies. A reload would close
+ * every idle keep-alive client connection (nginx does that on reload, no directive changes it).
+ *
+ * A config that does not read this split directory yet (rendered by an older embedctl, or
+ * elsewhere) is re-rendered once the old way: proven with `nginx -t`, installed, reloaded
+ * (graceful: in-flight requests finish on the old workers); every later move reloads nothing.
  */
 export function nginxDriver(o: NginxDriverOptions): TrafficDriver {
+  const splitDir = localSplitDir(o);
   return {
     name: 'nginx',
     target: `nginx ${o.confPath} (prefix ${o.prefix})`,
-    describe: (percent) => `render ${o.confPath} with ${percent}% self-hosted, nginx -t, nginx -s reload (prefix ${o.prefix}), sample ${o.samples ?? 200} requests`,
+    describe: (percent) => `write the split (${percent}% self-hosted) to ${splitDir}, read by nginx on every request (no reload; a config that does not read it yet is re-rendered, tested and reloaded once), sample ${o.samples ?? 200} requests`,
     async apply(percent, signal): Promise<ApplyResult> {
-      let text: string;
-      try {
-        text = renderNginxConf({ ...o.conf, selfHostedPercent: percent });
-      } catch (err) {
-        throw new ExternalError('nginx', `cannot render the split: ${(err as Error).message}`, { hint: 'check the nginx section of .embedctl/deploy.json or the --nginx-* flags' });
+      const problem = splitPercentProblem(percent);
+      if (problem) throw new UsageError(`the self-hosted share ${problem}`, { field: 'percent', hint: 'use whole percents in rollout steps and targets' });
+      let live = await fsp.readFile(o.confPath, 'utf8').catch(() => undefined);
+      let applied: string;
+      if (live !== undefined && splitDirOf(live) === splitDir) {
+        const before = await readSplit(splitDir);
+        const from = before.percent ?? renderedPercentOf(live);
+        try {
+          await writeSplit(splitDir, percent, before);
+        } catch (err) {
+          throw new ExternalError('nginx', `cannot write the split: ${(err as Error).message}`, { hint: `check that ${splitDir} is writable` });
+        }
+        applied = `${splitDir}: ${from ?? '?'}% -> ${percent}% self-hosted, no reload`;
+      } else {
+        live = await reRender(o, splitDir, percent, live);
+        applied = `${o.confPath} re-rendered to read ${splitDir} (${percent}% self-hosted), tested and reloaded once; later moves reload nothing`;
       }
-      // The candidate sits beside the live file so relative includes resolve the same way; the
-      // live file is replaced only after nginx accepted the candidate.
-      const candidate = join(dirname(o.confPath), `.${basename(o.confPath)}.candidate`);
-      await writeFileAtomic(candidate, text);
-      try {
-        await testNginxConfig(candidate, o.prefix, o.env);
-      } finally {
-        await fsp.rm(candidate, { force: true });
-      }
-      const previous = await fsp.readFile(o.confPath, 'utf8').catch(() => undefined);
-      await writeFileAtomic(o.confPath, text);
-      try {
-        await reloadNginx({ confPath: o.confPath, prefix: o.prefix, env: o.env });
-      } catch (err) {
-        // The file on disk must keep describing what nginx serves, or its next restart would
-        // silently apply a share the rollout state never recorded.
-        if (previous !== undefined) await writeFileAtomic(o.confPath, previous);
-        throw err;
-      }
-      if ((o.samples ?? 200) <= 0) return { confirmed: null, observedPercent: null, detail: `${o.confPath} reloaded; not sampled (--samples 0)` };
-      const listen = listenOf(text);
+      if ((o.samples ?? 200) <= 0) return { confirmed: null, observedPercent: null, detail: `${applied}; not sampled (--samples 0)` };
+      const listen = listenOf(live);
       const url = o.url ?? (listen ? `http://${listen.replace(/^0\.0\.0\.0:/, '127.0.0.1:')}` : undefined);
-      if (!url) return { confirmed: null, observedPercent: null, detail: `${o.confPath} reloaded; no URL to sample (--nginx-url)` };
-      return confirmShare(url, percent, { samples: o.samples, tolerance: o.tolerance, model: o.model, splitKey: o.conf.splitKey, signal, configId: configIdOf(text) });
+      if (!url) return { confirmed: null, observedPercent: null, detail: `${applied}; no URL to sample (--nginx-url)` };
+      const c = await confirmShare(url, percent, { samples: o.samples, tolerance: o.tolerance, model: o.model, splitKey: o.conf.splitKey, signal, configId: configIdOf(live) });
+      return { ...c, detail: `${applied}; ${c.detail}` };
     },
   };
+}
+
+/** The one-time move to a config that reads `splitDir`: render, nginx -t, install, reload. */
+async function reRender(o: NginxDriverOptions, splitDir: string, percent: number, previous: string | undefined): Promise<string> {
+  let text: string;
+  try {
+    text = renderNginxConf({ ...o.conf, splitDir, selfHostedPercent: percent });
+  } catch (err) {
+    throw new ExternalError('nginx', `cannot render the split: ${(err as Error).message}`, { hint: 'check the nginx section of .embedctl/deploy.json or the --nginx-* flags' });
+  }
+  // The candidate sits beside the live file so relative includes resolve the same way; the
+  // live file is replaced only after nginx accepted the candidate.
+  const candidate = join(dirname(o.confPath), `.${basename(o.confPath)}.candidate`);
+  await writeFileAtomic(candidate, text);
+  try {
+    await testNginxConfig(candidate, o.prefix, o.env);
+  } finally {
+    await fsp.rm(candidate, { force: true });
+  }
+  // The split directory first: the running config does not read it, the new one must find the
+  // share it was rendered with there (not a leftover of an earlier stack).
+  await writeSplit(splitDir, percent);
+  await writeFileAtomic(o.confPath, text);
+  try {
+    await reloadNginx({ confPath: o.confPath, prefix: o.prefix, env: o.env });
+  } catch (err) {
+    // The file on disk must keep describing what nginx serves, or its next restart would
+    // silently apply a share the rollout state never recorded.
+    if (previous !== undefined) await writeFileAtomic(o.confPath, previous);
+    throw err;
+  }
+  return text;
 }
 
 /**
