@@ -137,9 +137,9 @@ describe.skipIf(skip)('examples/ci/github-actions.yml, the weekly step, through 
     // Change: the ssm driver, picked from state.json, through the SDK to the stand-in.
     const moved = readJson('rollout.json');
     expect(moved).toMatchObject({ schema: 'embedctl.rollout/v1', driver: 'ssm', confirmed: true });
-    expect(moved.detail).toMatch(new RegExp(`^${INSTANCE}: nginx.conf 0% -> 10%, nginx -t and reload in the gateway container; \\d+ samples via ${gateway}`));
+    expect(moved.detail).toMatch(new RegExp(`^${INSTANCE}: split 0% -> 10%, written to the gateway's split directory \\(no reload\\); \\d+ samples via ${gateway}`));
     expect(results.at(-1)!.stderr).toContain(`with the ssm driver (ssm ${INSTANCE} (eu-west-1), gateway ${gateway})`);
-    expect(endpoint.calls.filter((c) => c.operation === 'SendCommand').map((c) => c.input.Comment)).toEqual(['embedctl rollout: read the gateway config', 'embedctl rollout: 10% self-hosted']);
+    expect(endpoint.calls.filter((c) => c.operation === 'SendCommand').map((c) => c.input.Comment)).toEqual(['embedctl rollout: read the gateway split', 'embedctl rollout: 10% self-hosted']);
     expect(endpoint.calls.every((c) => (c.input.InstanceIds as string[] | undefined)?.[0] === INSTANCE || c.input.InstanceId === INSTANCE)).toBe(true);
     expect(output).toMatch(/^exit=0$/m);
     // Confirm: the gateway itself serves the new split.
@@ -153,7 +153,7 @@ describe.skipIf(skip)('examples/ci/github-actions.yml, the weekly step, through 
     for (const r of results) expect(r.code, `${r.name}: ${r.stderr.slice(-1500)}`).toBe(0);
     expect(readJson('rollout.json')).toMatchObject({ schema: 'embedctl.rollout/v1' });
     expect(await health()).toBe(0);
-    expect(endpoint.calls.slice(sends).filter((c) => c.operation === 'SendCommand').map((c) => c.input.Comment)).toEqual(['embedctl rollout: read the gateway config', 'embedctl rollout: 0% self-hosted']);
+    expect(endpoint.calls.slice(sends).filter((c) => c.operation === 'SendCommand').map((c) => c.input.Comment)).toEqual(['embedctl rollout: read the gateway split', 'embedctl rollout: 0% self-hosted']);
     const history = readJson('.embedctl/rollout.json').history as Array<{ action: string; reason: string | null; driver: string }>;
     expect(history.at(-1)).toMatchObject({ action: 'rollback', driver: 'ssm', reason: 'manual from CI run 4242' });
   });

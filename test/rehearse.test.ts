@@ -1,6 +1,6 @@
 // `embedctl rehearse` from the CLI: every stage green on a short schedule, every process it started
 // stopped afterwards, and its summary equal to what each stage's own report says.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,8 @@ import type { StageResult } from '../src/core/rehearse.js';
 import { nginxBinary } from '../src/adapters/nginx.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'embedctl-rehearse-test-'));
+// Searchable by others: nginx started as root reads the split directory as `nobody`.
+chmodSync(dir, 0o755);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 interface Summary {
@@ -86,12 +88,13 @@ describe.skipIf(!haveNginx)('embedctl rehearse (nginx path)', () => {
       expect(Math.abs(Number(st.figures.observedSelfHostedPct) - pct)).toBeLessThanOrEqual(10);
     }
     // The gateway moved the way a deployment's does: the ssm driver, its script run by the
-    // local instance against the stack's nginx (the script leaves nginx.conf.previous behind).
+    // local instance against the stack's nginx: it writes the split directory (its `current`
+    // link is what the script leaves behind), and never reloads nginx.
     for (const id of ['rollout-10', 'rollout-100', 'fault']) {
       expect(by[id]!.figures.driver, id).toBe('ssm');
       expect(String(by[id]!.figures.target), id).toMatch(/^ssm mi-0000000000000000 \(local\), gateway http:\/\/127\.0\.0\.1:\d+$/);
     }
-    expect(existsSync(join(out, '.embedctl', 'local', 'nginx', 'nginx.conf.previous'))).toBe(true);
+    expect(existsSync(join(out, '.embedctl', 'local', 'nginx', 'split', 'current', 'health.json'))).toBe(true);
     expect(r.stderr).toMatch(/with the ssm driver \(ssm mi-0000000000000000 \(local\)/);
     const fault = by.fault!;
     expect(fault.figures.watchExit).toBe(4);

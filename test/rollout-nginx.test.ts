@@ -109,6 +109,8 @@ beforeEach(async () => {
     hostedUrl: `${hosted.url}/v1/embeddings`,
     // Both stand-ins serve one model: a self-hosted failure falls back (issue 14's same-model rule).
     sameModel: true,
+    // As `up --local` renders it: the split lives beside the config, moved without reloads.
+    splitDir: join(prefix, 'split'),
     workerProcesses: 1,
     errorLog: 'error.log',
     accessLog: 'access.log',
@@ -130,7 +132,9 @@ afterEach(async () => {
 const rollout = (args: string[], o: { signal?: AbortSignal } = {}) => runCli(['rollout', ...args], { cwd, env: { EMBEDCTL_USER: 'carol@ops' }, ...o });
 
 describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', () => {
-  it('--percent 25 re-renders, reloads and confirms; 2,000 distinct keys split 25 +-5 %, matching the hybrid client key for key', async () => {
+  it('--percent 25 writes the split (no re-render, no reload) and confirms; 2,000 distinct keys split 25 +-5 %, matching the hybrid client key for key', async () => {
+    const confPath = join(cwd, '.embedctl', 'nginx', 'nginx.conf');
+    const conf = readFileSync(confPath, 'utf8');
     expect((await rollout(['to', '10'])).code).toBe(0);
     const r = await rollout(['to', '25', '--dwell', '0s', '--json']);
     expect(r.stderr).not.toMatch(/error/);
@@ -138,7 +142,10 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
     const doc = r.json<{ confirmed: boolean; observedPercent: number; detail: string }>();
     expect(doc.confirmed).toBe(true);
     expect(doc.detail).toMatch(/200 samples via http:\/\/127\.0\.0\.1:\d+: [\d.]+% self-hosted \(expected [\d.]+% \+-5\)/);
-    expect(readFileSync(join(cwd, '.embedctl', 'nginx', 'nginx.conf'), 'utf8')).toMatch(/^# self-hosted share: 25%/m);
+    expect(doc.detail).toMatch(/split: 10% -> 25% self-hosted, no reload; /);
+    expect(readFileSync(confPath, 'utf8')).toBe(conf);
+    expect(readFileSync(join(cwd, '.embedctl', 'nginx', 'error.log'), 'utf8')).not.toMatch(/reconfiguring/);
+    expect(await (await fetch(`${nginx.url}/health`)).json()).toMatchObject({ selfHostedPercent: 25 });
 
     const keys = Array.from({ length: 2000 }, (_, i) => `tenant-${i}`);
     const sides = await pool(keys.length, 16, async (i) => (await embed(nginx.url, { 'x-tenant-id': keys[i]! })).backend);
@@ -150,7 +157,7 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
     expect(disagree).toEqual([]);
   });
 
-  it('a reload under continuous load loses zero requests', async () => {
+  it('a split move under continuous load loses zero requests', async () => {
     let stop = false;
     const statuses: number[] = [];
     const failures: string[] = [];
@@ -189,30 +196,56 @@ describe.skipIf(skip)('rollout with the nginx driver (real nginx on loopback)', 
     expect(sides.filter((s) => s !== 'hosted')).toEqual([]);
   });
 
-  it('a config nginx rejects is never written over the live one; traffic stays where it was', async () => {
+  it('a split move renders nothing: a broken render option in deploy.json cannot block a rollback', async () => {
     expect((await rollout(['to', '10'])).code).toBe(0);
     const confPath = join(cwd, '.embedctl', 'nginx', 'nginx.conf');
     const live = readFileSync(confPath, 'utf8');
     const deploy = JSON.parse(readFileSync(join(cwd, '.embedctl', 'deploy.json'), 'utf8'));
     deploy.nginx.options.hostedAuthInclude = join(cwd, 'missing-auth.conf');
     writeFileSync(join(cwd, '.embedctl', 'deploy.json'), JSON.stringify(deploy));
-    const r = await rollout(['rollback']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/nginx: config test failed .*missing-auth\.conf/);
+    const r = await rollout(['rollback', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json<{ confirmed: boolean }>().confirmed).toBe(true);
     expect(readFileSync(confPath, 'utf8')).toBe(live);
-    expect(JSON.parse(readFileSync(join(cwd, '.embedctl', 'rollout.json'), 'utf8')).percent).toBe(10);
+    expect(JSON.parse(readFileSync(join(cwd, '.embedctl', 'rollout.json'), 'utf8')).percent).toBe(0);
   });
 
-  it('when nginx is not running, the move fails clearly and neither the config nor the state changes', async () => {
+  it('a config that does not read the split directory (an older render) is re-rendered, tested and reloaded once; one nginx rejects is never written', async () => {
+    const confPath = join(cwd, '.embedctl', 'nginx', 'nginx.conf');
+    const deployPath = join(cwd, '.embedctl', 'deploy.json');
+    const deploy = JSON.parse(readFileSync(deployPath, 'utf8'));
+    // The older shape: the split only in the file (nginx keeps serving the config it started with).
+    const legacy = renderNginxConf({ ...deploy.nginx.options, selfHostedPercent: 0, splitDir: '/nonexistent/split' }).replace(/^# embedctl-split-dir: .*\n/m, '');
+    writeFileSync(confPath, legacy);
+    writeFileSync(deployPath, JSON.stringify({ ...deploy, nginx: { ...deploy.nginx, options: { ...deploy.nginx.options, hostedAuthInclude: join(cwd, 'missing-auth.conf') } } }));
+    const bad = await rollout(['to', '10']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/nginx: config test failed .*missing-auth\.conf/);
+    expect(readFileSync(confPath, 'utf8')).toBe(legacy);
+    expect(existsSync(join(cwd, '.embedctl', 'rollout.json'))).toBe(false);
+
+    writeFileSync(deployPath, JSON.stringify(deploy));
+    const r = await rollout(['to', '10', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json<{ confirmed: boolean }>()).toMatchObject({ confirmed: true });
+    expect(r.json<{ detail: string }>().detail).toMatch(/re-rendered to read .*split \(10% self-hosted\), tested and reloaded once/);
+    expect(readFileSync(confPath, 'utf8')).toMatch(/^# embedctl-split-dir: .*\/\.embedctl\/nginx\/split$/m);
+    const next = await rollout(['to', '25', '--force', '--reason', 'test', '--json']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(next.json<{ detail: string }>().detail).toMatch(/10% -> 25% self-hosted, no reload/);
+  });
+
+  it('when nginx is not running, the split is written and recorded but reported unconfirmed (exit 1); nginx serves it once started', async () => {
     const confPath = join(cwd, '.embedctl', 'nginx', 'nginx.conf');
     const before = readFileSync(confPath, 'utf8');
     await nginx.stop();
     const r = await rollout(['to', '10']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^embedctl: error: nginx: reload failed/m);
-    expect(r.stderr).toMatch(/hint: is nginx running from /);
+    expect(r.stderr).toMatch(/^embedctl: error: traffic: the driver applied 10% but could not confirm it: .*no reload; no sample got an X-Embedctl-Backend header/m);
     expect(readFileSync(confPath, 'utf8')).toBe(before);
-    expect(existsSync(join(cwd, '.embedctl', 'rollout.json'))).toBe(false);
+    expect(JSON.parse(readFileSync(join(cwd, '.embedctl', 'rollout.json'), 'utf8')).percent).toBe(10);
+    nginx = await startNginx({ confPath, prefix: join(cwd, '.embedctl', 'nginx') });
+    expect(await (await fetch(`${nginx.url}/health`)).json()).toMatchObject({ selfHostedPercent: 10 });
   });
 
   it('--watch rolls back by itself when the self-hosted side starts failing, and exits 4', async () => {
