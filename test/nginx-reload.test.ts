@@ -49,7 +49,8 @@ describe.skipIf(skip)('nginx reloads under keep-alive load', () => {
         } catch (err) {
           // A keep-alive connection the old worker closed just as the request went out: HTTP/1.1
           // cannot rule this race out; nginx never saw the request.
-          closedUnder.push(String((err as { cause?: { message?: string } }).cause?.message ?? (err as Error).message));
+          const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+          closedUnder.push(`${cause?.code ?? 'no code'}: ${cause?.message ?? (err as Error).message}`);
         }
       }
     };
@@ -64,13 +65,16 @@ describe.skipIf(skip)('nginx reloads under keep-alive load', () => {
     await Promise.all(clients);
     expect(sent).toBeGreaterThan(200);
     expect(failures).toEqual([]);
-    // Only one kind of client-side error is possible at all: the idle connection closed under it.
-    expect(closedUnder.every((m) => m === 'other side closed')).toBe(true);
+    // Only one kind of client-side error is possible at all: the idle connection closed under it,
+    // seen as a FIN (undici's 'other side closed') or, when the request bytes had already reached
+    // the closing worker, as a reset (ECONNRESET / EPIPE). Anything else (a refused connection, a
+    // timeout, an HTTP error) fails here.
+    expect(closedUnder.filter((m) => !/^(UND_ERR_SOCKET: other side closed|ECONNRESET: |EPIPE: )/.test(m))).toEqual([]);
     // Upstream side: no request nginx accepted failed or fell back (keep-alive to the runtime is
     // closed by nginx first: its upstream keepalive_timeout is below the runtime's).
     const log = readFileSync(join(gw.prefix, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { status: number; upstream_status: string });
     expect(log.length).toBeGreaterThan(200);
     expect(log.filter((e) => e.status !== 200 || !/^200$/.test(e.upstream_status))).toEqual([]);
-    console.log(`reload test: ${sent} requests, ${closedUnder.length} keep-alive connections closed under a bare fetch, 0 failures through the SDK`);
+    console.log(`reload test: ${sent} requests, ${closedUnder.length} keep-alive connections closed under a bare fetch (${JSON.stringify(Object.fromEntries([...new Set(closedUnder)].map((k) => [k, closedUnder.filter((m) => m === k).length])))}), 0 failures through the SDK`);
   });
 });
