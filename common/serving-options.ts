@@ -129,3 +129,11 @@ export const SERVING_OPTION_SPECS = [
   spec({ key: 'trustedProxy', flag: '--trusted-proxy <list>', env: 'EMBEDCTL_TRUSTED_PROXY', description: 'addresses/CIDRs (the gateway) whose x-embedctl-caller header names the caller', default: undefined, parse: (r) => parseProxyList(r).join(',') }),
   spec({ key: 'metricsPort', flag: '--metrics-port <n>', env: 'EMBEDCTL_METRICS_PORT', description: 'also serve /metrics without a key on this port (for scrapers inside the host; do not publish it)', default: undefined, parse: portNumber }),
 ];
+
+/**
+ * Request header a trusted proxy (the gateway) sends to have a caller-quota refusal answered with
+ * this status (400-599) instead of 429: nginx retries a replica's 429 (overload) on the next
+ * replica and then on hosted, and counts it against the replica's health; a quota refusal must be
+ * neither, so the gateway asks for a status it intercepts and answers as a 429 itself.
+ */
+export const QUOTA_STATUS_HEADER = 'x-embedctl-quota-status';

@@ -302,6 +302,51 @@ describe('Batcher: latency-aware admission (maxQueueMs)', () => {
     await b.close();
   });
 
+  it('queue timeout: a request still queued after maxQueueMs is refused (429 with a turn), one already running is finished, later ones run', async () => {
+    const model = new RecordingModel();
+    let now = 0;
+    const b = new Batcher(model, opts({ maxQueueMs: 100, maxBatchTokens: 6, maxWaitMs: 0 }), undefined, () => now);
+    // Fast enough by the estimate that everything below is admitted.
+    b.seedThroughput(1_000_000, 1000);
+    model.hold();
+    const running = b.submit([enc(1), enc(2)]); // takes the model (a full batch: 2 x 3 tokens)
+    await new Promise((r) => setImmediate(r));
+    const early = b.submit([enc(10)]);
+    const late = b.submit([enc(20)]);
+    const earlyOutcome = early.then(() => 'answered', (e: unknown) => e);
+    const lateOutcome = late.then(() => 'answered', (e: unknown) => e);
+    // The machine stalls: 150 ms pass while the first batch runs; both queued requests are late.
+    now = 150;
+    const fresh = b.submit([enc(30)]); // arrives at 150: within its budget when the model frees
+    model.release();
+    await expect(running).resolves.toHaveLength(2);
+    const [e, l] = await Promise.all([earlyOutcome, lateOutcome]);
+    for (const out of [e, l]) {
+      expect(out).toBeInstanceOf(QueueFull);
+      expect((out as QueueFull).retryAfterMs).toBeGreaterThanOrEqual(1);
+    }
+    await expect(fresh).resolves.toHaveLength(1);
+    // The late ones never reached the model; the fresh one did.
+    expect(model.batches.flat()).toEqual([1, 2, 30]);
+    expect(b.stats().shed).toBe(2);
+    await b.close();
+  });
+
+  it('queue timeout never sheds a request some of whose inputs already ran', async () => {
+    const model = new RecordingModel();
+    let now = 0;
+    const b = new Batcher(model, opts({ maxQueueMs: 100, maxBatchTokens: 6, maxWaitMs: 0 }), undefined, () => now);
+    b.seedThroughput(1_000_000, 1000);
+    model.hold();
+    const big = b.submit([enc(1), enc(2), enc(3), enc(4)]); // two batches of 2 x 3 tokens
+    await new Promise((r) => setImmediate(r));
+    now = 500;
+    model.release();
+    await expect(big).resolves.toHaveLength(4);
+    expect(b.stats().shed).toBe(0);
+    await b.close();
+  });
+
   it('counts only inputs when maxQueueMs is 0', async () => {
     const model = new RecordingModel();
     const b = new Batcher(model, opts({ maxQueueMs: 0 }));

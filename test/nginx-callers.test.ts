@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderGatewayCallers } from '../src/core/gateway-callers.js';
@@ -23,6 +24,8 @@ const keyOf = (name: string) => `ek_${name.replace(/-/g, '_')}_0123456789`;
 const KEYS: GatewayKey[] = [
   ...TENANTS.map((name) => ({ role: 'client' as const, key: keyOf(name), name, requestsPerMinute: RPM })),
   { role: 'client', key: 'ek_anonymous_client_0123456789' },
+  // No limit at the gateway; the runtime holds it to a tokens-per-minute quota nginx cannot count.
+  { role: 'client', key: keyOf('tenant-tokens'), name: 'tenant-tokens' },
 ];
 const OPS_KEY = 'sk-ops-admin-0123456789';
 
@@ -34,6 +37,7 @@ beforeAll(async () => {
   const keysYaml = [
     'keys:',
     ...TENANTS.map((n) => `  - {name: ${n}, key: ${keyOf(n)}-direct, requestsPerMinute: ${RPM}}`),
+    `  - {name: tenant-tokens, key: ${keyOf('tenant-tokens')}-direct, tokensPerMinute: 1}`,
     `  - {name: ops, key: ${OPS_KEY}, scopes: [admin]}`,
   ].join('\n');
   const keysFile = writeFile(join(tmp.dir, 'runtime-keys.yaml'), `${keysYaml}\n`, 0o600);
@@ -138,6 +142,32 @@ describe.skipIf(skip)('gateway callers and per-caller limits (real nginx + real 
     expect(answers.slice(0, RPM).map((a) => [a.status, a.backend, a.fallback])).toEqual(Array(RPM).fill([200, 'hosted', 'yes']));
     expectRefused(answers[RPM]!, 'tenant-fallback');
     expect(hosted.received).toHaveLength(RPM);
+  });
+
+  it("a runtime's quota refusal (tokens per minute) reaches the client as a 429: never retried on the other replica or on hosted, never held against the replica", async () => {
+    // Two replicas (the same runtime twice) with a hosted side serving the same model: before the
+    // quota status, the runtime's 429 went to the next replica, then to hosted (the quota was
+    // bypassed) and counted as a failure of both replicas.
+    const { gw, hosted } = await gateway({ selfHosted: [`127.0.0.1:${runtime.port}`, `127.0.0.1:${runtime.port}`], selfHostedPercent: 100, sameModel: true, maxFails: 1 });
+    const first = await embed(gw.nginx.url, as('tenant-tokens'), 'tokens one');
+    expect([first.status, first.backend]).toEqual([200, 'selfhosted']);
+    // The first request put the caller over its 1 token a minute (debited once its size is known).
+    const res = await fetch(`${gw.nginx.url}/v1/embeddings`, { method: 'POST', headers: { ...as('tenant-tokens'), 'content-type': 'application/json' }, body: '{"input":"tokens two"}' });
+    const body = await res.text();
+    expect(res.status).toBe(429);
+    expect(res.headers.get('x-embedctl-backend')).toBe('selfhosted');
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(res.headers.get('x-ratelimit-limit-tokens')).toBe('1');
+    expect(JSON.parse(body).error).toMatchObject({ code: 'rate_limit_exceeded', type: 'rate_limit_error' });
+    expect(JSON.parse(body).error.message).toContain('refused caller tenant-tokens');
+    expect(hosted.received).toHaveLength(0);
+    // Neither replica was marked down (max_fails 1): other callers keep being served self-hosted.
+    for (let i = 0; i < 4; i++) expect(await embed(gw.nginx.url, as('tenant-other'), `other ${i}`)).toMatchObject({ status: 200, backend: 'selfhosted', fallback: null });
+    expect(hosted.received).toHaveLength(0);
+    // The access log shows one attempt on one replica for the refused request, not a retry.
+    const log = readFileSync(join(gw.prefix, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { status: number; upstream_status: string });
+    const refused = log.filter((e) => e.status === 429);
+    expect(refused.map((e) => e.upstream_status)).toEqual(['472']);
   });
 
   it('a client cannot name itself: its own X-Embedctl-Caller is replaced by the name of its key, or dropped', async () => {

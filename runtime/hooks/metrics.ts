@@ -73,6 +73,16 @@ export class RuntimeMetrics {
       labelNames: ['reason'],
       registers,
     });
+    new Counter({
+      name: 'embedctl_queue_timeouts_total',
+      help: 'Requests answered 429 after waiting past --max-queue-ms for their first batch (queue timeout; also counted in embedctl_rejected_total)',
+      registers,
+      collect() {
+        // The batcher keeps the count; a counter's value can only be set by reset + inc.
+        this.reset();
+        this.inc(stats()?.shed ?? 0);
+      },
+    });
     new Gauge({
       name: 'embedctl_queue_depth',
       help: 'Inputs waiting for a batch',

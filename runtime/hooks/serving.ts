@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { ModelSet } from '../inference/models.js';
-import { parseCacheSize, parseProxyList, type ServingOptions } from '../../common/serving-options.js';
+import { parseCacheSize, parseProxyList, QUOTA_STATUS_HEADER, type ServingOptions } from '../../common/serving-options.js';
 import { UsageError } from '../../common/errors.js';
 import { ApiError } from '../routes/errors.js';
 import { adminRoutes, CallerUsage, metricsText } from './admin.js';
@@ -113,7 +113,11 @@ export async function createServingHooks(o: Partial<ServingOptions> & { apiKey?:
       if (!c.scopes.includes(need) && !(need === 'metrics' && c.scopes.includes('admin'))) {
         throw new ApiError(403, `"${c.name}" may not use ${path}: it needs the "${need}" scope (has ${c.scopes.join(', ') || 'none'})`, null, 'insufficient_scope', 'permission_error');
       }
-      return { id: c.name, scopes: [...c.scopes], meta: { via: c.via } };
+      // The gateway (a trusted proxy) asks for a caller's quota refusal under a status of its
+      // own, so it can tell it from a replica's overload 429: that one it retries on the next
+      // replica and counts against the replica's health; a quota it answers as it is.
+      const quotaStatus = c.via === 'proxy' ? Number(req.headers[QUOTA_STATUS_HEADER]) : NaN;
+      return { id: c.name, scopes: [...c.scopes], meta: { via: c.via, ...(quotaStatus >= 400 && quotaStatus <= 599 && Number.isInteger(quotaStatus) ? { quotaStatus } : {}) } };
     },
   };
 
@@ -128,7 +132,11 @@ export async function createServingHooks(o: Partial<ServingOptions> & { apiKey?:
       if (!decision.allowed) {
         usage.rateLimited(caller, decision.limit ?? 'requests');
         const what = decision.limit === 'tokens' ? `${spec.tokensPerMinute} tokens` : `${spec.requestsPerMinute} requests`;
-        throw new ApiError(429, `rate limit reached for "${caller}": ${what} per minute; retry after ${decision.retryAfterSeconds} s`, null, 'rate_limit_exceeded', 'rate_limit_error', decision.headers);
+        // Behind the gateway the refusal goes out under the status it asked for (see auth above),
+        // so it is answered as the caller's quota instead of being retried on another replica or
+        // on the hosted API, which would serve exactly what the quota refused.
+        const status = typeof principal.meta?.quotaStatus === 'number' ? principal.meta.quotaStatus : 429;
+        throw new ApiError(status, `rate limit reached for "${caller}": ${what} per minute; retry after ${decision.retryAfterSeconds} s`, null, 'rate_limit_exceeded', 'rate_limit_error', decision.headers);
       }
       return {
         headers: decision.headers,

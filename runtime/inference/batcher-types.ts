@@ -23,7 +23,9 @@ export interface BatcherOptions {
   /**
    * Latency budget: a request is refused (QueueFull) when its expected wait, the tokens ahead of
    * it and its own divided by the measured throughput, is over this many ms. 0 = count only
-   * (maxQueue). An idle batcher always admits.
+   * (maxQueue). An idle batcher always admits. It is also the queue timeout: a request still
+   * waiting for its first batch this long after it arrived is refused (QueueFull) rather than
+   * run late.
    */
   maxQueueMs?: number;
   /**
@@ -58,6 +60,8 @@ export interface BatcherStats {
   expectedWaitMs: number;
   batches: number;
   inputs: number;
+  /** Requests refused after waiting past maxQueueMs in the queue (queue timeout). */
+  shed: number;
   draining: boolean;
 }
 

@@ -45,6 +45,8 @@ export class Batcher {
   private tick = 0;
   private batches = 0;
   private inputsDone = 0;
+  /** Requests answered 429 because they waited in the queue past maxQueueMs (shedLate). */
+  private shed = 0;
   /** Set by drain(): partial batches run at once instead of waiting for company. */
   private draining = false;
   private closing = false;
@@ -86,6 +88,7 @@ export class Batcher {
       expectedWaitMs: Math.round(this.expectedWaitMs(0)),
       batches: this.batches,
       inputs: this.inputsDone,
+      shed: this.shed,
       draining: this.draining,
     };
   }
@@ -218,7 +221,40 @@ export class Batcher {
         // Let requests already read in this turn of the event loop join before the batch is cut.
         await new Promise<void>((r) => setImmediate(r));
       }
+      this.shedLate();
+      if (this.queue.length === 0) continue;
       await this.runBatch(this.takeBatch());
+    }
+  }
+
+  /**
+   * Queue timeout, as Triton's dynamic batcher does with `timeout_action: REJECT`: a request still
+   * waiting for its first batch after maxQueueMs is answered 429 (with its turn as Retry-After)
+   * instead of being run late. Admission judges the wait a request can expect from the throughput
+   * measured so far; when the machine then slows down (another process takes the CPU, a burst of
+   * connections, a garbage collection), what was admitted would wait many times its budget, and
+   * an answer that late is worth less to the client than an honest refusal it can retry on another
+   * replica. A request some of whose inputs already ran is finished, not shed.
+   */
+  private shedLate(): void {
+    const budget = this.opts.maxQueueMs ?? 0;
+    // Draining (SIGTERM): what was admitted is finished, as promised, however late.
+    if (!(budget > 0) || this.draining || this.queue.length === 0) return;
+    const deadline = this.now() - budget;
+    // The queue keeps arrival order, so the first item is the oldest.
+    if (this.queue[0]!.arrived > deadline) return;
+    const late = new Set<Job>();
+    for (const it of this.queue) {
+      if (it.arrived <= deadline && !it.job.done && it.job.remaining === it.job.results.length) late.add(it.job);
+    }
+    if (late.size === 0) return;
+    let tokens = 0;
+    for (const it of this.queue) if (late.has(it.job)) tokens += it.len;
+    this.shed += late.size;
+    for (const job of late) {
+      job.done = true;
+      this.removeJob(job);
+      job.reject(this.admission.late(this.pending, this.queuedTokens + this.runningTokens, tokens / late.size));
     }
   }
 

@@ -25,6 +25,11 @@ export interface GatewayCallerSnippets {
 
 /** The status limit_req answers with inside nginx; @rate_limited turns it into an OpenAI-style 429. */
 export const LIMIT_REQ_STATUS = 471;
+/**
+ * The status the gateway asks the runtimes to refuse a caller's quota with (request header
+ * X-Embedctl-Quota-Status, common/serving-options.ts); @caller_quota answers it as a 429.
+ */
+export const QUOTA_STATUS = 472;
 
 const quote = (s: string) => `"${s}"`;
 

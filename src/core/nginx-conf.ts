@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { LIMIT_REQ_STATUS } from './gateway-callers.js';
+import { LIMIT_REQ_STATUS, QUOTA_STATUS } from './gateway-callers.js';
 import { renderTemplate, type TemplateVars } from './template.js';
 import { loadTemplate } from './templates.js';
 
@@ -297,6 +297,7 @@ export function renderNginxConf(opts: NginxConfOptions, template = loadTemplate(
     selfHostedTries: o.selfHosted.length,
     selfHostedConnectTimeout: o.selfHostedConnectTimeout,
     selfHostedReadTimeout: o.selfHostedReadTimeout,
+    quotaStatus: QUOTA_STATUS,
     selfHostedLocations: [
       { location: '@selfhosted', onFailure: o.sameModel ? '@hosted_fallback' : '@selfhosted_failed' },
       { location: '@selfhosted_pinned', onFailure: '@selfhosted_pinned_failed' },
