@@ -215,4 +215,32 @@ describe('the follower in-process', () => {
       await f.stop();
     }
   });
+
+  it('keeps labels bounded whatever the log holds: unknown backends and statuses are "other"', async () => {
+    const log = join(tmp.dir, 'odd.access.log');
+    const lines = [
+      { backend: 'selfhosted', status: 429, fallback: '' },
+      { backend: 'evil-" {x}', status: 200, fallback: 'yes' },
+      { backend: '', status: 499, fallback: '' },
+      { backend: 'hosted', status: 'abc', fallback: 'no' },
+      { backend: 'nginx', status: 700, fallback: 'maybe' },
+    ];
+    writeFileSync(log, lines.map((l) => JSON.stringify({ msec: 1, ...l })).join('\n') + '\n[1,2]\n');
+    const registry = new Registry();
+    const f = startGatewayLogFollower({ path: log, registry, from: 'start', intervalMs: 60_000 });
+    try {
+      await f.poll();
+      const samples = parsePrometheus(await registry.metrics()).filter((x) => x.name === 'embedctl_gateway_requests_total');
+      expect(Object.fromEntries(samples.map((x) => [`${x.labels.backend}/${x.labels.fallback}/${x.labels.code}`, x.value]))).toEqual({
+        'selfhosted/false/4xx': 1,
+        'other/true/2xx': 1,
+        'other/false/4xx': 1,
+        'hosted/false/other': 1,
+        'nginx/false/other': 1,
+      });
+      expect(valueIn(parsePrometheus(await registry.metrics()))('embedctl_gateway_log_errors_total', { reason: 'unparseable' })).toBe(1);
+    } finally {
+      await f.stop();
+    }
+  });
 });
