@@ -407,6 +407,18 @@ describe('Admission (runtime/inference/admission.ts)', () => {
     a.batchDone(1000, 10, 2025);
     // The cycle is 5 ms busy waiting + 10 ms running, not 2,015 ms: ~66,667 tokens/s, not ~500.
     expect(a.tokensPerSecond).toBeGreaterThan(60_000);
+    // A short pause (work arriving 90 ms after the last batch, the loop busy throughout, as when it
+    // answers a herd of refused clients) is still the server's pace and is charged.
+    const { a: b, clock: c } = make();
+    b.batchStarted(0);
+    c.now = 10;
+    b.batchDone(1000, 10, 10);
+    c.now = 100;
+    b.demandArrived(100);
+    b.batchStarted(100);
+    c.now = 110;
+    b.batchDone(1000, 10, 110);
+    expect(b.tokensPerSecond).toBeLessThan(30_000);
   });
 
   it('admits into an idle batcher, one batch before the first measure, then by expected wait', () => {

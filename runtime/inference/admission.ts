@@ -76,11 +76,11 @@ export class Admission {
   }
 
   /**
-   * Called when work arrives at an empty queue: the next batch's cycle starts here, not at the
-   * end of the last batch. Without it, the event loop's busy time with no input waiting (serving
-   * cache hits, /metrics, another model's requests) was charged to the next batch: after two
-   * seconds of cache hits the first miss batch "took" two seconds, the rate fell 100-fold and
-   * 16 clients got 429s (scripts/bench/cache.ts).
+   * Called when work arrives at an empty queue: after a pause in demand longer than DECAY_MS, the
+   * next batch's cycle starts here, not at the end of the last batch. Without it, the event loop's
+   * busy time with no input waiting (serving cache hits, /metrics, another model's requests) was
+   * charged to the next batch: after two seconds of cache hits the first miss batch "took" two
+   * seconds, the rate fell 100-fold and 16 clients got 429s (scripts/bench/cache.ts).
    */
   demandArrived(at: number): void {
     this.demandAt = at;
@@ -93,7 +93,10 @@ export class Admission {
       this.gapBusyMs = 0;
       return;
     }
-    const late = this.demandAt !== undefined && this.demandAt > this.lastEnd;
+    // Only after a pause longer than the averaging window: under overload the queue empties for
+    // moments between herds of refused clients, and the loop's time answering them is the
+    // server's real pace (charging it is what keeps admission honest then).
+    const late = this.demandAt !== undefined && this.demandAt - this.lastEnd > DECAY_MS;
     const gap = Math.max(0, started - (late ? this.demandAt! : this.lastEnd));
     const idle = this.loopIdleMs() - (late ? this.idleAtDemand : this.idleAtEnd);
     this.gapBusyMs = Math.min(gap, Math.max(0, gap - idle));
