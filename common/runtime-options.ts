@@ -118,7 +118,7 @@ export const OPTION_SPECS: OptionSpec[] = [
   spec({ key: 'maxBatchTokens', flag: '--max-batch-tokens <n>', env: 'EMBEDCTL_MAX_BATCH_TOKENS', description: 'padded tokens per model batch', default: DEFAULTS.maxBatchTokens, parse: int(1) }),
   spec({ key: 'maxBatchSize', flag: '--max-batch-size <n>', env: 'EMBEDCTL_MAX_BATCH_SIZE', description: 'inputs per model batch', default: DEFAULTS.maxBatchSize, parse: int(1, 100_000) }),
   spec({ key: 'maxQueue', flag: '--max-queue <n>', env: 'EMBEDCTL_MAX_QUEUE', description: 'inputs admitted and not yet answered before 429', default: DEFAULTS.maxQueue, parse: int(1) }),
-  spec({ key: 'maxQueueMs', flag: '--max-queue-ms <ms>', env: 'EMBEDCTL_MAX_QUEUE_MS', description: 'latency budget: refuse (429, honest Retry-After) a request whose expected wait, queued tokens / measured throughput, is over it (0 = off)', default: DEFAULTS.maxQueueMs, parse: int(0, 600_000) }),
+  spec({ key: 'maxQueueMs', flag: '--max-queue-ms <ms>', env: 'EMBEDCTL_MAX_QUEUE_MS', description: 'latency budget: refuse (429, honest Retry-After) a request whose expected wait, queued tokens / measured throughput, is over it, or that is still queued after it (0 = off)', default: DEFAULTS.maxQueueMs, parse: int(0, 600_000) }),
   spec({ key: 'maxRequestTokens', flag: '--max-request-tokens <n>', env: 'EMBEDCTL_MAX_REQUEST_TOKENS', description: 'most tokens one request may send through the model, after truncation (413 over it)', default: DEFAULTS.maxRequestTokens, parse: int(1) }),
   spec({ key: 'maxWaitMs', flag: '--max-wait-ms <ms>', env: 'EMBEDCTL_MAX_WAIT_MS', description: 'how long a partial batch waits for company', default: DEFAULTS.maxWaitMs, parse: int(0, 10_000) }),
   spec({ key: 'maxPadding', flag: '--max-padding <fraction>', env: 'EMBEDCTL_MAX_PADDING', description: 'largest share of a batch that may be padding, 0..1 (default 0.3 on cpu, 1 on gpu)', default: undefined, parse: fraction }),
@@ -183,14 +183,17 @@ export interface EmfOptions {
   deployment: string;
 }
 
-export interface EmfOptionSpec {
-  key: keyof EmfOptions;
+/** An option of the entry point only (EMF, gateway log): flag > env > default. */
+export interface OptionSpecOf<T> {
+  key: keyof T;
   flag: string;
   env: string;
   description: string;
-  default: EmfOptions[keyof EmfOptions];
-  parse(raw: unknown): EmfOptions[keyof EmfOptions];
+  default: T[keyof T];
+  parse(raw: unknown): T[keyof T];
 }
+
+export type EmfOptionSpec = OptionSpecOf<EmfOptions>;
 
 function seconds(min: number, max: number) {
   return (raw: unknown): number => {
@@ -216,4 +219,28 @@ export const EMF_OPTION_SPECS: EmfOptionSpec[] = [
 /** resolveRuntimeOptions for EMF_OPTION_SPECS: flag > env > default, errors name the source. */
 export function resolveEmfOptions(get: (s: EmfOptionSpec) => unknown, env: Record<string, string | undefined>): EmfOptions {
   return resolveSpecs(EMF_OPTION_SPECS, get, env) as unknown as EmfOptions;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* The gateway's access log (runtime/hooks/gateway-log.ts): container entry point only, as above.  */
+
+export interface GatewayLogOptions {
+  /** nginx's embedctl_json access log to follow; undefined = no embedctl_gateway_* metrics. */
+  gatewayLog: string | undefined;
+  gatewayLogFrom: 'end' | 'start';
+}
+
+function fromWhere(raw: unknown): 'end' | 'start' {
+  const v = String(raw).trim().toLowerCase();
+  if (v !== 'end' && v !== 'start') throw new Error(`expected end or start, got ${JSON.stringify(raw)}`);
+  return v;
+}
+
+export const GATEWAY_LOG_OPTION_SPECS: Array<OptionSpecOf<GatewayLogOptions>> = [
+  { key: 'gatewayLog', flag: '--gateway-log <path>', env: 'EMBEDCTL_GATEWAY_LOG', description: "follow the gateway's JSON access log and export embedctl_gateway_* (split share, fallbacks); give it to one runtime per instance", default: undefined, parse: str },
+  { key: 'gatewayLogFrom', flag: '--gateway-log-from <end|start>', env: 'EMBEDCTL_GATEWAY_LOG_FROM', description: 'where the first read of --gateway-log starts: end (only new lines; a restart does not recount) or start', default: 'end', parse: fromWhere },
+];
+
+export function resolveGatewayLogOptions(get: (s: OptionSpecOf<GatewayLogOptions>) => unknown, env: Record<string, string | undefined>): GatewayLogOptions {
+  return resolveSpecs(GATEWAY_LOG_OPTION_SPECS, get, env) as unknown as GatewayLogOptions;
 }

@@ -8,26 +8,38 @@
  * requests get 503, everything admitted is answered, then exit 0.
  */
 import { parseArgs } from 'node:util';
-import { EMF_OPTION_SPECS, OPTION_SPECS, flagName, resolveEmfOptions, resolveRuntimeOptions, type EmfOptions, type RuntimeOptions } from '../common/runtime-options.js';
+import {
+  EMF_OPTION_SPECS,
+  GATEWAY_LOG_OPTION_SPECS,
+  OPTION_SPECS,
+  flagName,
+  resolveEmfOptions,
+  resolveGatewayLogOptions,
+  resolveRuntimeOptions,
+  type EmfOptions,
+  type GatewayLogOptions,
+  type RuntimeOptions,
+} from '../common/runtime-options.js';
 import { startEmfReporter, type EmfReporter } from './hooks/emf.js';
+import { startGatewayLogFollower, type GatewayLogFollower } from './hooks/gateway-log.js';
 import { modelSpecs, startApp } from './start.js';
 
 const emit = (event: Record<string, unknown>) => {
   process.stderr.write(`${JSON.stringify({ ts: new Date().toISOString(), ...event })}\n`);
 };
 
-const USAGE = `usage: node dist/runtime/main.js [options]\n${[...OPTION_SPECS, ...EMF_OPTION_SPECS].map((s) => `  ${s.flag.padEnd(28)} ${s.description} (env ${s.env})`).join('\n')}\n`;
+const USAGE = `usage: node dist/runtime/main.js [options]\n${[...OPTION_SPECS, ...EMF_OPTION_SPECS, ...GATEWAY_LOG_OPTION_SPECS].map((s) => `  ${s.flag.padEnd(28)} ${s.description} (env ${s.env})`).join('\n')}\n`;
 
 const emfFlag = (s: { flag: string }) => s.flag.split(' ')[0]!.slice(2);
 
-function parseCli(argv: string[]): { opts: RuntimeOptions; emf: EmfOptions } | undefined {
+function parseCli(argv: string[]): { opts: RuntimeOptions; emf: EmfOptions; gateway: GatewayLogOptions } | undefined {
   const { values } = parseArgs({
     args: argv,
     options: {
       help: { type: 'boolean', short: 'h' },
       // Repeatable: --model a --model b serves both (joined with commas, as the env var takes them).
       ...Object.fromEntries(OPTION_SPECS.map((s) => [flagName(s).slice(2), { type: 'string' as const, multiple: true as const }])),
-      ...Object.fromEntries(EMF_OPTION_SPECS.map((s) => [emfFlag(s), { type: 'string' as const }])),
+      ...Object.fromEntries([...EMF_OPTION_SPECS, ...GATEWAY_LOG_OPTION_SPECS].map((s) => [emfFlag(s), { type: 'string' as const }])),
     },
     strict: true,
     allowPositionals: false,
@@ -44,6 +56,7 @@ function parseCli(argv: string[]): { opts: RuntimeOptions; emf: EmfOptions } | u
   return {
     opts,
     emf: resolveEmfOptions((s) => flagValue(emfFlag(s)), process.env),
+    gateway: resolveGatewayLogOptions((s) => flagValue(emfFlag(s)), process.env),
   };
 }
 
@@ -78,6 +91,10 @@ async function run(): Promise<number> {
     });
     emit({ event: 'emf', path: emfOpts.emfLog, intervalSeconds: emfOpts.emfIntervalMs / 1000, deployment: emfOpts.deployment });
   }
+  let gatewayLog: GatewayLogFollower | undefined;
+  if (parsed.gateway.gatewayLog) {
+    gatewayLog = startGatewayLogFollower({ path: parsed.gateway.gatewayLog, from: parsed.gateway.gatewayLogFrom, registry: server.metrics.registry, onEvent: emit });
+  }
 
   let stopping: Promise<number> | undefined;
   const stop = (reason: string) =>
@@ -87,6 +104,7 @@ async function run(): Promise<number> {
       if (timedOut) emit({ event: 'drain_timeout', ms: o.drainTimeoutMs });
       // After the drain, so the last line counts the requests answered while draining.
       await emf?.stop();
+      await gatewayLog?.stop();
       emit({ event: 'exit', code: timedOut ? 1 : 0 });
       return timedOut ? 1 : 0;
     })());

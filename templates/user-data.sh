@@ -71,6 +71,8 @@ ssm_secret() {
 # on cosine vs the download: a failed gate stops the boot here.
 install -d -m 0755 "${MODELS_DIR}" "${DEPLOY_DIR}" "${DEPLOY_DIR}/nginx/templates" "${METRICS_DIR}"
 chown 10001:10001 "${METRICS_DIR}" # the runtime's user
+# Writers keep their files open (nginx, EMF): copytruncate; --gateway-log follows truncation.
+printf '%s/*.log {\n daily\n rotate 3\n maxsize 200M\n copytruncate\n compress\n missingok\n}\n' "${METRICS_DIR}" >/etc/logrotate.d/embedctl
 retry docker pull "${IMAGE}"
 if [ "${HUB_MODEL}" = "true" ]; then
   HF_TOKEN=""

@@ -393,6 +393,34 @@ describe('Admission (runtime/inference/admission.ts)', () => {
     expect(Math.round(b.tokensPerSecond)).toBe(100_000);
   });
 
+  it('busy time before any work arrived (cache hits, other routes) is not charged to the next batch', () => {
+    const { a, clock } = make();
+    a.batchStarted(0);
+    clock.now = 10;
+    a.batchDone(1000, 10, 10);
+    // Two seconds of a busy loop with nothing queued, then work arrives and runs 5 ms later.
+    clock.now = 2010;
+    a.demandArrived(2010);
+    clock.now = 2015;
+    a.batchStarted(2015);
+    clock.now = 2025;
+    a.batchDone(1000, 10, 2025);
+    // The cycle is 5 ms busy waiting + 10 ms running, not 2,015 ms: ~66,667 tokens/s, not ~500.
+    expect(a.tokensPerSecond).toBeGreaterThan(60_000);
+    // A short pause (work arriving 90 ms after the last batch, the loop busy throughout, as when it
+    // answers a herd of refused clients) is still the server's pace and is charged.
+    const { a: b, clock: c } = make();
+    b.batchStarted(0);
+    c.now = 10;
+    b.batchDone(1000, 10, 10);
+    c.now = 100;
+    b.demandArrived(100);
+    b.batchStarted(100);
+    c.now = 110;
+    b.batchDone(1000, 10, 110);
+    expect(b.tokensPerSecond).toBeLessThan(30_000);
+  });
+
   it('admits into an idle batcher, one batch before the first measure, then by expected wait', () => {
     const { a, clock } = make({ maxBatchSize: 4 });
     a.seed(1000, 1000); // 1,000 tokens/s: 100 ms of budget is 100 tokens

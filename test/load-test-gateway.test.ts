@@ -36,13 +36,15 @@ describe.skipIf(skip)('load-test through a local gateway (real runtimes + real n
     tmp.cleanup();
   });
 
-  it('at 0 %, --target <gateway> is an error naming what answered; no report is written', { timeout: 60_000 }, async () => {
+  it('at 0 %, --target <gateway> is refused before any load (the gateway says its share on /health): hosted sees no request, no report is written', { timeout: 60_000 }, async () => {
     const out = join(cwd, 'hosted-load.json');
+    const hostedBefore = await requestsServed(hosted.url);
     const r = await runCli(['load-test', '--target', gateway, ...LOAD, '--out', out], { cwd, env: {} });
     expect(r.code, r.stderr).toBe(2);
-    expect(r.stderr).toMatch(/error: --target: the target answered from hosted \(X-Embedctl-Backend: hosted \d+ of \d+ answers\): this would measure the hosted API/);
+    expect(r.stderr).toMatch(/error: --target: http:\/\/127\.0\.0\.1:\d+ is an embedctl gateway sending 0 % of requests to self-hosted: a load through it would land 100 % on the hosted API \(and its bill\); nothing was sent/);
     expect(r.stderr).toMatch(/--deployment/);
     expect(existsSync(out)).toBe(false);
+    expect(await requestsServed(hosted.url)).toBe(hostedBefore);
   });
 
   it('--deployment local loads the self-hosted side at 0 % and records who answered', { timeout: 60_000 }, async () => {

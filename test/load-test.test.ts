@@ -23,6 +23,11 @@ async function standIn(o: { delayMs?: number; status?: number; dims?: number; sh
   const s: StandIn = { url: '', answered: 0, maxInFlight: 0, bodies: [], close: async () => {} };
   let inFlight = 0;
   const server: Server = createServer(async (req, res) => {
+    // load-test asks GET /health first (is the target a gateway?): not an embedding request.
+    if (req.method !== 'POST') {
+      res.writeHead(404).end();
+      return;
+    }
     inFlight++;
     s.maxInFlight = Math.max(s.maxInFlight, inFlight);
     let raw = '';

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
@@ -27,29 +28,48 @@ function metricNames(expr: string): string[] {
 
 describe('monitoring kit', () => {
   it.skipIf(!existsSync(PROMTOOL))('promtool check rules and promtool test rules pass; every rule has a unit test', () => {
-    expect(execFileSync(PROMTOOL, ['check', 'rules', join(DIR, 'alerts.yml')], { encoding: 'utf8' })).toMatch(/SUCCESS: 7 rules found/);
+    expect(execFileSync(PROMTOOL, ['check', 'rules', join(DIR, 'alerts.yml')], { encoding: 'utf8' })).toMatch(/SUCCESS: 8 rules found/);
     expect(execFileSync(PROMTOOL, ['test', 'rules', join(DIR, 'alerts.test.yml')], { encoding: 'utf8', cwd: DIR })).toMatch(/SUCCESS/);
     const tested = new Set([...readFileSync(join(DIR, 'alerts.test.yml'), 'utf8').matchAll(/alertname: (\w+)/g)].map((m) => m[1]));
     const alerts = rules.groups.flatMap((g) => g.rules.map((r) => r.alert));
-    expect(alerts.sort()).toEqual(['EmbedctlCacheHitRatioDrop', 'EmbedctlGpuMemoryHigh', 'EmbedctlHighErrorRate', 'EmbedctlHighLatencyP95', 'EmbedctlQueueBacklog', 'EmbedctlRuntimeDown', 'EmbedctlThrottling']);
+    expect(alerts.sort()).toEqual(['EmbedctlCacheHitRatioDrop', 'EmbedctlGatewayLogStale', 'EmbedctlGpuMemoryHigh', 'EmbedctlHighErrorRate', 'EmbedctlHighLatencyP95', 'EmbedctlQueueBacklog', 'EmbedctlRuntimeDown', 'EmbedctlThrottling']);
     for (const a of alerts) expect(tested.has(a), `${a} has no unit test`).toBe(true);
   });
 
   let rt: RuntimeHandle | undefined;
-  afterAll(async () => rt?.stop());
+  let dir: string | undefined;
+  afterAll(async () => {
+    await rt?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
 
   it('every metric the rules and the dashboard query is one the runtime really exports', async () => {
-    rt = await startRuntime({ args: ['--cache-size', '1000'] });
+    // A small gateway access log (the embedctl_json format) so the embedctl_gateway_* series exist.
+    dir = mkdtempSync(join(tmpdir(), 'embedctl-monitoring-'));
+    const line = (backend: string, fallback: string) => JSON.stringify({ msec: Date.now() / 1000, status: 200, split: 'selfhosted', backend, fallback });
+    writeFileSync(join(dir, 'gateway.access.log'), `${line('selfhosted', '')}\n${line('hosted', 'yes')}\n`);
+    rt = await startRuntime({ args: ['--cache-size', '1000', '--gateway-log', join(dir, 'gateway.access.log'), '--gateway-log-from', 'start'] });
     // One request so that labelled series exist too.
     const res = await fetch(`${rt.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: ['hello'], model: 'default' }) });
     expect(res.status).toBe(200);
-    const text = await (await fetch(`${rt.url}/metrics`)).text();
+    let text = '';
+    for (let i = 0; i < 100 && !/^embedctl_gateway_log_lines_total 2$/m.test(text); i++) {
+      if (i) await new Promise((r) => setTimeout(r, 100));
+      text = await (await fetch(`${rt.url}/metrics`)).text();
+    }
+    expect(text).toMatch(/^embedctl_gateway_requests_total\{backend="hosted",fallback="true",code="2xx"\} 1$/m);
     const exported = new Set([...text.matchAll(/^# TYPE (\S+) (\S+)/gm)].flatMap((m) => (m[2] === 'histogram' ? [m[1]!, `${m[1]}_bucket`, `${m[1]}_sum`, `${m[1]}_count`] : [m[1]!])));
     expect(text).toMatch(/embedctl_requests_total\{route="\/v1\/embeddings",status="200"\} 1/);
     const used = [...rules.groups.flatMap((g) => g.rules.map((r) => r.expr)), ...dashboard.panels.flatMap((p) => p.targets.map((t) => t.expr))].flatMap(metricNames);
     expect(used.length).toBeGreaterThan(10);
     const missing = [...new Set(used)].filter((m) => !EXTERNAL.has(m) && !exported.has(m));
     expect(missing).toEqual([]);
+    // The gateway's split share and fallbacks (issue 18), read from its access log.
+    const titles = dashboard.panels.map((p) => p.title);
+    expect(titles).toContain('Split share (self-hosted %)');
+    expect(titles).toContain('Fallbacks to hosted');
+    const gatewayExprs = dashboard.panels.filter((p) => /Split share|Fallbacks/.test(p.title)).flatMap((p) => p.targets.map((t) => t.expr));
+    expect(gatewayExprs.flatMap(metricNames)).toContain('embedctl_gateway_requests_total');
     // The HPA's Pods metric (templates/k8s/hpa.yaml) too.
     expect(exported.has('embedctl_requests_in_flight')).toBe(true);
   });

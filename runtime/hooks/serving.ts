@@ -142,8 +142,9 @@ export async function createServingHooks(o: Partial<ServingOptions> & { apiKey?:
         headers: decision.headers,
         done: (out) => {
           usage.record(caller, out.status, out.tokens);
-          // Tokens are known only now; debit them (this may put the caller in debt, see limits.ts).
-          if (out.tokens && spec.tokensPerMinute) void limiter.take(caller, spec, debit(out.tokens));
+          // Tokens are known only now; debit them (this may put the caller in debt, see limits.ts),
+          // after the answer has gone out rather than on its way (done() runs before the write).
+          if (out.tokens && spec.tokensPerMinute) setImmediate(() => void limiter.take(caller, spec, debit(out.tokens)));
         },
       };
     },

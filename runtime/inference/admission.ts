@@ -47,6 +47,9 @@ export class Admission {
   private lastEnd: number | undefined;
   private idleAtEnd = 0;
   private gapBusyMs = 0;
+  /** When work last arrived at an empty queue, and the loop's idle total then. */
+  private demandAt: number | undefined;
+  private idleAtDemand = 0;
   /** When the last promised turn ends (ms on `now`'s clock). */
   private lineEnd = Number.NEGATIVE_INFINITY;
   /** Batches answered in the last SERVED_WINDOW_MS (end time, tokens): turns are priced at their pace. */
@@ -72,14 +75,30 @@ export class Admission {
     }
   }
 
-  /** Called as a batch starts: the busy part of the gap since the last one belongs to its cycle. */
+  /**
+   * Called when work arrives at an empty queue: after a pause in demand longer than DECAY_MS, the
+   * next batch's cycle starts here, not at the end of the last batch. Without it, the event loop's
+   * busy time with no input waiting (serving cache hits, /metrics, another model's requests) was
+   * charged to the next batch: after two seconds of cache hits the first miss batch "took" two
+   * seconds, the rate fell 100-fold and 16 clients got 429s (scripts/bench/cache.ts).
+   */
+  demandArrived(at: number): void {
+    this.demandAt = at;
+    this.idleAtDemand = this.loopIdleMs();
+  }
+
+  /** Called as a batch starts: the busy part of the gap since the last one (or since its work arrived, if later) belongs to its cycle. */
   batchStarted(started: number): void {
     if (this.lastEnd === undefined) {
       this.gapBusyMs = 0;
       return;
     }
-    const gap = Math.max(0, started - this.lastEnd);
-    const idle = this.loopIdleMs() - this.idleAtEnd;
+    // Only after a pause longer than the averaging window: under overload the queue empties for
+    // moments between herds of refused clients, and the loop's time answering them is the
+    // server's real pace (charging it is what keeps admission honest then).
+    const late = this.demandAt !== undefined && this.demandAt - this.lastEnd > DECAY_MS;
+    const gap = Math.max(0, started - (late ? this.demandAt! : this.lastEnd));
+    const idle = this.loopIdleMs() - (late ? this.idleAtDemand : this.idleAtEnd);
     this.gapBusyMs = Math.min(gap, Math.max(0, gap - idle));
   }
 

@@ -108,6 +108,7 @@ export class Batcher {
     return new Promise<Float32Array[]>((resolve, reject) => {
       const job: Job = { ticket: this.tick++, results: new Array(inputs.length), remaining: inputs.length, resolve, reject, done: false };
       const at = this.now();
+      if (this.queue.length === 0) this.admission.demandArrived(at);
       inputs.forEach((enc, index) => {
         const len = Math.max(1, enc.ids.length);
         this.queue.push({ job, index, enc, len, task: enc.task ?? -1, arrived: at, seq: this.seq++ });

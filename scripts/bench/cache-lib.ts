@@ -14,7 +14,7 @@ import { waitForRuntimeLog } from './runtime-lib.js';
 export const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const entry = join(root, 'dist', 'runtime', 'main.js');
 
-export const settings = { model: 'default', durationMs: 2000, rounds: 3, chunkWords: 200 };
+export const settings = { model: 'default', durationMs: 2000, rounds: 3, limiterRounds: 9, chunkWords: 200 };
 
 const WORDS = 'the of and to in is for river city music green ocean market winter garden science history light mountain coffee train paper doctor school money forest window summer bread engine island data model search query'.split(' ');
 let seq = 0;
@@ -89,16 +89,20 @@ export function post(agent: Agent, url: URL, body: string, headers: Record<strin
 export async function load(url: URL, next: () => string, clients: number) {
   const agent = new Agent({ keepAlive: true, maxSockets: clients });
   let ok = 0;
-  let errors = 0;
+  const errors: Record<string, number> = {};
   const t0 = performance.now();
   const end = t0 + settings.durationMs;
   await Promise.all(
     Array.from({ length: clients }, async () => {
-      while (performance.now() < end) ((await post(agent, url, JSON.stringify({ input: next() }))) === 200 ? ok++ : errors++);
+      while (performance.now() < end) {
+        const status = await post(agent, url, JSON.stringify({ input: next() })).catch((e: NodeJS.ErrnoException) => e.code ?? e.message);
+        if (status === 200) ok++;
+        else errors[String(status)] = (errors[String(status)] ?? 0) + 1;
+      }
     }),
   );
   agent.destroy();
-  if (errors) throw new Error(`${errors} requests failed`);
+  if (Object.keys(errors).length) throw new Error(`requests failed: ${JSON.stringify(errors)}`);
   return ok / ((performance.now() - t0) / 1000);
 }
 

@@ -27,7 +27,7 @@ export async function limiter(extraArgs: string[]) {
     // Not the median of paired differences: which of a pair goes second matters more than the
     // limiter on a loaded machine, so those differences are two-humped and their median jumps.
     const rounds: Array<{ p50Limited: number; p50Free: number; overhead: number }> = [];
-    for (let r = 0; r < settings.rounds; r++) {
+    for (let r = 0; r < settings.limiterRounds; r++) {
       const l: number[] = [];
       const f: number[] = [];
       const end = performance.now() + settings.durationMs;

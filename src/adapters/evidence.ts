@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { isFallback, parseGatewayLogLine } from '../../common/gateway-log.js';
 import type { CloudWatchClient, MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import type { Evidence, Observation } from '../core/rollout/gates.js';
 import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
@@ -219,18 +220,13 @@ async function accessLogWindow(path: string, now: Date, windowMs: number, fromOf
   let errors = 0;
   const times: number[] = [];
   for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    let e: { time?: string; split?: string; backend?: string; status?: number; request_time?: number };
-    try {
-      e = JSON.parse(line) as typeof e;
-    } catch {
-      continue;
-    }
+    const e = parseGatewayLogLine(line);
+    if (!e) continue;
     const t = e.time ? Date.parse(e.time) : NaN;
     if (e.split !== 'selfhosted') continue;
     if (fromOffset === undefined && (Number.isNaN(t) || t < from || t > now.getTime())) continue;
     total++;
-    if ((e.status ?? 0) >= 500 || e.backend === 'hosted') errors++;
+    if ((e.status ?? 0) >= 500 || isFallback(e)) errors++;
     if (typeof e.request_time === 'number') times.push(e.request_time * 1000);
   }
   if (total === 0) {

@@ -1,4 +1,5 @@
 import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { parseGatewayLogLine } from '../../common/gateway-log.js';
 import { parseDuration } from '../../common/values.js';
 import { deployFile } from '../contracts/deploy.js';
 import { join } from 'node:path';
@@ -86,14 +87,8 @@ export function breakerStates(o: BreakerInput): ReplicaBreaker[] {
   const lastOk = new Map<string, number>();
   const recent = new Map<string, number>();
   for (const line of o.accessLog.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    let e: { msec?: number; upstream_addr?: string; upstream_status?: string };
-    try {
-      e = JSON.parse(line) as typeof e;
-    } catch {
-      continue;
-    }
-    if (typeof e.msec !== 'number' || !e.upstream_addr) continue;
+    const e = parseGatewayLogLine(line);
+    if (!e || typeof e.msec !== 'number' || !e.upstream_addr) continue;
     const at = e.msec * 1000;
     // "a, b : c" lists each attempt in order; " : " separates internal redirects.
     const addrs = e.upstream_addr.split(/, | : /);

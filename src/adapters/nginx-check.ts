@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEPLOY_GATEWAY_KEYS_INCLUDE, DEPLOY_HOSTED_AUTH_INCLUDE, renderGatewayKeysMapFor, type RenderedFile } from '../core/render.js';
+import { DEPLOY_GATEWAY_KEYS_INCLUDE, DEPLOY_HOSTED_AUTH_INCLUDE, GATEWAY_ACCESS_LOG, renderGatewayKeysMapFor, type RenderedFile } from '../core/render.js';
 import { nginxBinary, testNginxConfig } from './nginx.js';
 
 export type NginxCheck = { status: 'passed'; note?: string } | { status: 'skipped'; reason: string } | { status: 'failed'; message: string };
@@ -53,6 +53,8 @@ export async function checkDeployNginx(files: RenderedFile[], env: Record<string
       text = text.replace(/^(\s*ssl_certificate) \S+;$/m, `$1 ${pair.cert};`).replace(/^(\s*ssl_certificate_key) \S+;$/m, `$1 ${pair.key};`);
       note = 'checked with a throwaway certificate: the TLS files are not on this machine';
     }
+    // The gateway log file lives on the instance (/var/log/embedctl): nginx -t opens it.
+    text = text.split(`access_log ${GATEWAY_ACCESS_LOG} `).join(`access_log ${join(dir, 'gateway.access.log')} `);
     for (const rel of [DEPLOY_HOSTED_AUTH_INCLUDE, DEPLOY_GATEWAY_KEYS_INCLUDE]) mkdirSync(join(dir, rel, '..'), { recursive: true });
     writeFileSync(join(dir, 'nginx.conf'), text);
     writeFileSync(join(dir, DEPLOY_HOSTED_AUTH_INCLUDE), substitutedAuthSnippet(auth.content));

@@ -263,6 +263,7 @@ async function loadTest(ctx: Context, opts: Opts, json: boolean, log: Logger): P
   }
 
   if (plan.deployment) await preflight(plan, log);
+  else await refuseSplitGateway(plan);
   log.info(`load-test: ${describe}`);
   const measurement = plan.engine === 'k6' ? await runWithK6(ctx, plan, template, log) : await runWithAutocannon(ctx, plan, phases, log);
   const backends = measurement.m.backends ?? {};
@@ -308,6 +309,28 @@ async function loadTest(ctx: Context, opts: Opts, json: boolean, log: Logger): P
   return 0;
 }
 
+
+/**
+ * A plain --target that is an embedctl gateway below 100 % would put part of the load (and its
+ * bill) on the hosted API before the run's own check could say so: its /health, one GET and no
+ * embedding request, says what it is and its share. Anything else (a runtime, another server, no
+ * /health) goes on to the load, whose answers are still checked.
+ */
+async function refuseSplitGateway(plan: Plan): Promise<void> {
+  let health: { component?: unknown; selfHostedPercent?: unknown };
+  try {
+    const res = await fetch(new URL('/health', plan.url.origin), { signal: AbortSignal.timeout(1000) });
+    health = (await res.json()) as typeof health;
+  } catch {
+    return;
+  }
+  const percent = health?.selfHostedPercent;
+  if (health?.component !== 'nginx' || typeof percent !== 'number' || percent >= 100) return;
+  throw new UsageError(`${plan.url.origin} is an embedctl gateway sending ${percent} % of requests to self-hosted: a load through it would land ${100 - percent} % on the hosted API (and its bill); nothing was sent`, {
+    field: '--target',
+    hint: 'load the self-hosted side with --deployment <name> (the operator route), or point --target at a runtime',
+  });
+}
 
 /**
  * Before any load: a few requests through the deployment's operator route, so a gateway that

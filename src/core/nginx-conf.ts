@@ -88,6 +88,8 @@ export interface NginxConfOptions {
   errorLog?: string;
   /** A path or "/dev/stdout" in a container. */
   accessLog?: string;
+  /** A second copy of the access log, in a file (a runtime's --gateway-log follows it). */
+  accessLogFile?: string;
   workerProcesses?: number | 'auto';
   /** Matches the runtime's request limit (its --max-body-bytes, 8 MiB by default). */
   clientMaxBodySize?: string;
@@ -304,6 +306,7 @@ export function renderNginxConf(opts: NginxConfOptions, template = loadTemplate(
     pidPath: o.pidPath,
     errorLog: o.errorLog,
     accessLog: o.accessLog,
+    accessLogFile: opts.accessLogFile ? { path: checkPath('the access log file', opts.accessLogFile) } : false,
     clientMaxBodySize: o.clientMaxBodySize,
     clientBodyBufferSize: o.clientBodyBufferSize,
     hostedDynamic: hosted.dynamic,

@@ -44,6 +44,12 @@ export interface RenderedFile {
 
 /** Runtime i (1-based) listens on 127.0.0.1:(8080 + i) on the instance. */
 export const RUNTIME_HOST_PORT_BASE = 8080;
+/**
+ * The gateway's access log as a file on the host (also on stdout for docker logs). Only the first
+ * runtime follows it (--gateway-log): one follower per instance, so the embedctl_gateway_* sums
+ * over instances count each request once.
+ */
+export const GATEWAY_ACCESS_LOG = '/var/log/embedctl/gateway.access.log';
 /** Amazon's VPC resolver, reachable from every instance: nginx on the host network uses it. */
 export const VPC_RESOLVER = '169.254.169.253';
 /** Where the official nginx image writes the rendered hosted-auth template (relative to /etc/nginx). */
@@ -103,6 +109,7 @@ export function deployNginxOptions(c: DeployRenderInput): NginxConfOptions {
     pidPath: 'nginx.pid',
     errorLog: 'stderr',
     accessLog: '/dev/stdout',
+    accessLogFile: GATEWAY_ACCESS_LOG,
     workerProcesses: 'auto',
     clientMaxBodySize: c.clientMaxBodySize,
     selfHostedReadTimeout: c.readTimeout,
@@ -139,13 +146,22 @@ function userDataFrom(c: DeployRenderInput, f: { compose: string; nginxConf: str
       composeProfiles: c.prometheus ? '--profile monitoring ' : '',
       fetchOptimize: fetchOptimizeFor(c),
       composeGzip: packed(body(f.compose)),
-      // Exactly the rendered file (comments and all): packed, they cost little.
-      nginxConfGzip: packed(f.nginxConf),
+      // The rendered file, packed, without its comments except the header embedctl reads on the
+      // instance (config id, listen, split directory, rendered share): the 100-bucket split made
+      // the comments' bytes count against the 16 KB.
+      nginxConfGzip: packed(keepHeaderComments(f.nginxConf)),
       hostedAuthTemplate: body(f.hostedAuth),
       prometheusYml: body(f.prometheus),
     },
     { name: 'templates/user-data.sh', escape: 'shell' },
   );
+}
+
+/** Drops full-line comments after the leading comment block (the header stays whole). */
+function keepHeaderComments(conf: string): string {
+  const lines = conf.split('\n');
+  const header = lines.findIndex((l) => !l.startsWith('#'));
+  return [...lines.slice(0, header), ...lines.slice(header).filter((l) => !/^\s*#/.test(l))].join('\n');
 }
 
 /** gzip + base64 in 76-column lines, for a `base64 -d | gunzip` heredoc in user data. */
@@ -176,7 +192,11 @@ export function userDataBytes(script: string): Uint8Array {
  */
 export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
   if (c.maxReplicas < c.replicas) throw new Error(`maxReplicas (${c.maxReplicas}) must be >= replicas (${c.replicas})`);
-  const runtimes = Array.from({ length: c.replicas }, (_, i) => ({ name: `runtime-${i + 1}`, hostPort: RUNTIME_HOST_PORT_BASE + i + 1 }));
+  const runtimes = Array.from({ length: c.replicas }, (_, i) => ({
+    name: `runtime-${i + 1}`,
+    hostPort: RUNTIME_HOST_PORT_BASE + i + 1,
+    gatewayLog: i === 0 ? { path: GATEWAY_ACCESS_LOG } : false,
+  }));
   const gpus = c.gpusPerReplica > 0 ? { count: c.gpusPerReplica } : false;
   const common: TemplateVars = {
     runtimes,
