@@ -207,6 +207,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
     memoryLimitK8s: k8sQuantity(c.memoryLimit),
     hubModel: isHubModel(c.model),
     fetchScriptJson: JSON.stringify(fetchScript('env')),
+    fetchOptimize: fetchOptimizeFor(c),
     tlsMounts: tlsMounts(c),
     ...k8sVars(c),
     ...servingVars(c),
