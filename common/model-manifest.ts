@@ -25,3 +25,14 @@ export interface ModelManifest {
   sha256?: string;
   source?: string;
 }
+
+/**
+ * The weights' number format, from the optimisation steps a bundle records (`models optimize`,
+ * `models fetch --optimize`): what TEI's /info reports as model_dtype.
+ */
+export function weightDtype(manifest: ModelManifest): 'float32' | 'float16' | 'int8' {
+  // optimization.steps: ["int8"], ["fp16", "pool-in-graph"], ... (details are in .details).
+  const steps = (manifest as { optimization?: { steps?: unknown } }).optimization?.steps;
+  const names = Array.isArray(steps) ? steps : [];
+  return names.includes('int8') ? 'int8' : names.includes('fp16') ? 'float16' : 'float32';
+}

@@ -80,6 +80,11 @@ describe('k8s manifests', () => {
     expect(pod.tolerations).toEqual([{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }]);
     expect(c.readinessProbe.httpGet).toEqual({ path: '/ready', port: 'http' });
     expect(pod.initContainers[0].volumeMounts).toEqual([{ name: 'models', mountPath: '/models' }]);
+    // The fetch optimises as render chose (auto on a GPU: fp16), not as the image defaults.
+    const fetchEnv = (p: typeof pod) => p.initContainers[0].env.find((e: { name: string }) => e.name === 'EMBEDCTL_FETCH_OPTIMIZE')?.value;
+    expect(fetchEnv(pod)).toBe('fp16');
+    expect(fetchEnv(find(objects({ model: 'BAAI/bge-small-en-v1.5', gpusPerReplica: 1, optimize: 'int8' }), 'Deployment', 'embedctl-runtime').spec.template.spec)).toBe('int8');
+    expect(fetchEnv(find(objects({ model: 'BAAI/bge-small-en-v1.5', gpusPerReplica: 0 }), 'Deployment', 'embedctl-runtime').spec.template.spec)).toBe('int8');
     expect(c.volumeMounts).toContainEqual({ name: 'models', mountPath: '/models', readOnly: true });
     const cpu = find(objects({ gpusPerReplica: 0 }), 'Deployment', 'embedctl-runtime').spec.template.spec;
     expect(cpu.nodeSelector).toBeUndefined();

@@ -193,6 +193,8 @@ describe('an optimised bundle is served like any other', () => {
       const body = (await res.json()) as { data: Array<{ embedding: number[] }> };
       const want = await vectors(src('tiny-bert'), TEXTS.slice(0, 2));
       body.data.forEach((d, i) => expect(cosine(d.embedding, want[i]!)).toBeGreaterThanOrEqual(0.99));
+      // TEI's /info says what the weights are (it said float32 for every bundle before).
+      expect(((await (await fetch(`${rt.url}/info`)).json()) as { model_dtype: string }).model_dtype).toBe('int8');
     } finally {
       await rt.stop();
     }

@@ -1,4 +1,5 @@
 import { readJson, send } from '../http.js';
+import { weightDtype } from '../../common/model-manifest.js';
 import { shapeVector } from './encoding.js';
 import { ApiError } from './errors.js';
 import { admitRequest, embed, modelFor } from './pipeline.js';
@@ -124,7 +125,7 @@ export const teiRoutes: Route[] = [
       send(res, 200, {
         model_id: slot.name,
         model_sha: m?.manifest.sha256 ?? null,
-        model_dtype: 'float32',
+        model_dtype: m ? weightDtype(m.manifest) : null,
         model_type: { embedding: { pooling: m?.manifest.pooling ?? null } },
         max_concurrent_requests: opts?.maxQueue ?? null,
         max_input_length: m?.manifest.maxTokens ?? null,

@@ -216,6 +216,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
     memoryLimitK8s: k8sQuantity(c.memoryLimit),
     hubModel: isHubModel(c.model),
     fetchScriptJson: JSON.stringify(fetchScript('env')),
+    fetchOptimize: fetchOptimizeFor(c),
     tlsMounts: tlsMounts(c),
     gatewaySplitDir: DEPLOY_SPLIT_DIR,
     ...k8sVars(c),
