@@ -1,12 +1,13 @@
 // The reload-free split (issue 14): 100 buckets hashed by nginx's split_clients, a file per
 // self-hosted bucket in the split directory. Keyed assignments against the real nginx, the
 // hybrid client's routing, and the single `P%` cut the gateway used before.
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readSplit, writeSplit } from '../src/adapters/traffic/split-dir.js';
 import { bucketOf, murmurhash2, routesToSelfHosted, singleCut } from '../src/client/route.js';
 import { renderNginxConf, splitDirOf } from '../src/core/render.js';
+import { runCli } from './helpers/cli.js';
 import { embed, nginxOrSkip, pool, startGateway, startStandin, stopAfterEach, tempDir } from './helpers/gateway.js';
 
 const { skip } = nginxOrSkip();
@@ -56,6 +57,20 @@ describe('the split directory', () => {
     await expect(writeSplit(dir, 90, { generation: first.generation })).rejects.toThrow(/changed while embedctl worked .*nothing applied/);
     expect((await readSplit(dir)).percent).toBe(3);
     expect(existsSync(join(dir, first.generation))).toBe(false);
+  });
+});
+
+describe('status without a gateway to ask', () => {
+  it('reads the live split from the rendered config\'s split directory, else the rendered share', async () => {
+    const cwd = join(tmp.dir, 'status');
+    mkdirSync(join(cwd, 'deploy', 'nginx'), { recursive: true });
+    const splitDir = join(cwd, 'split');
+    writeFileSync(join(cwd, 'deploy', 'nginx', 'nginx.conf'), renderNginxConf({ listen: { port: 8000 }, selfHosted: ['127.0.0.1:8081'], hostedUrl: 'http://127.0.0.1:9000/v1/embeddings', selfHostedPercent: 5, splitDir }));
+    const before = await runCli(['status', '--json'], { cwd });
+    expect(before.json<{ split: { percent: number; source: string } }>().split).toEqual({ percent: 5, source: join(cwd, 'deploy', 'nginx', 'nginx.conf') });
+    await writeSplit(splitDir, 42);
+    const after = await runCli(['status', '--json'], { cwd });
+    expect(after.json<{ split: { percent: number; source: string } }>().split).toEqual({ percent: 42, source: join(splitDir, 'current') });
   });
 });
 
