@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readSplit, writeSplit } from '../src/adapters/traffic/split-dir.js';
 import { bucketOf, murmurhash2, routesToSelfHosted, singleCut } from '../src/client/route.js';
-import { renderNginxConf, splitDirOf } from '../src/core/render.js';
+import { renderNginxConf, splitDirOf, workersRunAsRoot } from '../src/core/render.js';
 import { runCli } from './helpers/cli.js';
 import { embed, nginxOrSkip, pool, startGateway, startStandin, stopAfterEach, tempDir } from './helpers/gateway.js';
 
@@ -96,6 +96,29 @@ describe.skipIf(skip)('keyed split: the real nginx against the hybrid client', (
       expect(health.headers.get('x-embedctl-config')).toMatch(/^[0-9a-f]{12}$/);
       expect(health.headers.get('content-type')).toBe('application/json');
       expect(await health.json()).toEqual({ status: 'ok', component: 'nginx', selfHostedPercent: percent, split: generation });
+    }
+  });
+});
+
+describe('workers of a local stack started as root', () => {
+  it('`user root;` only when asked; the split writer then does not demand world-searchable parents', async () => {
+    const base = { listen: { host: '127.0.0.1', port: 1 }, selfHosted: ['127.0.0.1:2'], hostedUrl: 'http://127.0.0.1:3/v1/embeddings', selfHostedPercent: 10 };
+    expect(workersRunAsRoot(renderNginxConf(base))).toBe(false);
+    const asRoot = renderNginxConf({ ...base, workerUser: 'root' });
+    expect(asRoot).toMatch(/^user root;\nworker_processes /m);
+    expect(workersRunAsRoot(asRoot)).toBe(true);
+    expect(() => renderNginxConf({ ...base, workerUser: 'root; include /etc/passwd' })).toThrow(/workerUser must be a user name/);
+    if (process.getuid?.() !== 0) return;
+    // A 0700 directory above the split: refused for nobody's workers, written for root's.
+    const t = tempDir('embedctl-split-root-');
+    try {
+      const dir = join(t.dir, 'private', 'split');
+      mkdirSync(join(t.dir, 'private'), { mode: 0o700 });
+      await expect(writeSplit(dir, 20)).rejects.toThrow(/not searchable by others/);
+      await writeSplit(dir, 20, undefined, { workersAsRoot: true });
+      expect((await readSplit(dir)).percent).toBe(20);
+    } finally {
+      t.cleanup();
     }
   });
 });

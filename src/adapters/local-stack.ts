@@ -174,6 +174,10 @@ export function localNginxOptions(
     errorLog: 'error.log',
     accessLog: 'access.log',
     workerProcesses: 2,
+    // Started as root, nginx would run its workers as nobody, who cannot reach a stack under
+    // /root or a 0700 temp dir (the split, request-body temp files); the runtimes beside it run
+    // as root already.
+    ...(process.getuid?.() === 0 ? { workerUser: 'root' } : {}),
   };
 }
 
@@ -275,7 +279,7 @@ export async function startLocalStack(o: StartLocalStackOptions): Promise<LocalS
         });
         const conf = renderNginxConf({ ...nginxOptions, selfHostedPercent: o.percent });
         // The split directory of an earlier stack would override the share asked for now.
-        await writeSplit(nginxOptions.splitDir!, o.percent);
+        await writeSplit(nginxOptions.splitDir!, o.percent, undefined, { workersAsRoot: nginxOptions.workerUser === 'root' });
         await writeFileAtomic(paths.confPath, conf);
         const nginx = await startNginx({ confPath: paths.confPath, prefix: paths.prefix, detached: true });
         nginxPid = nginx.pid;

@@ -91,6 +91,12 @@ export interface NginxConfOptions {
   /** A second copy of the access log, in a file (a runtime's --gateway-log follows it). */
   accessLogFile?: string;
   workerProcesses?: number | 'auto';
+  /**
+   * The `user` nginx's workers run as when its master runs as root (nginx's default is nobody).
+   * A local stack started as root sets "root": its files live wherever the operator works (under
+   * /root, in a 0700 temp dir), where `nobody` could not read the split or write request bodies.
+   */
+  workerUser?: string;
   /** Matches the runtime's request limit (its --max-body-bytes, 8 MiB by default). */
   clientMaxBodySize?: string;
   /** How much of each request body stays in memory; the rest is buffered in a temp file. */
@@ -303,6 +309,7 @@ export function renderNginxConf(opts: NginxConfOptions, template = loadTemplate(
     selfHostedPercent: percent,
     splitKeyDescription: split.description.replace(/,/g, ';'),
     workerProcesses: String(o.workerProcesses),
+    workerUser: o.workerUser ? { name: checkUser(o.workerUser) } : false,
     pidPath: o.pidPath,
     errorLog: o.errorLog,
     accessLog: o.accessLog,
@@ -379,3 +386,11 @@ export function renderHostedAuthSnippet(apiKey: string): string {
   }
   return `# Written by embedctl; mode 0600. Holds the hosted API key: never commit or share.\nproxy_set_header Authorization "Bearer ${apiKey}";\n`;
 }
+
+function checkUser(name: string): string {
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(name)) throw new Error(`workerUser must be a user name, got ${JSON.stringify(name)}`);
+  return name;
+}
+
+/** Whether a rendered config runs nginx's workers as root (see NginxConfOptions.workerUser). */
+export const workersRunAsRoot = (conf: string): boolean => /^user root;/m.test(conf);

@@ -1,7 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { request } from 'node:http';
 import { dirname, join, basename } from 'node:path';
-import { configIdOf, listenOf, renderNginxConf, renderedPercentOf, splitDirOf, splitPercentProblem, type NginxConfOptions } from '../../core/render.js';
+import { configIdOf, listenOf, renderNginxConf, renderedPercentOf, splitDirOf, splitPercentProblem, workersRunAsRoot, type NginxConfOptions } from '../../core/render.js';
 import { ExternalError, UsageError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { routesToSelfHosted } from '../../client/route.js';
@@ -55,7 +55,7 @@ export function nginxDriver(o: NginxDriverOptions): TrafficDriver {
         const before = await readSplit(splitDir);
         const from = before.percent ?? renderedPercentOf(live);
         try {
-          await writeSplit(splitDir, percent, before);
+          await writeSplit(splitDir, percent, before, { workersAsRoot: workersRunAsRoot(live) });
         } catch (err) {
           throw new ExternalError('nginx', `cannot write the split: ${(err as Error).message}`, { hint: `check that ${splitDir} is writable` });
         }
@@ -93,7 +93,7 @@ async function reRender(o: NginxDriverOptions, splitDir: string, percent: number
   }
   // The split directory first: the running config does not read it, the new one must find the
   // share it was rendered with there (not a leftover of an earlier stack).
-  await writeSplit(splitDir, percent);
+  await writeSplit(splitDir, percent, undefined, { workersAsRoot: workersRunAsRoot(text) });
   await writeFileAtomic(o.confPath, text);
   try {
     await reloadNginx({ confPath: o.confPath, prefix: o.prefix, env: o.env });

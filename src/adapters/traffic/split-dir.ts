@@ -40,11 +40,11 @@ export async function readSplit(dir: string): Promise<LiveSplit> {
  * Writes `percent` as the live split of `dir`. `expected`: the generation read before deciding
  * (undefined: none); if another writer swapped it meanwhile, nothing is changed and an error says so.
  */
-export async function writeSplit(dir: string, percent: number, expected?: { generation?: string }): Promise<{ generation: string; previous?: string }> {
+export async function writeSplit(dir: string, percent: number, expected?: { generation?: string }, o: { workersAsRoot?: boolean } = {}): Promise<{ generation: string; previous?: string }> {
   const buckets = selfHostedBuckets(percent);
   await fsp.mkdir(dir, { recursive: true, mode: 0o755 });
   await fsp.chmod(dir, 0o755);
-  await assertWorkersCanReach(dir);
+  if (!o.workersAsRoot) await assertWorkersCanReach(dir);
   const previous = (await readSplit(dir)).generation;
   if (expected && previous !== expected.generation) {
     throw new Error(`the split in ${dir} changed while embedctl worked (${expected.generation ?? 'none'} -> ${previous ?? 'none'}); nothing applied`);
@@ -63,7 +63,8 @@ export async function writeSplit(dir: string, percent: number, expected?: { gene
 }
 
 /**
- * nginx started as root runs its workers as `nobody`: every directory above the split must be
+ * nginx started as root runs its workers as `nobody` unless its config says `user root;` (local
+ * stacks started as root do, see NginxConfOptions.workerUser): every directory above the split must be
  * searchable by others, or each stat fails (EACCES), the split directory reads as absent and the
  * rendered share is served. Said here, before anything moves, rather than found by sampling.
  */
