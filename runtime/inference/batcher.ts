@@ -47,6 +47,8 @@ export class Batcher {
   private inputsDone = 0;
   /** Requests answered 429 because they waited in the queue past maxQueueMs (shedLate). */
   private shed = 0;
+  /** How long the last batch ran (ms), what a request picked now can expect to add to its wait. */
+  private lastBatchMs = 0;
   /** Set by drain(): partial batches run at once instead of waiting for company. */
   private draining = false;
   private closing = false;
@@ -241,7 +243,10 @@ export class Batcher {
     const budget = this.opts.maxQueueMs ?? 0;
     // Draining (SIGTERM): what was admitted is finished, as promised, however late.
     if (!(budget > 0) || this.draining || this.queue.length === 0) return;
-    const deadline = this.now() - budget;
+    // The budget covers the wait and the run that follows it: a request picked now still waits
+    // for its batch to run (about as long as the last one), so it is late once its wait leaves
+    // less than that of the budget (never less than half the budget for the wait).
+    const deadline = this.now() - Math.max(budget / 2, budget - this.lastBatchMs);
     // The queue keeps arrival order, so the first item is the oldest.
     if (this.queue[0]!.arrived > deadline) return;
     const late = new Set<Job>();
@@ -356,6 +361,7 @@ export class Batcher {
       error = err;
     }
     const ms = this.now() - started;
+    this.lastBatchMs = ms;
     const jobs = new Set<Job>();
     batch.forEach((it, i) => {
       jobs.add(it.job);

@@ -192,6 +192,8 @@ async function load(url: string, bodies: string[], clients: number, ms: number):
   agent.destroy();
   lat.sort((a, b) => a - b);
   const embeddings = requests - errors;
+  // A row of failures is not a measurement (it once wrote 0 emb/s for a model name typo).
+  if (errors > requests / 100) throw new Error(`${errors} of ${requests} requests failed against ${u}: fix the run before reading its figures`);
   return {
     clients,
     requests,
@@ -359,8 +361,10 @@ function makeMiniLm(dir: string): string {
 async function benchModel(label: string, model: string) {
   const log = (s: string) => process.stderr.write(`bench:runtime ${label}: ${s}\n`);
   const texts = corpus(4096);
-  const bodies = texts.map((t) => JSON.stringify({ input: t, model: label }));
   const direct = await loadModel(model);
+  // The bundle's own name: the runtime answers an unknown name with 404 (the label "minilm" is
+  // not the MiniLM-shaped bundle's name, and every request of that row failed unnoticed).
+  const bodies = texts.map((t) => JSON.stringify({ input: t, model: direct.manifest.name }));
   const encoded = texts.map((t) => direct.encode(t));
   // The raw loop gets its best case: batches of similar length, as the server's batcher forms them
   // (fed mixed lengths it would pay for padding the server avoids, and flatter the server).
