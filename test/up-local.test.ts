@@ -70,6 +70,20 @@ describe.skipIf(skip)('embedctl up --local / down --local (real runtimes + real 
     const addrs = new Map<string, number>();
     for (const e of log) if (e.backend === 'selfhosted') addrs.set(e.upstream_addr, (addrs.get(e.upstream_addr) ?? 0) + 1);
     for (const r of state.runtimes) expect(addrs.get(`127.0.0.1:${r.port}`) ?? 0, `runtime on ${r.port}`).toBeGreaterThan(10);
+    // runtime-1 follows that log: its gateway counters say the same split (the dashboard's source).
+    const want = { selfhosted: log.filter((e) => e.backend === 'selfhosted').length, hosted: log.filter((e) => e.backend === 'hosted').length };
+    const counted = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${state.runtimes[0]!.port}/metrics`)).text();
+      const sum = (backend: string) => [...text.matchAll(new RegExp(`^embedctl_gateway_requests_total\\{[^}]*backend="${backend}"[^}]*\\} (\\d+)`, 'gm'))].reduce((a, m) => a + Number(m[1]), 0);
+      return { selfhosted: sum('selfhosted'), hosted: sum('hosted') };
+    };
+    const deadline = Date.now() + 10_000;
+    let got = await counted();
+    while ((got.selfhosted < want.selfhosted || got.hosted < want.hosted) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      got = await counted();
+    }
+    expect(got).toEqual(want);
   });
 
   it('refuses a second up while the stack runs', async () => {

@@ -11,6 +11,9 @@ import { startNginx, stopPid } from './nginx.js';
 import { writeSplit } from './traffic/split-dir.js';
 import { isOurs, runtimeEntryPath, spawnRuntime, stopRuntime, type LocalRuntime } from './local-runtime.js';
 
+/** The gateway's JSON access log, relative to its prefix. */
+const LOCAL_ACCESS_LOG = 'access.log';
+
 export {
   runtimeEntryPath,
   spawnRuntime,
@@ -172,7 +175,7 @@ export function localNginxOptions(
     resolvers: o.resolvers,
     pidPath: 'nginx.pid',
     errorLog: 'error.log',
-    accessLog: 'access.log',
+    accessLog: LOCAL_ACCESS_LOG,
     workerProcesses: 2,
     // Started as root, nginx would run its workers as nobody, who cannot reach a stack under
     // /root or a 0700 temp dir (the split, request-body temp files); the runtimes beside it run
@@ -241,7 +244,9 @@ export async function startLocalStack(o: StartLocalStackOptions): Promise<LocalS
               env: o.env,
               logPath: paths.runtimeLog(i),
               entry,
-              args: o.runtimeArgs,
+              // The first runtime follows the gateway's access log (split share and fallbacks in
+              // its /metrics), as runtime-1 does on an instance (templates/docker-compose.yml).
+              args: [...(o.runtimeArgs ?? []), ...(i === 0 ? ['--gateway-log', join(paths.prefix, LOCAL_ACCESS_LOG)] : [])],
               readyTimeoutMs: o.readyTimeoutMs,
               signal: o.signal,
               onProgress: o.onProgress,
