@@ -144,6 +144,16 @@ export class MemoryLimiter implements Limiter {
     return decide(spec, cost, ok, next.r, next.t);
   }
 
+  /**
+   * The token debit after an answer (see Cost), without the headers nobody reads: it runs on
+   * the answer's way out, where the limiter's cost is judged (<= 5 % of p50).
+   */
+  debitSync(subject: string, spec: LimitSpec, tokens: number): void {
+    const now = this.now();
+    const { next } = step(this.buckets.get(subject), now, spec, debit(tokens));
+    this.buckets.set(subject, { ...next, idleAt: now + fullAfterMs(spec) });
+  }
+
   stats() {
     return { backend: 'memory' as const, subjects: this.buckets.size, redisErrors: 0 };
   }

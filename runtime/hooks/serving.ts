@@ -142,9 +142,15 @@ export async function createServingHooks(o: Partial<ServingOptions> & { apiKey?:
         headers: decision.headers,
         done: (out) => {
           usage.record(caller, out.status, out.tokens);
-          // Tokens are known only now; debit them (this may put the caller in debt, see limits.ts),
-          // after the answer has gone out rather than on its way (done() runs before the write).
-          if (out.tokens && spec.tokensPerMinute) setImmediate(() => void limiter.take(caller, spec, debit(out.tokens)));
+          // Tokens are known only now; debit them (this may put the caller in debt, see limits.ts).
+          // process.nextTick: after the answer is written (done() runs on its way out, where the
+          // limiter's cost is judged) but before the event loop reads anything else, so the
+          // caller's next request always sees the debt (setImmediate lost that race now and then).
+          if (out.tokens && spec.tokensPerMinute) {
+            const tokens = out.tokens;
+            if (limiter instanceof MemoryLimiter) process.nextTick(() => limiter.debitSync(caller, spec, tokens));
+            else void limiter.take(caller, spec, debit(tokens));
+          }
         },
       };
     },
