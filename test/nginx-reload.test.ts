@@ -74,17 +74,23 @@ function accessLog(gw: TestGateway): Array<{ status: number; upstream_status: st
   return readFileSync(join(gw.prefix, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { status: number; upstream_status: string });
 }
 
+/** A real gateway at 50 % in front of a self-hosted and a hosted stand-in, stopped after the test. */
+async function gatewayAtHalf() {
+  const self = await startStandin('self', { delayMs: 1 });
+  running.push(self);
+  const hosted = await startStandin('hosted');
+  running.push(hosted);
+  const opts = { selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: `${hosted.url}/v1/embeddings`, selfHostedPercent: 50, workerProcesses: 2 as const };
+  const gw = await startGateway(tmp.dir, opts);
+  running.push(gw);
+  return { opts, gw };
+}
+
 const tally = (closed: string[]) => JSON.stringify(Object.fromEntries([...new Set(closed)].map((k) => [k, closed.filter((m) => m === k).length])));
 
 describe.skipIf(skip)('moving the split under keep-alive load', () => {
   it('10 split changes under keep-alive load: 0 closed connections for a bare keep-alive fetch client, 0 failures, every request nginx took answered 200, and each phase served exactly its split', { timeout: 90_000 }, async () => {
-    const self = await startStandin('self', { delayMs: 1 });
-    running.push(self);
-    const hosted = await startStandin('hosted');
-    running.push(hosted);
-    const opts = { selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: `${hosted.url}/v1/embeddings`, selfHostedPercent: 50, workerProcesses: 2 as const };
-    const gw = await startGateway(tmp.dir, opts);
-    running.push(gw);
+    const { opts, gw } = await gatewayAtHalf();
     // The product's driver, exactly as `rollout` runs it (sampling off: the load below checks).
     const driver = nginxDriver({ confPath: gw.confPath, prefix: gw.prefix, conf: { ...opts, listen: { port: 1 }, splitDir: join(gw.prefix, 'split') }, samples: 0 });
     const conf = readFileSync(gw.confPath, 'utf8');
@@ -124,13 +130,7 @@ describe.skipIf(skip)('moving the split under keep-alive load', () => {
   });
 
   it('real reloads (a config change) still serve every request nginx took with 200; the OpenAI SDK (retries) sees 0 failures', { timeout: 90_000 }, async () => {
-    const self = await startStandin('self', { delayMs: 1 });
-    running.push(self);
-    const hosted = await startStandin('hosted');
-    running.push(hosted);
-    const opts = { selfHosted: [`127.0.0.1:${self.port}`], hostedUrl: `${hosted.url}/v1/embeddings`, selfHostedPercent: 50, workerProcesses: 2 as const };
-    const gw = await startGateway(tmp.dir, opts);
-    running.push(gw);
+    const { opts, gw } = await gatewayAtHalf();
     const load = keepAliveLoad(gw, () => 0);
     for (let i = 0; i < 10; i++) {
       await new Promise((r) => setTimeout(r, 250));
