@@ -161,7 +161,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const path = rawPath.replace(/\/+$/, '') || '/';
     const route = routes.get(path);
     const traffic = route?.traffic === true;
-    const note: RequestNote = {};
+    const note: RequestNote = { receivedAt: t0 };
     // While draining every answer ends its connection, so a keep-alive client never sends its
     // next request into a socket that is about to close (a reset) but opens a new one elsewhere.
     if (state === 'draining' || state === 'closed') res.setHeader('connection', 'close');

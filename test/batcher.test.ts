@@ -332,6 +332,37 @@ describe('Batcher: latency-aware admission (maxQueueMs)', () => {
     await b.close();
   });
 
+  it('queue timeout counts the time before the queue (reading, tokenising), but at most half the budget of it', async () => {
+    const model = new RecordingModel();
+    let now = 1000;
+    const b = new Batcher(model, opts({ maxQueueMs: 100, maxBatchTokens: 6, maxWaitMs: 0 }), undefined, () => now);
+    b.seedThroughput(1_000_000, 1000);
+    model.hold();
+    const running = b.submit([enc(1), enc(2)]);
+    await new Promise((r) => setImmediate(r));
+    // Received 40 ms ago: 60 ms of queue left. Received 10 s ago (a long tokenisation): 50 ms left.
+    const recent = b.submit([enc(10)], undefined, now - 40).then(() => 'answered', (e: unknown) => e);
+    const old = b.submit([enc(20)], undefined, now - 10_000).then(() => 'answered', (e: unknown) => e);
+    // The first batch runs 10 ms, so a request may wait 90 ms (the budget less that run): recent
+    // has 40 + 10 of it used, old (capped at half the budget) 50 + 10.
+    now += 10;
+    model.release();
+    await running;
+    expect(await recent).toBe('answered');
+    expect(await old).toBe('answered');
+    model.hold();
+    const again = b.submit([enc(3), enc(4)]);
+    await new Promise((r) => setImmediate(r));
+    const late = b.submit([enc(30)], undefined, now - 40).then(() => 'answered', (e: unknown) => e);
+    // This batch runs 35 ms (a request may now wait 65): 40 before the queue + 35 in it is over,
+    // where 35 in the queue alone would not be.
+    now += 35;
+    model.release();
+    await again;
+    expect(await late).toBeInstanceOf(QueueFull);
+    await b.close();
+  });
+
   it('queue timeout never sheds a request some of whose inputs already ran', async () => {
     const model = new RecordingModel();
     let now = 0;

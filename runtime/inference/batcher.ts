@@ -100,7 +100,7 @@ export class Batcher {
    * (synchronously, as a rejected promise) when admitting them would pass maxQueue; a request
    * larger than maxQueue is still admitted into an idle server so it can ever be served.
    */
-  submit(inputs: Encoded[], signal?: AbortSignal): Promise<Float32Array[]> {
+  submit(inputs: Encoded[], signal?: AbortSignal, receivedAt?: number): Promise<Float32Array[]> {
     if (this.closing) return Promise.reject(new Closed());
     if (inputs.length === 0) return Promise.resolve([]);
     let tokens = 0;
@@ -109,8 +109,14 @@ export class Batcher {
     if (refused) return Promise.reject(refused);
     return new Promise<Float32Array[]>((resolve, reject) => {
       const job: Job = { ticket: this.tick++, results: new Array(inputs.length), remaining: inputs.length, resolve, reject, done: false };
-      const at = this.now();
-      if (this.queue.length === 0) this.admission.demandArrived(at);
+      const now = this.now();
+      if (this.queue.length === 0) this.admission.demandArrived(now);
+      // The queue timeout counts from when the request was received (reading and tokenising
+      // under load are part of its wait), not from when it reached the queue; but at most half
+      // the budget of it, so a big request that took long to tokenise still gets a turn instead
+      // of being refused every time it is sent.
+      const half = (this.opts.maxQueueMs ?? 0) / 2;
+      const at = receivedAt !== undefined && receivedAt <= now ? Math.max(receivedAt, now - half) : now;
       inputs.forEach((enc, index) => {
         const len = Math.max(1, enc.ids.length);
         this.queue.push({ job, index, enc, len, task: enc.task ?? -1, arrived: at, seq: this.seq++ });
@@ -247,8 +253,6 @@ export class Batcher {
     // for its batch to run (about as long as the last one), so it is late once its wait leaves
     // less than that of the budget (never less than half the budget for the wait).
     const deadline = this.now() - Math.max(budget / 2, budget - this.lastBatchMs);
-    // The queue keeps arrival order, so the first item is the oldest.
-    if (this.queue[0]!.arrived > deadline) return;
     const late = new Set<Job>();
     for (const it of this.queue) {
       if (it.arrived <= deadline && !it.job.done && it.job.remaining === it.job.results.length) late.add(it.job);

@@ -29,6 +29,12 @@ export interface EmbedCall {
   signal?: AbortSignal;
   /** Token states per input instead of pooled vectors (Encoded.tokens). */
   tokens?: boolean;
+  /**
+   * When the request's headers were read (performance.now()). Under load, reading, parsing and
+   * tokenising a request can take a good part of the latency budget before it reaches the queue;
+   * the queue timeout counts that time too.
+   */
+  receivedAt?: number;
 }
 
 export interface EmbedResult {
@@ -166,7 +172,7 @@ export class ModelService {
       }
     }
     try {
-      return { vectors: await this.batcher.submit(encoded, call.signal), tokens };
+      return { vectors: await this.batcher.submit(encoded, call.signal, call.receivedAt), tokens };
     } catch (err) {
       if (err instanceof QueueFull) throw overloaded(err);
       if (err instanceof Closed) throw new InferenceError('shutting_down', 'the server is shutting down; retry on another replica', 'shutting_down', { retryAfterSeconds: 1 });

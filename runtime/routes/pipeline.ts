@@ -68,7 +68,7 @@ export async function embed(req: IncomingMessage, res: ServerResponse, ctx: Rout
     res.on('close', () => {
       if (!res.writableFinished) ac.abort(new Error('client closed the connection'));
     });
-    const out = await embedCached(ctx, job, ac.signal);
+    const out = await embedCached(ctx, job, ac.signal, note.receivedAt);
     ctx.metrics.inputs.inc(texts.length);
     ctx.metrics.tokens.inc(out.tokens);
     note.tokens = out.tokens;
@@ -94,10 +94,10 @@ function overloaded(ctx: RouteContext, err: InferenceError): ApiError {
 }
 
 /** Cache hits skip the model; misses go to the batcher and are stored afterwards. */
-async function embedCached(ctx: RouteContext, job: EmbedJob, signal: AbortSignal): Promise<EmbedOutput> {
+async function embedCached(ctx: RouteContext, job: EmbedJob, signal: AbortSignal, receivedAt?: number): Promise<EmbedOutput> {
   const service = job.slot.service!;
   const cache = ctx.hooks.cache;
-  if (!cache || job.tokens) return service.embed({ texts: job.texts, task: job.task, truncate: job.truncate, signal, tokens: job.tokens });
+  if (!cache || job.tokens) return service.embed({ texts: job.texts, task: job.task, truncate: job.truncate, signal, tokens: job.tokens, receivedAt });
   // Token-array inputs get a key no text can have.
   const keys: CacheKey[] = job.texts.map((t) => ({ model: job.slot.name, task: job.task, text: typeof t === 'string' ? t : `\u0000ids:${t.join(',')}`, truncate: job.truncate }));
   const hits = await cache.get(keys);
@@ -112,7 +112,7 @@ async function embedCached(ctx: RouteContext, job: EmbedJob, signal: AbortSignal
     }
   });
   if (missAt.length > 0) {
-    const fresh = await service.embedEach({ texts: missAt.map((i) => job.texts[i]!), task: job.task, truncate: job.truncate, signal });
+    const fresh = await service.embedEach({ texts: missAt.map((i) => job.texts[i]!), task: job.task, truncate: job.truncate, signal, receivedAt });
     missAt.forEach((at, j) => {
       vectors[at] = fresh.vectors[j]!;
       tokens += fresh.tokens[j]!;

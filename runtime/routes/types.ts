@@ -13,6 +13,8 @@ export interface RequestNote {
   model?: string;
   /** Who asked (the principal's id: a key's name, never the key). */
   caller?: string;
+  /** When its headers were read (performance.now()): the queue timeout counts from here. */
+  receivedAt?: number;
 }
 
 /** What every route may use: the models, the hooks, the server's state and limits. */
