@@ -47,6 +47,8 @@ export const debit = (tokens: number): Cost => ({ needRequests: -Infinity, takeR
 
 export interface Limiter {
   take(subject: string, spec: LimitSpec, cost: Cost): Promise<LimitDecision>;
+  /** The token debit after an answer (see Cost), fire and forget: nobody reads its decision. */
+  charge(subject: string, spec: LimitSpec, tokens: number): void;
   stats(): { backend: 'memory' | 'redis'; subjects: number; redisErrors: number };
 }
 
@@ -137,21 +139,21 @@ export class MemoryLimiter implements Limiter {
   }
 
   takeSync(subject: string, spec: LimitSpec, cost: Cost): LimitDecision {
-    const now = this.now();
-    const { next, ok } = step(this.buckets.get(subject), now, spec, cost);
-    this.buckets.set(subject, { ...next, idleAt: now + fullAfterMs(spec) });
-    if (this.buckets.size > 10_000) this.sweep(now);
+    const { next, ok } = this.apply(subject, spec, cost);
     return decide(spec, cost, ok, next.r, next.t);
   }
 
-  /**
-   * The token debit after an answer (see Cost), without the headers nobody reads: it runs on
-   * the answer's way out, where the limiter's cost is judged (<= 5 % of p50).
-   */
-  debitSync(subject: string, spec: LimitSpec, tokens: number): void {
+  /** Synchronous, and without building the headers a decision carries. */
+  charge(subject: string, spec: LimitSpec, tokens: number): void {
+    this.apply(subject, spec, debit(tokens));
+  }
+
+  private apply(subject: string, spec: LimitSpec, cost: Cost): { next: Levels; ok: boolean } {
     const now = this.now();
-    const { next } = step(this.buckets.get(subject), now, spec, debit(tokens));
-    this.buckets.set(subject, { ...next, idleAt: now + fullAfterMs(spec) });
+    const r = step(this.buckets.get(subject), now, spec, cost);
+    this.buckets.set(subject, { ...r.next, idleAt: now + fullAfterMs(spec) });
+    if (this.buckets.size > 10_000) this.sweep(now);
+    return r;
   }
 
   stats() {
@@ -231,6 +233,10 @@ export class RedisLimiter implements Limiter {
       if (this.errors++ === 0 || this.errors % 1000 === 0) this.log({ event: 'ratelimit_redis_error', errors: this.errors, error: (err as Error).message });
       return this.fallback.takeSync(subject, spec, cost);
     }
+  }
+
+  charge(subject: string, spec: LimitSpec, tokens: number): void {
+    void this.take(subject, spec, debit(tokens));
   }
 
   stats() {

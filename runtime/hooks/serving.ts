@@ -10,7 +10,7 @@ import { EmbeddingCache } from './cache.js';
 import type { Admission, AuthHook, Hooks, LimitsHook, Principal } from './index.js';
 import { JwtVerifier } from './jwt.js';
 import { Authenticator, KeyStore, type Scope } from './keys.js';
-import { ADMIT, debit, hasLimits, MemoryLimiter, RedisLimiter, type Limiter } from './limits.js';
+import { ADMIT, hasLimits, MemoryLimiter, RedisLimiter, type Limiter } from './limits.js';
 import { connectRedis, type SharedRedis } from './redis.js';
 
 /**
@@ -146,11 +146,8 @@ export async function createServingHooks(o: Partial<ServingOptions> & { apiKey?:
           // process.nextTick: after the answer is written (done() runs on its way out, where the
           // limiter's cost is judged) but before the event loop reads anything else, so the
           // caller's next request always sees the debt (setImmediate lost that race now and then).
-          if (out.tokens && spec.tokensPerMinute) {
-            const tokens = out.tokens;
-            if (limiter instanceof MemoryLimiter) process.nextTick(() => limiter.debitSync(caller, spec, tokens));
-            else void limiter.take(caller, spec, debit(tokens));
-          }
+          const tokens = out.tokens;
+          if (tokens && spec.tokensPerMinute) process.nextTick(() => limiter.charge(caller, spec, tokens));
         },
       };
     },

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ADMIT, debit, MemoryLimiter } from '../../runtime/hooks/limits.js';
+import { ADMIT, MemoryLimiter } from '../../runtime/hooks/limits.js';
 import { freePort, freshText, median, pct, post, round, settings, startRuntime } from './cache-lib.js';
 
 export async function limiter(extraArgs: string[]) {
@@ -80,7 +80,7 @@ export function limiterCostUs(): number {
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
     lim.takeSync(`caller-${i & 63}`, spec, ADMIT);
-    lim.takeSync(`caller-${i & 63}`, spec, debit(20));
+    lim.charge(`caller-${i & 63}`, spec, 20);
   }
   return round(((performance.now() - t0) * 1000) / n, 3);
 }
