@@ -253,19 +253,38 @@ export class Batcher {
     // for its batch to run (about as long as the last one), so it is late once its wait leaves
     // less than that of the budget (never less than half the budget for the wait).
     const deadline = this.now() - Math.max(budget / 2, budget - this.lastBatchMs);
-    const late = new Set<Job>();
+    // The late requests, each with what it holds in the queue.
+    const late = new Map<Job, { inputs: number; tokens: number }>();
     for (const it of this.queue) {
-      if (it.arrived <= deadline && !it.job.done && it.job.remaining === it.job.results.length) late.add(it.job);
+      if (it.arrived <= deadline && !it.job.done && it.job.remaining === it.job.results.length) late.set(it.job, { inputs: 0, tokens: 0 });
     }
     if (late.size === 0) return;
+    // One pass over the queue for all of them (removeJob per job would be one pass each, and a
+    // herd of hundreds goes late at once under overload).
     let tokens = 0;
-    for (const it of this.queue) if (late.has(it.job)) tokens += it.len;
-    this.shed += late.size;
-    for (const job of late) {
-      job.done = true;
-      this.removeJob(job);
-      job.reject(this.admission.late(this.pending, this.queuedTokens + this.runningTokens, tokens / late.size));
+    let inputs = 0;
+    const keep: Item[] = [];
+    for (const it of this.queue) {
+      const r = late.get(it.job);
+      if (!r) {
+        keep.push(it);
+        continue;
+      }
+      r.inputs++;
+      r.tokens += it.len;
+      inputs++;
+      tokens += it.len;
     }
+    this.queue = keep;
+    this.shed += late.size;
+    // Each is priced as it leaves, with the late ones after it still queued, as one by one.
+    for (const [job, r] of late) {
+      job.done = true;
+      inputs -= r.inputs;
+      this.queuedTokens -= r.tokens;
+      job.reject(this.admission.late(this.pending + inputs, this.queuedTokens + this.runningTokens, tokens / late.size));
+    }
+    this.notifyIdle();
   }
 
   /**

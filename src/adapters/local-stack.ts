@@ -3,7 +3,7 @@ import { deployFile } from '../contracts/deploy.js';
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { renderHostedAuthSnippet, renderNginxConf, parseHostedUrl, type NginxConfOptions, type SplitKey } from '../core/render.js';
+import { renderHostedAuthSnippet, renderNginxConf, parseHostedUrl, workersRunAsRoot, type NginxConfOptions, type SplitKey } from '../core/render.js';
 import { formatGatewayKeys, renderGatewayKeysMap, type GatewayKey } from '../core/gateway-keys.js';
 import { ExternalError, UsageError } from '../errors.js';
 import { readVersionedJson, withLock, writeFileAtomic, writeJsonAtomic } from '../util/fs.js';
@@ -284,7 +284,7 @@ export async function startLocalStack(o: StartLocalStackOptions): Promise<LocalS
         });
         const conf = renderNginxConf({ ...nginxOptions, selfHostedPercent: o.percent });
         // The split directory of an earlier stack would override the share asked for now.
-        await writeSplit(nginxOptions.splitDir!, o.percent, undefined, { workersAsRoot: nginxOptions.workerUser === 'root' });
+        await writeSplit(nginxOptions.splitDir!, o.percent, undefined, { workersAsRoot: workersRunAsRoot(conf) });
         await writeFileAtomic(paths.confPath, conf);
         const nginx = await startNginx({ confPath: paths.confPath, prefix: paths.prefix, detached: true });
         nginxPid = nginx.pid;
