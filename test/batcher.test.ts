@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Admission } from '../runtime/inference/admission.js';
 import { Batcher, Closed, QueueFull, type BatchReport, type BatcherOptions } from '../runtime/inference/batcher.js';
-import type { Encoded } from '../runtime/inference/types.js';
+import { Cancellation, type Encoded } from '../runtime/inference/types.js';
 
 /**
  * The batcher's only dependency is "something that embeds a padded batch". This one computes a
@@ -199,16 +199,21 @@ describe('Batcher', () => {
     await b.close();
   });
 
-  it('drops the queued inputs of a request whose client went away, without touching others', async () => {
+  it.each([
+    ['an AbortSignal', () => new AbortController()],
+    ["the runtime's Cancellation", () => new Cancellation()],
+  ] as const)('drops the queued inputs of a request whose client went away, without touching others (%s)', async (_kind, make) => {
     const model = new RecordingModel();
     const b = new Batcher(model, opts({ maxBatchSize: 2 }));
     model.hold();
     const busy = b.submit([enc(1)]);
     await new Promise((r) => setTimeout(r, 20));
-    const ac = new AbortController();
-    const gone = b.submit(Array.from({ length: 50 }, (_, i) => enc(5000 + i)), ac.signal);
+    const ac = make();
+    const gone = b.submit(Array.from({ length: 50 }, (_, i) => enc(5000 + i)), 'signal' in ac ? ac.signal : ac);
     const stays = b.submit([enc(9000)]);
     ac.abort(new Error('client closed'));
+    // A second abort is a no-op: the request was already rejected once.
+    ac.abort(new Error('again'));
     await expect(gone).rejects.toThrow('client closed');
     expect(b.stats().queued).toBe(1);
     model.release();

@@ -78,11 +78,15 @@ export class QueueFull extends Error {
     readonly expectedWaitMs?: number,
   ) {
     const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    // A refusal under overload, not a fault: no stack trace (see routes/errors.ts ApiError).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(
       expectedWaitMs === undefined
         ? `the server is at capacity (${pending} inputs pending); retry in ${seconds}s`
         : `the server is at capacity (expected wait ${Math.round(expectedWaitMs)} ms, over its budget; ${pending} inputs pending); retry in ${seconds}s`,
     );
+    Error.stackTraceLimit = limit;
     this.retryAfterSeconds = seconds;
     this.name = 'QueueFull';
   }

@@ -1,6 +1,6 @@
 import { Admission } from './admission.js';
 import { Closed, QueueFull, type BatchReport, type BatcherOptions, type BatcherStats, type BatchRunner } from './batcher-types.js';
-import type { Encoded } from './types.js';
+import type { CancelSignal, Encoded } from './types.js';
 
 export { Closed, QueueFull, type BatchReport, type BatcherOptions, type BatcherStats, type BatchRunner };
 
@@ -100,7 +100,7 @@ export class Batcher {
    * (synchronously, as a rejected promise) when admitting them would pass maxQueue; a request
    * larger than maxQueue is still admitted into an idle server so it can ever be served.
    */
-  submit(inputs: Encoded[], signal?: AbortSignal, receivedAt?: number): Promise<Float32Array[]> {
+  submit(inputs: Encoded[], signal?: CancelSignal, receivedAt?: number): Promise<Float32Array[]> {
     if (this.closing) return Promise.reject(new Closed());
     if (inputs.length === 0) return Promise.resolve([]);
     let tokens = 0;

@@ -12,7 +12,11 @@ export class InferenceError extends Error {
     /** retryAfterMs: the same wait to the millisecond (sent as Retry-After-Ms, which the OpenAI SDKs honour). */
     readonly opts: { param?: string; retryAfterSeconds?: number; retryAfterMs?: number } = {},
   ) {
+    // An expected refusal (overload, bad input), not a fault: no stack trace.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
     this.name = 'InferenceError';
   }
   get param(): string | undefined {

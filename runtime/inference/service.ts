@@ -1,6 +1,6 @@
 import { Batcher, Closed, QueueFull, type BatchReport, type BatcherOptions, type BatcherStats } from './batcher.js';
 import { InferenceError } from './errors.js';
-import type { Encoded, LoadedModel } from './types.js';
+import type { CancelSignal, Encoded, LoadedModel } from './types.js';
 
 /**
  * One served model: the model, its batcher, and what turns a list of texts into vectors
@@ -26,7 +26,7 @@ export interface EmbedCall {
   /** Cut inputs over the model's max tokens (true) or refuse them (false). */
   truncate: boolean;
   /** Aborted when the client hangs up: queued inputs are dropped, tokenising stops. */
-  signal?: AbortSignal;
+  signal?: CancelSignal;
   /** Token states per input instead of pooled vectors (Encoded.tokens). */
   tokens?: boolean;
   /**

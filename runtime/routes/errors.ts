@@ -16,7 +16,12 @@ export class ApiError extends Error {
           : 'invalid_request_error',
     readonly headers: Record<string, string> = {},
   ) {
+    // An answer to the client, not a fault: no stack trace (capturing one cost ~20 us per 429
+    // under overload, when the event loop has the least time to spare).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
     this.name = 'ApiError';
   }
 

@@ -4,6 +4,7 @@ import { InferenceError } from '../inference/errors.js';
 import type { ModelSlot } from '../inference/models.js';
 import { ApiError, apiErrorOf } from './errors.js';
 import type { RequestNote, RouteContext } from './types.js';
+import { Cancellation, type CancelSignal } from '../inference/types.js';
 
 /**
  * The request pipeline every embedding route runs (documented with the hooks in
@@ -64,11 +65,11 @@ export async function embed(req: IncomingMessage, res: ServerResponse, ctx: Rout
   let outcome = { status: 500, tokens: 0 };
   try {
     // A client that hangs up frees its queued inputs (and stops its tokenisation).
-    const ac = new AbortController();
+    const ac = new Cancellation();
     res.on('close', () => {
       if (!res.writableFinished) ac.abort(new Error('client closed the connection'));
     });
-    const out = await embedCached(ctx, job, ac.signal, note.receivedAt);
+    const out = await embedCached(ctx, job, ac, note.receivedAt);
     ctx.metrics.inputs.inc(texts.length);
     ctx.metrics.tokens.inc(out.tokens);
     note.tokens = out.tokens;
@@ -94,7 +95,7 @@ function overloaded(ctx: RouteContext, err: InferenceError): ApiError {
 }
 
 /** Cache hits skip the model; misses go to the batcher and are stored afterwards. */
-async function embedCached(ctx: RouteContext, job: EmbedJob, signal: AbortSignal, receivedAt?: number): Promise<EmbedOutput> {
+async function embedCached(ctx: RouteContext, job: EmbedJob, signal: CancelSignal, receivedAt?: number): Promise<EmbedOutput> {
   const service = job.slot.service!;
   const cache = ctx.hooks.cache;
   if (!cache || job.tokens) return service.embed({ texts: job.texts, task: job.task, truncate: job.truncate, signal, tokens: job.tokens, receivedAt });
