@@ -262,10 +262,13 @@ describe('rollout: rollback, pause, plan, status', () => {
     const badSteps = await cli(['plan', '--steps', '10,5,100']);
     expect(badSteps.code).toBe(2);
     expect(badSteps.stderr).toMatch(/--steps: steps must increase/);
+    const fractional = await cli(['plan', '--steps', '10,12.5,100']);
+    expect(fractional.code).toBe(2);
+    expect(fractional.stderr).toMatch(/--steps: steps are whole percentages .* got 12\.5; round it, e.g\. 13/);
     const driver = await runCli(['rollout', 'to', '10', '--driver', 'carrier-pigeon'], { cwd, now: clock.now });
     expect(driver.code).toBe(2);
     expect(driver.stderr).toMatch(/--driver: expected one of nginx, env, k8s/);
-    for (const r of [both, notStep, badSteps, driver]) expect(r.stderr).not.toMatch(/\n\s+at /);
+    for (const r of [both, notStep, badSteps, fractional, driver]) expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 });
 

@@ -29,6 +29,10 @@ export function parseSteps(raw: unknown): number[] {
   if (steps.length === 0 || steps.some((n) => !Number.isFinite(n) || n <= 0 || n > 100)) {
     throw new Error(`expected a comma-separated list of percentages in (0, 100], e.g. 10,25,50,75,100; got ${JSON.stringify(raw)}`);
   }
+  // The gateway splits traffic in whole percents (100 buckets of 1 %): a fractional step could be
+  // planned but never applied, so it is refused here, when the plan is made.
+  const fractional = steps.find((n) => !Number.isInteger(n));
+  if (fractional !== undefined) throw new Error(`steps are whole percentages (the gateway splits in 1 % buckets), got ${fractional}; round it, e.g. ${Math.max(1, Math.round(fractional))}`);
   for (let i = 1; i < steps.length; i++) {
     if (steps[i]! <= steps[i - 1]!) throw new Error(`steps must increase, got ${steps.join(',')}`);
   }
