@@ -110,18 +110,19 @@ fi
 umask 077
 printf 'EMBEDCTL_HOSTED_API_KEY=%s\nEMBEDCTL_DEPLOYMENT=%s\n' "${HOSTED_KEY}" "${DEPLOYMENT}" > "${DEPLOY_DIR}/.env"
 unset HOSTED_KEY
-# Gateway keys: only callers with one reach either side (lines "client <key>" / "operator <key>",
-# turned into nginx's map; a malformed line stops the boot rather than open the gateway).
+# Gateway keys: only callers with one reach either side. The parameter holds lines
+# "client|operator <key> [name=<caller>] [rpm=<n>] [burst=<n>]"; the runtime image's own parser
+# (the one `provision --gateway-keys` checked it with) turns it into nginx's key map, the named
+# callers and their request limits. A malformed line stops the boot rather than open the gateway.
 install -d -m 0700 "${DEPLOY_DIR}/nginx/keys"
 if ! GATEWAY_KEYS=$(ssm_secret "${GATEWAY_KEYS_PARAMETER}"); then
   echo "embedctl user-data: cannot read the gateway keys from SSM parameter ${GATEWAY_KEYS_PARAMETER};" \
     "create it (lines \"client <key>\" and \"operator <key>\") and reboot" >&2
   exit 1
 fi
-if ! printf '%s\n' "${GATEWAY_KEYS}" | awk '/^[[:space:]]*(#|$)/ { next }
-    NF == 2 && $1 ~ /^(client|operator)$/ && $2 ~ /^[A-Za-z0-9._~+\/=-]+$/ && length($2) >= 16 { printf "\"Bearer %s\" %s;\n", $2, $1; n++; next }
-    { bad = 1 } END { exit (bad || n == 0) }' > "${DEPLOY_DIR}/nginx/keys/gateway-keys.conf"; then
-  echo "embedctl user-data: SSM parameter ${GATEWAY_KEYS_PARAMETER} must hold lines \"client <key>\" / \"operator <key>\" (keys of 16+ characters)" >&2
+if ! printf '%s\n' "${GATEWAY_KEYS}" | docker run --rm -i --network none --user 0 --entrypoint node \
+    -v "${DEPLOY_DIR}/nginx/keys:/keys" "${IMAGE}" --input-type=module -e {{{gatewayKeysScriptShell}}}; then
+  echo "embedctl user-data: SSM parameter ${GATEWAY_KEYS_PARAMETER} must hold lines \"client|operator <key> [name=<caller>] [rpm=<n>] [burst=<n>]\" (keys of 16+ characters); the line above says which is wrong" >&2
   exit 1
 fi
 unset GATEWAY_KEYS

@@ -6,12 +6,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { nginxBinary } from '../src/adapters/nginx.js';
 import { defaultDeployConfig } from '../src/core/deploy-config.js';
-import { renderDeploy, renderUserData, userDataBytes } from '../src/core/render.js';
+import { DEPLOY_TRUSTED_PROXY, renderDeploy, renderUserData, userDataBytes } from '../src/core/render.js';
+import { gatewayKeyFiles } from '../src/core/gateway-key-files.js';
 import { runCli } from './helpers/cli.js';
 import { packedFile } from './helpers/user-data.js';
 import { freshDirs, tempDir } from './helpers/gateway.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'golden', 'render');
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const GOLDEN_ARGS = ['--allow-demo-model', '--replicas', '2', '--percent', '10', '--image', 'ghcr.io/embedctl/runtime:golden', '--prometheus', '--cache-redis', 'bundled', '--cache-size', '10000'];
 const tmp = tempDir('embedctl-render-');
 afterAll(() => tmp.cleanup());
@@ -136,15 +138,32 @@ describe('embedctl render', () => {
     };
     // The deployment tag answers like IMDS: the value, or a 404 (curl -f exits 22) when tags are not exposed.
     stub('curl', 'case "$*" in *api/token*) echo tok;; *placement/region*) echo eu-west-1;; *tags/instance/embedctl:deployment*) [ -n "$DEPLOYMENT_TAG" ] || exit 22; echo "$DEPLOYMENT_TAG";; esac; exit 0');
-    stub('docker', '[ "$1" = run ] && echo "docker-run-env HF_TOKEN=$HF_TOKEN" >> "$ROOT/calls.log"; exit 0');
-    stub('aws', 'while [ $# -gt 0 ]; do [ "$1" = --name ] && { [ "$2" = "$FAIL_PARAM" ] && exit 255; [ "$2" = /embedctl/gateway-keys ] && { printf "# keys\\noperator op-key-0123456789abcdef\\nclient ${CLIENT_KEY:-client-key-0123456789ab}\\n"; exit 0; }; echo "secret-for-$2"; exit 0; }; shift; done; exit 1');
+    stub('docker', '[ "$1" = run ] && echo "docker-run-env HF_TOKEN=$HF_TOKEN" >> "$ROOT/calls.log"; [ "$1" = run ] && [[ "$*" == *:/keys* ]] && exec node "$CONTAINER" "$@"; exit 0');
+    // The container the gateway-keys step runs: node on its argv after the image, with /app the
+    // build here and each -v mount's container path mapped to its host directory.
+    const container = join(root, 'container.mjs');
+    writeFileSync(
+      container,
+      [
+        "import { spawnSync } from 'node:child_process';",
+        'const args = process.argv.slice(3);',
+        'const mounts = [];',
+        "for (let i = 0; i < args.length; i++) if (args[i] === '-v') mounts.push(args[++i].split(':'));",
+        "const image = args.findIndex((a, i) => i > 0 && !a.startsWith('-') && !args[i - 1].match(/^-(v|e|-user|-network|-entrypoint)$/));",
+        `const map = (a) => mounts.reduce((t, [host, inner]) => t.replaceAll(\`'\${inner}'\`, \`'\${host}'\`), a.replaceAll('/app/dist/', ${JSON.stringify(`${join(repoRoot, 'dist')}/`)}));`,
+        "const r = spawnSync('node', args.slice(image + 1).map(map), { stdio: 'inherit' });",
+        'process.exit(r.status ?? 1);',
+      ].join('\n'),
+    );
+    // The keys parameter as provision stores it: an operator, a named client with a limit, an anonymous client.
+    stub('aws', 'while [ $# -gt 0 ]; do [ "$1" = --name ] && { [ "$2" = "$FAIL_PARAM" ] && exit 255; [ "$2" = /embedctl/gateway-keys ] && { printf "# keys\\noperator op-key-0123456789abcdef\\nclient team-a-key-0123456789 name=team-a rpm=600\\nclient ${CLIENT_KEY:-client-key-0123456789ab}\\n"; exit 0; }; echo "secret-for-$2"; exit 0; }; shift; done; exit 1');
     for (const name of ['nvidia-ctk', 'nvidia-smi', 'systemctl', 'apt-get', 'dpkg', 'sleep', 'chown']) stub(name, 'exit 0');
     stub('amazon-cloudwatch-agent-ctl', 'exit 0', join(root, 'opt/aws/amazon-cloudwatch-agent/bin'));
     // Same script, with its absolute system paths moved under a scratch root.
     const script = renderUserData(config).replace(/(?<=[\s"'=:>])\/(opt|var\/log)\//g, '$ROOT/$1/');
     const path = join(root, 'user-data.sh');
     writeFileSync(path, script);
-    const env = { ...process.env, ROOT: root, PATH: `${bin}:${process.env.PATH}`, DEPLOYMENT_TAG: 'blue-1' };
+    const env = { ...process.env, ROOT: root, PATH: `${bin}:${process.env.PATH}`, DEPLOYMENT_TAG: 'blue-1', CONTAINER: container };
     execFileSync('bash', [path], { env });
     const calls = readFileSync(join(root, 'calls.log'), 'utf8');
     expect(calls).toContain('aws ssm get-parameter --with-decryption --name /embedctl/hf');
@@ -165,8 +184,20 @@ describe('embedctl render', () => {
     expect(header(arrived)).toBe(header(rendered));
     expect(header(arrived)).toMatch(/^# embedctl-split-dir: \/etc\/nginx\/embedctl-split$/m);
     expect(arrived).toBe(rendered.split('\n').filter((l, i, all) => !/^\s*#/.test(l) || all.slice(0, i + 1).every((x) => x.startsWith('#'))).join('\n'));
-    // The gateway keys from SSM become nginx's map (and a malformed key stops the boot, below).
-    expect(readFileSync(join(deployDir, 'nginx/keys/gateway-keys.conf'), 'utf8')).toBe('"Bearer op-key-0123456789abcdef" operator;\n"Bearer client-key-0123456789ab" client;\n');
+    // The gateway keys from SSM become nginx's map, the named callers and their limits, by the
+    // parser provision checks them with (and a malformed key stops the boot, below).
+    const keysDir = join(deployDir, 'nginx/keys');
+    const expected = gatewayKeyFiles('operator op-key-0123456789abcdef\nclient team-a-key-0123456789 name=team-a rpm=600\nclient client-key-0123456789ab\n');
+    expect(readdirSync(keysDir).sort()).toEqual(Object.keys(expected.files).sort());
+    for (const [name, text] of Object.entries(expected.files)) {
+      expect(readFileSync(join(keysDir, name), 'utf8'), name).toBe(text);
+      expect(statSync(join(keysDir, name)).mode & 0o777, name).toBe(0o600);
+    }
+    expect(readFileSync(join(keysDir, 'gateway-callers.conf'), 'utf8')).toContain('"Bearer team-a-key-0123456789" "team-a";');
+    expect(readFileSync(join(keysDir, 'gateway-limits.conf'), 'utf8')).toMatch(/^limit_req zone=embedctl_rpm_600_600 burst=599 nodelay;$/m);
+    expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/gateway keys: 3 keys \(1 operator\), 1 named callers, 1 with a request limit/);
+    // The nginx.conf includes all three, and the runtimes believe the caller the gateway names.
+    for (const inc of ['keys/gateway-keys.conf', 'keys/gateway-callers.conf', 'keys/gateway-limits.conf']) expect(arrived).toContain(`include ${inc};`);
     const files = renderDeploy(config);
     expect(parseYaml(readFileSync(join(deployDir, 'docker-compose.yml'), 'utf8').replaceAll('$ROOT/opt/', '/opt/').replaceAll('$ROOT/var/log/', '/var/log/'))).toEqual(parseYaml(files.find((f) => f.path === 'docker-compose.yml')!.content));
     const agent = JSON.parse(readFileSync(join(root, 'opt/aws/amazon-cloudwatch-agent/etc/embedctl.json'), 'utf8'));
@@ -179,7 +210,7 @@ describe('embedctl render', () => {
     expect(calls).toContain(`chown 10001:10001 ${root}/var/log/embedctl`);
     const compose = parseYaml(files.find((f) => f.path === 'docker-compose.yml')!.content);
     for (const name of ['runtime-1', 'runtime-2']) {
-      expect(compose.services[name].environment).toMatchObject({ EMBEDCTL_EMF_LOG: `/var/log/embedctl/${name}.emf.log`, EMBEDCTL_DEPLOYMENT: '${EMBEDCTL_DEPLOYMENT:-main}' });
+      expect(compose.services[name].environment).toMatchObject({ EMBEDCTL_EMF_LOG: `/var/log/embedctl/${name}.emf.log`, EMBEDCTL_DEPLOYMENT: '${EMBEDCTL_DEPLOYMENT:-main}', EMBEDCTL_TRUSTED_PROXY: DEPLOY_TRUSTED_PROXY });
       expect(compose.services[name].volumes).toContain('/var/log/embedctl:/var/log/embedctl');
     }
     execFileSync('bash', [path], { env: { ...env, DEPLOYMENT_TAG: '' } });
@@ -201,7 +232,9 @@ describe('embedctl render', () => {
     writeFileSync(join(root, 'calls.log'), '');
     expect(() => execFileSync('bash', [path], { env: { ...env, CLIENT_KEY: 'bad"key;0123456789' }, stdio: 'pipe' })).toThrow();
     expect(readFileSync(join(root, 'calls.log'), 'utf8')).not.toContain('up -d');
-    expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/must hold lines "client <key>"/);
+    expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/the gateway keys parameter line 4: a key is 16-256 characters/);
+    expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/must hold lines "client\|operator <key> \[name=<caller>\] \[rpm=<n>\] \[burst=<n>\]"/);
+    expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).not.toContain('bad"key');
   });
 
   it('never writes the hosted API key, whatever the environment holds', async () => {

@@ -2,7 +2,8 @@ import { execFileSync } from 'node:child_process';
 import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEPLOY_GATEWAY_KEYS_INCLUDE, DEPLOY_HOSTED_AUTH_INCLUDE, GATEWAY_ACCESS_LOG, renderGatewayKeysMapFor, type RenderedFile } from '../core/render.js';
+import { DEPLOY_GATEWAY_KEYS_INCLUDE, DEPLOY_HOSTED_AUTH_INCLUDE, GATEWAY_ACCESS_LOG, type RenderedFile } from '../core/render.js';
+import { gatewayKeyFiles, writeGatewayKeyFiles } from '../core/gateway-key-files.js';
 import { nginxBinary, testNginxConfig } from './nginx.js';
 
 export type NginxCheck = { status: 'passed'; note?: string } | { status: 'skipped'; reason: string } | { status: 'failed'; message: string };
@@ -58,7 +59,12 @@ export async function checkDeployNginx(files: RenderedFile[], env: Record<string
     for (const rel of [DEPLOY_HOSTED_AUTH_INCLUDE, DEPLOY_GATEWAY_KEYS_INCLUDE]) mkdirSync(join(dir, rel, '..'), { recursive: true });
     writeFileSync(join(dir, 'nginx.conf'), text);
     writeFileSync(join(dir, DEPLOY_HOSTED_AUTH_INCLUDE), substitutedAuthSnippet(auth.content));
-    writeFileSync(join(dir, DEPLOY_GATEWAY_KEYS_INCLUDE), renderGatewayKeysMapFor('operator embedctl-render-check-operator\nclient embedctl-render-check-client-1\n'));
+    // What user data writes from the keys parameter, with a named, limited caller so the callers'
+    // maps and limit_req zones are checked too.
+    writeGatewayKeyFiles(
+      join(dir, DEPLOY_GATEWAY_KEYS_INCLUDE, '..'),
+      gatewayKeyFiles('operator embedctl-render-check-operator\nclient embedctl-render-check-client-1 name=render-check rpm=60\nclient embedctl-render-check-client-2\n'),
+    );
     await testNginxConfig(join(dir, 'nginx.conf'), dir, env);
     return note ? { status: 'passed', note } : { status: 'passed' };
   } catch (err) {

@@ -83,8 +83,3 @@ export function renderGatewayKeysMap(keys: GatewayKey[]): string {
 export function operatorKey(keys: GatewayKey[]): string | undefined {
   return keys.find((k) => k.role === 'operator')?.key;
 }
-
-/** The keys file text straight to the nginx map snippet (what user data does on the instance). */
-export function renderGatewayKeysMapFor(keysFile: string): string {
-  return renderGatewayKeysMap(parseGatewayKeys(keysFile));
-}

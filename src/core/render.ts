@@ -6,11 +6,11 @@ import { K8S_FILES, k8sVars } from './render-k8s.js';
 import { servingK8sFiles, servingVars, type ServingDeploy } from './render-serving.js';
 import { loadTemplate } from './templates.js';
 import { fetchOptimizeFor, type OptimizeChoice } from './render-model.js';
+import { GATEWAY_KEY_FILES } from './gateway-key-files.js';
 
 export { renderTemplate, TemplateError, escapers, type TemplateVars, type EscapeTarget } from './template.js';
 export { loadTemplate } from './templates.js';
 export * from './nginx-conf.js';
-export { renderGatewayKeysMapFor } from './gateway-keys.js';
 
 export interface DeployRenderInput extends GatewayDeploy, ServingDeploy {
   /** `models fetch --optimize` on the instance (src/core/render-model.ts); default auto. */
@@ -55,7 +55,17 @@ export const VPC_RESOLVER = '169.254.169.253';
 /** Where the official nginx image writes the rendered hosted-auth template (relative to /etc/nginx). */
 export const DEPLOY_HOSTED_AUTH_INCLUDE = 'conf.d/hosted-auth.conf';
 /** The gateway keys map user data writes from SSM (relative to /etc/nginx, mounted read-only). */
-export const DEPLOY_GATEWAY_KEYS_INCLUDE = 'keys/gateway-keys.conf';
+export const DEPLOY_GATEWAY_KEYS_INCLUDE = `keys/${GATEWAY_KEY_FILES.keys}`;
+/** Named callers and their request limits, written beside it from the same parameter (gateway-key-files.ts). */
+export const DEPLOY_GATEWAY_CALLERS_INCLUDE = `keys/${GATEWAY_KEY_FILES.callers}`;
+export const DEPLOY_GATEWAY_LIMITS_INCLUDE = `keys/${GATEWAY_KEY_FILES.limits}`;
+/**
+ * Who the runtimes believe X-Embedctl-Caller from. Their ports are published on the host's
+ * loopback only, so what reaches them is the gateway (through Docker's proxy, from the compose
+ * bridge's gateway address, which Docker picks from these private ranges), the other runtimes and
+ * Redis: the gateway's peers, never a client.
+ */
+export const DEPLOY_TRUSTED_PROXY = '127.0.0.1,::1,172.16.0.0/12,192.168.0.0/16,10.0.0.0/8';
 
 /** "12g" -> "12Gi", "4096m" -> "4096Mi" (Kubernetes quantities). */
 function k8sQuantity(size: string): string {
@@ -68,6 +78,13 @@ function k8sQuantity(size: string): string {
 const isHubModel = (model: string) => model.includes('/');
 
 /** node -e script that fetches the hub model named by its first argument (or EMBEDCTL_MODEL). */
+/** node -e script (run in the runtime image by user data) turning the keys text on stdin into /keys/*.conf. */
+function gatewayKeysScript(): string {
+  return `const {main}=await import('/app/dist/src/core/gateway-key-files.js');process.exitCode=await main('/keys');`;
+}
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
 function fetchScript(source: 'argv' | 'env'): string {
   const model = source === 'argv' ? 'process.argv[1]' : 'process.env.EMBEDCTL_MODEL';
   // argv: the model, then the fetch flags (--optimize ...) user data passes after it.
@@ -101,7 +118,13 @@ export function deployNginxOptions(c: DeployRenderInput): NginxConfOptions {
     splitKey: c.splitKey,
     sameModel: Boolean(c.sameModel),
     // Reachable from outside: every caller needs a gateway key, so it is no open relay.
-    clientAuth: { keysInclude: DEPLOY_GATEWAY_KEYS_INCLUDE, required: true },
+    clientAuth: {
+      keysInclude: DEPLOY_GATEWAY_KEYS_INCLUDE,
+      required: true,
+      // Always present (empty when the parameter names nobody): the parameter may gain names
+      // later, and user data writes all three files whatever it holds.
+      callers: { httpInclude: DEPLOY_GATEWAY_CALLERS_INCLUDE, locationInclude: DEPLOY_GATEWAY_LIMITS_INCLUDE },
+    },
     tls: tlsOf(c),
     hostedAuthInclude: DEPLOY_HOSTED_AUTH_INCLUDE,
     resolvers: [VPC_RESOLVER],
@@ -142,7 +165,8 @@ function userDataFrom(c: DeployRenderInput, f: { compose: string; nginxConf: str
       letsencrypt: letsEncryptVars(c),
       hfTokenParameter: c.hfTokenParameter,
       gatewayPort: c.gatewayPort,
-      fetchScriptShell: `'${fetchScript('argv').replace(/'/g, `'\\''`)}'`,
+      fetchScriptShell: shellQuote(fetchScript('argv')),
+      gatewayKeysScriptShell: shellQuote(gatewayKeysScript()),
       composeProfiles: c.prometheus ? '--profile monitoring ' : '',
       fetchOptimize: fetchOptimizeFor(c),
       composeGzip: packed(body(f.compose)),
@@ -200,6 +224,7 @@ export function renderDeploy(c: DeployRenderInput): RenderedFile[] {
   const gpus = c.gpusPerReplica > 0 ? { count: c.gpusPerReplica } : false;
   const common: TemplateVars = {
     runtimes,
+    trustedProxy: DEPLOY_TRUSTED_PROXY,
     image: c.image,
     nginxImage: c.nginxImage,
     model: c.model,

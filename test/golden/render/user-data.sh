@@ -90,83 +90,86 @@ fi
 # 3) The deploy files `embedctl render` writes.
 # compose and nginx.conf travel gzipped (base64) to fit EC2's 16 KB; deploy/ has readable copies.
 base64 -d <<'EMBEDCTL_COMPOSE_EOF' | gunzip > "${DEPLOY_DIR}/docker-compose.yml"
-H4sIAAAAAAACA+1X62/bNhD/7r/iIAx5DNXLbpqUa1pksdYGS5agMTB0bWEw0llmw4dG0q6zrf/7
-QEqOZMdps62fhtowJd6Dd7zHj7SkAgmguMIit7zXW4RclSWTJYGt5q0HUGg2R03gg1EynDCOPQBV
-WaakIT0AAEEXoWF/IIFgLxHBLc3JOlrQ6xnUc5ajV9AzaZnAMK21maAlEiinuY6YipfexI0YKRUv
-UHpRjcZSbQnMJEdjQmNVVWHheSjnTCspUNp6XYDs7MdseDw6HZ+dD7NTAgVO6Izbde6r88sRgSTy
-33XmxfnrEYHgIDlIgo3LXo6HJ68JxEIVyM26SHb20/j0/CWBeE51zFV5Z39hGqGYRFyV67rD7OL0
-/M1Z9suIwHd/biKHgjL5aV3v5dEo+/XozX12S2rxI72JaJ6jMZsMHx8dv8rGlye/ZQSCNEmSu1uv
-RV5nw5NLAhoLZkgc188ng/2ncR3HueIzgWaZjxBiVdnWkzpkZPnUqpVb95rcoXjZSmnbWT5I+/s+
-jSk5SA780LguUIw5E8wSSPv1hgusuLpZKms0aqbz1llPQj2nnUKvPwXelnL7CW/bRM5ZwegKEyBX
-M+lsr5NpRa8YZ5ahIfC2rGbvvcQUKbfTfIr59dKMRWMJvA2Oz4bBIwikKtA9Qz9O0ObTne2ptRWJ
-45UoJLFGWtxs70Z2inJHHz6vtPKZxwWzOzpS1y8Sku4+2tldY6W7u8H7xjqT1sWCE0iTZZG76lUz
-S2BgboNotd/JoCH4dh1XqJkqXOQbXde341LTHG95gz2zzArKwoyVbDPjqqrXRlIWzOWEQAMqY2+l
-gYFbAPt+CWAdxOl/Qxwfhq+NOP8TwOh/A4xvgFEDRrtEAxY1ZT96HFJeMYlfRIdcCUFl4TLgdUNn
-HLVPQWjo3KehntHKbUFJflMnqqYKuhAolPbEvbQvrtboYaU4yz2bcn6NNybkelYLVVpZzC0WoWjy
-LlXw0FKp/c05c5OKyfK/ZbXTSk8eJ+L+qDc3k5W4y5LJBUmj/v4/ibjX8pGo3OixIKf5FGPPiT0r
-9yy0eUP0Y5QrOfHs0o0FRaEkqMnkhyYIEu1Hpa/HLq4EpsrYLx4GDu6z4fjo4mT8c/ZmBVrXWC8M
-2vv0gEmIUM5B4sKCVWCnzIC7Y3/ajJ3RnX2Rjbvt4uhSx6KoOLVouiotcYOGq7+usJ9vkDMVZ7Yr
-uMTnsOb8C1DfAAGrfzEeAAN3LgkP0Lmvk3otxh+fDTuzK2qmnWmYdya4wBwGz57HBc5jm1ctKMcH
-SZLA1hZUmkk7ge2X2Qji2ji8Go0u4jRK3ul30v224fnWwAlPkRYQyhSebQ3gLyg1VhD+DtvQTxLY
-/kr93N978pl+rrQSaKc4W4VSR447vHk/2nsc1SddpZWraHe2BUJJZpVu8eeBzR+GrqpZGbmVDn2l
-tdY6r9GN4A0cW6VpiZE1xVWk0aJ0SY9cJA7TvaIW+ohXEWfGogxpUWg05rA9N58mT5PPA8SG9lx1
-hXze02VjdC8m5ebY/w14EceT1w8AAA==
+H4sIAAAAAAACA+1XbW/bNhD+7l9xMIa8DNGb3SQO17TIYq0NlixB4mHL2sJgpLPERiQ1knadbf3v
+Ayk5kh2nzV6+bKiDUOa9kHfP8R7KgnIkgPwG08QUnc7cK2SWMZER2Ki/dQBSxWaoCLzXUngTVmAH
+QJaGSaFJBwCA07mn2W9IoLsb8u69zNpaWbfT0ahmLEHnoKbCMI5eVHkzTjMkkOWJ8pkMFtEEtRnJ
+ZJGicKYKtaHKEJiKArX2tJFlianToZgxJQVHYap1AeKzb+Ph8eh0fHY+jE8JpDih08Ksal+fX40I
+hL77W1VenF+OCHQH4SDsrl32ajw8uSQQcJlioVdN4rPvxqfnrwgEM6qCQmYP8vMiH/nEL2S26juM
+L07Pr8/iH0YEvvp9ndjjlImPq36jyx+vRvFwfHF5/vM1gW7U23e5RTuERDvRfs+P9qwgiHo70YGd
+Darp3k5UoxAMHiT76mgU/3R0/Vg2GTX4gd75NElQ63XpHB8dv47HVye/xDamMAwfAlqZXMbDkysC
+ClOmSRBUz73+/kFQVWcmiylHvaiyB4EsTRNJVQiyeCrZ2K1GTR5InG0plWkt3wBIBuHADXXoHPm4
+YJwZAlGvSjjFspB3C2eFWk5V0gTrRKhmtNU+1SfF+wZpPt5984kZSxldUgIkcirs3qtiWtIbVjDD
+UBN4k5XTd84iR1qYPMkxuV1sY1AbAm+6x2fD7g50hUzRPj03TtAk+dZmbkxJgmAJhTBQSNO7zW3f
+5Ci21OGLUklXeZwzs6V8efsyJNH2ztb2iira3u6+q3dnwlgsCgJRuGgd2xNyagj09T2IRrlM+rXA
+kcC4RMVkapGvfS0bjDNFE7zX9Xf1oiooUj2WoqmMPVWdBkmRMlsTAjVVjd0uNbnc0+LXC1ps8Vjv
+C485GP4bPPY/oaHeFxr6QkMVDTVL1BRUSfb9Zx4tSibws5yTSM6pSG0FnK9nN0flSuBpOnNlqGa0
+tClIUdxVhaqknM45cqmccDfq8ZsVuVfKgiVOTYviFu+0V6hpZVQqaTAxmHq8rruQ3acelSrepGB2
+UjKR/bOqtlpp71nIH0e9ft9Zwl1kTMxJ5Pf2/wrizsshUdrRcUFCkxwDpwmcKnEqNEktdKOfSDFx
+6syOKUUuBcjJ5JsaBIHmg1S3Y4srgVxq89krxl4i8XB8dHEy/j6+XiLsFdVLjeYxP2ACfBQzEDg3
+YCSYnGmwvwc+rudO/0FeZG22bR5d+BjkZUEN6rZLI1zjYc9f29jN19jpsmCmbbjgZ6/S/A1SX0MB
+yz+HnkADD149nuDzWCd1Go4/Phu2ZjdU562pl7QmOMcE+s9fBCnOApOUDSkHgzAMYWMDSsWEmcDm
+q3gEQbU5vB6NLoLID9+qt8L+b8KLjb41zpGm4IkInm/04Q/IFJbg/Qqb0AtD2PyX+rm3u/eJfi6V
+5GhynC5TqRUHLd2s5+8+86ubrlTSnmh7t3W5FMxI1fDPE5vf8+ypZplvVzp0J63ZrfXVv+NFTcdG
+Kpqhb3R64ys0KGzRfYvEYbSbVkYf8MYvmDYoPJqmCrU+bO7Ng/Ag/DRBrGnP5VDIpyNdNEb7xSRb
+j/2f7OCL1YMQAAA=
 EMBEDCTL_COMPOSE_EOF
 base64 -d <<'EMBEDCTL_NGINX_EOF' | gunzip > "${DEPLOY_DIR}/nginx/nginx.conf"
-H4sIAAAAAAACA+1be2/jNhL/35+C0KbY3SLy247tXA7bFu1dgQOut7tAC9xDYKSxzUYmVZJy4ha5
-z34gqQdHlh+bbnt3bRLAFsnhzI9DcjgzlF+Qt8ATkJCQ2x2BzS0ksU7JUooN0bDJUqpB9fiK8Qf3
-2Y0FX14TCaG0HQnjSgNNiFgSSJhmfGU4rSlPup0XFcfQdGOrkCULktC4PxiN48msP+u8IClTGviC
-9Lv2fzHr9/udF0RBugzXQmlIiFpTCQsy6H9ixKgsZZrcwU6RV9+F74FTrsOvk2sCqQLyWa7XQrIf
-qWaCF3UZSCLhhxyUfk1yrllKaMGGKXIvmdbAfbS2LUyYXJAe6LhQAG7uvOi8IG8hpZptgWRUrxW5
-hVTcEwlKpFsgdEWNdoheA8kkLNkDWbEtcHLP9JqE2SVRwjYqugGyZCkQmXNFqCK084JwwUMphCap
-iGlKMiliUIq8qmYpz0gY2sbXhPLETAVLwHK0gEksuKaMg+x2OvdC3oGMCi6gCM21uO5kLHHE3Ywl
-1x2QUsgoFSuidAJSknsq+XWnA1vgWpGfOoQQUrCKBecQGzUrMu7Pp9edx05nrXVWkMUpA66jW5Hs
-IrOWIqOjvdprS5tJ8eBT1WXXvqRKxyvmUfg1jia/V4iiLrt2hRmourdrBrkFGWlxB1wRsVy6Xgks
-aZ7qSO8yIDTLUhbbpdX7XgnuSO4AMpqyLUSabUDkmkwnyjVJiHOpTJPTbEZXoIjpaJtTsYqWQm6o
-rtZeZPgSUDHN4MY8W0Lz9/KnwPAPFsGF+Y6YErNpfxBcBhsFcbC4MF+XQbHQI5YYSq90GWxArwWq
-LmouX9ZSglwyn8QULwOlqc5VsLhwD5eB3QOGrgJ+S+M74EaOFCmgJltxGcQ0TUGilqIKASgZLYIL
-ZdaKWVPRQ9QiaEnT1JQOklYEl0GeKS2BbiKaJBYDrsAqKJvKYXvURVWtaDcpF36xnVmxYaJyFtsb
-2vuugSZmdTa7+vXtPSWoTHAF+31xC+pdDiYFvtJrb3Su4jK43WlQkdF5sLioC48v3bqnsbEy1pD0
-Etj2lE7MvkCLfJ9yS2UvFavK0PZWVMM93XUdUdcQNVj4lmZDH5xdUexHILPN9Z4Zus2XS5CufTiZ
-3u1TlDt41Fe+ZfI7Dsp+fpMioyGZjhstqmouug5niMIgthbJGH9H0i/GVBwikgym8+5wMu667xHZ
-0pQlN6O+IizbTm8qQ1V2qIZgbJBt2dCMXNidQf3DkdS78A52kTnzLUFhvs1fELhvz4xcV42FZWxj
-7YgeG9LNWM1hHbHEk20NiUHQJrcd4SEMnoASgTPtVoSbZkWCFtmBJ+o2j+9Ae2gGn5hZ8UoDVBqi
-0giVxqg0QaUpKl2h0gyV5lh6AwxGM8BwBhjPAAMaYEQDDGmAMQ0wqAFGNcSohg0dYVRDjGqIUQ0x
-qiFGNcSohhjVEKMaYVQjjGrUmDqMaoRRjTCqEUY1wqhGGNUIoxpjVGOMaoxRjRsrCqMaY1RjjGqM
-UY0xqjFGNcGoJhjVBKOaYFSTxkLHqCYY1QSjmmBUE4xqilFNMaopRjXFqKYY1bSx/zCqKUY1xaim
-GNUVRnWFUV1hVFcY1RVGdYVRXTXMAkZ1hVFdYVQzjGqGUc0wqhlGNcOoZhjVDKOaNawVRjXDqOYY
-1RyjmmNUc4xqjlHNMao5RjXHqOYeqk/JfI6OBHsqNU2+57AWUbE7IbyzoDxwXGRaC+jbgLVZO2it
-HbbWjlprx621k9baaWvtVWvtrLV2vlf7eK4LYVz8Fj0FQc2d8TjNE7Che+nahabgkgqtPsMhcS5u
-OCLQA94IRBYXzShBilxDgAaT67bR7P0thbxlSQK8HmXw73/9nYY//vPTxUWAaO1S8uhEBpJqIRde
-qiOwgej+xNTENZ39OzRXKl7DBrwhrVUVvx9RVxkbeCC8TilQpW20UiNzYTMZDK9s/mawmPVnA2Ic
-2yVlqboZEfNdOqU3ZWB8qOvwvK5VyI3O8P1AvHLjH/0g3x+SzT6h5FPNr47ZyaQ/JJP+iEz6Y/Km
-WLsupm8lHw9G5E0VEQoRpVSuoPDHXeTv0gjkhvTWQFPkdjfiosrFr9qSpAj8yHfhl2VW6nMXFhe5
-H5re05062O+dlizW4XtJucqE1OE7k6lgetdcMif4ePK/sCk+lN5r7W1zWgfTar04lxK4xn203NkY
-SZXa6to0yRtXqMx13emxRdVN6l9X40/Q1MeaLwk6l5wM+32TRKpyGsKkRWKxyQS3cXxgx2HrDL5g
-EfgITRII0uWfrVH4BmRs+wz6dSqo1Gvw+A/+8vhU3JCeBJrsPmAKXMScUaWIsd+LXq/NUNaUhj+K
-hU/gqY4DtyyLPM+HrJHUJH8ra4YbE+A7Q4Frlc5vC0En8W0HbqckjK/2YH2M5fnWmavw68SP93/R
-hYks5ozckDeH5hRRzg3lKaphH/OLMsb50Q7jmu1J4gP23SdnS/Kq4R/dkCB43Zi7hj6//fbb0Nxh
-ANcm0wzk5edApb3AoOnmJigZBi9bNfpzVoNnKsb9gTEVdsTB4qdgA0rRlUkfVrcPxSG4IBumlLn2
-EZLk/I6Le04+++Zr4+VdE2UkoiuZBSnG84eCgSH8Y3AZmAR7sAgYtwmuqFSug2BsUuI304zZvM0j
-tjW1C3loFoxjd1P7bW2zUelgdLYOPD2/tSJe+fdXQhZ+2mtz37QWXOTm+BE83RkkpHTurGd8tirs
-WKJqJE9VRb1DjunCT++cy/kMruNjXBUKyYqs/8EgbX/zhclpN6MNXbvcNnuzr4VweVpmrxl4ng/i
-kHk8Nh1l33On2s/z7fOuqObHT6zeRzqiqs04PnMzOh9fkW/++u5989Q0t6R/+vJ96UTWW40LHS1F
-zpPmLmr1I/cM/0ce6+B8w2Muews4xFxgGAMjTIgz2xTWdwn3II0JUmshtb2xz3Kt/Evx801Oc+Bn
-qQuFS78Rz6WYKhMWnjtVXJByK8YiTxNCuTJT86qcPw/763pKquu6nNMtZSm9Tc9Tu0uRRD/kQtMP
-0roX+/+iMc1/ZeI8Pm9By1342dJsCu9G1SSHpGmKqG06weUhlFRDyjZMh+6zGIlqMn2IKsrIfVaU
-HyBDwoYyzvjqLDkV9RNlKdBnylHwtPG4z+K1i5MaK+iepK/TMmptPUWO0dU5MoymjvCvnKP5B50C
-vsMpzUtOG3MyLHMFCSmypc306cIdFUwrYq2Eea9Lyx2hp7aE56SagRVz0zwsvJaHGCCB807X1tTj
-UzIAFvYWpDJsB82I3NGYuSgm84vqfSaUtW6lNVkQcmFEnyA8ZONOdvtKyHsqE0jME7lwFGbpPRiX
-3zWZp5OMagvdvgjaGPgvpJj0yVC1i+HJfqb1SBbmAA2HBx1VmWfnJZRd7BxO+v3yYVg+jMqHsXsw
-24ULHrEENpnQexnEFlGRlgyUf39/kPD4ABjXJh+WFVvAveB1IHNgxuInkw1unKcwSW9Izp/Xv5mt
-G75z6arx1fBw0uJqaET5fsHPSnAUu4wlcNiZuH72O06auSLZ9Gztnq3d78/aubX/bPR+d0bPzfhv
-JB1wIKocHM8dnJ/mgS3IHXbxwb6KTgo1vqpv7t2eaL6w7H4ioNdMVfmiRIAiXGhi3pK2uQmiRZHn
-dDFFAlkqdhvgHnECcUql+ZkBLV+DKVNu1W8ZNiKB1CQ27E9E3M8dQtMS2pbXp3Ie3jLxsx5VaMFF
-/Wb3h4UU2N48r77/1dW3d6GSMa4I04bGB/KLLqS2VwjaAlOcqy/kmS9CM9b9nnHapezobbZa9Hqt
-HBbj8QgnsS+YiqhcqQvzcY7jdgLDU903lUbFT2a42fJNJ6Cmss2nQKjU+K5suTvCyBFECWR6TcaH
-qLTMrfZikJot3R2qvZJRKu2ZStWLaei1qm4s9SFumRRaxCJV5P1f3m0H3WHxPTqsE2U88EhCrva1
-Ur4CZ96w6CY9N9GhecnNewfuuHc6Oe2dTs/wTg/QfDzH5tdxaqreXxXb2KTZ/y9coWOx37NBeTYo
-zwbl2aAcNiju87HzHwDTOdvBPQAA
+H4sIAAAAAAACA+1be28jtxH/X5+CWDu4u8B6v+W6uCRI2gAFmt4dkAB9LOjdkcR6RW5Irmzl4H72
+guQ+OKuVJft8aZvaBiSRMxz+OCSHM8PdM/IOeAwSYnK9I7C5hjjSCVlKsSEaNmlCNaguXzF+5z47
+keDLSyKhLW1DwrjSQGMilgRiphlfGUlryuNO66yU2DbN2KrN4gUZTacwj3oxnU4HrTOSMKWBL0iv
+Y/8Xs16v1zojCpJley2UhpioNZWwIP3eF6YblSZMkxvYKfL6p/YH4JTr9vfxJYFEAfkq02sh2S9U
+M8HzuhQkkfBzBkq/IRnXLCE0F8MUuZVMa+A+Wktrx0wuSBd0lCsAk1tnrTPyDhKq2RZISvVakWtI
+xC2RoESyBUJX1GiH6DWQVMKS3ZEV2wInt0yvSTu9IEpYoqIbIEuWAJEZV4QqQltnhAvelkJokoiI
+JiSVIgKlyOtylrKUtNuW+IZQHpupYDFYiRYwiQTXlHGQnVbrVsgbkGEuBRShmRaXrZTFjrmTsviy
+BVIKGSZiRZSOQUpySyW/bLVgC1wr8rFFCCG5qEhwDpFRsyKj3nxy2bpvtdZapzlblDDgOrwW8S40
+ayk0OtqrvbS8qRR3PldVdvQlVTpaMY/Dr3E82a1CHFXZ0RUWoKrWjgxyCzLU4ga4ImK5dK1iWNIs
+0aHepUBomiYsskur+08luGO5AUhpwrYQarYBkWkyGStHkhBlUhmS02xKV6CIaWjJiViFSyE3VJdr
+LzRyCaiIpnBlfltG8/fqY2DkB4vg3HyHTInZpNcPLoKNgihYnJuviyBf6CGLDadXugg2oNcCVec1
+F6+qXoJMMp/FFC8CpanOVLA4dz8uArsHDF8J/JpGN8BNP1IkgEi24iKIaJKARJS8CgEoBC2Cc2XW
+illT4V3Y0NGSJokpHWQtGS6CLFVaAt2ENI4tBlyBVVCQimF73HlVpWg3Ked+sVlYvmHCYhabCc1t
+10BjszrrTf365pYSVCq4gv22mIJaF4NJgK/02hudq7gIrncaVGh0HizOq8L9K7fuaWSsjDUk3Ri2
+XaVjsy/QIt/n3FLZTcSqNLTdFdVwS3cdx9QxTDURvqXZ0DtnVxT7Bchsc7lnhq6z5RKkow/Gk5t9
+jmIHD3vKt0x+w37RzicpMhyQyahGUSU5bzqYIQ6D2FokY/wdSy8fU36ISNKfzDuD8ajjvodkSxMW
+Xw17irB0O7kqDVXRoByCsUGWsqEpObc7g/qHI6l24Q3sQnPmW4bcfJu/IHDfnhm5LIm5ZWwS7Zju
+a72bsZrDOmSx17c1JAZBU7/NCA9h8DooEDjTbrtw06xI0NB34HV1nUU3oD00/S/MrHilPioNUGmI
+SiNUGqPSBJWmqDRDpTnuvQYGo+ljOH2Mp48B9TGiPobUx5j6GFQfoxpgVIOajjCqAUY1wKgGGNUA
+oxpgVAOMaoBRDTGqIUY1rE0dRjXEqIYY1RCjGmJUQ4xqiFGNMKoRRjXCqEa1FYVRjTCqEUY1wqhG
+GNUIoxpjVGOMaoxRjTGqcW2hY1RjjGqMUY0xqjFGNcGoJhjVBKOaYFQTjGpS238Y1QSjmmBUE4xq
+ilFNMaopRjXFqKYY1RSjmtbMAkY1xaimGNUMo5phVDOMaoZRzTCqGUY1w6hmNWuFUc0wqjlGNceo
+5hjVHKOaY1RzjGqOUc0xqrmH6ksyn6MjwZ5KdZPvOax5VOxOCO8sKA4cF5lWHfRswFqv7TfWDhpr
+h421o8bacWPtpLF22lg7a6yd79Xen+pCGBe/QU9BUElnPEqyGGzoXrh2bVNwSQXPZ2jkdKGCz5yw
+DdOhhJ9zp5yMio1YUUyIlcAWkiKULYZTC08W5/XYQYpMQ4CGmOmmMe79LYW8ZnEMvBp78K9//JW2
+f/n7l4vzAPHaBebxiRQk1UIuvARIYMPT/emqmCs++3doBlW0hg14Q1qrMqpvmrW8bRExeCC8RglQ
+pW0MUyFzwTTpD6Y2q9NfzHqzPjHu7pKyRF0NifkuXNWrIlw+1HRwWtMyEEcn+354Xjr3937o7w/J
+5qRQSqqSV0XyZNwbkHFvSMa9EXmbr1MX6Teyj/pD8raME4UIEypX0Mw67ZMr8lZSDaFdzGY6K3zC
+JSHIFemugSbIaa9FVWWAUNLiOA8byU/tb4uc1tcuqM4zRzS5pTt1sN17LVmk2x8k5SoVUrffmzwH
+07v60joix+v/G5sgRMnBxtY2I3YwKdeNMimBa9xGy52NsFShrY5Nsrx1hdLYV43uG1Rd5/51Nf4E
+TT3XfEnQmeRk0OuZFFSZEREmqRKJTSq4zQIEdhy2zuALFoGP0KSQIFn+0RqPH0BGtk2/VyWSCr0G
+93/jrx6eiivSlUDj3SOmwMXbKVWKGDu/6HabDGrFaeSjSPoInvLYcMuyOJAesUYSkzourR4mxsB3
+hgPXKp1d5x0dxbftu50SM77ag/Ucy/OdM2vt72M/W/BZFyayrDNjLg/NKeKcG85jXIMelhemjPMH
+G4wqsUeZj5wD1gVaktc17+qKBMGb2tzV9Pnjjz+2zQ0IcG3y1EBefQ1U2usPmmyugkJg8KpRo5+y
+GjxTMer1jamwIw4WH4MNKEVXJvlY3l3kh+WCbJhS5tJISJLxGy5uOfnqh++N53dJlOkRXegsSD6e
+3+UCDOPvg4vApOeDRcC4TY+FhXIdBGOTYp9MU2azPvfY1lQO6KFZMA7gVeXfNc1GqYPhyTrw9PzO
+dvHav/0SMvfn3pjbqrXgIjPHj+DJziAhhRNoveWTVWHHEpYjeaoqqh3ykC785NCpkk+QOnpIqkIB
+XX5ncDDE29987fi4m9GErrnfJnuzr4X28nif3XrYejqIQ+bxoeko2p461X6WcF92yTV/+MTqPtMR
+VW7G0Ymb0cUCivzw5/cf6qemuWP9w7cfCiey2mpc6HApMh7Xd1GjH7ln+J95rP3TDY+5Ks7hEHP9
+YQyMMKHQbJNb3yXcgjQmSK2F1Pa+P8208q/UTzc59YGfpC4UVv1GPJd8qkz4eOpUcUGKrRiJLIkJ
+5cpMzeti/jzsb6opKS/7Mk63lCX0OjlN7S7bEv6cCU0fpXUvR/BZY5r/yMR5ct6Blrv2V0uzKbz7
+WJNEkoYUUks6IuWubUJ8G+G33Wc+ElUXeheWnGGZ3nKcj+hDwoYyzvjqpH5K7if2pUCf2I+Cp43H
+feYPbRzVWM73JH0d76PS1lP6Mbo6pQ+jqQfkl87R/FGngO9wSvOI1MacDMtMQUycKSD1hzYW7qhg
+WhFrJcxTYVruCD22JTwntcpv7R0WHuUuAojhxNPVy5j9Rk6LE81FbXpCmW4+0TL0PmW3f/Q87XLu
+7x9nVptEPNeqN8jdPYEJjqM1xDaaOrjYG/VbDtf4QxvGMw21bdA4hM+6AxqT9E/JgdmNuwWpjNh+
+PSfleIw1ymfum/J5QHTr08hr8oDk3HR9hPHQhjva7Dshb6mMITa/yLnjMOvszgS9jmR+HRVU+SjN
+K6NJgP9Al0kgDlRzNzzev5N4IA95gIfDnQ7LOxrnJxdN7ByOe73ix6D4MSx+jNwPs3W44CGLYZMK
+vZdDb+gq1JKB8p9/Ocj48AAY1yYjnOZbwD0geSB3ZsbiX7sY3DhTZ66HID59Xv9iDq/2++IGcXA4
+bTcdmK58z/iTUnzHrntQUN50I2o5/QvR2v5lMRw+8C5ffPqjBjRP5L7Y0Rc7+v9nR93afzGnL+b0
+2cypW0u/vbDMD1r6D2f8Tk/OwhbkDgfmYF8/IbkaX1fP5bjdVn9Jwb0WpNdMlVneWIAiXGhi3oyw
+GUWiRX474TIBMaSJ2G2Ae8wxRAmV5tUiWjz6ViTKy/eXNiKGxKQj7Wth7hWntqG0LeXNsUylt0z8
+XGUZDnFRvc3xuDAIW7KX1fffuvr2rkFTxhVh2vD4QD7rQmp68KcpmMY3bHl/5ovQlHX+yTjtUPbg
+Myhq0e02SliMRkN89XTOVEjlSp2bj1NcwiMYnuoYqiTMX5PjZsvX3YuKy5KPgVCJ8YrZcveAIMcQ
+xpDqNRkd4tIys9qLQGq2dE8+2ItUpZKuqVTdiLY9qupEUh+SlkqhRSQSRT786f223xnk38PDOlHG
+tw8lZGpfK4WvYfyKTtx1E902z9E2uBpPcUzqXvL4uJc8OcFLPsDzfG7Qr+MCla2/yze9uUr7n3Cc
+HopBX8zPi/l5MT8v5ue5zI/7vG/9G2FeYwkRQgAA
 EMBEDCTL_NGINX_EOF
 cat > "${DEPLOY_DIR}/nginx/templates/hosted-auth.conf.template" <<'EMBEDCTL_AUTH_EOF'
 proxy_set_header Authorization "Bearer ${EMBEDCTL_HOSTED_API_KEY}";
@@ -193,18 +196,19 @@ fi
 umask 077
 printf 'EMBEDCTL_HOSTED_API_KEY=%s\nEMBEDCTL_DEPLOYMENT=%s\n' "${HOSTED_KEY}" "${DEPLOYMENT}" > "${DEPLOY_DIR}/.env"
 unset HOSTED_KEY
-# Gateway keys: only callers with one reach either side (lines "client <key>" / "operator <key>",
-# turned into nginx's map; a malformed line stops the boot rather than open the gateway).
+# Gateway keys: only callers with one reach either side. The parameter holds lines
+# "client|operator <key> [name=<caller>] [rpm=<n>] [burst=<n>]"; the runtime image's own parser
+# (the one `provision --gateway-keys` checked it with) turns it into nginx's key map, the named
+# callers and their request limits. A malformed line stops the boot rather than open the gateway.
 install -d -m 0700 "${DEPLOY_DIR}/nginx/keys"
 if ! GATEWAY_KEYS=$(ssm_secret "${GATEWAY_KEYS_PARAMETER}"); then
   echo "embedctl user-data: cannot read the gateway keys from SSM parameter ${GATEWAY_KEYS_PARAMETER};" \
     "create it (lines \"client <key>\" and \"operator <key>\") and reboot" >&2
   exit 1
 fi
-if ! printf '%s\n' "${GATEWAY_KEYS}" | awk '/^[[:space:]]*(#|$)/ { next }
-    NF == 2 && $1 ~ /^(client|operator)$/ && $2 ~ /^[A-Za-z0-9._~+\/=-]+$/ && length($2) >= 16 { printf "\"Bearer %s\" %s;\n", $2, $1; n++; next }
-    { bad = 1 } END { exit (bad || n == 0) }' > "${DEPLOY_DIR}/nginx/keys/gateway-keys.conf"; then
-  echo "embedctl user-data: SSM parameter ${GATEWAY_KEYS_PARAMETER} must hold lines \"client <key>\" / \"operator <key>\" (keys of 16+ characters)" >&2
+if ! printf '%s\n' "${GATEWAY_KEYS}" | docker run --rm -i --network none --user 0 --entrypoint node \
+    -v "${DEPLOY_DIR}/nginx/keys:/keys" "${IMAGE}" --input-type=module -e 'const {main}=await import('\''/app/dist/src/core/gateway-key-files.js'\'');process.exitCode=await main('\''/keys'\'');'; then
+  echo "embedctl user-data: SSM parameter ${GATEWAY_KEYS_PARAMETER} must hold lines \"client|operator <key> [name=<caller>] [rpm=<n>] [burst=<n>]\" (keys of 16+ characters); the line above says which is wrong" >&2
   exit 1
 fi
 unset GATEWAY_KEYS
