@@ -87,6 +87,8 @@ interface Phase {
   requests: number;
   embeddings: number;
   errors: number;
+  /** 429s from admission, waited out as told (not in `embeddings`, not in `errors`). */
+  refused: number;
   seconds: number;
   embeddingsPerSec: number;
   latencyMs: { p50: number; p95: number; p99: number };
@@ -153,13 +155,15 @@ async function startRuntime(model: string, args: string[], nodeFlags: string[] =
 }
 type Runtime = Awaited<ReturnType<typeof startRuntime>>;
 
-function postJson(agent: Agent, url: URL, body: string): Promise<number> {
+/** Status, and for a 429 the wait it asked for (Retry-After-Ms, else Retry-After). */
+function postJson(agent: Agent, url: URL, body: string): Promise<{ status: number; retryMs?: number }> {
   return new Promise((resolveStatus, reject) => {
     const req = request(
       { agent, host: url.hostname, port: url.port, path: '/v1/embeddings', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
       (res) => {
         res.on('data', () => {});
-        res.on('end', () => resolveStatus(res.statusCode ?? 0));
+        const ms = res.headers['retry-after-ms'] ?? (res.headers['retry-after'] ? Number(res.headers['retry-after']) * 1000 : undefined);
+        res.on('end', () => resolveStatus({ status: res.statusCode ?? 0, ...(ms !== undefined ? { retryMs: Number(ms) } : {}) }));
       },
     );
     req.on('error', reject);
@@ -174,6 +178,8 @@ async function load(url: string, bodies: string[], clients: number, ms: number):
   const lat: number[] = [];
   let errors = 0;
   let requests = 0;
+  let refused = 0;
+  const byStatus: Record<string, number> = {};
   const t0 = performance.now();
   const end = t0 + ms;
   let next = Math.floor(Math.random() * bodies.length);
@@ -181,24 +187,37 @@ async function load(url: string, bodies: string[], clients: number, ms: number):
     Array.from({ length: clients }, async () => {
       while (performance.now() < end) {
         const s = performance.now();
-        const status = await postJson(agent, u, bodies[next++ % bodies.length]!).catch(() => 0);
-        lat.push(performance.now() - s);
+        const r = await postJson(agent, u, bodies[next++ % bodies.length]!).catch((e: NodeJS.ErrnoException) => ({ status: e.code ?? 'error', retryMs: undefined }));
+        const status = r.status;
         requests++;
-        if (status !== 200) errors++;
+        // A 429 is admission saying "later" (a burst after a quiet phase meets a rate measured on
+        // single requests): the client waits what it is told, as the OpenAI SDKs do, and it is
+        // counted apart; it is neither an embedding nor a failure.
+        if (status === 429) {
+          refused++;
+          await new Promise((res) => setTimeout(res, Math.min(r.retryMs ?? 1000, Math.max(0, end - performance.now()))));
+          continue;
+        }
+        lat.push(performance.now() - s);
+        if (status !== 200) {
+          errors++;
+          byStatus[String(status)] = (byStatus[String(status)] ?? 0) + 1;
+        }
       }
     }),
   );
   const seconds = (performance.now() - t0) / 1000;
   agent.destroy();
   lat.sort((a, b) => a - b);
-  const embeddings = requests - errors;
+  const embeddings = requests - errors - refused;
   // A row of failures is not a measurement (it once wrote 0 emb/s for a model name typo).
-  if (errors > requests / 100) throw new Error(`${errors} of ${requests} requests failed against ${u}: fix the run before reading its figures`);
+  if (errors > requests / 100) throw new Error(`${errors} of ${requests} requests failed against ${u} (${JSON.stringify(byStatus)}): fix the run before reading its figures`);
   return {
     clients,
     requests,
     embeddings,
     errors,
+    refused,
     seconds: round(seconds, 3),
     embeddingsPerSec: round(embeddings / seconds, 1),
     latencyMs: { p50: round(pct(lat, 50)), p95: round(pct(lat, 95)), p99: round(pct(lat, 99)) },
@@ -239,7 +258,7 @@ async function measured(rt: Runtime, run: () => Promise<Phase>): Promise<Phase> 
 /** Runs of one phase merged: median throughput over rounds, percentiles over all requests. */
 function merge(runs: Phase[]): Phase {
   const lat = runs.flatMap((r) => r.lat!).sort((a, b) => a - b);
-  const sum = (k: 'requests' | 'embeddings' | 'errors' | 'seconds') => runs.reduce((a, r) => a + r[k], 0);
+  const sum = (k: 'requests' | 'embeddings' | 'errors' | 'refused' | 'seconds') => runs.reduce((a, r) => a + r[k], 0);
   const med = (k: 'meanBatchSize' | 'serverCpuUsPerEmbedding' | 'mainThreadCpuUsPerEmbedding') => round(median(runs.map((r) => r[k]!)), 1);
   const threadNames = [...new Set(runs.flatMap((r) => Object.keys(r.threadsCpuUsPerEmbedding!)))];
   return {
@@ -247,6 +266,7 @@ function merge(runs: Phase[]): Phase {
     requests: sum('requests'),
     embeddings: sum('embeddings'),
     errors: sum('errors'),
+    refused: sum('refused'),
     seconds: round(sum('seconds'), 3),
     embeddingsPerSec: round(median(runs.map((r) => r.embeddingsPerSec)), 1),
     latencyMs: { p50: round(pct(lat, 50)), p95: round(pct(lat, 95)), p99: round(pct(lat, 99)) },
