@@ -260,6 +260,14 @@ describe('cost-report: bad input is one line naming the field, exit 2', () => {
     oneLineError(await runCli(['cost-report', '--tokens-per-month', '1e9', '--capacity-from', 'wrong.json'], { cwd: dir }), /--capacity-from: .*embedctl\.load-test\/v1/);
   });
 
+  it('EMBEDCTL_MODEL (the model a deployment serves) leaves the hosted model alone; EMBEDCTL_HOSTED_MODEL picks it', async () => {
+    const served = await json(['--tokens-per-month', '1e9'], { env: { EMBEDCTL_MODEL: 'BAAI/bge-small-en-v1.5' } });
+    expect(served.hosted.model).toBe('jina-embeddings-v3');
+    const hosted = await json(['--tokens-per-month', '1e9'], { env: { EMBEDCTL_MODEL: 'default', EMBEDCTL_HOSTED_MODEL: 'jina-embeddings-v4' } });
+    expect(hosted.hosted.model).toBe('jina-embeddings-v4');
+    oneLineError(await runCli(['cost-report', '--tokens-per-month', '1e9'], { cwd: dir, env: { EMBEDCTL_HOSTED_MODEL: 'nope' } }), /EMBEDCTL_HOSTED_MODEL: no built-in price for jina model "nope"/);
+  });
+
   it('a bad value from the environment names the variable', async () => {
     oneLineError(await runCli(['cost-report', '--tokens-per-month', '1e9'], { cwd: dir, env: { EMBEDCTL_PEAK_FACTOR: 'high' } }), /EMBEDCTL_PEAK_FACTOR: expected a number/);
   });

@@ -93,7 +93,9 @@ export const COST_OPTIONS = {
   tokensPerText: opt({ ...cost('tokensPerText', { flag: '--tokens-per-text <n>', help: 'average tokens per embedded document chunk', type: qty(1) }), default: 256 }),
   peakFactor: opt({ ...cost('peakFactor', { flag: '--peak-factor <x>', help: 'busiest minute over the average minute', type: qty(1) }), default: 3 }),
   provider: opt({ ...cost('provider', { flag: '--provider <name>', help: 'hosted provider: jina, openai or custom', type: types.oneOf(['jina', 'openai', 'custom'] as const) }), default: 'jina' }),
-  model: cost('model', { flag: '--model <name>', help: 'hosted model', defaultText: 'jina-embeddings-v3 / text-embedding-3-small', type: types.string }),
+  // EMBEDCTL_MODEL is the model a deployment serves (render, up, serve); the hosted one priced
+  // here has a name of its own, so one environment can hold both.
+  model: { ...cost('model', { flag: '--model <name>', help: 'hosted model', defaultText: 'jina-embeddings-v3 / text-embedding-3-small', type: types.string }), env: 'EMBEDCTL_HOSTED_MODEL' },
   pricePerMillion: cost('pricePerMillion', { flag: '--price-per-million <usd>', help: 'hosted price per 1M tokens (overrides the built-in one)', type: qty() }),
   hostedDimensions: cost('hostedDimensions', { flag: '--hosted-dimensions <n>', help: "dimensions of the hosted model's vectors (for the indexed-data trigger)", type: qty(1) }),
   hostedP95Ms: cost('hostedP95Ms', { flag: '--hosted-p95-ms <ms>', help: 'p95 latency you see from the hosted API today', type: qty() }),
