@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuthorizeSecurityGroupIngressCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
-import { DeleteParameterCommand, DescribeParametersCommand, GetParameterCommand, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { DeleteParameterCommand, DescribeParametersCommand, GetCommandInvocationCommand, GetParameterCommand, PutParameterCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
 import { DescribeAlarmsCommand, GetDashboardCommand, PutDashboardCommand } from '@aws-sdk/client-cloudwatch';
 import { parseGatewayKeys } from '../src/core/gateway-keys.js';
 import { runCli } from './helpers/cli.js';
@@ -105,6 +105,38 @@ describe('provision: HTTPS at the gateway and the gateway keys parameter', () =>
     // It existed before: not ours to delete at teardown.
     expect(readState(cwd).deployments.main.gatewayKeys).toEqual({ parameter: '/team/keys', createdByUs: false });
     expect(r.stdout + r.stderr).not.toContain('ek_team_a_0123456789abcdef');
+  });
+
+  it('a rotation on a running instance is applied there over SSM (gateway-keys.sh --reload); an instance without the script fails naming the fix', async () => {
+    happyAccount();
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [] });
+    ssm.on(PutParameterCommand).resolves({ Version: 1 });
+    const cwd = tempProject();
+    const first = await runCli(base, { cwd, sleep: fakeSleep().sleep });
+    expect(first.code, first.stderr).toBe(0);
+    // A first provision launches the instance with the keys: nothing to apply over SSM.
+    expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
+    const id = readState(cwd).deployments.main.instance!.id;
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: PARAM, Type: 'SecureString', Description: MARKER }] });
+    ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Success', StandardOutputContent: 'gateway keys: 2 keys (1 operator), 0 named callers, 0 with a request limit\nembedctl gateway-keys: the gateway reloaded with the keys of /embedctl/gateway-keys\n' });
+    writeFileSync(join(cwd, 'keys.txt'), 'operator ek_operator_rotated_0123456789\nclient ek_client_rotated_0123456789\n', { mode: 0o600 });
+    const again = await runCli([...base, '--gateway-keys', 'keys.txt'], { cwd, sleep: fakeSleep().sleep });
+    expect(again.code, again.stderr).toBe(0);
+    const [sent] = inputs(ssm.commandCalls(SendCommandCommand));
+    expect(sent).toMatchObject({ InstanceIds: [id], DocumentName: 'AWS-RunShellScript', Parameters: { commands: [expect.stringContaining('test -x /opt/embedctl/deploy/gateway-keys.sh'), '/opt/embedctl/deploy/gateway-keys.sh --reload'] } });
+    // The upload comes first: the instance reads the parameter.
+    expect(ssm.commandCalls(PutParameterCommand).length).toBeGreaterThan(0);
+    expect(again.stderr).toContain(`gateway keys: applied on ${id} over SSM: embedctl gateway-keys: the gateway reloaded with the keys of /embedctl/gateway-keys`);
+    expect(again.stdout + again.stderr).not.toContain('ek_client_rotated');
+
+    // An instance from an older embedctl has no script: exit 3 there, and the error says what to do.
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Failed', ResponseCode: 3, StandardErrorContent: '/opt/embedctl/deploy/gateway-keys.sh is missing: provisioned by an older embedctl\n' });
+    const old = await runCli([...base, '--gateway-keys', 'keys.txt'], { cwd, sleep: fakeSleep().sleep });
+    expect(old.code).not.toBe(0);
+    expect(old.stderr).toMatch(/gateway-keys\.sh is missing: provisioned by an older embedctl/);
+    expect(old.stderr).toMatch(/replace it \(embedctl teardown, then provision\) to rotate its keys/);
+    expect(old.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('an existing parameter and no file: kept as it is (no PutParameter), and teardown leaves it', async () => {

@@ -138,7 +138,7 @@ describe('embedctl render', () => {
     };
     // The deployment tag answers like IMDS: the value, or a 404 (curl -f exits 22) when tags are not exposed.
     stub('curl', 'case "$*" in *api/token*) echo tok;; *placement/region*) echo eu-west-1;; *tags/instance/embedctl:deployment*) [ -n "$DEPLOYMENT_TAG" ] || exit 22; echo "$DEPLOYMENT_TAG";; esac; exit 0');
-    stub('docker', '[ "$1" = run ] && echo "docker-run-env HF_TOKEN=$HF_TOKEN" >> "$ROOT/calls.log"; [ "$1" = run ] && [[ "$*" == *:/keys* ]] && exec node "$CONTAINER" "$@"; exit 0');
+    stub('docker', '[ "$1" = run ] && echo "docker-run-env HF_TOKEN=$HF_TOKEN" >> "$ROOT/calls.log"; [ "$1" = run ] && [[ "$*" == *:/keys* ]] && exec node "$CONTAINER" "$@"; [ "$1 $2" = "compose ps" ] && echo "$GATEWAY_RUNNING"; exit 0');
     // The container the gateway-keys step runs: node on its argv after the image, with /app the
     // build here and each -v mount's container path mapped to its host directory.
     const container = join(root, 'container.mjs');
@@ -160,7 +160,7 @@ describe('embedctl render', () => {
     for (const name of ['nvidia-ctk', 'nvidia-smi', 'systemctl', 'apt-get', 'dpkg', 'sleep', 'chown']) stub(name, 'exit 0');
     stub('amazon-cloudwatch-agent-ctl', 'exit 0', join(root, 'opt/aws/amazon-cloudwatch-agent/bin'));
     // Same script, with its absolute system paths moved under a scratch root.
-    const script = renderUserData(config).replace(/(?<=[\s"'=:>])\/(opt|var\/log)\//g, '$ROOT/$1/');
+    const script = renderUserData(config).replace(/(?<=[\s"'=:>])\/(opt|var\/log|var\/lib\/cloud)\//g, '$ROOT/$1/');
     const path = join(root, 'user-data.sh');
     writeFileSync(path, script);
     const env = { ...process.env, ROOT: root, PATH: `${bin}:${process.env.PATH}`, DEPLOYMENT_TAG: 'blue-1', CONTAINER: container };
@@ -196,6 +196,18 @@ describe('embedctl render', () => {
     expect(readFileSync(join(keysDir, 'gateway-callers.conf'), 'utf8')).toContain('"Bearer team-a-key-0123456789" "team-a";');
     expect(readFileSync(join(keysDir, 'gateway-limits.conf'), 'utf8')).toMatch(/^limit_req zone=embedctl_rpm_600_600 burst=599 nodelay;$/m);
     expect(readFileSync(join(root, 'var/log/embedctl-user-data.log'), 'utf8')).toMatch(/gateway keys: 3 keys \(1 operator\), 1 named callers, 1 with a request limit/);
+    // The same step is a script on the instance: run at first boot, at every later boot with
+    // --reload (cloud-init per-boot), and by provision over SSM when the keys rotate.
+    const keysScript = join(deployDir, 'gateway-keys.sh');
+    expect(statSync(keysScript).mode & 0o777).toBe(0o700);
+    expect(readFileSync(join(root, 'var/lib/cloud/scripts/per-boot/embedctl-gateway-keys.sh'), 'utf8')).toBe(`#!/bin/bash\nexec ${keysScript} --reload\n`);
+    // --reload (a rotation over SSM, or a later boot): the files again, then nginx -t and a reload
+    // of the running gateway; with no gateway running, the files only.
+    writeFileSync(join(root, 'calls.log'), '');
+    const reloaded = execFileSync('bash', [keysScript, '--reload'], { env: { ...env, GATEWAY_RUNNING: 'c0ffee' }, encoding: 'utf8' });
+    expect(reloaded).toContain('embedctl gateway-keys: the gateway reloaded with the keys of /embedctl/gateway-keys');
+    expect(readFileSync(join(root, 'calls.log'), 'utf8')).toMatch(/aws ssm get-parameter --with-decryption --name \/embedctl\/gateway-keys[^\n]*\ndocker run [^\n]*\ndocker-run-env[^\n]*\ndocker compose ps --status running --quiet gateway\ndocker compose exec -T gateway nginx -t -q\ndocker compose exec -T gateway nginx -s reload\n$/);
+    expect(execFileSync('bash', [keysScript, '--reload'], { env, encoding: 'utf8' })).toContain('the gateway is not running (it reads them when it starts)');
     // The nginx.conf includes all three, and the runtimes believe the caller the gateway names.
     for (const inc of ['keys/gateway-keys.conf', 'keys/gateway-callers.conf', 'keys/gateway-limits.conf']) expect(arrived).toContain(`include ${inc};`);
     const files = renderDeploy(config);

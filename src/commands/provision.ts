@@ -17,7 +17,7 @@ import { buildPlan, discover, renderNotChecked, renderPlan, type Discovery, type
 import { awsClients, deploymentStep, ingressStep, instanceStep, runSteps, securityGroupStep, waitStep, type AwsClients, type Step } from './provision/steps.js';
 import { SCALE_STEPS } from './provision/scale-steps.js';
 import { alarmsStep, budgetStep, costTagsStep, dashboardStep } from './provision/watch-steps.js';
-import { gatewayKeysStep } from './provision/gateway-keys-step.js';
+import { gatewayKeysApplyStep, gatewayKeysStep } from './provision/gateway-keys-step.js';
 
 export { PROVISION_DEPLOY_FLAGS };
 
@@ -115,7 +115,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
 
 /** The ordered steps: each checks, creates what is missing, records it (see provision/steps.ts). */
 export function provisionSteps(o: Resolved): Array<Step<unknown>> {
-  const compute = o.scale ? SCALE_STEPS : [instanceStep, waitStep];
+  const compute = o.scale ? SCALE_STEPS : [instanceStep, waitStep, gatewayKeysApplyStep];
   // The keys before anything boots: user data reads them at start.
   return [deploymentStep, securityGroupStep, ingressStep, gatewayKeysStep, ...compute, alarmsStep, dashboardStep, budgetStep, costTagsStep];
 }

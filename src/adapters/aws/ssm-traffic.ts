@@ -87,7 +87,12 @@ export function ssmTrafficDriver(o: SsmTrafficOptions): TrafficDriver {
 }
 
 /** SendCommand(AWS-RunShellScript), then GetCommandInvocation until it ends; stdout on success. */
-async function runShell(o: SsmTrafficOptions, commands: string[], comment: string, signal?: AbortSignal): Promise<string> {
+export async function runShell(
+  o: Pick<SsmTrafficOptions, 'client' | 'instanceId' | 'region' | 'pollMs' | 'timeoutMs' | 'sleep'> & { failureHint?: (exitCode: number | undefined) => string },
+  commands: string[],
+  comment: string,
+  signal?: AbortSignal,
+): Promise<string> {
   const system = `AWS SSM (${o.region})`;
   let commandId: string | undefined;
   try {
@@ -124,7 +129,11 @@ async function runShell(o: SsmTrafficOptions, commands: string[], comment: strin
     }
     const why = (inv.StandardErrorContent ?? '').trim().split('\n').filter(Boolean).pop() ?? inv.StatusDetails ?? status;
     throw new ExternalError(system, `command on ${o.instanceId} ended ${status} (exit ${inv.ResponseCode ?? '?'}): ${why}`, {
-      hint: inv.ResponseCode === 3 ? 'the gateway split changed while embedctl worked: run the command again' : 'the gateway keeps its previous split unless the message says otherwise',
+      hint: o.failureHint
+        ? o.failureHint(inv.ResponseCode)
+        : inv.ResponseCode === 3
+          ? 'the gateway split changed while embedctl worked: run the command again'
+          : 'the gateway keeps its previous split unless the message says otherwise',
     });
   }
 }

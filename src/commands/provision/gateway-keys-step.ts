@@ -7,6 +7,7 @@ import { statePaths } from '../../core/state.js';
 import { describeParameter, putSecureString } from '../../adapters/aws/parameters.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { step, type StepEnv } from './steps.js';
+import { runShell } from '../../adapters/aws/ssm-traffic.js';
 
 /**
  * The gateway keys the instance's nginx enforces live in an SSM SecureString (user data reads it
@@ -83,6 +84,61 @@ export const gatewayKeysStep = step<GatewayKeysOutcome>({
   async record(e, r) {
     const where = r.savedTo ? `; the keys are in ${relative(e.ctx.cwd, r.savedTo) || r.savedTo} (0600): send "Authorization: Bearer <client key>"` : '';
     e.log.info(`gateway keys: SSM parameter ${r.parameter} ${r.action === 'kept' ? 'exists, kept as it is' : r.action === 'uploaded' ? `set from ${e.o.gatewayKeys!.path}` : 'created with a fresh operator and client key'}${where}`);
+    // A rotation must not look done while the gateway still takes the old keys: instances read
+    // the parameter when they boot (templates/user-data.sh). A single instance gets the new keys
+    // over SSM below (gatewayKeysApplyStep); a scale group's instances need replacing.
+    if (r.action === 'uploaded' && e.dep.scale?.autoScalingGroup) {
+      e.log.warn(
+        `gateway keys: the scale group's running instances still enforce the previous keys (a key removed from the file still works there) until replaced: aws autoscaling start-instance-refresh --region ${e.o.region} --auto-scaling-group-name ${e.dep.scale.autoScalingGroup}`,
+      );
+    }
     await e.store.update(e.o.name, `gateway-keys-${r.action}`, () => void (e.dep.gatewayKeys = { parameter: r.parameter, createdByUs: r.createdByUs }), { parameter: r.parameter });
+  },
+});
+
+/** Where user data puts the keys script on the instance (templates/user-data.sh). */
+export const INSTANCE_KEYS_SCRIPT = '/opt/embedctl/deploy/gateway-keys.sh';
+
+export interface GatewayKeysApplied {
+  applied: boolean;
+  detail: string;
+}
+
+/**
+ * A rotation (`--gateway-keys FILE` for a deployment whose instance was already running): the
+ * instance read the parameter when it booted, so until told otherwise its gateway keeps taking
+ * the previous keys, a revoked one included. Over SSM Run Command the instance runs the script
+ * user data left for this (gateway-keys.sh --reload: the parameter into nginx's key files, nginx
+ * -t, reload). A reload closes idle keep-alive connections, which clients reopen (the SDKs retry).
+ */
+export const gatewayKeysApplyStep = step<GatewayKeysApplied>({
+  name: 'gateway-keys-apply',
+  async check(e) {
+    if (!e.o.gatewayKeys || !e.instanceFound || !e.dep.instance) return { applied: false, detail: 'nothing to apply' };
+    return undefined;
+  },
+  async create(e) {
+    const id = e.dep.instance!.id;
+    const out = await runShell(
+      {
+        client: e.aws.ssm,
+        instanceId: id,
+        region: e.o.region,
+        sleep: (ms, signal) => e.w.sleep(ms, signal),
+        failureHint: (code) =>
+          code === 3
+            ? 'this instance was provisioned by an older embedctl, without the keys script: replace it (embedctl teardown, then provision) to rotate its keys'
+            : `the new keys are in SSM, but ${id} may still enforce the previous ones: fix the cause above and provision again, or run ${INSTANCE_KEYS_SCRIPT} --reload on it`,
+      },
+      [`test -x ${INSTANCE_KEYS_SCRIPT} || { echo "${INSTANCE_KEYS_SCRIPT} is missing: provisioned by an older embedctl" >&2; exit 3; }`, `${INSTANCE_KEYS_SCRIPT} --reload`],
+      'embedctl provision: apply the rotated gateway keys',
+      e.w.signal,
+    );
+    return { applied: true, detail: out.trim().split('\n').filter(Boolean).pop() ?? 'applied' };
+  },
+  async record(e, r, found) {
+    if (found) return;
+    e.log.info(`gateway keys: applied on ${e.dep.instance!.id} over SSM: ${r.detail}`);
+    await e.store.update(e.o.name, 'gateway-keys-applied', () => {}, { instance: e.dep.instance!.id });
   },
 });

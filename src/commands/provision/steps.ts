@@ -57,6 +57,8 @@ export interface StepEnv {
   dep: DeploymentRecord;
   /** The account id, learnt from the security group's owner (AWS Budgets is keyed on it). */
   accountId?: string;
+  /** The instance step found one already there: this run changes a running deployment. */
+  instanceFound?: boolean;
 }
 
 /**
@@ -220,7 +222,10 @@ export const instanceStep = step<Instance>({
     }
   },
   async record(e, inst, found) {
-    if (found) return;
+    if (found) {
+      e.instanceFound = true;
+      return;
+    }
     e.log.info(`launched ${inst.InstanceId} (${e.o.instanceType}, ${e.o.market})`);
     await update(e, 'instance', () => {
       e.dep.instance = { id: inst.InstanceId!, instanceType: e.o.instanceType, market: e.o.market, state: inst.State?.Name, launchedAt: new Date(e.w.now()).toISOString() };

@@ -190,7 +190,7 @@ EMBEDCTL_PROM_EOF
 # The instance role needs ssm:GetParameter (+ kms:Decrypt for a customer key).
 if ! HOSTED_KEY=$(ssm_secret "${HOSTED_KEY_PARAMETER}"); then
   echo "embedctl user-data: cannot read the hosted API key from SSM parameter ${HOSTED_KEY_PARAMETER};" \
-    "create it (aws ssm put-parameter --type SecureString --name ${HOSTED_KEY_PARAMETER} --value ...) and reboot" >&2
+    "create it (aws ssm put-parameter --type SecureString --name ${HOSTED_KEY_PARAMETER} --value ...), then replace this instance (user data runs at its first boot only)" >&2
   exit 1
 fi
 umask 077
@@ -200,18 +200,51 @@ unset HOSTED_KEY
 # "client|operator <key> [name=<caller>] [rpm=<n>] [burst=<n>]"; the runtime image's own parser
 # (the one `provision --gateway-keys` checked it with) turns it into nginx's key map, the named
 # callers and their request limits. A malformed line stops the boot rather than open the gateway.
+# The same script runs at every later boot (cloud-init per-boot) and, with --reload, when
+# `embedctl provision --gateway-keys` rotates the keys of this running instance over SSM.
+cat > "${DEPLOY_DIR}/gateway-keys.sh" <<EMBEDCTL_KEYS_VARS_EOF
+#!/bin/bash
+# Written by embedctl user data: the gateway keys from SSM into nginx's key files (--reload: and
+# into the running gateway).
+set -euo pipefail
+export AWS_DEFAULT_REGION=${REGION}
+PARAMETER=${GATEWAY_KEYS_PARAMETER}
+IMAGE=${IMAGE}
+DEPLOY_DIR=${DEPLOY_DIR}
+EMBEDCTL_KEYS_VARS_EOF
+cat >> "${DEPLOY_DIR}/gateway-keys.sh" <<'EMBEDCTL_KEYS_EOF'
 install -d -m 0700 "${DEPLOY_DIR}/nginx/keys"
-if ! GATEWAY_KEYS=$(ssm_secret "${GATEWAY_KEYS_PARAMETER}"); then
-  echo "embedctl user-data: cannot read the gateway keys from SSM parameter ${GATEWAY_KEYS_PARAMETER};" \
-    "create it (lines \"client <key>\" and \"operator <key>\") and reboot" >&2
+if ! KEYS=$(aws ssm get-parameter --with-decryption --name "${PARAMETER}" --query Parameter.Value --output text); then
+  echo "embedctl gateway-keys: cannot read the gateway keys from SSM parameter ${PARAMETER};" \
+    "create it (lines \"client <key>\" and \"operator <key>\")" >&2
   exit 1
 fi
-if ! printf '%s\n' "${GATEWAY_KEYS}" | docker run --rm -i --network none --user 0 --entrypoint node \
+if ! printf '%s\n' "${KEYS}" | docker run --rm -i --network none --user 0 --entrypoint node \
     -v "${DEPLOY_DIR}/nginx/keys:/keys" "${IMAGE}" --input-type=module -e 'const {main}=await import('\''/app/dist/src/core/gateway-key-files.js'\'');process.exitCode=await main('\''/keys'\'');'; then
-  echo "embedctl user-data: SSM parameter ${GATEWAY_KEYS_PARAMETER} must hold lines \"client|operator <key> [name=<caller>] [rpm=<n>] [burst=<n>]\" (keys of 16+ characters); the line above says which is wrong" >&2
+  echo "embedctl gateway-keys: SSM parameter ${PARAMETER} must hold lines \"client|operator <key> [name=<caller>] [rpm=<n>] [burst=<n>]\" (keys of 16+ characters); the line above says which is wrong" >&2
   exit 1
 fi
-unset GATEWAY_KEYS
+unset KEYS
+if [ "${1:-}" = --reload ]; then
+  cd "${DEPLOY_DIR}"
+  if [ -z "$(docker compose ps --status running --quiet gateway)" ]; then
+    echo "embedctl gateway-keys: keys written; the gateway is not running (it reads them when it starts)"
+    exit 0
+  fi
+  # Checked before the reload: a config nginx refuses keeps the running one (old keys) and fails here.
+  docker compose exec -T gateway nginx -t -q
+  docker compose exec -T gateway nginx -s reload
+  echo "embedctl gateway-keys: the gateway reloaded with the keys of ${PARAMETER}"
+fi
+EMBEDCTL_KEYS_EOF
+chmod 0700 "${DEPLOY_DIR}/gateway-keys.sh"
+install -d /var/lib/cloud/scripts/per-boot
+printf '#!/bin/bash\nexec %s --reload\n' "${DEPLOY_DIR}/gateway-keys.sh" > /var/lib/cloud/scripts/per-boot/embedctl-gateway-keys.sh
+chmod 0700 /var/lib/cloud/scripts/per-boot/embedctl-gateway-keys.sh
+if ! "${DEPLOY_DIR}/gateway-keys.sh"; then
+  echo "embedctl user-data: the gateway keys (SSM parameter ${GATEWAY_KEYS_PARAMETER}) are missing or malformed; fix the parameter and provision again" >&2
+  exit 1
+fi
 umask 022
 
 # 4) Start; restart: unless-stopped survives reboots.
