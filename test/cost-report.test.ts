@@ -263,6 +263,10 @@ describe('cost-report: bad input is one line naming the field, exit 2', () => {
   it('EMBEDCTL_MODEL (the model a deployment serves) leaves the hosted model alone; EMBEDCTL_HOSTED_MODEL picks it', async () => {
     const served = await json(['--tokens-per-month', '1e9'], { env: { EMBEDCTL_MODEL: 'BAAI/bge-small-en-v1.5' } });
     expect(served.hosted.model).toBe('jina-embeddings-v3');
+    // A priced hosted name left in EMBEDCTL_MODEL (where it used to go) is not priced silently.
+    const old = await runCli(['cost-report', '--tokens-per-month', '1e9'], { cwd: dir, env: { EMBEDCTL_MODEL: 'jina-embeddings-v4' } });
+    expect(old.code, old.stderr).toBe(0);
+    expect(old.stderr).toContain('warning: EMBEDCTL_MODEL=jina-embeddings-v4 is the model a deployment serves; cost-report prices the hosted model from --model / EMBEDCTL_HOSTED_MODEL / cost.model, here jina-embeddings-v3');
     const hosted = await json(['--tokens-per-month', '1e9'], { env: { EMBEDCTL_MODEL: 'default', EMBEDCTL_HOSTED_MODEL: 'jina-embeddings-v4' } });
     expect(hosted.hosted.model).toBe('jina-embeddings-v4');
     oneLineError(await runCli(['cost-report', '--tokens-per-month', '1e9'], { cwd: dir, env: { EMBEDCTL_HOSTED_MODEL: 'nope' } }), /EMBEDCTL_HOSTED_MODEL: no built-in price for jina model "nope"/);

@@ -113,6 +113,12 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
     dimsSource = 'default: unknown for a custom model';
   } else {
     const name = modelR.value ?? DEFAULT_HOSTED_MODEL[provider.value];
+    // EMBEDCTL_MODEL used to set this too; it is the served model now. Naming a priced hosted
+    // model there is most likely an old setting: say which one is priced instead of switching silently.
+    const served = ctx.env.EMBEDCTL_MODEL;
+    if (modelR.value === undefined && served && hostedModel(provider.value, served) && served !== name) {
+      log.warn(`EMBEDCTL_MODEL=${served} is the model a deployment serves; cost-report prices the hosted model from --model / EMBEDCTL_HOSTED_MODEL / cost.model, here ${name}`);
+    }
     const m = hostedModel(provider.value, name);
     if (!m && ppm.value === undefined) {
       throw new UsageError(
