@@ -200,7 +200,7 @@ describe('embedctl render', () => {
     // --reload (cloud-init per-boot), and by provision over SSM when the keys rotate.
     const keysScript = join(deployDir, 'gateway-keys.sh');
     expect(statSync(keysScript).mode & 0o777).toBe(0o700);
-    expect(readFileSync(join(root, 'var/lib/cloud/scripts/per-boot/embedctl-gateway-keys.sh'), 'utf8')).toBe(`#!/bin/bash\nexec ${keysScript} --reload\n`);
+    expect(readFileSync(join(root, 'var/lib/cloud/scripts/per-boot/embedctl-gateway-keys.sh'), 'utf8')).toBe(`#!/bin/bash\nfor _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 2; done\nexec ${keysScript} --reload\n`);
     // --reload (a rotation over SSM, or a later boot): the files again, then nginx -t and a reload
     // of the running gateway; with no gateway running, the files only.
     writeFileSync(join(root, 'calls.log'), '');

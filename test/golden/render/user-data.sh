@@ -196,16 +196,13 @@ fi
 umask 077
 printf 'EMBEDCTL_HOSTED_API_KEY=%s\nEMBEDCTL_DEPLOYMENT=%s\n' "${HOSTED_KEY}" "${DEPLOYMENT}" > "${DEPLOY_DIR}/.env"
 unset HOSTED_KEY
-# Gateway keys: only callers with one reach either side. The parameter holds lines
-# "client|operator <key> [name=<caller>] [rpm=<n>] [burst=<n>]"; the runtime image's own parser
-# (the one `provision --gateway-keys` checked it with) turns it into nginx's key map, the named
-# callers and their request limits. A malformed line stops the boot rather than open the gateway.
-# The same script runs at every later boot (cloud-init per-boot) and, with --reload, when
-# `embedctl provision --gateway-keys` rotates the keys of this running instance over SSM.
+# Gateway keys: only callers with one reach either side. The image's own parser (the one
+# provision checked the parameter with) writes nginx's key map, named callers and limits; a
+# malformed line stops the boot. Run again at every boot and, with --reload, by provision over
+# SSM when the keys rotate.
 cat > "${DEPLOY_DIR}/gateway-keys.sh" <<EMBEDCTL_KEYS_VARS_EOF
 #!/bin/bash
-# Written by embedctl user data: the gateway keys from SSM into nginx's key files (--reload: and
-# into the running gateway).
+# embedctl: the gateway keys from SSM into nginx's key files (--reload: the running gateway too).
 set -euo pipefail
 export AWS_DEFAULT_REGION=${REGION}
 PARAMETER=${GATEWAY_KEYS_PARAMETER}
@@ -231,7 +228,7 @@ if [ "${1:-}" = --reload ]; then
     echo "embedctl gateway-keys: keys written; the gateway is not running (it reads them when it starts)"
     exit 0
   fi
-  # Checked before the reload: a config nginx refuses keeps the running one (old keys) and fails here.
+  # nginx -t first: a refused config keeps the running one and fails here.
   docker compose exec -T gateway nginx -t -q
   docker compose exec -T gateway nginx -s reload
   echo "embedctl gateway-keys: the gateway reloaded with the keys of ${PARAMETER}"
@@ -239,7 +236,8 @@ fi
 EMBEDCTL_KEYS_EOF
 chmod 0700 "${DEPLOY_DIR}/gateway-keys.sh"
 install -d /var/lib/cloud/scripts/per-boot
-printf '#!/bin/bash\nexec %s --reload\n' "${DEPLOY_DIR}/gateway-keys.sh" > /var/lib/cloud/scripts/per-boot/embedctl-gateway-keys.sh
+# Per boot, once docker is up (2 minutes at most).
+printf '#!/bin/bash\nfor _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 2; done\nexec %s --reload\n' "${DEPLOY_DIR}/gateway-keys.sh" > /var/lib/cloud/scripts/per-boot/embedctl-gateway-keys.sh
 chmod 0700 /var/lib/cloud/scripts/per-boot/embedctl-gateway-keys.sh
 if ! "${DEPLOY_DIR}/gateway-keys.sh"; then
   echo "embedctl user-data: the gateway keys (SSM parameter ${GATEWAY_KEYS_PARAMETER}) are missing or malformed; fix the parameter and provision again" >&2
