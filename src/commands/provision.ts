@@ -42,7 +42,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--scale-metric <metric>', 'scale-out: requests (ALB requests per target, default) or p95 (the runtime\'s latency)')
     .option('--scale-target <n>', 'scale-out: target value (requests per target per minute, default 1000; or p95 ms, default 250)')
     .option('--monthly-budget <USD>', 'AWS Budgets monthly limit (default: list price of --max instances all month + 20%)')
-    .option('--gateway-keys <file>', 'gateway keys ("client <key> [name=... rpm=...]" / "operator <key>" lines) to store in the SSM parameter the instance reads (default: keep it, or create it with fresh keys saved to .embedctl/gateway-keys/<name>)')
+    .option('--gateway-keys <file>', 'gateway keys ("client <key> [name=... rpm=...]" / "operator <key>" lines) to store in the SSM parameter the instance reads, and apply on a running instance over SSM (a rotation) (default: keep it, or create it with fresh keys saved to .embedctl/gateway-keys/<name>)')
     .option('--activate-cost-tags', 'activate embedctl:managed and embedctl:deployment as cost-allocation tags (asked on a terminal)')
     .option('--no-wait', 'return once RunInstances succeeded, without waiting for status checks')
     .option('--wait-timeout <minutes>', 'how long to wait for running + status OK (default 20)')
