@@ -41,6 +41,21 @@ async function splitGateway(): Promise<{ gw: TestGateway; replica: Standin; log:
 
 const logLines = (...files: string[]) => files.flatMap((f) => readFileSync(f, 'utf8').split('\n').filter((l) => l !== ''));
 
+/**
+ * nginx writes a request's access-log line in its log phase, after the response went out: a
+ * client can hold its answer a moment before the line is in the file. Waits (2 s at most) for
+ * `n` lines, then returns what is there.
+ */
+async function loggedLines(n: number, file: string): Promise<string[]> {
+  const until = Date.now() + 2_000;
+  let lines = logLines(file);
+  while (lines.length < n && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 20));
+    lines = logLines(file);
+  }
+  return lines;
+}
+
 /** The value of one series in an exposition text (labels not named may be anything). */
 const valueIn = (samples: Sample[]) => (name: string, labels: Record<string, string> = {}) =>
   samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
@@ -89,7 +104,7 @@ describe.skipIf(skip)('gateway metrics from the access log (runtime --gateway-lo
     expect(answers.every((a) => a.status === 200)).toBe(true);
     expect(notFound).toEqual([404, 404, 404, 404, 404]);
 
-    const lines = logLines(log);
+    const lines = await loggedLines(85, log);
     expect(lines).toHaveLength(85);
     const got = await caughtUp(rt, lines.length);
     const expected = expectedFromLog(lines);
@@ -111,7 +126,14 @@ describe.skipIf(skip)('gateway metrics from the access log (runtime --gateway-lo
 
   it('from the end by default; rotation (rename + nginx reopen) and truncation (copytruncate) keep every line counted', async () => {
     const { gw, log } = await splitGateway();
-    const send = (n: number, tag: string) => pool(n, 4, (i) => embed(gw.nginx.url, { 'x-tenant-id': `${tag}${i}` }));
+    // Every line sent is in a file before the next count is taken (nginx logs after answering).
+    const total = () => [log, `${log}.1`].filter((f) => existsSync(f)).reduce((a, f) => a + logLines(f).length, 0);
+    const send = async (n: number, tag: string) => {
+      const before = total();
+      const answers = await pool(n, 4, (i) => embed(gw.nginx.url, { 'x-tenant-id': `${tag}${i}` }));
+      for (let i = 0; total() < before + n && i < 100; i++) await new Promise((r) => setTimeout(r, 20));
+      return answers;
+    };
     await send(10, 'old');
     const rt = await runtime(log);
     // History before the runtime started is not counted; the file's age stands for the newest line.

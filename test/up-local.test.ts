@@ -66,7 +66,13 @@ describe.skipIf(skip)('embedctl up --local / down --local (real runtimes + real 
     const self = answers.find((a) => a.backend === 'selfhosted')!;
     expect(JSON.parse(self.body).data[0].embedding.length).toBeGreaterThan(10);
     // least_conn: the JSON access log shows both runtimes served.
-    const log = readFileSync(join(state.nginx.prefix, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { upstream_addr: string; backend: string });
+    // nginx writes a line after its answer went out: wait until the file holds them all (2 s at most).
+    const readLog = () => readFileSync(join(state.nginx.prefix, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { upstream_addr: string; backend: string; path?: string });
+    let log = readLog();
+    for (let i = 0; i < 100 && log.filter((e) => e.backend === 'selfhosted' || e.backend === 'hosted').length < answers.length; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      log = readLog();
+    }
     const addrs = new Map<string, number>();
     for (const e of log) if (e.backend === 'selfhosted') addrs.set(e.upstream_addr, (addrs.get(e.upstream_addr) ?? 0) + 1);
     for (const r of state.runtimes) expect(addrs.get(`127.0.0.1:${r.port}`) ?? 0, `runtime on ${r.port}`).toBeGreaterThan(10);
