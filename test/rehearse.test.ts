@@ -64,7 +64,7 @@ describe.skipIf(!haveNginx)('embedctl rehearse (nginx path)', () => {
     const ownMeasurements: Record<string, string[]> = {
       render: ['files'],
       serve: ['gateway', 'hosted', 'hostedPid', 'selfHosted', 'sampledHosted', 'sampledErrors'],
-      rollout: ['observedSelfHostedPct', 'simulatedDate'],
+      rollout: ['observedSelfHostedPct', 'expectedSelfHostedPct', 'simulatedDate'],
       fault: ['watchExit', 'secondsToRollback', 'clientRequestsDuringFault', 'clientErrorsDuringFault', 'connectionRetriesDuringFault', 'afterSelfHosted', 'afterHosted'],
     };
     for (const st of s.stages) {
@@ -86,6 +86,8 @@ describe.skipIf(!haveNginx)('embedctl rehearse (nginx path)', () => {
       const st = by[`rollout-${pct}`]!;
       expect(st.figures.percent).toBe(pct);
       expect(Math.abs(Number(st.figures.observedSelfHostedPct) - pct)).toBeLessThanOrEqual(10);
+      // The sample's keys are fixed: their share is known exactly, close to the step.
+      expect(Math.abs(Number(st.figures.expectedSelfHostedPct) - pct)).toBeLessThanOrEqual(2);
     }
     // The gateway moved the way a deployment's does: the ssm driver, its script run by the
     // local instance against the stack's nginx: it writes the split directory (its `current`

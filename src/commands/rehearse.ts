@@ -15,7 +15,8 @@ import * as figuresOf from '../core/rehearse.js';
 import { fmtFigures, overallExitCode, RehearsalClock, WEEK_MS, type StageResult } from '../core/rehearse.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { printJson, table, withSchema } from '../ui/output.js';
-import { sampleSplit, setFault, steadyTraffic, type TrafficRoute } from './rehearse-traffic.js';
+import { sampleKeys, sampleSplit, setFault, steadyTraffic, type TrafficRoute } from './rehearse-traffic.js';
+import { routesToSelfHosted } from '../client/route.js';
 import { rehearsalDriver, subRunner } from './rehearse-sub.js';
 import { run as runRollout, type Verb } from './rollout.js';
 import { register as costReportCommand } from './cost-report.js';
@@ -236,12 +237,15 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
         if (r.code !== 0) return failed(r);
         const split = await sampleSplit(route(), 200);
         const observed = (100 * split.selfhosted) / Math.max(1, split.selfhosted + split.hosted);
-        const ok = Math.abs(observed - pct) <= 10 && split.errors === 0;
+        // The keys are fixed, and the gateway and the hybrid client split them as routesToSelfHosted
+        // does: their expected share is exact (within 2 points of the step); the margin is for fallbacks.
+        const expected = (100 * sampleKeys(200).filter((k) => routesToSelfHosted(k, pct)).length) / 200;
+        const ok = Math.abs(observed - expected) <= 10 && split.errors === 0;
         const state = await keep(rolloutFile, rolloutJson);
         return {
           verdict: ok ? 'pass' : 'fail',
           exitCode: r.code,
-          figures: { ...figuresOf.rolloutFigures(state), observedSelfHostedPct: +observed.toFixed(1), simulatedDate: clock.now().toISOString().slice(0, 10) },
+          figures: { ...figuresOf.rolloutFigures(state), observedSelfHostedPct: +observed.toFixed(1), expectedSelfHostedPct: expected, simulatedDate: clock.now().toISOString().slice(0, 10) },
         };
       });
       if (stages.at(-1)!.verdict !== 'pass') throw new StopRehearsal();
