@@ -1,4 +1,5 @@
 /** The batcher's contract (runtime/inference/batcher.ts): options, reports, refusals. */
+import { AnswerError } from './errors.js';
 import type { Encoded } from './types.js';
 
 export interface BatchRunner {
@@ -66,7 +67,7 @@ export interface BatcherStats {
 }
 
 /** The queue cannot take this request now; the caller should answer 429 with Retry-After. */
-export class QueueFull extends Error {
+export class QueueFull extends AnswerError {
   /** Retry-After in whole seconds (rounded up, at least 1). */
   readonly retryAfterSeconds: number;
 
@@ -78,15 +79,11 @@ export class QueueFull extends Error {
     readonly expectedWaitMs?: number,
   ) {
     const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
-    // A refusal under overload, not a fault: no stack trace (see routes/errors.ts ApiError).
-    const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
     super(
       expectedWaitMs === undefined
         ? `the server is at capacity (${pending} inputs pending); retry in ${seconds}s`
         : `the server is at capacity (expected wait ${Math.round(expectedWaitMs)} ms, over its budget; ${pending} inputs pending); retry in ${seconds}s`,
     );
-    Error.stackTraceLimit = limit;
     this.retryAfterSeconds = seconds;
     this.name = 'QueueFull';
   }

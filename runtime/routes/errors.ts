@@ -1,7 +1,7 @@
-import { InferenceError } from '../inference/errors.js';
+import { AnswerError, InferenceError } from '../inference/errors.js';
 
 /** An error answered as OpenAI does: `{error:{message,type,param,code}}`. */
-export class ApiError extends Error {
+export class ApiError extends AnswerError {
   constructor(
     readonly status: number,
     message: string,
@@ -16,12 +16,7 @@ export class ApiError extends Error {
           : 'invalid_request_error',
     readonly headers: Record<string, string> = {},
   ) {
-    // An answer to the client, not a fault: no stack trace (capturing one cost ~20 us per 429
-    // under overload, when the event loop has the least time to spare).
-    const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
     super(message);
-    Error.stackTraceLimit = limit;
     this.name = 'ApiError';
   }
 
