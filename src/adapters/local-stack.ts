@@ -197,8 +197,7 @@ export function newGatewayKey(): string {
 }
 
 async function writeSecret(path: string, text: string): Promise<void> {
-  await writeFileAtomic(path, text);
-  chmodSync(path, 0o600);
+  await writeFileAtomic(path, text, { mode: 0o600 });
 }
 
 export async function readLocalStack(cwd: string): Promise<LocalStackState | undefined> {

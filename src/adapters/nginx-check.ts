@@ -61,7 +61,7 @@ export async function checkDeployNginx(files: RenderedFile[], env: Record<string
     writeFileSync(join(dir, DEPLOY_HOSTED_AUTH_INCLUDE), substitutedAuthSnippet(auth.content));
     // What user data writes from the keys parameter, with a named, limited caller so the callers'
     // maps and limit_req zones are checked too.
-    writeGatewayKeyFiles(
+    await writeGatewayKeyFiles(
       join(dir, DEPLOY_GATEWAY_KEYS_INCLUDE, '..'),
       gatewayKeyFiles('operator embedctl-render-check-operator\nclient embedctl-render-check-client-1 name=render-check rpm=60\nclient embedctl-render-check-client-2\n'),
     );

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parseAllDocuments } from 'yaml';
@@ -131,8 +131,7 @@ export async function run(opts: RenderOptions, ctx: Context, log: Logger, json =
   if (!opts.dryRun) {
     for (const r of rows) {
       if (r.status === 'unchanged') continue;
-      await writeFileAtomic(r.abs, r.content);
-      chmodSync(r.abs, r.mode);
+      await writeFileAtomic(r.abs, r.content, { mode: r.mode });
     }
   }
   const nginxLine =

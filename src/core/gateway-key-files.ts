@@ -7,10 +7,11 @@
  * data parsed the parameter with awk and knew only "role key", so a file with name=/rpm= that
  * provision had stored stopped the instance's boot.
  */
-import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { renderGatewayCallers } from './gateway-callers.js';
 import { parseGatewayKeys, renderGatewayKeysMap } from './gateway-keys.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 /** File names inside the keys directory (mounted at /etc/nginx/keys on the instance). */
 export const GATEWAY_KEY_FILES = { keys: 'gateway-keys.conf', callers: 'gateway-callers.conf', limits: 'gateway-limits.conf' } as const;
@@ -41,14 +42,9 @@ export function gatewayKeyFiles(text: string, source = 'gateway keys'): GatewayK
 }
 
 /** Writes the three files into `dir` (mode 0600 each, every file renamed into place). */
-export function writeGatewayKeyFiles(dir: string, out: GatewayKeyFiles): void {
+export async function writeGatewayKeyFiles(dir: string, out: GatewayKeyFiles): Promise<void> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  for (const [name, text] of Object.entries(out.files)) {
-    const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-    writeFileSync(tmp, text, { mode: 0o600 });
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, join(dir, name));
-  }
+  for (const [name, text] of Object.entries(out.files)) await writeFileAtomic(join(dir, name), text, { mode: 0o600 });
 }
 
 async function readStdin(): Promise<string> {
@@ -69,7 +65,7 @@ export async function main(dir: string, source = 'the gateway keys parameter'): 
     process.stderr.write(`${(err as Error).message}\n`);
     return 2;
   }
-  writeGatewayKeyFiles(dir, out);
+  await writeGatewayKeyFiles(dir, out);
   const s = out.summary;
   process.stderr.write(`gateway keys: ${s.keys} keys (${s.operators} operator), ${s.callers} named callers, ${s.limited} with a request limit\n`);
   return 0;

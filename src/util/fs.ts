@@ -5,12 +5,16 @@ import { hostname, userInfo } from 'node:os';
 import { dirname } from 'node:path';
 import { ExternalError, UsageError } from '../errors.js';
 
-/** Write to a temp file in the same directory, fsync, rename: readers see old or new, never half. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+/**
+ * Write to a temp file in the same directory, fsync, rename: readers see old or new, never half.
+ * `mode` is set on the temp file before the rename, so a secret is never there with a wider one.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, o: { mode?: number } = {}): Promise<void> {
   await fsp.mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await fsp.open(tmp, 'w');
+  const fh = await fsp.open(tmp, 'w', o.mode ?? 0o666);
   try {
+    if (o.mode !== undefined) await fh.chmod(o.mode);
     await fh.writeFile(data);
     await fh.sync();
   } finally {

@@ -38,8 +38,7 @@ async function saveKeys(e: StepEnv, text: string): Promise<string> {
   const path = generatedKeysPath(e.ctx.cwd, e.ctx.env, e.o.name);
   mkdirSync(join(path, '..'), { recursive: true, mode: 0o700 });
   chmodSync(join(path, '..'), 0o700);
-  await writeFileAtomic(path, text);
-  chmodSync(path, 0o600);
+  await writeFileAtomic(path, text, { mode: 0o600 });
   return path;
 }
 
