@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type Model } from '../runtime/inference/model.js';
 import { builtinModelsDir } from '../common/models-registry.js';
 import { decodeModel, encodeModel, GraphEditor, roundWeightsToFp16 } from '../src/core/onnx-optimize/index.js';
+import { int8Cpu } from '../src/core/onnx-optimize/cpu-int8.js';
 import { runCli } from './helpers/cli.js';
 import { cosine } from './helpers/reference-math.js';
 import { startRuntime } from './helpers/runtime.js';
@@ -45,9 +46,11 @@ describe('models optimize --int8', () => {
     const out = join(tmp, 'int8');
     const r = await runCli(['models', 'optimize', 'tiny-bert', '--int8', '--no-rag', '--out', out, '--json']);
     expect(r.code, r.stderr).toBe(0);
-    const doc = r.json<{ schema: string; written: boolean; gate: { pass: boolean; distribution: { min: number }; texts: number } }>();
+    const doc = r.json<{ schema: string; written: boolean; gate: { pass: boolean; distribution: { min: number }; texts: number }; cpu: { kernel: string } }>();
     expect(doc.schema).toBe('embedctl.models/v1');
     expect(doc.written).toBe(true);
+    // The kernel that decides int8's speed on this machine is named with the figures it made.
+    expect(doc.cpu.kernel).toBe(int8Cpu().kernel);
     expect(doc.gate.texts).toBeGreaterThan(100);
     const manifest = JSON.parse(readFileSync(join(out, 'embedctl-model.json'), 'utf8'));
     const source = JSON.parse(readFileSync(join(src('tiny-bert'), 'embedctl-model.json'), 'utf8'));
@@ -73,6 +76,7 @@ describe('models optimize --int8', () => {
     expect(r.code).toBe(3);
     expect(r.stdout).toMatch(/cosine vs the source over \d+ sample texts \(gate: min >= 1, --min-cosine\)/);
     expect(r.stdout).toMatch(/gate: FAILED/);
+    expect(r.stdout).toContain(`int8 kernel ${int8Cpu().kernel} (`);
     expect(r.stderr).toMatch(/below 1 .*no bundle written/);
     expect(existsSync(out)).toBe(false);
     expect(readdirSync(tmp).filter((f) => f.includes('partial'))).toEqual([]);

@@ -11,6 +11,7 @@ import type { Command } from 'commander';
 import { parseFlag, parsers } from '../config.js';
 import type { Context } from '../context.js';
 import type { StepRecord, transformModel } from '../core/onnx-optimize/index.js';
+import { int8Cpu, type Int8Cpu } from '../core/onnx-optimize/cpu-int8.js';
 import { cosineGate, defaultMinCosine, type CosineGate, type RetrievalCost } from '../core/onnx-optimize/quality.js';
 import { GateFailed, UsageError } from '../errors.js';
 import { printJson, table, type Logger } from '../ui/output.js';
@@ -49,6 +50,8 @@ export interface OptimizeReport {
   result?: { sha256: string; bytes: number };
   gate?: CosineGate;
   retrieval?: RetrievalCost | { skipped: string };
+  /** With --int8: the int8 GEMM kernel this machine's CPU gets (the gate and any speed figure are this machine's). */
+  cpu?: Int8Cpu;
   timingsMs: Record<string, number>;
 }
 
@@ -97,6 +100,7 @@ export async function optimizeBundle(ctx: Context, log: Logger, sourceRef: strin
       shape: pool || manifest.pooledByGraph ? `[batch, ${dims}]` : `[batch, sequence, ${dims}]`,
       sourceShape: manifest.pooledByGraph ? `[batch, ${dims}]` : `[batch, sequence, ${dims}]`,
     },
+    ...(o.int8 ? { cpu: int8Cpu() } : {}),
     timingsMs: t,
   };
   if (o.dryRun) return { ...report, dryRun: true };
@@ -261,6 +265,13 @@ export function renderOptimize(r: OptimizeReport): string {
   lines.push(`output   ${r.output.name} ${r.output.shape} (source: ${r.output.sourceShape})`);
   lines.push(`ORT      ${'skipped' in r.ortOptimized ? r.ortOptimized.skipped : `offline optimisation (${r.ortOptimized.level}, ${r.ortOptimized.provider}) saved as model.onnx`}`);
   if (r.result) lines.push(`result   ${mb(r.result.bytes)}, sha256 ${r.result.sha256.slice(0, 12)}`);
+  if (r.cpu) {
+    lines.push(`cpu      ${r.cpu.model}: int8 kernel ${r.cpu.kernel} (${r.cpu.note})`);
+    const int8 = r.steps.find((s) => s.step === 'int8');
+    if (r.cpu.dotProduct && int8?.step === 'int8' && /7-bit/.test(int8.scheme) && r.cpu.arch !== 'arm64') {
+      lines.push('         this CPU has VNNI: --full-range keeps 8-bit weights (twice the resolution) if the bundle serves on it');
+    }
+  }
   if (r.gate) {
     const g = r.gate;
     const d = g.distribution;
