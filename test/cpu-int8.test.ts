@@ -3,7 +3,8 @@
 // and Graviton 2/3. The speed of an int8 bundle is decided by this kernel, so the report must not
 // call a VNNI host a plain AVX2 one or the other way round.
 import { describe, expect, it } from 'vitest';
-import { int8Cpu, int8CpuFrom } from '../src/core/onnx-optimize/cpu-int8.js';
+import { int8Cpu } from '../src/adapters/cpu-info.js';
+import { int8CpuFrom } from '../src/core/onnx-optimize/cpu-int8.js';
 
 const x86 = (model: string, flags: string) => `processor\t: 0\nvendor_id\t: x\nmodel name\t: ${model}\nflags\t\t: ${flags}\n\nprocessor\t: 1\n`;
 const BASE = 'fpu vme de pse tsc msr pae mce cx8 apic sep sse sse2 ssse3 fma cx16 sse4_1 sse4_2 popcnt avx f16c';

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type Model } from '../runtime/inference/model.js';
 import { builtinModelsDir } from '../common/models-registry.js';
 import { decodeModel, encodeModel, GraphEditor, roundWeightsToFp16 } from '../src/core/onnx-optimize/index.js';
-import { int8Cpu } from '../src/core/onnx-optimize/cpu-int8.js';
+import { int8Cpu } from '../src/adapters/cpu-info.js';
 import { runCli } from './helpers/cli.js';
 import { cosine } from './helpers/reference-math.js';
 import { startRuntime } from './helpers/runtime.js';

@@ -27,7 +27,7 @@ import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { DT, encodeModel, floatTensor, int8Tensor } from '../../src/core/onnx-optimize/graph.js';
 import { quantizePerColumn } from '../../src/core/onnx-optimize/int8.js';
-import { int8Cpu } from '../../src/core/onnx-optimize/cpu-int8.js';
+import { int8Cpu } from '../../src/adapters/cpu-info.js';
 
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..', '..', '..');
 const { values: flags } = parseArgs({

@@ -12,11 +12,9 @@
  *     avx2, no VNNI, bench:optimize): 1.3-1.5x per GEMM over fp32.
  *   - Arm: sdot/udot (asimddp) or smmla (i8mm).
  * The report names the kernel so an operator does not read a laptop's int8 figure as the serving
- * host's, or the other way round: measure where the bundle serves.
+ * host's, or the other way round: measure where the bundle serves. Pure: adapters/cpu-info.ts
+ * reads this machine's /proc/cpuinfo.
  */
-import { readFileSync } from 'node:fs';
-import { arch as osArch, cpus } from 'node:os';
-
 export type Int8Kernel = 'amx' | 'avx512-vnni' | 'avx-vnni' | 'avx512bw' | 'avx2' | 'sse4.1' | 'arm-i8mm' | 'arm-dotprod' | 'arm-neon' | 'unknown';
 
 export interface Int8Cpu {
@@ -68,15 +66,4 @@ export function int8CpuFrom(cpuinfo: string | undefined, arch: string, model = '
     dotProduct: ['amx', 'avx512-vnni', 'avx-vnni', 'arm-i8mm', 'arm-dotprod'].includes(kernel),
     note: NOTES[kernel],
   };
-}
-
-/** This machine's. */
-export function int8Cpu(): Int8Cpu {
-  let text: string | undefined;
-  try {
-    text = readFileSync('/proc/cpuinfo', 'utf8');
-  } catch {
-    text = undefined;
-  }
-  return int8CpuFrom(text, osArch(), cpus()[0]?.model);
 }
