@@ -154,19 +154,29 @@ describe('evidence from the real runtime /metrics', () => {
   });
   afterAll(async () => rt?.stop());
 
-  it('rollout --check reads live error rate and p95 from the runtime', async () => {
+  it('rollout --check reads live error rate and p95 from the runtime, over two scrapes while traffic flows', async () => {
     cwd = tempProject();
     writeReports(cwd, new Date());
-    for (let i = 0; i < 20; i++) {
+    const embed = async (i: number) => {
       const res = await fetch(`${rt.url}/v1/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input: [`hello ${i}`], model: 'tiny-bert' }) });
       expect(res.status).toBe(200);
       await res.arrayBuffer();
-    }
-    const r = await runCli(['rollout', 'check', '--json', '--metrics-url', `${rt.url}/metrics`], { cwd });
+    };
+    for (let i = 0; i < 20; i++) await embed(i);
+    // The requests before the check are lifetime counters, not a rate: the check measures the
+    // second (--window 1s) between its two scrapes, so users must be sending then.
+    let stop = false;
+    const traffic = (async () => {
+      for (let i = 20; !stop; i++) await embed(i);
+    })();
+    const r = await runCli(['rollout', 'check', '--json', '--metrics-url', `${rt.url}/metrics`, '--window', '1s'], { cwd });
+    stop = true;
+    await traffic;
     expect(r.code).toBe(0);
     const gates = r.json<{ gates: Array<{ name: string; value: number; status: string; source: string }> }>().gates;
     expect(gates[0]).toMatchObject({ name: 'errorRate', value: 0, status: 'pass' });
     expect(gates[0]!.source).toContain(`${rt.url}/metrics`);
+    expect(gates[0]!.source).toMatch(/between two scrapes/);
     expect(gates[1]!.name).toBe('p95LatencyMs');
     expect(gates[1]!.value).toBeGreaterThan(0);
     expect(gates[1]!.value).toBeLessThan(10_000);

@@ -4,8 +4,11 @@ import { join } from 'node:path';
 
 /**
  * On-disk embeddings cache so a re-run does not pay a hosted API again. One namespace per
- * (endpoint, shape, model, task, dimensions); one little-endian float32 file per text, named by
- * sha256(namespace + text) and sharded by its first two hex digits so no directory gets huge.
+ * (endpoint, shape, model, task, dimensions, side, routing headers); one little-endian float32
+ * file per text, named by sha256(namespace + text) and sharded by its first two hex digits so no
+ * directory gets huge. The side and the routing headers are in the key because one gateway URL
+ * answers from hosted or self-hosted depending on X-Embedctl-Route: without them the reference's
+ * answers were served as the candidate's.
  *
  * Layout: <root>/<namespace>/<ab>/<sha256>.f32 and <root>/<namespace>/meta.json
  */
@@ -16,6 +19,10 @@ export interface NamespaceKey {
   model?: string;
   task?: string;
   dimensions?: number;
+  /** Which side of a comparison asked ("reference"); "" for a client outside one. */
+  side?: string;
+  /** routingHash() of the headers sent: the same URL with another route is another namespace. */
+  routing?: string;
 }
 
 export interface CacheMeta {
@@ -43,6 +50,21 @@ export function defaultCacheDir(env: Record<string, string | undefined>, cwd: st
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /**
+ * Credentials say who pays, not which vectors come back: they stay out of the key (a rotated API
+ * key keeps its cache, and no fingerprint of a secret lands on disk). Every other header can
+ * route (X-Embedctl-Route, a tenant or variant header) and is hashed, names case-folded.
+ */
+const NOT_ROUTING = new Set(['authorization', 'x-api-key', 'api-key', 'cookie', 'content-type', 'accept']);
+
+export function routingHash(headers: Record<string, string>): string {
+  const kept = Object.entries(headers)
+    .map(([k, v]) => [k.toLowerCase(), v.trim()] as const)
+    .filter(([k]) => !NOT_ROUTING.has(k))
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return kept.length === 0 ? '' : sha256(JSON.stringify(kept)).slice(0, 16);
+}
+
+/**
  * Temp file + rename: a reader sees the whole vector or none. No fsync per file: thousands of
  * small files would crawl, and a file torn by a power cut fails the size check and is a miss.
  */
@@ -61,7 +83,7 @@ export function createEmbeddingCache(root: string): EmbeddingCache {
   return {
     root,
     namespace(key: NamespaceKey): CacheNamespace {
-      const canonical = JSON.stringify([key.endpoint, key.shape, key.model ?? '', key.task ?? '', key.dimensions ?? 0]);
+      const canonical = JSON.stringify([key.endpoint, key.shape, key.model ?? '', key.task ?? '', key.dimensions ?? 0, key.side ?? '', key.routing ?? '']);
       const dir = join(root, sha256(canonical).slice(0, 24));
       const made = new Set<string>();
       const fileFor = (text: string) => {

@@ -1,7 +1,7 @@
 import { ExternalError } from '../errors.js';
 import { sleep as defaultSleep } from '../context.js';
 import { vectorProblem } from '../core/vectors.js';
-import type { EmbeddingCache } from './embedding-cache.js';
+import { routingHash, type EmbeddingCache } from './embedding-cache.js';
 import { decodeVector, DEFAULT_MODELS, JINA_HOST, OPENAI_HOST, parseRetryAfter, resolveEndpoint, RetryableError, serverMessage } from './embeddings-shapes.js';
 
 export {
@@ -56,6 +56,11 @@ export interface EmbeddingsClientOptions {
   /** Where API keys come from (JINA_API_KEY, OPENAI_API_KEY); defaults to process.env. */
   env?: Record<string, string | undefined>;
   cache?: EmbeddingCache;
+  /**
+   * Which side of a comparison this client is. It keys the cache, and a candidate never reads or
+   * writes it: the candidate is what is being measured, so it must be asked every time.
+   */
+  side?: 'reference' | 'candidate';
   fetch?: typeof fetch;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
@@ -285,8 +290,8 @@ export function createEmbeddingsClient(opts: EmbeddingsClientOptions): Embedding
     let cached = 0;
     let tokens = 0;
     let servedModel: string | undefined;
-    const cache = opts.cache;
-    const ns = cache?.namespace({ endpoint, shape, model, task: opts.task, dimensions: opts.dimensions });
+    const cache = opts.side === 'candidate' ? undefined : opts.cache;
+    const ns = cache?.namespace({ endpoint, shape, model, task: opts.task, dimensions: opts.dimensions, side: opts.side, routing: routingHash(headers) });
 
     // Identical texts are embedded once; cache hits are not sent at all.
     const pending = new Map<string, number[]>();

@@ -3,6 +3,8 @@ import { operatorKey, parseGatewayKeys } from '../core/gateway-keys.js';
 import { ROUTE_HEADER, type GatewayRoute } from '../core/nginx-conf.js';
 import { readState, statePaths } from '../core/state.js';
 import { UsageError } from '../errors.js';
+import type { ReportSide } from '../contracts/reports.js';
+import { isPaidHost } from './embeddings-shapes.js';
 
 /**
  * Evidence from the right side. Through an embedctl gateway the split decides who answers, so at
@@ -90,7 +92,14 @@ export type Side = 'candidate' | 'reference';
  * X-Embedctl-Backend). Hosted answers, alone or mixed in, mean the evidence compares hosted with
  * hosted: an error naming what happened and how to reach the self-hosted side.
  */
-export function checkCandidateBackends(backends: Record<string, number>, url: string, field = '--candidate'): void {
+export function checkCandidateBackends(backends: Record<string, number>, url: string, field = '--candidate', cached = 0): void {
+  // A cached vector is an old answer from whichever side filled the cache: not a measurement.
+  if (cached > 0) {
+    throw new UsageError(`${cached} of the ${field === '--candidate' ? 'candidate' : 'target'}'s answers came from the embeddings cache, not from ${url}: that is not evidence about the self-hosted side`, {
+      field,
+      hint: 'the candidate is never cached; rerun with this embedctl, or with --cache off',
+    });
+  }
   const hosted = backends.hosted ?? 0;
   if (hosted === 0) return;
   const total = Object.values(backends).reduce((a, b) => a + b, 0);
@@ -116,4 +125,37 @@ export function answeredBy(backends: Record<string, number>): string {
   if (sides.length === 0) return 'cache';
   if (sides.length > 1) return 'mixed';
   return sides[0] === 'none' ? 'direct' : sides[0]!;
+}
+
+/** What rollout is moving traffic to, when it knows: a report about something else is not evidence. */
+export interface ExpectedTarget {
+  deployment?: string;
+  model?: string;
+}
+
+/**
+ * Why a verify-consistency or rag-overlap report says nothing about the self-hosted side, or
+ * undefined when its sides hold up. The candidate must have been answered by self-hosted: through
+ * a gateway its X-Embedctl-Backend says so ("selfhosted"); straight from a runtime there is no
+ * header ("direct"), so the candidate must then be another endpoint than the reference and not a
+ * hosted API. Cached candidate answers are old answers from whoever filled the cache.
+ */
+export function reportSidesProblem(doc: { reference?: ReportSide; candidate?: ReportSide }, expected: ExpectedTarget = {}): string | undefined {
+  const c = doc.candidate;
+  const r = doc.reference;
+  if (!c || !r) return undefined;
+  const cEnd = c.endpoint ?? c.url;
+  const rEnd = r.endpoint ?? r.url;
+  const by = c.answeredBy;
+  if ((c.cached ?? 0) > 0 || by === 'cache') return `the candidate was answered from the embeddings cache (${c.cached ?? 'all'} texts), not asked`;
+  if (by === undefined) return 'it does not record who answered the candidate (candidate.answeredBy)';
+  if (by === 'hosted' || by === 'mixed') return `the candidate was answered by ${by === 'hosted' ? 'the hosted side' : 'a mix of hosted and self-hosted'} of the gateway (candidate.answeredBy ${by}): hosted compared with hosted`;
+  if (by !== 'selfhosted' && by !== 'direct') return `the candidate was answered by "${by}", not by self-hosted`;
+  if (r.answeredBy === 'selfhosted' || r.answeredBy === 'mixed') return `the reference was answered by ${r.answeredBy === 'mixed' ? 'a mix of hosted and ' : ''}self-hosted (reference.answeredBy ${r.answeredBy}): self-hosted compared with itself`;
+  // Through a gateway both sides share one URL; its backend header is what tells them apart.
+  if (by === 'direct' && cEnd === rEnd) return `candidate and reference are the same endpoint (${cEnd}) with no gateway saying which side answered: it compared an endpoint with itself`;
+  if (by === 'direct' && isPaidHost(cEnd)) return `the candidate is the hosted API (${cEnd}), not self-hosted`;
+  if (expected.deployment && c.deployment && c.deployment !== expected.deployment) return `it measured deployment "${c.deployment}", and this rollout moves "${expected.deployment}"`;
+  if (expected.model && c.model && c.model !== expected.model) return `the candidate served model ${c.model}, and this rollout moves ${expected.model}`;
+  return undefined;
 }

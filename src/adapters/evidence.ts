@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { isFallback, parseGatewayLogLine } from '../../common/gateway-log.js';
 import type { CloudWatchClient, MetricDataQuery } from '@aws-sdk/client-cloudwatch';
 import type { Evidence, Observation } from '../core/rollout/gates.js';
-import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
+import { histogramQuantile, type TrafficSnapshot } from '../core/rollout/prometheus.js';
+import { liveWindow } from './prometheus.js';
+import { reportSidesProblem, type ExpectedTarget } from './evidence-targets.js';
 import type { Contract } from '../contracts/contract.js';
 import { DEFAULT_DEPLOYMENT, DEPLOYMENT_DIMENSION, LATENCY_P95_STAT, SERVICE_METRICS, SERVICE_NAMESPACE } from '../core/service-metrics.js';
 
@@ -59,6 +61,18 @@ export interface EvidenceOptions {
   /** The previous /metrics snapshot: rates are then computed over the interval between the two. */
   previous?: TrafficSnapshot;
   /**
+   * The rollout state's directory (statePaths().dir): each /metrics scrape is kept there, so a
+   * one-off check measures the rate since an earlier scrape inside `windowMs`. Without it, or
+   * without such a scrape, a second scrape `settleMs` later gives the rate.
+   */
+  stateDir?: string;
+  /** Pause before that second scrape (default 10 s, capped at 60 s and at the window); 0: inconclusive instead. */
+  settleMs?: number;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  signal?: AbortSignal;
+  /** What this rollout moves: consistency/overlap reports about another deployment or model are not evidence. */
+  expected?: ExpectedTarget;
+  /**
    * Where the previous read of the access log ended: only the lines written since are judged (a
    * watch's ticks; nginx stamps lines to the second, too coarse for a window of one interval).
    */
@@ -89,10 +103,17 @@ export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedE
     readReport(opts.evidenceDir, EVIDENCE_REPORTS.cost),
   ]);
 
-  evidence.consistency = observe(consistency, (doc) => ({ value: doc.cosine.min, note: `min cosine; mean ${doc.cosine.mean.toFixed(4)}` }));
+  // A comparison of hosted with hosted (or with a cache) says nothing about self-hosted: whatever it scored, no evidence.
+  const notAbout = (doc: Parameters<typeof reportSidesProblem>[0]) => {
+    const why = reportSidesProblem(doc, opts.expected);
+    return why === undefined ? undefined : { notEvidence: `not evidence about self-hosted: ${why}; measure it with --candidate <self-hosted runtime URL> or --deployment` };
+  };
+  evidence.consistency = observe(consistency, (doc) => notAbout(doc) ?? { value: doc.cosine.min, note: ['min cosine', `mean ${doc.cosine.mean.toFixed(4)}`, sidesNote(doc)].filter(Boolean).join('; ') });
   evidence.overlap = observe(overlap, (doc) => {
+    const bad = notAbout(doc);
+    if (bad) return bad;
     // A different model cannot overlap the old index; rag-overlap then judges retrieval quality.
-    if (!doc.reindex) return { value: doc.overlap.mean };
+    if (!doc.reindex) return { value: doc.overlap.mean, ...(sidesNote(doc) ? { note: sidesNote(doc) } : {}) };
     const ratio = doc.quality?.ratio;
     return typeof ratio === 'number' ? { value: ratio, note: 're-index: judged on the nDCG@10 ratio candidate/reference' } : 'quality.ratio (a re-index report needs --qrels)';
   });
@@ -107,14 +128,16 @@ export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedE
   let snap: TrafficSnapshot | undefined;
   let accessLogOffset: number | undefined;
   if (opts.metricsUrl) {
-    const live = await scrapeMetrics(opts.metricsUrl, opts);
-    if ('error' in live) {
-      evidence.errorRate = { value: null, source: opts.metricsUrl, note: live.error };
-      evidence.p95LatencyMs = { value: null, source: opts.metricsUrl, note: live.error };
+    const live = await liveWindow(opts.metricsUrl, { ...opts, windowMs: opts.windowMs ?? 300_000 });
+    const src = live.source;
+    if (!live.ok) {
+      if ('snapshot' in live) snap = live.snapshot;
+      const note = 'error' in live ? live.error : live.inconclusive;
+      evidence.errorRate = { value: null, source: src, note };
+      evidence.p95LatencyMs = { value: null, source: src, note };
     } else {
       snap = live.snapshot;
-      const window = delta(opts.previous, snap);
-      const src = `${opts.metricsUrl}${opts.previous ? ' (since last scrape)' : ' (since runtime start)'}`;
+      const window = live.window;
       if (!snap.found.requests) {
         evidence.errorRate = { value: null, source: src, note: 'no embedctl_requests_total counter in /metrics' };
       } else if (window.total <= 0) {
@@ -162,27 +185,22 @@ async function readReport<T extends { generatedAt: string }>(dir: string, r: { f
   return out.ok ? { path, doc: out.value } : { path, problem: out.problem };
 }
 
-/** The report's generatedAt is when it was measured: the gates judge its age by that. */
-function observe<T extends { generatedAt: string }>(r: Read<T>, pick: (doc: T) => { value: number; note?: string } | string): Observation {
+/** A report that does not say which sides it compared is still read; the gate line says so. */
+function sidesNote(doc: { reference?: unknown; candidate?: unknown }): string {
+  return doc.reference && doc.candidate ? '' : 'the report does not record its sides (rerun the command to record who answered)';
+}
+
+/**
+ * The report's generatedAt is when it was measured: the gates judge its age by that. `pick`
+ * returns the value, the name of a missing field, or why the report is not evidence at all.
+ */
+function observe<T extends { generatedAt: string }>(r: Read<T>, pick: (doc: T) => { value: number; note?: string } | { notEvidence: string } | string): Observation {
   if (!r.doc) return { value: null, source: r.path, note: r.problem ?? 'missing' };
   const observedAt = new Date(r.doc.generatedAt);
   const got = pick(r.doc);
   if (typeof got === 'string') return { value: null, source: r.path, observedAt, note: `${r.path} has no ${got}` };
+  if ('notEvidence' in got) return { value: null, source: r.path, observedAt, note: `${r.path} is ${got.notEvidence}` };
   return { value: got.value, source: r.path, observedAt, ...(got.note ? { note: got.note } : {}) };
-}
-
-async function scrapeMetrics(url: string, opts: EvidenceOptions): Promise<{ snapshot: TrafficSnapshot } | { error: string }> {
-  const f = opts.fetch ?? fetch;
-  try {
-    const res = await f(url, {
-      headers: opts.metricsApiKey ? { authorization: `Bearer ${opts.metricsApiKey}` } : {},
-      signal: AbortSignal.timeout(opts.timeoutMs ?? 5000),
-    });
-    if (!res.ok) return { error: `GET ${url} answered HTTP ${res.status}` };
-    return { snapshot: snapshot(parsePrometheus(await res.text())) };
-  } catch (err) {
-    return { error: `GET ${url} failed: ${(err as Error).message}` };
-  }
 }
 
 const TAIL_BYTES = 8 * 1024 * 1024;

@@ -28,32 +28,41 @@ export { ENDPOINT_OPTIONS };
 
 export type EndpointFlags = Values<typeof ENDPOINT_OPTIONS>;
 
+export interface SidesVia {
+  candidateVia: string;
+  referenceVia: string;
+  /** The deployment whose gateway a side went through (--deployment), for rollout to match. */
+  candidateDeployment?: string;
+  referenceDeployment?: string;
+}
+
 /**
  * With --deployment, the sides not given explicitly are the deployment's gateway pinned to
  * self-hosted (candidate) and hosted (reference) with the operator key. Without it both URLs are
  * required. Returns where each side came from, for the report.
  */
-export async function resolveSides(ctx: Context, o: EndpointFlags): Promise<{ candidateVia: string; referenceVia: string }> {
-  let candidateVia = 'as given';
-  let referenceVia = 'as given';
+export async function resolveSides(ctx: Context, o: EndpointFlags): Promise<SidesVia> {
+  const via: SidesVia = { candidateVia: 'as given', referenceVia: 'as given' };
   if (o.deployment !== undefined) {
     const t = await deploymentTarget(ctx.cwd, ctx.env, o.deployment);
     const headerFlags = (h: Record<string, string>) => Object.entries(h).map(([k, v]) => `${k}: ${v}`);
     if (!o.candidate) {
       o.candidate = t.selfHosted.url;
       o.candidateHeader = [...headerFlags(t.selfHosted.headers), ...(o.candidateHeader ?? [])];
-      candidateVia = t.selfHosted.via;
+      via.candidateVia = t.selfHosted.via;
+      via.candidateDeployment = t.name;
     }
     if (!o.reference) {
       o.reference = t.hosted.url;
       o.referenceHeader = [...headerFlags(t.hosted.headers), ...(o.referenceHeader ?? [])];
-      referenceVia = t.hosted.via;
+      via.referenceVia = t.hosted.via;
+      via.referenceDeployment = t.name;
     }
   }
   for (const side of ['reference', 'candidate'] as const) {
     if (!o[side]) throw new UsageError('required: an endpoint URL, or --deployment to use a deployment\'s gateway', { field: `--${side}` });
   }
-  return { candidateVia, referenceVia };
+  return via;
 }
 
 export interface Sides {
@@ -80,8 +89,11 @@ export function endpointClients(ctx: Context, o: EndpointFlags, task?: string): 
       throw new UsageError(`not a URL: ${JSON.stringify(url)}`, { field: `--${side}`, hint: 'e.g. http://127.0.0.1:8080 or https://api.jina.ai/v1/embeddings' });
     }
     const probe = createEmbeddingsClient({ url, shape, env: ctx.env });
-    const useCache = cacheMode === 'all' || (cacheMode === 'paid' && (probe.paid || pricePerMillion !== undefined));
+    // The candidate is what is measured: never served from a cache, whatever --cache says (a
+    // gateway URL is the same for both sides, so its answers would be the reference's).
+    const useCache = side === 'reference' && (cacheMode === 'all' || (cacheMode === 'paid' && (probe.paid || pricePerMillion !== undefined)));
     return createEmbeddingsClient({
+      side,
       url,
       shape,
       model: o[`${side}Model`],
@@ -185,8 +197,8 @@ export function triggerBelowGate(trigger: number, triggerFlag: string, gate: num
 
 
 /** One side of an evidence report: where it was asked, what answered, and through which route. */
-export function sideDoc(url: string, client: EmbeddingsClient, r: { model?: string; cached: number; backends: Record<string, number> }, via: string) {
-  return { url, endpoint: client.endpoint, model: r.model ?? null, cached: r.cached, answeredBy: answeredBy(r.backends), backends: r.backends, via };
+export function sideDoc(url: string, client: EmbeddingsClient, r: { model?: string; cached: number; backends: Record<string, number> }, via: string, deployment?: string) {
+  return { url, endpoint: client.endpoint, model: r.model ?? null, cached: r.cached, answeredBy: answeredBy(r.backends), backends: r.backends, via, ...(deployment ? { deployment } : {}) };
 }
 
 /**

@@ -77,7 +77,7 @@ export const register = defineCommand({
       const P = await embedWithProgress(ctx, `${name} passages`, pSides[name], ptexts);
       const Q = await embedWithProgress(ctx, `${name} queries`, qSides[name], qtexts);
       const backends = mergeCounts(P.backends, Q.backends);
-      if (name === 'candidate') checkCandidateBackends(backends, opts.candidate!);
+      if (name === 'candidate') checkCandidateBackends(backends, opts.candidate!, '--candidate', P.cached + Q.cached);
       const dim = P.vectors[0]!.length;
       if (Q.vectors[0]!.length !== dim) {
         throw new UsageError(`${name} answers ${Q.vectors[0]!.length}-dimensional query vectors but ${dim}-dimensional passage vectors`, { field: `--${name}` });
@@ -130,8 +130,8 @@ export const register = defineCommand({
       .slice(0, 10)
       .map(({ i, o }) => ({ id: queries[i]!.id, text: preview(queries[i]!.text), overlap: o, rbo: rb[i]! }));
     const doc = {
-      reference: { ...sideDoc(opts.reference!, pSides.reference, ref, via.referenceVia), dimensions: ref.dim },
-      candidate: { ...sideDoc(opts.candidate!, pSides.candidate, cand, via.candidateVia), dimensions: cand.dim },
+      reference: { ...sideDoc(opts.reference!, pSides.reference, ref, via.referenceVia, via.referenceDeployment), dimensions: ref.dim },
+      candidate: { ...sideDoc(opts.candidate!, pSides.candidate, cand, via.candidateVia, via.candidateDeployment), dimensions: cand.dim },
       k,
       queries: queries.length,
       corpus: corpus.length,

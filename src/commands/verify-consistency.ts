@@ -6,7 +6,7 @@ import { fmtNum } from '../ui/output.js';
 import { dataDir } from '../util/paths.js';
 import { defineCommand } from './define.js';
 import { VERIFY_OPTIONS } from './define-options.js';
-import { answeredBy, checkCandidateBackends } from '../adapters/evidence-targets.js';
+import { checkCandidateBackends } from '../adapters/evidence-targets.js';
 import { emitReport, embedWithProgress, endpointClients, guardCost, judge, readTextFile, resolveSides, sideDoc, triggerBelowGate } from './embedding-endpoints.js';
 import { verifyText } from '../ui/evidence.js';
 import { verifyConsistencyReport } from '../contracts/reports.js';
@@ -42,7 +42,7 @@ export const register = defineCommand({
     });
     const ref = await embedWithProgress(ctx, 'reference', sides.reference, texts);
     const cand = await embedWithProgress(ctx, 'candidate', sides.candidate, texts);
-    checkCandidateBackends(cand.backends, opts.candidate!);
+    checkCandidateBackends(cand.backends, opts.candidate!, '--candidate', cand.cached);
     const rd = ref.vectors[0]!.length;
     const cd = cand.vectors[0]!.length;
     if (rd !== cd) {
@@ -61,8 +61,8 @@ export const register = defineCommand({
     // Unaligned spaces (a different model with the same width) give cosines near 0, not 0.98.
     const differentModel = s.p50 < 0.5;
     const doc = {
-      reference: { ...sideDoc(opts.reference!, sides.reference, ref, via.referenceVia), tokens: ref.usage.tokens },
-      candidate: { ...sideDoc(opts.candidate!, sides.candidate, cand, via.candidateVia), tokens: cand.usage.tokens },
+      reference: { ...sideDoc(opts.reference!, sides.reference, ref, via.referenceVia, via.referenceDeployment), tokens: ref.usage.tokens },
+      candidate: { ...sideDoc(opts.candidate!, sides.candidate, cand, via.candidateVia, via.candidateDeployment), tokens: cand.usage.tokens },
       texts: source,
       count: texts.length,
       dimensions: rd,
