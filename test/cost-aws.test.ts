@@ -114,7 +114,8 @@ describe('--live-pricing', () => {
   it('prices a type outside the built-in table when a load report gives its capacity', async () => {
     pricing.on(GetProductsCommand).resolves({ PriceList: [product('2.0', [])] });
     ec2.on(DescribeSpotPriceHistoryCommand).resolves({ SpotPriceHistory: [] });
-    writeFileSync(join(dir, 'load.json'), JSON.stringify({ schema: 'embedctl.load-test/v1', embeddingsPerMinute: 50_000 }));
+    const capacity = { slo: { p95Ms: 500, maxErrorRate: 0.05 }, embeddingsPerMinute: 50_000, tokensPerMinute: 12_800_000, basis: 'best step at the SLO' };
+    writeFileSync(join(dir, 'load.json'), JSON.stringify({ schema: 'embedctl.load-test/v1', generatedAt: '2026-11-20T00:00:00Z', errorRate: 0, latencyMs: { p95: 90 }, texts: { tokensPerText: 256 }, capacity }));
     const r = await run(['--tokens-per-month', '1e9', '--instance-type', 'g6e.xlarge', '--live-pricing', '--capacity-from', 'load.json', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const d = r.json<{ breakEven: Record<string, number | null> }>();

@@ -298,12 +298,23 @@ describe('input parsing', () => {
     expect(() => parseQuantity()('10%')).toThrow(/percentage is not allowed/);
     expect(() => parseQuantity({ integer: true })('1.5')).toThrow(/whole number/);
   });
-  it('reads capacity from a load-test report, measured or derived', () => {
-    expect(capacityFromLoadReport({ schema: 'embedctl.load-test/v1', embeddingsPerMinute: 12_000, latency: { p95: 80 } })).toMatchObject({ embeddingsPerMinute: 12_000, p95Ms: 80 });
-    // 50 req/s x batch 8 x 60 = 24,000/min
-    expect(capacityFromLoadReport({ schema: 'embedctl.load-test/v1', requestsPerSecond: 50, batch: 8 }).embeddingsPerMinute).toBe(24_000);
-    expect(() => capacityFromLoadReport({ schema: 'other/v1', embeddingsPerMinute: 1 })).toThrow(/embedctl.load-test\/v1/);
-    expect(() => capacityFromLoadReport({ schema: 'embedctl.load-test/v1' })).toThrow(/no embeddingsPerMinute/);
+  it('reads only the capacity at the SLO from a load-test report, converted by tokens to the priced texts', () => {
+    const slo = { p95Ms: 500, maxErrorRate: 0.05 };
+    const ok = { errorRate: 0, latencyMs: { p95: 80 }, verdict: { gatesPass: true }, texts: { tokensPerText: 64 }, capacity: { slo, embeddingsPerMinute: 12_000, tokensPerMinute: 768_000, basis: 'best step' } };
+    // 768,000 tokens/min / 256 tokens per text = 3,000 embeddings/min
+    expect(capacityFromLoadReport(ok, 256)).toMatchObject({
+      embeddingsPerMinute: 3000,
+      measured: { embeddingsPerMinute: 12_000, tokensPerText: 64, tokensPerMinute: 768_000 },
+      selfHostedP95: { p95Ms: 80, sloP95Ms: 500, meetsSlo: true },
+    });
+    expect(capacityFromLoadReport(ok, 64).embeddingsPerMinute).toBe(12_000);
+    expect(capacityFromLoadReport(ok, 256).warnings).toEqual([expect.stringMatching(/scaled by tokens/)]);
+    // No capacity at the SLO: refused, whatever the raw throughput.
+    expect(() => capacityFromLoadReport({ ...ok, errorRate: 1, verdict: { gatesPass: false, failedThresholds: ['http_req_failed rate<0.05'] }, capacity: { ...ok.capacity, embeddingsPerMinute: null } }, 256)).toThrow(
+      /no capacity at the SLO \(best step; error rate 100 %, gates FAILED \(http_req_failed rate<0\.05\)\)/,
+    );
+    expect(() => capacityFromLoadReport({ ...ok, capacity: undefined }, 256)).toThrow(/no capacity at the SLO/);
+    expect(() => capacityFromLoadReport({ ...ok, texts: null }, 256)).toThrow(/does not record the tokens per text/);
   });
 });
 

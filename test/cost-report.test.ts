@@ -2,12 +2,53 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildReport } from '../src/core/loadtest.js';
+import { buildReport, buildThresholds, type Measurement } from '../src/core/loadtest.js';
+import type { StepMeasurement } from '../src/core/loadtest-capacity.js';
 import { runCli } from './helpers/cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'embedctl-cost-'));
-writeFileSync(join(dir, 'cap.json'), JSON.stringify({ schema: 'embedctl.load-test/v1', embeddingsPerMinute: 20_000 }));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * A load-test report as `load-test --out` writes it: load-test's own buildReport, saved with the
+ * schema key. Steps of 10 s at constant concurrency; `succeeded x batch 8 x 6` embeddings/min each.
+ */
+function loadTest(
+  file: string,
+  o: { steps: StepMeasurement[]; p95: number; slo?: number; tokensPerText?: number; errorsByStatus?: Record<string, number>; checks?: Measurement['checks'] },
+) {
+  const requests = o.steps.reduce((a, s) => a + s.requests, 0);
+  const succeeded = o.steps.reduce((a, s) => a + s.succeeded, 0);
+  const report = buildReport(
+    {
+      generatedAt: new Date('2026-11-20T00:00:00Z'),
+      engine: 'autocannon',
+      target: 'http://127.0.0.1:8080/v1/embeddings',
+      shape: 'openai',
+      batch: 8,
+      stages: [{ durationMs: o.steps.length * 10_000, target: 8 }],
+      thresholds: buildThresholds(o.slo ?? 500, 0.05),
+      maxRequests: 1e6,
+      texts: o.tokensPerText === undefined ? undefined : { source: 'texts.jsonl', count: 100, tokensPerText: o.tokensPerText, tokenEstimate: 'estimateTokens' },
+    },
+    {
+      durationMs: o.steps.length * 10_000,
+      requests,
+      succeeded,
+      errorsByStatus: o.errorsByStatus ?? (requests > succeeded ? { '503': requests - succeeded } : {}),
+      latencyMs: { p50: o.p95 / 2, p90: o.p95 * 0.9, p95: o.p95, p99: o.p95 * 1.1, max: o.p95 * 1.2, mean: o.p95 / 2 },
+      // Each answer gets the three response checks; a non-2xx fails all three.
+      checks: o.checks ?? ['status is 200', 'data length == batch', 'embedding dimensions == expected'].map((name) => ({ name, passes: succeeded, fails: requests - succeeded })),
+      steps: o.steps,
+    },
+  );
+  writeFileSync(join(dir, file), JSON.stringify({ schema: 'embedctl.load-test/v1', ...report }));
+  return report;
+}
+const step = (connections: number, succeeded: number, p95Ms: number, requests = succeeded): StepMeasurement => ({ stage: 0, connections, durationMs: 10_000, requests, succeeded, p95Ms });
+
+// 20,000 embeddings/min (500 requests x 8 in 12 s) of 256-token texts: the priced length, so no conversion.
+loadTest('cap.json', { steps: [{ ...step(4, 500, 80), durationMs: 12_000 }], p95: 80, tokensPerText: 256 });
 
 const GUIDE = ['--queries-per-month', '1M', '--tokens-per-query', '10', '--corpus-tokens', '100M', '--churn', '10%'];
 
@@ -94,33 +135,106 @@ describe('cost-report: colour', () => {
 });
 
 describe('cost-report: sizing and options', () => {
-  it('sizes the fleet from a load-test report and takes its p95 for the latency trigger', async () => {
-    const report = join(dir, 'load.json');
-    writeFileSync(report, JSON.stringify({ schema: 'embedctl.load-test/v1', embeddingsPerMinute: 1000, latency: { p95: 620 }, target: 'http://127.0.0.1:1' }));
-    // 2e10 / 256 = 7.8125e7 texts -> 1,783.7/min avg -> 5,351/min peak / 1,000 per instance -> 6 instances
+  it('sizes the fleet from the capacity at the SLO of a load-test report written by load-test', async () => {
+    // 125 good requests x batch 8 in 10 s = 6,000 embeddings/min at p95 90 ms, of 256-token texts
+    loadTest('load.json', { steps: [step(2, 125, 90)], p95: 90, tokensPerText: 256 });
+    // 2e10 / 256 = 7.8125e7 texts -> 1,783.7/min avg -> 5,351/min peak / 6,000 per instance -> 1 instance
     const d = await json(['--tokens-per-month', '2e10', '--capacity-from', 'load.json', '--pricing', 'reserved']);
     const rs = d.monthly.reserved as { instances: number; compute: number };
-    expect(rs.instances).toBe(6);
-    expect(rs.compute).toBeCloseTo(6 * 0.331 * 730, 6);
+    expect(d.instance.capacityPerInstance).toBe(6000);
+    expect(rs.instances).toBe(1);
+    expect(rs.compute).toBeCloseTo(0.331 * 730, 6);
     expect(Object.keys(d.breakEven)).toEqual(['reserved']);
-    expect(d.instance.capacityPerInstance).toBe(1000);
-    expect(d.triggers.find((t) => t.id === 'p95Ms')).toMatchObject({ fired: true, value: 620 });
     expect(d.triggers.find((t) => t.id === 'embeddingsPerMinute')!.fired).toBe(true);
-    expect(d.assumptions.find((a) => a.name.startsWith('capacity per'))!.source).toMatch(/--capacity-from load\.json \(measured embeddingsPerMinute/);
+    expect(d.assumptions.find((a) => a.name.startsWith('capacity per'))!.source).toMatch(/--capacity-from load\.json \(measured capacity at the SLO, best step at the SLO \(p95 < 500 ms, errors < 0\.05\): 2 connections/);
   });
 
-  it('reads a report as load-test writes it (its buildReport, saved with the schema key)', async () => {
-    // 1,000 good requests x batch 8 in 60 s = 8,000 embeddings/min; p95 650 ms
-    const report = buildReport(
-      { generatedAt: new Date('2026-11-20T00:00:00Z'), engine: 'autocannon', target: 'http://127.0.0.1:8080', shape: 'openai', batch: 8, stages: [{ durationMs: 60_000, target: 10 }], thresholds: [], maxRequests: 10_000 },
-      { durationMs: 60_000, requests: 1000, succeeded: 1000, errorsByStatus: {}, latencyMs: { p50: 300, p90: 600, p95: 650, p99: 700, max: 900, mean: 350 }, checks: [] },
+  it('refuses a load test in which no request succeeded (every answer a 503), instead of sizing from requests/s', async () => {
+    // The audit's run: 8,609 requests in 4 s, all 503, p95 2.8 ms; requests/s x batch x 60 came to 1,003,372.8/min.
+    const r = loadTest('all-503.json', { steps: [step(1, 0, 3.6, 894), step(2, 0, 5.1, 1121), step(3, 0, 3.4, 2565), step(4, 0, 1.2, 4029)], p95: 2.79, tokensPerText: 45 });
+    expect(r.verdict.gatesPass).toBe(false);
+    expect(r.requestsPerSecond).toBeGreaterThan(0);
+    const out = await runCli(['cost-report', '--tokens-per-month', '1e10', '--capacity-from', 'all-503.json', '--json'], { cwd: dir });
+    oneLineError(out, /^embedctl: error: --capacity-from: .*all-503\.json: the load test measured no capacity at the SLO \(none of the 8609 requests succeeded.*error rate 100 %, gates FAILED \(http_req_failed rate<0\.05, checks rate>0\.95\)\)/);
+    expect(out.stderr).toMatch(/hint: fix the errors the load test reports, then re-run `embedctl load-test --out <file>` at a load/);
+  });
+
+  it('refuses a load test where no step met the SLO: raw throughput past the knee is not capacity', async () => {
+    // Every step answers, but at p95 900 ms and more against a 500 ms SLO.
+    const r = loadTest('past-knee.json', { steps: [step(8, 400, 900), step(16, 500, 1400)], p95: 1300, tokensPerText: 256 });
+    expect(r.embeddingsPerMinute).toBeGreaterThan(0);
+    expect(r.capacity.embeddingsPerMinute).toBeNull();
+    oneLineError(
+      await runCli(['cost-report', '--tokens-per-month', '1e10', '--capacity-from', 'past-knee.json'], { cwd: dir }),
+      /--capacity-from: .*no capacity at the SLO \(no step met the SLO \(p95 < 500 ms, errors < 0\.05\): lower the load or raise --p95/,
     );
-    writeFileSync(join(dir, 'real-load.json'), JSON.stringify({ schema: 'embedctl.load-test/v1', ...report }));
-    const d = await json(['--tokens-per-month', '1e10', '--capacity-from', 'real-load.json', '--pricing', 'on-demand']);
-    expect(d.instance.capacityPerInstance).toBe(8000);
-    // 1e10 / 256 = 3.906e7 texts -> 891.8/min avg -> 2,675/min peak -> 1 instance of 8,000
-    expect((d.monthly.onDemand as { instances: number }).instances).toBe(1);
-    expect(d.triggers.find((t) => t.id === 'p95Ms')).toMatchObject({ fired: true, value: 650 });
+  });
+
+  it('a run past the knee still rates at its best step that met the SLO, and says its gates failed', async () => {
+    // 2 connections: 200 x 8 / 10 s = 9,600/min at p95 120 ms; 8 connections at 900 ms push the run's p95 over 500.
+    loadTest('knee.json', { steps: [step(2, 200, 120), step(8, 300, 900)], p95: 850, tokensPerText: 256 });
+    const r = await runCli(['cost-report', '--tokens-per-month', '1e10', '--capacity-from', 'knee.json', '--json'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json<Doc>().instance.capacityPerInstance).toBe(9600);
+    expect(r.stderr).toMatch(/warning: --capacity-from: the load test failed its gates over the whole run \(http_req_duration p\(95\)<500\); the capacity is its best step that met the SLO/);
+  });
+
+  it('feeds the hosted latency trigger from --hosted-p95-ms only; the load test p95 is reported as the self-hosted p95', async () => {
+    // The audit's slow self-hosted endpoint: p95 ~795 ms, under its --p95 2000 SLO.
+    loadTest('slow.json', { steps: [step(4, 100, 725), step(8, 160, 796)], p95: 795, slo: 2000, tokensPerText: 256 });
+    const args = ['--tokens-per-month', '1e10', '--capacity-from', 'slow.json', '--pricing', 'on-demand'];
+    const d = await json(args);
+    expect(d.triggers.find((t) => t.id === 'p95Ms')).toMatchObject({ fired: null, value: null, basis: expect.stringMatching(/not evaluated: pass --hosted-p95-ms/) });
+    expect(d.recommendation.reason).not.toMatch(/p95 latency > 500 ms/);
+    expect((d as unknown as { selfHosted: { latency: unknown } }).selfHosted.latency).toEqual({ p95Ms: 795, sloP95Ms: 2000, meetsSlo: true });
+    expect(d.assumptions.find((a) => a.name.startsWith('self-hosted p95'))).toMatchObject({ value: 795, unit: 'ms', source: expect.stringMatching(/latencyMs\.p95 of slow\.json: meets its SLO p95 < 2000 ms; not the hosted latency trigger/) });
+
+    const hosted = await json([...args, '--hosted-p95-ms', '620']);
+    expect(hosted.triggers.find((t) => t.id === 'p95Ms')).toMatchObject({ fired: true, value: 620, basis: '--hosted-p95-ms' });
+    const fast = await json([...args, '--hosted-p95-ms', '120']);
+    expect(fast.triggers.find((t) => t.id === 'p95Ms')).toMatchObject({ fired: false, value: 120 });
+
+    // A whole run over its SLO says so.
+    loadTest('slow-over.json', { steps: [step(4, 100, 725), step(8, 160, 1900)], p95: 1500, slo: 1000, tokensPerText: 256 });
+    const over = await json(['--tokens-per-month', '1e10', '--capacity-from', 'slow-over.json', '--pricing', 'on-demand']);
+    expect((over as unknown as { selfHosted: { latency: unknown } }).selfHosted.latency).toEqual({ p95Ms: 1500, sloP95Ms: 1000, meetsSlo: false });
+    expect(over.triggers.find((t) => t.id === 'p95Ms')!.fired).toBeNull();
+  });
+
+  it('converts capacity measured on short texts to the priced tokens per text, by tokens/min', async () => {
+    // 9,600 embeddings/min of ~37.5-token texts = 360,000 tokens/min.
+    loadTest('short.json', { steps: [step(2, 200, 120)], p95: 120, tokensPerText: 37.5 });
+    const args = ['--tokens-per-month', '1e10', '--capacity-from', 'short.json', '--pricing', 'on-demand'];
+    const r = await runCli(['cost-report', ...args, '--json'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const d = r.json<Doc & { selfHosted: { capacity: Record<string, unknown> } }>();
+    // 360,000 / 256 (the default --tokens-per-text) = 1,406.25 -> 1,406.3 embeddings/min per instance
+    expect(d.instance.capacityPerInstance).toBe(1406.3);
+    expect(d.selfHosted.capacity).toMatchObject({ embeddingsPerMinute: 9600, tokensPerText: 37.5, tokensPerMinute: 360_000 });
+    expect(d.assumptions.find((a) => a.name.startsWith('measured capacity'))).toMatchObject({ value: 9600, unit: 'embeddings/min of ~37.5-token texts' });
+    expect(d.assumptions.find((a) => a.name.startsWith('measured tokens'))).toMatchObject({ value: 360_000, unit: 'tokens/min' });
+    expect(d.assumptions.find((a) => a.name.startsWith('capacity per'))).toMatchObject({ value: 1406.3, unit: 'embeddings/min of 256-token texts' });
+    // 1e10 / 256 = 3.906e7 texts -> 2,675/min peak -> 2 instances of 1,406 (one of 9,600 unscaled)
+    expect((d.monthly.onDemand as { instances: number }).instances).toBe(2);
+    expect(r.stderr).toMatch(/warning: --capacity-from: capacity measured on ~37\.5-token texts is scaled by tokens to 256-token texts/);
+
+    const text = await runCli(['cost-report', ...args], { cwd: dir });
+    expect(text.stdout).toMatch(/1,406\.3 embeddings\/min each\)\nCapacity: .*9,600 embeddings\/min of ~37\.5-token texts = 360,000 tokens\/min; \/ 256 tokens per text = 1,406\.3 embeddings\/min/);
+
+    // The same report priced at its own length: no conversion, no warning.
+    const same = await runCli(['cost-report', ...args, '--tokens-per-text', '37.5', '--json'], { cwd: dir });
+    expect(same.json<Doc>().instance.capacityPerInstance).toBe(9600);
+    expect(same.stderr).not.toMatch(/scaled by tokens/);
+  });
+
+  it('refuses a report that does not record the tokens per text it sent', async () => {
+    loadTest('no-tokens.json', { steps: [step(2, 200, 120)], p95: 120 });
+    const r = await runCli(['cost-report', '--tokens-per-month', '1e10', '--capacity-from', 'no-tokens.json'], { cwd: dir });
+    oneLineError(r, /--capacity-from: .*no-tokens\.json: the report does not record the tokens per text it sent, so its 9,600 embeddings\/min cannot be converted to 256-token texts \(--tokens-per-text\)/);
+    expect(r.stderr).toMatch(/hint: re-run `embedctl load-test --out <file>` with this embedctl/);
+    // A hand-written report with only embeddingsPerMinute (the old fallback) is refused the same way, naming what is missing.
+    writeFileSync(join(dir, 'bare.json'), JSON.stringify({ schema: 'embedctl.load-test/v1', generatedAt: '2026-11-20T00:00:00Z', errorRate: 0, latencyMs: { p95: 50 }, embeddingsPerMinute: 20_000, requestsPerSecond: 50, batch: 8 }));
+    oneLineError(await runCli(['cost-report', '--tokens-per-month', '1e10', '--capacity-from', 'bare.json'], { cwd: dir }), /--capacity-from: .*bare\.json: the report has no capacity at the SLO/);
   });
 
   it('--instances fixes the fleet; --load-balancer, engineering and EBS flags reach the total', async () => {

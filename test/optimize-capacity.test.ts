@@ -70,8 +70,11 @@ describe('cost-report --capacity-from a load-test report', () => {
   it('sizes instances from the measured capacity at the SLO and shows the default beside it', async () => {
     // Steps of 10 s: 200 x 8 texts = 9,600/min at p95 120 ms meets the 200 ms SLO; 14,400/min at 600 ms does not.
     const m = { durationMs: 20_000, requests: 500, succeeded: 500, errorsByStatus: {}, latencyMs: { p50: 100, p90: 500, p95: 550, p99: 700, max: 900, mean: 200 }, checks: [], steps: [step(2, 200, 120), step(8, 300, 600)] };
-    const report = buildReport({ generatedAt: new Date('2026-11-29T00:00:00Z'), engine: 'autocannon', target: 'http://127.0.0.1:8080', shape: 'openai', batch: 8, stages: [{ durationMs: 20_000, target: 8 }], thresholds: SLO, maxRequests: 10_000 }, m);
+    // Texts of ~128 tokens: 9,600 x 128 = 1,228,800 tokens/min, which is 4,800 of the priced 256-token texts.
+    const texts = { source: 'texts.jsonl', count: 50, tokensPerText: 128, tokenEstimate: 'estimateTokens' };
+    const report = buildReport({ generatedAt: new Date('2026-11-29T00:00:00Z'), engine: 'autocannon', target: 'http://127.0.0.1:8080', shape: 'openai', batch: 8, stages: [{ durationMs: 20_000, target: 8 }], thresholds: SLO, maxRequests: 10_000, texts }, m);
     expect(report.capacity.embeddingsPerMinute).toBe(9_600);
+    expect(report.capacity.tokensPerMinute).toBe(1_228_800);
     expect(report.embeddingsPerMinute).toBe(12_000); // the raw figure over the run, queueing included
     writeFileSync(join(dir, 'load.json'), JSON.stringify({ schema: 'embedctl.load-test/v1', ...report }));
 
@@ -82,15 +85,17 @@ describe('cost-report --capacity-from a load-test report', () => {
     expect(measured.code, measured.stderr).toBe(0);
     const d = measured.json<{ workload: { peakEmbeddingsPerMinute: number }; monthly: { onDemand: { instances: number } }; instance: { capacityPerInstance: number }; assumptions: Array<{ name: string; value: number; source: string }> }>();
     expect(rated.instance.capacityPerInstance).toBe(60_000);
-    expect(d.instance.capacityPerInstance).toBe(9_600);
+    expect(d.instance.capacityPerInstance).toBe(4_800);
     expect(d.monthly.onDemand.instances).toBeGreaterThan(rated.monthly.onDemand.instances);
-    expect(d.monthly.onDemand.instances).toBe(Math.ceil(d.workload.peakEmbeddingsPerMinute / 9_600));
+    expect(d.monthly.onDemand.instances).toBe(Math.ceil(d.workload.peakEmbeddingsPerMinute / 4_800));
     const cap = d.assumptions.find((a) => a.name.startsWith('capacity per'))!;
-    expect(cap.source).toMatch(/measured capacity at the SLO, best step at the SLO \(p95 < 200 ms, errors < 0\.05\): 2 connections/);
+    expect(cap.source).toMatch(/measured capacity at the SLO, best step at the SLO \(p95 < 200 ms, errors < 0\.05\): 2 connections.*9,600 embeddings\/min of ~128-token texts = 1,228,800 tokens\/min; \/ 256 tokens per text = 4,800 embeddings\/min/);
+    // The run went past the knee (p95 550 ms over the whole run): its gates failed, its best step still rates the machine.
+    expect(measured.stderr).toMatch(/the load test failed its gates over the whole run \(http_req_duration p\(95\)<200/);
     expect(d.assumptions.find((a) => a.name.startsWith('default rated capacity'))).toMatchObject({ value: 60_000 });
 
     const text = await runCli(args.slice(0, -1).concat(['--capacity-from', 'load.json']), { cwd: dir });
-    expect(text.stdout).toMatch(/Self-hosted: g4dn\.xlarge in us-east-1 \(NVIDIA T4, 9,600 embeddings\/min each\)\nCapacity: --capacity-from load\.json \(measured capacity at the SLO.*; default rating 60,000 embeddings\/min not used/);
+    expect(text.stdout).toMatch(/Self-hosted: g4dn\.xlarge in us-east-1 \(NVIDIA T4, 4,800 embeddings\/min each\)\nCapacity: --capacity-from load\.json \(measured capacity at the SLO.*; default rating 60,000 embeddings\/min not used/);
     const plain = await runCli(args.slice(0, -1), { cwd: dir });
     expect(plain.stdout).toMatch(/60,000 embeddings\/min each\)\nCapacity: price table rated capacity for g4dn\.xlarge \(ASSUMPTION/);
   });

@@ -3,7 +3,8 @@ import { isAbsolute, join } from 'node:path';
 import type { Resolved } from '../config.js';
 import type { Context } from '../context.js';
 import { ExternalError, UsageError } from '../errors.js';
-import { capacityFromLoadReport, type LoadReportCapacity } from '../core/cost/inputs.js';
+import { capacityFromLoadReport, CapacityRefused, type LoadReportCapacity } from '../core/cost/inputs.js';
+import { loadTestReport } from '../contracts/reports.js';
 import { DEFAULT_UNIT_PRICES, PRICING_OPTIONS, type PricingOption, type Workload } from '../core/cost/model.js';
 import { AWS_UNIT_PRICES, DEFAULT_HOSTED_MODEL, hostedModel, HOSTED_MODELS, HOURS_PER_MONTH, INSTANCES, PRICE_TABLE_REGION } from '../core/cost/prices.js';
 import type { Assumption, CostInputs } from '../core/cost/report.js';
@@ -169,11 +170,15 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
         hint: 'pass a report saved by `embedctl load-test --out report.json`',
       });
     }
+    const checked = loadTestReport.check(doc, path);
+    if (!checked.ok) throw new UsageError(checked.problem, { field: capacityFrom.origin, hint: loadTestReport.fix });
     try {
-      report = capacityFromLoadReport(doc);
+      report = capacityFromLoadReport(checked.value, workload.tokensPerText);
     } catch (err) {
-      throw new UsageError(`${path}: ${(err as Error).message}`, { field: capacityFrom.origin });
+      if (!(err instanceof CapacityRefused)) throw err;
+      throw new UsageError(`${path}: ${err.message}`, { field: capacityFrom.origin, hint: err.hint });
     }
+    for (const w of report.warnings) log.warn(`${capacityFrom.origin}: ${w}`);
   }
 
   const hourly: Record<PricingOption, number | null> = known
@@ -213,7 +218,7 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
   let capacity: number;
   if (report) {
     capacity = report.embeddingsPerMinute;
-    instance.capacitySource = `${capacityFrom.origin} ${capacityFrom.value} (${report.basis}${report.target ? `, target ${report.target}` : ''})${known ? `; default rating ${known.ratedEmbeddingsPerMinute.toLocaleString('en-US')} embeddings/min not used` : ''}`;
+    instance.capacitySource = `${capacityFrom.origin} ${capacityFrom.value} (measured capacity at the SLO, ${report.basis}${report.target ? `, target ${report.target}` : ''}; ${report.conversion}, assuming throughput scales with tokens)${known ? `; default rating ${known.ratedEmbeddingsPerMinute.toLocaleString('en-US')} embeddings/min not used` : ''}`;
   } else if (known) {
     capacity = known.ratedEmbeddingsPerMinute;
     instance.capacitySource = `price table rated capacity for ${known.instanceType} (ASSUMPTION for a MiniLM/bge-small class model, ~256-token texts; replace with --capacity-from a load-test report)`;
@@ -223,7 +228,17 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
       hint: 'run `embedctl load-test --out report.json` against the runtime on that instance and pass the report',
     });
   }
-  assumptions.push({ name: `capacity per ${instanceType.value}`, value: capacity, unit: 'embeddings/min', source: instance.capacitySource });
+  if (report) {
+    const m = report.measured;
+    assumptions.push({ name: `measured capacity per ${instanceType.value} (load-test texts)`, value: m.embeddingsPerMinute, unit: `embeddings/min of ~${m.tokensPerText}-token texts`, source: `capacity.embeddingsPerMinute of ${capacityFrom.value} (${report.basis})` });
+    assumptions.push({ name: `measured tokens per ${instanceType.value}`, value: m.tokensPerMinute, unit: 'tokens/min', source: `capacity.tokensPerMinute of ${capacityFrom.value}: the capacity x ~${m.tokensPerText} tokens per text sent (estimate)` });
+  }
+  assumptions.push({
+    name: `capacity per ${instanceType.value}`,
+    value: capacity,
+    unit: report ? `embeddings/min of ${workload.tokensPerText}-token texts` : 'embeddings/min',
+    source: instance.capacitySource,
+  });
   if (report && known) assumptions.push({ name: `default rated capacity per ${known.instanceType} (not used)`, value: known.ratedEmbeddingsPerMinute, unit: 'embeddings/min', source: 'price table default (an ASSUMPTION; replaced by the measured figure above)' });
   for (const o of PRICING_OPTIONS) {
     assumptions.push({
@@ -271,15 +286,15 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
   note('engineering hourly rate', rate, 'USD/hour', 'a loaded engineer cost');
   note('horizon', months, 'months', 'one year');
 
+  // The hosted latency trigger reads the hosted API's p95 only; the load test's is the self-hosted
+  // side's, reported on its own against the test's --p95 SLO.
   const { hostedP95Ms: p95Flag } = src;
-  let p95Ms: number | undefined;
-  let p95Basis: string | undefined;
-  if (p95Flag.value !== undefined) {
-    p95Ms = p95Flag.value;
-    p95Basis = p95Flag.origin;
-  } else if (report?.p95Ms !== undefined) {
-    p95Ms = report.p95Ms;
-    p95Basis = `p95 of the load-test report ${capacityFrom.value}`;
+  const p95Ms = p95Flag.value;
+  const p95Basis = p95Flag.value !== undefined ? p95Flag.origin : undefined;
+  if (report) {
+    const q = report.selfHostedP95;
+    const verdict = q.sloP95Ms === null ? 'no --p95 SLO recorded' : `${q.meetsSlo ? 'meets' : 'does NOT meet'} its SLO p95 < ${q.sloP95Ms} ms`;
+    assumptions.push({ name: 'self-hosted p95 latency (load test, whole run)', value: q.p95Ms, unit: 'ms', source: `latencyMs.p95 of ${capacityFrom.value}: ${verdict}; not the hosted latency trigger (that is --hosted-p95-ms)` });
   }
 
   const pricingOpt = pricing.value;
@@ -312,6 +327,11 @@ export async function resolveInputs(ctx: Context, r: Resolution, log: Logger): P
     },
     oneTime: { engineeringHours: eng.value, hourlyRate: rate.value },
     instance,
+    measured: report && {
+      file: capacityFrom.value!,
+      capacity: { ...report.measured, conversion: report.conversion },
+      p95: report.selfHostedP95,
+    },
     options,
     months: months.value,
     assumptions,

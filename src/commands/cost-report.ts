@@ -66,7 +66,10 @@ export const register = defineCommand({
       const html = htmlText(inputs, a, ctx.now());
       log.info(`wrote ${await writeNamed(ctx, '--html', inputs.output.html, (p) => writeFileAtomic(p, html))}`);
     }
-    const doc = jsonDoc(inputs, a, actual, ctx.now());
+    const m = inputs.measured;
+    // What --capacity-from measured, beside the hosted figures: the capacity before its conversion
+    // to the priced texts, and the self-hosted p95 (which the hosted latency trigger does not read).
+    const doc = { ...jsonDoc(inputs, a, actual, ctx.now()), ...(m ? { selfHosted: { loadTest: m.file, capacity: m.capacity, latency: m.p95 } } : {}) };
     if (opts.out) log.info(`report written to ${await writeNamed(ctx, '--out', opts.out, (p) => costReport.write(p, withSchema('cost-report', doc)))}`);
     if (globals.json) printJson(ctx, 'cost-report', doc);
     else if (inputs.output.csv) ctx.stdout.write(csvText(inputs, a));

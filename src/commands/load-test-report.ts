@@ -19,7 +19,8 @@ export function renderReport(r: LoadTestReport, log: Logger): string {
       [
         ['requests', `${fmtNum(r.requests, 0)} (${fmtNum(r.requestsPerSecond, 1)}/s)`],
         ['embeddings/min', fmtNum(r.embeddingsPerMinute, 0)],
-        ['capacity at the SLO (cost-report --capacity-from)', r.capacity.embeddingsPerMinute === null ? `none: ${r.capacity.basis}` : `${fmtNum(r.capacity.embeddingsPerMinute, 0)} embeddings/min (${r.capacity.basis})`],
+        ['capacity at the SLO (cost-report --capacity-from)', r.capacity.embeddingsPerMinute === null ? `none: ${r.capacity.basis}` : `${fmtNum(r.capacity.embeddingsPerMinute, 0)} embeddings/min${r.capacity.tokensPerMinute === null ? '' : ` = ${fmtNum(r.capacity.tokensPerMinute, 0)} tokens/min`} (${r.capacity.basis})`],
+        ...(r.texts ? [['texts sent', `${fmtNum(r.texts.count, 0)} from ${r.texts.source}, ~${fmtNum(r.texts.tokensPerText, 1)} tokens each (estimate)`]] : []),
         ['latency p50 / p90 / p95 / p99 / max', `${r.latencyMs.p50} / ${r.latencyMs.p90} / ${r.latencyMs.p95} / ${r.latencyMs.p99} / ${r.latencyMs.max} ms`],
         ['error rate', `${pct(r.errorRate)}${byStatus ? ` (${byStatus})` : ''}`],
         ['checks', `${fmtNum(r.checks.passed, 0)} passed, ${fmtNum(r.checks.failed, 0)} failed`],

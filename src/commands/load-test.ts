@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { probeTcp } from '../adapters/autocannon.js';
+import { estimateTokens } from '../adapters/embeddings-shapes.js';
 import { findK6 } from '../adapters/k6.js';
 import { answeredBy, checkCandidateBackends, deploymentTarget } from '../adapters/evidence-targets.js';
 import { parseFlag, parsers, resolveOption } from '../config.js';
@@ -21,11 +22,13 @@ import {
   parseTexts,
   PROFILES,
   renderK6Script,
+  round,
   scaleStages,
   totalDurationMs,
   type Engine,
   type Profile,
   type Stage,
+  type TextsSent,
 } from '../core/loadtest.js';
 import { ExternalError, GateFailed, Interrupted, UsageError } from '../errors.js';
 import { fmtNum, type Logger, printJson, table, withSchema } from '../ui/output.js';
@@ -188,6 +191,16 @@ async function buildPlan(ctx: Context, opts: Opts, log: Logger): Promise<Plan> {
   };
 }
 
+/** The texts' mean length in tokens, by the estimate the hosted-cost guard uses (cost-report's scale). */
+function textsSent(plan: Plan): TextsSent {
+  return {
+    source: plan.textsSource,
+    count: plan.texts.length,
+    tokensPerText: round(estimateTokens(plan.texts) / plan.texts.length, 2),
+    tokenEstimate: 'estimateTokens: ~4 characters a token (CJK 1 a character) + 1 per text; requests draw the texts uniformly at random',
+  };
+}
+
 function loadTexts(ctx: Context, file: string | undefined): { texts: string[]; source: string } {
   const candidates = file !== undefined ? [resolve(ctx.cwd, file)] : [join(dataDir(), 'sample-texts.jsonl'), join(dataDir(), 'load-texts.txt')];
   for (const path of candidates) {
@@ -238,7 +251,7 @@ async function loadTest(ctx: Context, opts: Opts, json: boolean, log: Logger): P
       batch: plan.batch,
       shape: plan.shape,
       maxRequests: plan.maxRequests,
-      texts: { source: plan.textsSource, count: plan.texts.length },
+      texts: textsSent(plan),
       via: plan.via,
     };
     if (json) printJson(ctx, 'load-test', doc);
@@ -282,6 +295,7 @@ async function loadTest(ctx: Context, opts: Opts, json: boolean, log: Logger): P
       stages: plan.stages,
       thresholds: plan.thresholds,
       maxRequests: plan.maxRequests,
+      texts: textsSent(plan),
     },
     measurement.m,
   );

@@ -11,6 +11,24 @@ import { defineContract, type Contract } from './contract.js';
 const iso = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'expected an ISO date-time');
 const fraction = z.number().min(0, 'must be >= 0').max(1, 'must be <= 1 (a fraction, not a percentage)');
 
+/**
+ * One side of an evidence comparison (embedding-endpoints' sideDoc): rollout reads it to refuse
+ * a report that compared hosted with hosted. Optional: a report without it still reads, and the
+ * gate says it cannot tell who answered.
+ */
+const side = z.object({
+  url: z.string(),
+  /** The resolved URL posted to (a base URL and its /v1/embeddings are the same endpoint). */
+  endpoint: z.string().optional(),
+  /** "selfhosted" | "hosted" | "mixed" | "direct" (no gateway header) | "cache". */
+  answeredBy: z.string().optional(),
+  cached: z.number().int().min(0).optional(),
+  model: z.string().nullable().optional(),
+  /** The deployment whose gateway was asked (--deployment). */
+  deployment: z.string().optional(),
+});
+export type ReportSide = z.infer<typeof side>;
+
 function report<S extends z.ZodRawShape>(id: string, shape: S, fix: string) {
   const schema = z.object({ schema: z.literal(`embedctl.${id}/v1`), generatedAt: iso, ...shape });
   return defineContract<z.infer<typeof schema>>({ name: `${id} report`, version: 1, stamp: { key: 'schema', id }, schema, fix });
@@ -23,6 +41,8 @@ export const verifyConsistencyReport = report(
     cosine: z.object({ min: z.number(), mean: z.number() }),
     belowWarn: z.number().int().min(0),
     verdict: z.string(),
+    reference: side.optional(),
+    candidate: side.optional(),
   },
   'produce it with: embedctl verify-consistency --out .embedctl/reports/verify-consistency.json',
 );
@@ -37,6 +57,8 @@ export const ragOverlapReport = report(
     reindex: z.boolean().default(false),
     // JSON has no Infinity: a reference nDCG of 0 with a better candidate is written as null.
     quality: z.object({ ratio: z.number().nullable() }).optional(),
+    reference: side.optional(),
+    candidate: side.optional(),
   },
   'produce it with: embedctl rag-overlap --out .embedctl/reports/rag-overlap.json',
 );
@@ -48,7 +70,20 @@ export const loadTestReport = report(
     errorRate: fraction,
     latencyMs: z.object({ p95: z.number().min(0) }),
     embeddingsPerMinute: z.number().optional(),
-    verdict: z.object({ gatesPass: z.boolean(), meetsSuccessCriteria: z.boolean() }).optional(),
+    verdict: z.object({ gatesPass: z.boolean(), meetsSuccessCriteria: z.boolean(), failedThresholds: z.array(z.string()).optional() }).optional(),
+    target: z.string().optional(),
+    // cost-report --capacity-from sizes a fleet from these two: the capacity at the SLO, converted
+    // by tokens to the priced texts' length. Optional for rollout, which reads neither; cost-report
+    // refuses a report without them.
+    texts: z.object({ tokensPerText: z.number().positive() }).nullable().optional(),
+    capacity: z
+      .object({
+        slo: z.object({ p95Ms: z.number().nullable(), maxErrorRate: z.number().nullable() }),
+        embeddingsPerMinute: z.number().min(0).nullable(),
+        tokensPerMinute: z.number().min(0).nullable().optional(),
+        basis: z.string(),
+      })
+      .optional(),
   },
   'produce it with: embedctl load-test --out .embedctl/reports/load-test.json',
 );

@@ -27,6 +27,11 @@ export interface Capacity {
   slo: { p95Ms: number | null; maxErrorRate: number | null };
   /** Sustained embeddings/min at the SLO; null when no step (nor the run) met it. */
   embeddingsPerMinute: number | null;
+  /**
+   * The same capacity in tokens/min (embeddings/min x the mean tokens per text sent): what carries
+   * over to texts of another length. Null when the capacity is, or the texts' length is unknown.
+   */
+  tokensPerMinute: number | null;
   basis: string;
   steps: CapacityStep[];
 }
@@ -55,8 +60,11 @@ export function capacityAtSlo(
   batch: number,
   steps: StepMeasurement[] | undefined,
   whole: { durationMs: number; requests: number; succeeded: number; p95Ms: number },
+  /** Mean tokens per text the run sent (for tokensPerMinute); 2xx answers that failed the response checks. */
+  extra: { tokensPerText?: number; wrongAnswers?: number } = {},
 ): Capacity {
   const slo = sloOf(specs);
+  const tokens = (epm: number | null) => (epm === null || extra.tokensPerText === undefined ? null : Math.round(epm * extra.tokensPerText));
   const meets = (p95: number, errorRate: number) => (slo.p95Ms === null || p95 < slo.p95Ms) && (slo.maxErrorRate === null || errorRate < slo.maxErrorRate);
   const rated = (steps ?? []).map((s): CapacityStep => {
     const errorRate = s.requests > 0 ? (s.requests - s.succeeded) / s.requests : 0;
@@ -64,15 +72,27 @@ export function capacityAtSlo(
     const usable = s.durationMs >= MIN_STEP_MS && s.requests >= MIN_STEP_REQUESTS;
     return { ...s, p95Ms: r1(s.p95Ms), durationMs: Math.round(s.durationMs), embeddingsPerMinute, errorRate: Math.round(errorRate * 1e6) / 1e6, meetsSlo: usable && meets(s.p95Ms, errorRate) };
   });
-  const best = rated.filter((s) => s.meetsSlo).sort((a, b) => b.embeddingsPerMinute - a.embeddingsPerMinute)[0];
   const sloText = `p95 < ${slo.p95Ms ?? '-'} ms, errors < ${slo.maxErrorRate ?? '-'}`;
+  // A 2xx whose body failed the checks (wrong count or dimensions) counts as succeeded in the
+  // steps: rating a machine on answers that are not embeddings would size a fleet for garbage.
+  if (extra.wrongAnswers) {
+    return { slo, embeddingsPerMinute: null, tokensPerMinute: null, basis: `${extra.wrongAnswers} answer(s) with status 2xx failed the response checks (data length or dimensions): fix the endpoint before rating its capacity`, steps: rated };
+  }
+  const best = rated.filter((s) => s.meetsSlo).sort((a, b) => b.embeddingsPerMinute - a.embeddingsPerMinute)[0];
   if (best) {
-    return { slo, embeddingsPerMinute: best.embeddingsPerMinute, basis: `best step at the SLO (${sloText}): ${best.connections} connections, p95 ${best.p95Ms} ms`, steps: rated };
+    return { slo, embeddingsPerMinute: best.embeddingsPerMinute, tokensPerMinute: tokens(best.embeddingsPerMinute), basis: `best step at the SLO (${sloText}): ${best.connections} connections, p95 ${best.p95Ms} ms`, steps: rated };
   }
   const wholeErr = whole.requests > 0 ? (whole.requests - whole.succeeded) / whole.requests : 1;
-  if (rated.length === 0 && whole.requests > 0 && meets(whole.p95Ms, wholeErr)) {
+  if (rated.length === 0 && whole.requests > 0 && whole.succeeded > 0 && meets(whole.p95Ms, wholeErr)) {
     const epm = r1((whole.succeeded * batch) / (whole.durationMs / 60_000));
-    return { slo, embeddingsPerMinute: epm, basis: `the whole run met the SLO (${sloText}); no per-step data from this engine, so this is a lower bound`, steps: rated };
+    return { slo, embeddingsPerMinute: epm, tokensPerMinute: tokens(epm), basis: `the whole run met the SLO (${sloText}); no per-step data from this engine, so this is a lower bound`, steps: rated };
   }
-  return { slo, embeddingsPerMinute: null, basis: `no ${rated.length ? 'step' : 'run'} met the SLO (${sloText}): lower the load or raise --p95`, steps: rated };
+  // Steps that met the SLO but were too short or too thin to rate: the fix is longer stages, not less load.
+  const tooShort = rated.some((s) => !s.meetsSlo && s.requests > 0 && meets(s.p95Ms, s.errorRate));
+  const why = whole.requests > 0 && whole.succeeded === 0
+    ? `none of the ${whole.requests} requests succeeded: fix the endpoint's errors, then measure again`
+    : tooShort
+    ? `no step long enough to rate (each needs >= ${MIN_STEP_MS / 1000} s and >= ${MIN_STEP_REQUESTS} requests) met the SLO (${sloText}): run longer stages (raise --duration-scale)`
+    : `no ${rated.length ? 'step' : 'run'} met the SLO (${sloText}): lower the load or raise --p95`;
+  return { slo, embeddingsPerMinute: null, tokensPerMinute: null, basis: why, steps: rated };
 }

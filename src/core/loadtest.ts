@@ -1,8 +1,8 @@
 /**
  * Load-test logic shared by both engines (k6 and autocannon): profiles, stage parsing and scaling,
  * thresholds, request bodies, response checks, and the one report both engines produce.
- * Pure: no I/O. The report's field names are a contract (cost-report reads `embeddingsPerMinute`,
- * rollout reads `latencyMs.p95`, `errorRate` and `thresholds`). k6's summary and script: loadtest-k6.ts;
+ * Pure: no I/O. The report's field names are a contract (src/contracts/reports.ts: cost-report reads
+ * `capacity` and `texts.tokensPerText`, rollout reads `latencyMs.p95`, `errorRate` and `thresholds`). k6's summary and script: loadtest-k6.ts;
  * request bodies and response checks: loadtest-requests.ts; capacity at the SLO: loadtest-capacity.ts.
  */
 
@@ -245,8 +245,22 @@ export interface LoadTestReport {
   };
   stoppedEarly: 'max-requests' | 'interrupted' | null;
   maxRequests: number;
+  /** The texts requests drew from; their mean length is what the capacity below holds for. */
+  texts: TextsSent | null;
   /** Sustained embeddings/min at the SLO (the --p95 and --max-error-rate gates): what cost-report sizes with. */
   capacity: Capacity;
+}
+
+/**
+ * What the run sent. Requests draw texts uniformly at random (both engines), so the file's mean is
+ * the mean per text sent. Tokens are the project's one estimate (the hosted-cost guard's), the
+ * scale cost-report's --tokens-per-text is on.
+ */
+export interface TextsSent {
+  source: string;
+  count: number;
+  tokensPerText: number;
+  tokenEstimate: string;
 }
 
 export interface ReportInput {
@@ -260,6 +274,7 @@ export interface ReportInput {
   stages: Stage[];
   thresholds: ThresholdSpec[];
   maxRequests: number;
+  texts?: TextsSent;
 }
 
 export function round(n: number, digits = 2): number {
@@ -295,6 +310,10 @@ export function buildReport(input: ReportInput, m: Measurement): LoadTestReport 
     { name: 'embeddingsPerMinute', expression: `>= ${SUCCESS_CRITERIA.embeddingsPerMinute.toLocaleString('en-US')} embeddings/min`, target: SUCCESS_CRITERIA.embeddingsPerMinute, actual: round(embeddingsPerMinute, 1), pass: embeddingsPerMinute >= SUCCESS_CRITERIA.embeddingsPerMinute },
   ];
   const failedThresholds = thresholds.filter((t) => !t.pass).map((t) => `${t.name} ${t.expression}`);
+  // Answers with the right status and the wrong body: every non-2xx fails all three checks, so the
+  // body checks' surplus over the status check counts the 2xx that were not embeddings.
+  const fails = (name: string) => m.checks.find((c) => c.name === name)?.fails ?? 0;
+  const wrongAnswers = Math.max(0, Math.max(fails(CHECK_NAMES.dataLength), fails(CHECK_NAMES.dimensions)) - fails(CHECK_NAMES.status));
   const gatesPass = failedThresholds.length === 0;
   const meets = criteria.every((c) => c.pass);
   const missed = criteria.filter((c) => !c.pass).map((c) => c.name);
@@ -327,7 +346,14 @@ export function buildReport(input: ReportInput, m: Measurement): LoadTestReport 
     verdict: { gatesPass, failedThresholds, meetsSuccessCriteria: meets, criteria, summary },
     stoppedEarly: m.stoppedEarly ?? null,
     maxRequests: input.maxRequests,
-    capacity: capacityAtSlo(input.thresholds, input.batch, m.steps, { durationMs: m.durationMs, requests: m.requests, succeeded: m.succeeded, p95Ms: m.latencyMs.p95 }),
+    texts: input.texts ? { ...input.texts, tokensPerText: round(input.texts.tokensPerText, 2) } : null,
+    capacity: capacityAtSlo(
+      input.thresholds,
+      input.batch,
+      m.steps,
+      { durationMs: m.durationMs, requests: m.requests, succeeded: m.succeeded, p95Ms: m.latencyMs.p95 },
+      { tokensPerText: input.texts ? round(input.texts.tokensPerText, 2) : undefined, wrongAnswers },
+    ),
   };
 }
 

@@ -29,56 +29,93 @@ export function parseQuantity(opts: { min?: number; integer?: boolean; percent?:
   };
 }
 
+/** The fields of an `embedctl.load-test/v1` report cost-report reads (src/contracts/reports.ts checks them). */
+export interface LoadReportFields {
+  target?: string;
+  errorRate: number;
+  latencyMs: { p95: number };
+  verdict?: { gatesPass: boolean; failedThresholds?: string[] };
+  texts?: { tokensPerText: number } | null;
+  capacity?: { slo: { p95Ms: number | null; maxErrorRate: number | null }; embeddingsPerMinute: number | null; tokensPerMinute?: number | null; basis: string };
+}
+
 export interface LoadReportCapacity {
+  /** Per instance, for the priced workload's texts: the measured tokens/min / its tokens per text. */
   embeddingsPerMinute: number;
-  /** How it was read, for the assumption list. */
+  /** What the load test measured, on its own texts. */
+  measured: { embeddingsPerMinute: number; tokensPerText: number; tokensPerMinute: number };
+  /** How the capacity was measured (the report's capacity.basis). */
   basis: string;
-  p95Ms?: number;
+  /** The arithmetic from the measured figure to the one used, for the report. */
+  conversion: string;
+  /** The load test's latency: the self-hosted p95 (never the hosted one), against its --p95 SLO. */
+  selfHostedP95: { p95Ms: number; sloP95Ms: number | null; meetsSlo: boolean | null };
+  /** Worth saying beside the figure; not reasons to refuse it. */
+  warnings: string[];
   target?: string;
 }
 
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-
-function dig(doc: Record<string, unknown>, paths: string[]): { value: number; path: string } | undefined {
-  for (const p of paths) {
-    let cur: unknown = doc;
-    for (const k of p.split('.')) cur = cur && typeof cur === 'object' ? (cur as Record<string, unknown>)[k] : undefined;
-    const v = num(cur);
-    if (v !== undefined) return { value: v, path: p };
+/** A report cost-report must not size a fleet from; `hint` is the fix. */
+export class CapacityRefused extends Error {
+  constructor(
+    message: string,
+    readonly hint: string,
+  ) {
+    super(message);
   }
-  return undefined;
 }
 
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits });
+/** Outside this ratio of text lengths, scaling by tokens is a rough guess: say so. */
+const FAR_LENGTH_RATIO = 2;
+
 /**
- * Capacity from a `embedctl.load-test/v1` report: its measured embeddings/min, or requests/s x
- * batch size when only those were recorded, and its p95.
+ * Capacity per instance from a load-test report: only its capacity at the SLO (the best step
+ * that met --p95 and --max-error-rate), never its raw throughput, which past the knee is bought
+ * with queueing and counts nothing useful when requests fail. The capacity is carried over to
+ * the priced workload's texts by tokens: a load test on short sample texts does not rate a
+ * machine for long document chunks.
  */
-export function capacityFromLoadReport(doc: unknown): LoadReportCapacity {
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('not a JSON object');
-  const d = doc as Record<string, unknown>;
-  if (d.schema !== 'embedctl.load-test/v1') {
-    throw new Error(`expected a load-test report with "schema": "embedctl.load-test/v1", got ${JSON.stringify(d.schema ?? null)}`);
+export function capacityFromLoadReport(r: LoadReportFields, tokensPerText: number): LoadReportCapacity {
+  const rerun = 're-run `embedctl load-test --out <file>` with this embedctl';
+  const cap = r.capacity;
+  if (!cap) throw new CapacityRefused('the report has no capacity at the SLO (it predates it)', `${rerun}; it records the capacity at the SLO`);
+  const epm = cap.embeddingsPerMinute;
+  if (epm === null || !(epm > 0)) {
+    const gates = r.verdict && !r.verdict.gatesPass ? `, gates FAILED (${(r.verdict.failedThresholds ?? []).join(', ') || 'see the report'})` : '';
+    throw new CapacityRefused(
+      `the load test measured no capacity at the SLO (${cap.basis}; error rate ${fmt(r.errorRate * 100, 2)} %${gates}); its raw throughput counts queued and failed requests, so it is not used`,
+      'fix the errors the load test reports, then re-run `embedctl load-test --out <file>` at a load the endpoint sustains (fewer VUs in --stages, longer stages) or with a --p95 you accept',
+    );
   }
-  const p95 = dig(d, ['latency.p95', 'latencyMs.p95', 'latency.p95Ms', 'p95Ms', 'p95']);
-  const target = typeof d.target === 'string' ? d.target : undefined;
-  // Sustained at the SLO (load-test's capacity) first: raw throughput past the knee is bought with queueing.
-  const atSlo = dig(d, ['capacity.embeddingsPerMinute']);
-  const capBasis = typeof (d.capacity as { basis?: unknown } | undefined)?.basis === 'string' ? (d.capacity as { basis: string }).basis : undefined;
-  if (atSlo && atSlo.value > 0) return { embeddingsPerMinute: atSlo.value, basis: `measured capacity at the SLO, ${capBasis ?? 'capacity.embeddingsPerMinute'}`, p95Ms: p95?.value, target };
-  const epm = dig(d, ['embeddingsPerMinute', 'throughput.embeddingsPerMinute', 'summary.embeddingsPerMinute']);
-  if (epm && epm.value > 0) {
-    return { embeddingsPerMinute: epm.value, basis: `measured ${epm.path}${capBasis ? ` (raw throughput: ${capBasis})` : ''}`, p95Ms: p95?.value, target };
+  const measuredTpt = r.texts?.tokensPerText;
+  if (measuredTpt === undefined) {
+    throw new CapacityRefused(
+      `the report does not record the tokens per text it sent, so its ${fmt(epm)} embeddings/min cannot be converted to ${fmt(tokensPerText)}-token texts (--tokens-per-text)`,
+      `${rerun} (it records the texts' tokens), ideally with --texts holding texts like yours`,
+    );
   }
-  const rps = dig(d, ['requestsPerSecond', 'throughput.requestsPerSecond', 'rps']);
-  const batch = dig(d, ['batch', 'config.batch', 'options.batch']);
-  if (rps && rps.value > 0) {
-    const b = batch?.value ?? 1;
-    return {
-      embeddingsPerMinute: rps.value * b * 60,
-      basis: `${rps.path} x ${batch ? batch.path : 'batch 1 (not recorded)'} x 60`,
-      p95Ms: p95?.value,
-      target,
-    };
+  const tpm = cap.tokensPerMinute ?? Math.round(epm * measuredTpt);
+  const converted = Math.round((tpm / tokensPerText) * 10) / 10;
+  const p95 = r.latencyMs.p95;
+  const slo = cap.slo.p95Ms;
+  const warnings: string[] = [];
+  if (r.verdict && !r.verdict.gatesPass) {
+    warnings.push(`the load test failed its gates over the whole run (${(r.verdict.failedThresholds ?? []).join(', ') || 'see the report'}); the capacity is its best step that met the SLO, not the whole run`);
   }
-  throw new Error('the report has no embeddingsPerMinute (nor requestsPerSecond) above zero');
+  const ratio = tokensPerText / measuredTpt;
+  if (ratio > FAR_LENGTH_RATIO || ratio < 1 / FAR_LENGTH_RATIO) {
+    warnings.push(
+      `capacity measured on ~${fmt(measuredTpt, 1)}-token texts is scaled by tokens to ${fmt(tokensPerText)}-token texts (x${fmt(1 / ratio, 3)}); throughput per token changes with length, so for a direct figure run load-test --texts with texts like yours`,
+    );
+  }
+  return {
+    embeddingsPerMinute: converted,
+    measured: { embeddingsPerMinute: epm, tokensPerText: measuredTpt, tokensPerMinute: tpm },
+    basis: cap.basis,
+    conversion: `${fmt(epm)} embeddings/min of ~${fmt(measuredTpt, 1)}-token texts = ${fmt(tpm)} tokens/min; / ${fmt(tokensPerText)} tokens per text = ${fmt(converted, 1)} embeddings/min`,
+    selfHostedP95: { p95Ms: p95, sloP95Ms: slo, meetsSlo: slo === null ? null : p95 < slo },
+    warnings,
+    target: r.target,
+  };
 }

@@ -11,6 +11,7 @@ import {
   type VolumeRow,
   type Workload,
 } from './model.js';
+import type { LoadReportCapacity } from './inputs.js';
 import { evaluateTriggers, recommend, type Recommendation, type Trigger } from './triggers.js';
 
 /**
@@ -32,6 +33,12 @@ export interface CostInputs {
   self: SelfHostedSpec;
   oneTime: { engineeringHours: number; hourlyRate: number };
   instance: { type: string; region: string; vcpu?: number; gpu?: string; memory?: string; capacitySource: string; priceSource: string };
+  /**
+   * What --capacity-from measured on the self-hosted side: the capacity before and after its
+   * conversion to the priced texts, and the load test's p95 (the self-hosted latency; the hosted
+   * latency trigger never reads it).
+   */
+  measured?: { file: string; capacity: LoadReportCapacity['measured'] & { conversion: string }; p95: LoadReportCapacity['selfHostedP95'] };
   options: PricingOption[];
   months: number;
   assumptions: Assumption[];

@@ -31,6 +31,7 @@ export interface TriggerInputs {
   indexedDataBasis?: string;
   queriesPerMonth?: number;
   hostedMonthly: number;
+  /** The hosted API's p95 (--hosted-p95-ms), never the self-hosted load test's. */
   p95Ms?: number;
   p95Basis?: string;
   peakEmbeddingsPerMinute: number;
@@ -62,7 +63,8 @@ export function evaluateTriggers(t: TriggerInputs): Trigger[] {
       t.queriesPerMonth === undefined ? 'not evaluated: pass --queries-per-month' : 'from the workload',
     ),
     mk('hostedSpendPerMonth', '> $150/month hosted spend', 'USD/month', t.hostedMonthly, 'hosted price x tokens/month'),
-    mk('p95Ms', 'p95 latency > 500 ms', 'ms', t.p95Ms, t.p95Basis ?? 'not evaluated: pass --hosted-p95-ms or --capacity-from'),
+    // The hosted API's latency only: a self-hosted load test's p95 says nothing about what hosted makes callers wait.
+    mk('p95Ms', 'hosted p95 latency > 500 ms', 'ms', t.p95Ms, t.p95Basis ?? 'not evaluated: pass --hosted-p95-ms (the hosted API\'s p95; a load test measures self-hosted)'),
     mk(
       'embeddingsPerMinute',
       '> 1,500 embeddings/min needed',
