@@ -6,7 +6,7 @@ import { discardBody, methodNotAllowed, send } from './http.js';
 import type { ServingOptions } from '../common/serving-options.js';
 import { defaultHooks, type Hooks } from './hooks/index.js';
 import { createServingHooks, servingRequested } from './hooks/serving.js';
-import { RuntimeMetrics, routeLabel } from './hooks/metrics.js';
+import { RuntimeMetrics, routeLabel, sumStats } from './hooks/metrics.js';
 import { ModelSet, type ModelSpec } from './inference/models.js';
 import type { LoadedModel } from './inference/types.js';
 import { ApiError } from './routes/errors.js';
@@ -61,6 +61,12 @@ export interface ServerOptions extends Partial<ServingOptions> {
   processMetrics?: boolean;
   /** Enables POST /admin/fault (loopback clients only); see runtime/routes/fault.ts. */
   faultInjection?: boolean;
+  /**
+   * Called once when a loaded model stops being able to embed (its worker thread died): the
+   * server answers 503 from then on, so the process entry point exits and its supervisor
+   * restarts it (runtime/main.ts). Logged as "model_failed" either way.
+   */
+  onModelFault?: (e: { model: string; error: string }) => void;
   /** Hooks replacing the defaults (runtime/hooks/index.ts). */
   hooks?: Partial<Hooks>;
   /**
@@ -115,18 +121,32 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   // eslint-disable-next-line prefer-const
   let models: ModelSet;
-  const metrics = new RuntimeMetrics(() => models?.primary.service?.stats(), { processMetrics: opts.processMetrics });
-  models = new ModelSet(specs, { ...cfg, maxPadding: opts.maxPadding, log, onBatch: (r) => metrics.observeBatch(r) }, (slot) => {
-    metrics.setModel(slot.name, slot.service!.model.provider);
-    const m = slot.service!.model;
-    log({ event: 'ready', model: slot.name, provider: m.provider, dimensions: m.manifest.dimensions, warmupMs: slot.service!.warmupMs, loadMs: slot.loadMs });
-  });
+  // Queue gauges count every model's batcher: a second model's backlog must show as well.
+  const metrics = new RuntimeMetrics(() => (models ? sumStats(models.slots.map((s) => s.service?.stats())) : undefined), { processMetrics: opts.processMetrics });
+  models = new ModelSet(
+    specs,
+    { ...cfg, maxPadding: opts.maxPadding, log, onBatch: (r) => metrics.observeBatch(r) },
+    (slot) => {
+      metrics.setModel(slot.name, slot.service!.model.provider);
+      const m = slot.service!.model;
+      log({ event: 'ready', model: slot.name, provider: m.provider, dimensions: m.manifest.dimensions, warmupMs: slot.service!.warmupMs, loadMs: slot.loadMs });
+    },
+    (slot, error) => {
+      log({ event: 'model_failed', model: slot.name, error });
+      opts.onModelFault?.({ model: slot.name, error });
+    },
+  );
   const ready = models.ready.then(() => {
     models.addAliases(opts.lateAliases ?? []);
     if (state === 'loading') state = 'ready';
   });
   ready.catch((err: unknown) => log({ event: 'load_failed', error: err instanceof Error ? err.message : String(err) }));
 
+  const failure = () => {
+    const slot = models.slots.find((s) => s.fault());
+    if (!slot) return 'the model failed';
+    return slot.faulted ? `the model failed: ${slot.fault()}; retry on another replica` : `the model failed to load: ${slot.fault()}`;
+  };
   const currentState = (): ServerState => {
     if (state === 'draining' || state === 'closed') return state;
     const ms = models.state();
@@ -148,7 +168,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     if (!route) throw new ApiError(404, `no route ${req.method} ${path}; embeddings are at POST /v1/embeddings`, null, 'not_found');
     if (!route.methods.includes(req.method ?? '')) throw methodNotAllowed(path, req.method, route.methods);
     if (route.traffic && currentState() === 'loading') throw notReady('the model is still loading; retry shortly');
-    if (route.traffic && currentState() === 'failed') throw notReady(`the model failed to load: ${models.slots.map((s) => s.fault()).find((e) => e)}`);
+    if (route.traffic && currentState() === 'failed') throw notReady(failure());
     await route.handle(req, res, ctx, note);
   }
 

@@ -6,6 +6,10 @@
  * "ready" (model loaded and warmed up, /ready 200), "request" (access log), "stopping",
  * "draining", "closed", "exit"; "usage_error" or "fatal" on failure. SIGTERM/SIGINT: /ready turns 503, new
  * requests get 503, everything admitted is answered, then exit 0.
+ * A loaded model that dies (its worker thread: a native crash, out of memory) cannot come back in
+ * this process, and a process that stays up answering 503 is never restarted by Docker's restart
+ * policy: "model_failed", one "fatal" line, a short drain, exit 1. EMBEDCTL_EXIT_ON_MODEL_FAULT=0
+ * keeps it running (503 from then on) for a supervisor that replaces unready replicas itself.
  */
 import { parseArgs } from 'node:util';
 import {
@@ -53,6 +57,12 @@ const USAGE = `usage: node dist/runtime/main.js [options]\n${[...OPTION_SPECS, .
 
 const emfFlag = (s: { flag: string }) => s.flag.split(' ')[0]!.slice(2);
 
+/** The longest a runtime whose model died waits for other requests before it exits. */
+const FAULT_DRAIN_MS = 5000;
+
+/** EMBEDCTL_EXIT_ON_MODEL_FAULT: on unless 0/false/off/no. */
+const exitOnModelFault = (v: string | undefined) => !/^(0|false|off|no)$/i.test((v ?? '').trim());
+
 function parseCli(argv: string[]): { opts: RuntimeOptions; emf: EmfOptions; gateway: GatewayLogOptions } | undefined {
   const { values } = parseArgs({
     args: argv,
@@ -96,8 +106,9 @@ async function run(): Promise<number> {
   }
   const o = parsed.opts;
   const emfOpts = parsed.emf;
+  let modelFault: ((e: { model: string; error: string }) => void) | undefined;
   // The server listens at once (answering /ready 503) while the models load and warm up.
-  const app = await startApp(o, { log: emit, modelLog: (message: string) => emit({ event: 'model', message }), processMetrics: true });
+  const app = await startApp(o, { log: emit, modelLog: (message: string) => emit({ event: 'model', message }), processMetrics: true, onModelFault: (e) => modelFault?.(e) });
   const { server } = app;
   emit({ event: 'listening', url: server.url, port: server.port, model: o.model, auth: o.apiKey ? 'bearer' : 'none' });
   let emf: EmfReporter | undefined;
@@ -118,32 +129,43 @@ async function run(): Promise<number> {
   }
 
   let stopping: Promise<number> | undefined;
-  const stop = (reason: string) =>
+  /** `code`: the exit code when the drain completes (a drain that times out exits 1). */
+  const stop = (reason: string, opts: { timeoutMs?: number; code?: number } = {}) =>
     (stopping ??= (async () => {
       emit({ event: 'stopping', reason });
-      const { timedOut } = await app.stop();
-      if (timedOut) emit({ event: 'drain_timeout', ms: o.drainTimeoutMs });
+      const { timedOut } = await app.stop({ timeoutMs: opts.timeoutMs });
+      if (timedOut) emit({ event: 'drain_timeout', ms: Math.min(o.drainTimeoutMs, opts.timeoutMs ?? Number.POSITIVE_INFINITY) });
       // After the drain, so the last line counts the requests answered while draining.
       await emf?.stop();
       await gatewayLog?.stop();
-      emit({ event: 'exit', code: timedOut ? 1 : 0 });
-      return timedOut ? 1 : 0;
+      const code = opts.code || (timedOut ? 1 : 0);
+      emit({ event: 'exit', code });
+      return code;
     })());
 
   const signalled = new Promise<number>((resolve) => {
     process.once('SIGTERM', () => resolve(stop('SIGTERM')));
     process.once('SIGINT', () => resolve(stop('SIGINT')));
   });
+  const faulted = new Promise<number>((resolve) => {
+    if (!exitOnModelFault(process.env.EMBEDCTL_EXIT_ON_MODEL_FAULT)) return;
+    modelFault = (e) => {
+      modelFault = undefined;
+      emit({ event: 'fatal', model: e.model, error: `the model failed: ${e.error}; exiting so that the supervisor restarts the runtime` });
+      resolve(stop('model failed', { timeoutMs: FAULT_DRAIN_MS, code: 1 }));
+    };
+  });
   try {
-    await server.ready;
+    // A model that dies while another is still loading ends the wait too.
+    if ((await Promise.race([server.ready.then(() => undefined), faulted])) !== undefined) return faulted;
   } catch (err) {
     emit({ event: 'fatal', error: (err as Error).message });
-    await stop('model failed to load');
     // A bad --model is the caller's to fix (2); anything else is the environment's (1).
-    const code = (err as { exitCode?: unknown }).exitCode;
-    return code === 2 ? 2 : 1;
+    const code = (err as { exitCode?: unknown }).exitCode === 2 ? 2 : 1;
+    await stop('model failed to load', { code });
+    return code;
   }
-  return signalled;
+  return Promise.race([signalled, faulted]);
 }
 
 run().then(

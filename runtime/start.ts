@@ -18,12 +18,17 @@ export interface AppOptions {
   env?: Record<string, string | undefined>;
   processMetrics?: boolean;
   hooks?: Partial<Hooks>;
+  /** A loaded model died (its worker thread): see ServerOptions.onModelFault. */
+  onModelFault?: (e: { model: string; error: string }) => void;
 }
 
 export interface RuntimeApp {
   server: RunningServer;
-  /** Drains (bounded by --drain-timeout-ms) and frees the models; timedOut: requests were cut. */
-  stop(): Promise<{ timedOut: boolean }>;
+  /**
+   * Drains (bounded by --drain-timeout-ms, or timeoutMs when shorter) and frees the models;
+   * timedOut: requests were cut. The first call's bound holds for later calls.
+   */
+  stop(opts?: { timeoutMs?: number }): Promise<{ timedOut: boolean }>;
 }
 
 /** "--model a,b" and "--model-alias x,y=b" -> one spec per model (names are resolved at load). */
@@ -59,17 +64,18 @@ export async function startApp(o: RuntimeOptions, opts: AppOptions = {}): Promis
     // A slow uploader gets at most half the drain timeout: past that its 503 would come after the
     // drain gave up (exit 1, requests cut) instead of before it.
     const bodyGraceMs = Math.min(BODY_GRACE_MS, o.drainTimeoutMs / 2);
-    server = await startServer({ ...settings, bodyGraceMs, models: specs, lateAliases: named.late, log: opts.log, processMetrics: opts.processMetrics, hooks: opts.hooks });
+    server = await startServer({ ...settings, bodyGraceMs, models: specs, lateAliases: named.late, log: opts.log, processMetrics: opts.processMetrics, hooks: opts.hooks, onModelFault: opts.onModelFault });
   } catch (err) {
     await Promise.all(specs.map((s) => s.model.then((m) => m.close()).catch(() => {})));
     throw err;
   }
   let stopping: Promise<{ timedOut: boolean }> | undefined;
-  const stop = () =>
+  const stop = (stopOpts: { timeoutMs?: number } = {}) =>
     (stopping ??= (async () => {
+      const timeoutMs = Math.min(o.drainTimeoutMs, stopOpts.timeoutMs ?? Number.POSITIVE_INFINITY);
       const timedOut = await Promise.race([
         server.close().then(() => false),
-        new Promise<boolean>((r) => setTimeout(() => r(true), o.drainTimeoutMs).unref()),
+        new Promise<boolean>((r) => setTimeout(() => r(true), timeoutMs).unref()),
       ]);
       await server.models.release();
       return { timedOut };

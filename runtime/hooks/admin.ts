@@ -15,8 +15,12 @@ import type { Limiter } from './limits.js';
  * callers allowed to reach them.
  */
 
-/** Distinct callers labelled in /metrics; later ones (a flood of JWT subjects) share "other". */
-const MAX_CALLER_LABELS = 1000;
+/**
+ * Distinct callers labelled in /metrics and kept in /admin/stats; later ones (a flood of JWT
+ * subjects) share "other", so neither the series nor the map grow without bound.
+ */
+export const MAX_CALLER_LABELS = 1000;
+export const OTHER_CALLERS = 'other';
 
 interface Usage {
   requests: number;
@@ -40,19 +44,23 @@ export class CallerUsage {
   }
 
   record(caller: string, status: number, tokens: number): void {
-    const u = this.usage(caller);
-    u.requests++;
-    if (status >= 400) u.errors++;
-    u.tokens += tokens;
-    const label = this.label(caller);
-    this.requests.inc({ caller: label, status: String(status) });
-    if (tokens) this.tokens.inc({ caller: label }, tokens);
+    this.count(this.label(caller), status, tokens);
   }
 
   rateLimited(caller: string, limit: string): void {
-    this.usage(caller).rateLimited++;
-    this.limited.inc({ caller: this.label(caller), limit });
-    this.record(caller, 429, 0);
+    const label = this.label(caller);
+    this.usage(label).rateLimited++;
+    this.limited.inc({ caller: label, limit });
+    this.count(label, 429, 0);
+  }
+
+  private count(label: string, status: number, tokens: number): void {
+    const u = this.usage(label);
+    u.requests++;
+    if (status >= 400) u.errors++;
+    u.tokens += tokens;
+    this.requests.inc({ caller: label, status: String(status) });
+    if (tokens) this.tokens.inc({ caller: label }, tokens);
   }
 
   snapshot(): Record<string, Usage> {
@@ -66,8 +74,11 @@ export class CallerUsage {
     return u;
   }
 
+  /** The caller's own name while there is room (or it already has one), else "other"; decided before anything is stored. */
   private label(caller: string): string {
-    return this.byCaller.size <= MAX_CALLER_LABELS || this.byCaller.has(caller) ? caller : 'other';
+    if (this.byCaller.has(caller)) return caller;
+    const named = this.byCaller.size - (this.byCaller.has(OTHER_CALLERS) ? 1 : 0);
+    return named < MAX_CALLER_LABELS ? caller : OTHER_CALLERS;
   }
 }
 

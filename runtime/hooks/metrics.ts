@@ -14,6 +14,31 @@ export function routeLabel(path: string): string {
   return (ROUTES as readonly string[]).includes(path) ? path : 'other';
 }
 
+/**
+ * Several batchers' stats as one (the runtime's queue gauges): counts and throughput add up; the
+ * expected wait is the longest, what the worst-off request arriving now would wait.
+ */
+export function sumStats(all: Array<BatcherStats | undefined>): BatcherStats | undefined {
+  let sum: BatcherStats | undefined;
+  for (const s of all) {
+    if (!s) continue;
+    if (!sum) {
+      sum = { ...s };
+      continue;
+    }
+    sum.queued += s.queued;
+    sum.queuedTokens += s.queuedTokens;
+    sum.running += s.running;
+    sum.tokensPerSecond += s.tokensPerSecond;
+    sum.expectedWaitMs = Math.max(sum.expectedWaitMs, s.expectedWaitMs);
+    sum.batches += s.batches;
+    sum.inputs += s.inputs;
+    sum.shed += s.shed;
+    sum.draining ||= s.draining;
+  }
+  return sum;
+}
+
 export class RuntimeMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'route' | 'status'>;
@@ -75,7 +100,7 @@ export class RuntimeMetrics {
     });
     new Counter({
       name: 'embedctl_queue_timeouts_total',
-      help: 'Requests answered 429 after waiting past --max-queue-ms for their first batch (queue timeout; also counted in embedctl_rejected_total)',
+      help: 'Requests answered 429 after waiting past --max-queue-ms for their first batch (queue timeout; also counted in embedctl_rejected_total), all models',
       registers,
       collect() {
         // The batcher keeps the count; a counter's value can only be set by reset + inc.
@@ -85,7 +110,7 @@ export class RuntimeMetrics {
     });
     new Gauge({
       name: 'embedctl_queue_depth',
-      help: 'Inputs waiting for a batch',
+      help: 'Inputs waiting for a batch, all models',
       registers,
       collect() {
         this.set(stats()?.queued ?? 0);
@@ -93,7 +118,7 @@ export class RuntimeMetrics {
     });
     new Gauge({
       name: 'embedctl_queue_tokens',
-      help: 'Tokens waiting for a batch',
+      help: 'Tokens waiting for a batch, all models',
       registers,
       collect() {
         this.set(stats()?.queuedTokens ?? 0);
@@ -101,7 +126,7 @@ export class RuntimeMetrics {
     });
     new Gauge({
       name: 'embedctl_throughput_tokens_per_second',
-      help: 'Tokens/s the server delivers under its current load (batch cycles, HTTP work included); admission divides by it',
+      help: "Tokens/s the server delivers under its current load (batch cycles, HTTP work included), summed over models; admission divides by each model's own",
       registers,
       collect() {
         this.set(stats()?.tokensPerSecond ?? 0);
@@ -109,7 +134,7 @@ export class RuntimeMetrics {
     });
     new Gauge({
       name: 'embedctl_expected_wait_seconds',
-      help: 'What a request arriving now would wait (queued and running tokens / throughput); over --max-queue-ms -> 429',
+      help: 'What a request arriving now would wait (queued and running tokens / throughput), the longest of any model; over --max-queue-ms -> 429',
       registers,
       collect() {
         this.set((stats()?.expectedWaitMs ?? 0) / 1000);

@@ -53,6 +53,8 @@ export interface WorkerModel extends Model {
   worker: Worker;
   /** Why the model can no longer embed (the worker died), or undefined while it can; /health reports it. */
   fault(): string | undefined;
+  /** Calls `listener` once with the reason when the thread dies (at once if it already has); not on close(). */
+  onFault(listener: (reason: string) => void): void;
 }
 
 /**
@@ -81,6 +83,7 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let fault: string | undefined;
+  const faultListeners: Array<(reason: string) => void> = [];
   let closing = false;
   let loaded: ((v: { manifest: ModelManifest; provider: string; dir: string }) => void) | undefined;
   let loadFailed: ((e: Error) => void) | undefined;
@@ -99,6 +102,7 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
     for (const p of pending.values()) p.reject(err);
     pending.clear();
     setRef();
+    for (const l of faultListeners.splice(0)) l(fault);
   };
 
   worker.on('message', (msg: { type: string; id?: number; line?: string; vectors?: Float32Array[]; error?: WireError } & Record<string, unknown>) => {
@@ -171,6 +175,10 @@ export async function loadModelInWorker(dirOrName: string, opts: LoadOptions = {
     dir,
     worker,
     fault: () => fault,
+    onFault(listener) {
+      if (fault) queueMicrotask(() => listener(fault!));
+      else faultListeners.push(listener);
+    },
     ...tokenizerFacade(tokenizer, embed),
     embed,
     close() {

@@ -37,6 +37,7 @@ export class ModelSlot {
     readonly spec: ModelSpec,
     opts: ServiceOptions,
     onReady: (slot: ModelSlot) => void,
+    onFault: (slot: ModelSlot, reason: string) => void = () => {},
   ) {
     const t0 = performance.now();
     this.ready = (async () => {
@@ -47,6 +48,8 @@ export class ModelSlot {
       this.weightsBytes = dir ? statSync(join(dir, 'model.onnx'), { throwIfNoEntry: false })?.size : undefined;
       this.state = 'ready';
       onReady(this);
+      // A loaded model that dies later (its worker thread) cannot come back in this process.
+      this.service.onFault((reason) => onFault(this, reason));
     })();
     this.ready.catch((err: unknown) => {
       this.error = err instanceof Error ? err.message : String(err);
@@ -65,6 +68,11 @@ export class ModelSlot {
   /** Whether `name` asks for this model. */
   answers(name: string): boolean {
     return name === this.name || this.aliases.includes(name) || (this.model !== undefined && name === this.model.manifest.name);
+  }
+
+  /** Whether it loaded and later stopped being able to embed (as opposed to failing to load). */
+  get faulted(): boolean {
+    return this.state === 'ready' && this.service?.fault() !== undefined;
   }
 
   /** Why this model can no longer embed, if so (load failure or a dead worker thread). */
@@ -90,9 +98,9 @@ export class ModelSet {
   /** Resolves when every model is loaded and warmed up; rejects with the first failure. */
   readonly ready: Promise<void>;
 
-  constructor(specs: ModelSpec[], opts: ServiceOptions, onReady: (slot: ModelSlot) => void = () => {}) {
+  constructor(specs: ModelSpec[], opts: ServiceOptions, onReady: (slot: ModelSlot) => void = () => {}, onFault?: (slot: ModelSlot, reason: string) => void) {
     if (specs.length === 0) throw new RangeError('at least one model is needed');
-    this.slots = specs.map((s) => new ModelSlot(s, opts, onReady));
+    this.slots = specs.map((s) => new ModelSlot(s, opts, onReady, onFault));
     this.ready = Promise.all(this.slots.map((s) => s.ready)).then(() => undefined);
   }
 

@@ -113,6 +113,26 @@ export class ModelService {
     return (this.model as { fault?: () => string | undefined }).fault?.();
   }
 
+  /** Calls `listener` once if the model stops being able to embed (its worker thread dies). */
+  onFault(listener: (reason: string) => void): void {
+    (this.model as { onFault?: (l: (reason: string) => void) => void }).onFault?.(listener);
+  }
+
+  /** The text prefix of a task; own keys only, so "constructor" or "__proto__" is no prefix. */
+  prefixFor(task: string | undefined): string {
+    const prefixes = this.model.manifest.taskPrefixes;
+    return task !== undefined && Object.hasOwn(prefixes, task) ? (prefixes[task] ?? '') : '';
+  }
+
+  /**
+   * encode() of what the model will see of a text: cut to cutChars first (see
+   * CUT_CHARS_PER_TOKEN), so the ids are the same as for the whole text and the cost is bounded.
+   * fullLength is that of the cut text.
+   */
+  encodeVisible(text: string, prefix = ''): Encoded {
+    return this.model.encode(prefix + (text.length > this.cutChars ? text.slice(0, this.cutChars) : text));
+  }
+
   /** The refusal a call of `count` inputs would meet now (to refuse before reading and tokenising). */
   refusal(count: number): InferenceError | undefined {
     const full = this.batcher.refusal(count);
@@ -131,7 +151,7 @@ export class ModelService {
     const m = this.model;
     const full = this.refusal(call.texts.length);
     if (full) throw full;
-    const prefix = (call.task && m.manifest.taskPrefixes[call.task]) || '';
+    const prefix = this.prefixFor(call.task);
     const loraAt = call.task === undefined ? -1 : this.loraTasks.indexOf(call.task);
     const task = loraAt >= 0 ? loraAt : undefined;
     let requestTokens = 0;
@@ -176,6 +196,9 @@ export class ModelService {
     } catch (err) {
       if (err instanceof QueueFull) throw overloaded(err);
       if (err instanceof Closed) throw new InferenceError('shutting_down', 'the server is shutting down; retry on another replica', 'shutting_down', { retryAfterSeconds: 1 });
+      // The worker thread died under this call: a 503 the client may retry elsewhere, not a 500.
+      const fault = this.fault();
+      if (fault) throw new InferenceError('not_ready', `the model failed: ${fault}; retry on another replica`, 'model_not_ready', { retryAfterSeconds: 1 });
       throw err;
     }
   }

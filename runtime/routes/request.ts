@@ -46,13 +46,14 @@ export function parseInputs(raw: unknown): Array<string | number[]> {
     throw bad(`'input' must be a string or an array of strings, got ${typeName(raw)}`, 'input', 'invalid_type');
   }
   if (raw.length === 0) throw bad("'input' is an empty array; send at least one string", 'input');
-  if (raw.length > MAX_INPUTS) {
-    throw bad(`'input' has ${raw.length} items; send at most ${MAX_INPUTS} per request`, 'input', 'too_many_inputs');
-  }
-  // OpenAI's token arrays: one input as [ids] or several as [[ids], [ids]].
+  // OpenAI's token arrays: one input as [ids] or several as [[ids], [ids]]. A flat array is ONE
+  // input however long (its length is a token count, checked against the model's max tokens).
   if (typeof raw[0] === 'number') {
     if (!isIds(raw)) throw bad("'input' mixes token ids and other values; send an array of integers or of strings", 'input', 'invalid_type');
     return [raw];
+  }
+  if (raw.length > MAX_INPUTS) {
+    throw bad(`'input' has ${raw.length} items; send at most ${MAX_INPUTS} per request`, 'input', 'too_many_inputs');
   }
   return raw.map((v, i) => {
     if (Array.isArray(v)) {

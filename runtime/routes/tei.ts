@@ -4,7 +4,8 @@ import { shapeVector } from './encoding.js';
 import { ApiError } from './errors.js';
 import { admitRequest, embed, modelFor } from './pipeline.js';
 import { checkDimensions, parseInputs } from './request.js';
-import type { LoadedModel } from '../inference/types.js';
+import type { ModelSlot } from '../inference/models.js';
+import type { ModelService } from '../inference/service.js';
 import type { Route, RouteContext } from './types.js';
 
 /**
@@ -30,15 +31,50 @@ function teiError(err: ApiError): { status: number; body: unknown } {
  */
 export const MAX_EMBED_ALL_VALUES = 4_194_304;
 
-function checkEmbedAllSize(m: LoadedModel, inputs: Array<string | number[]>) {
-  const { maxTokens, dimensions } = m.manifest;
+/**
+ * Tokenising is synchronous: past this much time in one go, a loop over inputs lets the event
+ * loop run (probes, other requests), as ModelService.embedEach does.
+ */
+const SLICE_MS = 4;
+
+/** A yield to the event loop every SLICE_MS of work; false once the client has gone. */
+function slicer(req: Parameters<Route['handle']>[0]) {
+  let since = performance.now();
+  return async (): Promise<boolean> => {
+    if (performance.now() - since <= SLICE_MS) return true;
+    await new Promise<void>((r) => setImmediate(r));
+    since = performance.now();
+    return !req.socket.destroyed;
+  };
+}
+
+async function checkEmbedAllSize(req: Parameters<Route['handle']>[0], service: ModelService, inputs: Array<string | number[]>, prefix: string) {
+  const { maxTokens, dimensions } = service.model.manifest;
   // Only tokenise to count when the worst case (every input at max tokens) is over the cap.
   if (inputs.length * maxTokens * dimensions <= MAX_EMBED_ALL_VALUES) return;
+  const breathe = slicer(req);
   let tokens = 0;
-  for (const t of inputs) tokens += Math.min(maxTokens, typeof t === 'string' ? m.encode(t).ids.length : t.length + 2);
+  for (const t of inputs) {
+    // Cut before tokenising: the model sees at most maxTokens either way (a 4 MB input stalled every request for seconds).
+    tokens += Math.min(maxTokens, typeof t === 'string' ? service.encodeVisible(t, prefix).ids.length : t.length + 2);
+    if (!(await breathe())) return;
+  }
   if (tokens * dimensions > MAX_EMBED_ALL_VALUES) {
     throw new ApiError(413, `the answer would hold ${tokens} token vectors of ${dimensions} values, over the ${MAX_EMBED_ALL_VALUES} values /embed_all answers at once; send fewer or shorter inputs per request`, 'inputs', 'payload_too_large');
   }
+}
+
+/**
+ * TEI's prompt_name: the name of one of the model's prompts (its prefix tasks here, and LoRA
+ * adapters), or absent. TEI answers an unknown name 422; so does this (before, any name passed,
+ * and "constructor" picked a prototype member as the prefix).
+ */
+function promptName(v: unknown, slot: ModelSlot): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  const known = slot.service!.tasks();
+  if (typeof v === 'string' && known.includes(v)) return v;
+  const use = known.length ? `use one of ${known.join(', ')}` : 'it has no prompts; leave prompt_name out';
+  throw new ApiError(422, `'prompt_name' ${JSON.stringify(v)} is not a prompt of ${slot.name}; ${use}`, 'prompt_name', 'invalid_value');
 }
 
 const obj = (body: unknown): Record<string, unknown> => (typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {});
@@ -52,7 +88,7 @@ async function teiEmbed(req: Parameters<Route['handle']>[0], res: Parameters<Rou
   const inputs = parseInputs(b.inputs);
   const dimensions = b.dimensions === undefined || b.dimensions === null ? manifest.dimensions : checkDimensions(b.dimensions, manifest);
   // TEI's prompt_name picks a prompt (prefix) by name: the same as a prefix task here.
-  const task = typeof b.prompt_name === 'string' ? b.prompt_name : undefined;
+  const task = promptName(b.prompt_name, slot);
   // TEI refuses over-long inputs unless truncate is set (its default is false).
   const out = await embed(req, res, ctx, note, principal, { route: 'tei', slot, texts: inputs, task, truncate: flag(b.truncate, false) });
   const normalize = flag(b.normalize, true);
@@ -79,15 +115,16 @@ export const teiRoutes: Route[] = [
       const principal = await admitRequest(req, ctx);
       const b = obj(await readJson(req, ctx.maxBodyBytes, '{"inputs": ["text"]}'));
       const slot = modelFor(ctx, typeof b.model === 'string' ? b.model : undefined);
-      const m = slot.service!.model;
-      const { manifest } = m;
+      const service = slot.service!;
+      const { manifest } = service.model;
       if (manifest.pooledByGraph || manifest.pooling === 'none') {
         throw new ApiError(424, `${slot.name} pools inside its graph (its output "${manifest.output}" is one vector per input): it has no token states for /embed_all; use /embed, or serve the bundle before \`models optimize --pool-in-graph\``, null, 'backend');
       }
       const inputs = parseInputs(b.inputs);
       const truncate = flag(b.truncate, false);
-      checkEmbedAllSize(m, inputs);
-      const task = typeof b.prompt_name === 'string' ? b.prompt_name : undefined;
+      const task = promptName(b.prompt_name, slot);
+      await checkEmbedAllSize(req, service, inputs, service.prefixFor(task));
+      if (req.socket.destroyed) return;
       const out = await embed(req, res, ctx, note, principal, { route: 'tei', slot, texts: inputs, task, truncate, tokens: true });
       // TEI's shape: per input, one raw (unnormalised) vector per token, special tokens included.
       const dim = manifest.dimensions;
@@ -102,17 +139,21 @@ export const teiRoutes: Route[] = [
       await admitRequest(req, ctx);
       const b = obj(await readJson(req, ctx.maxBodyBytes, '{"inputs": ["text"]}'));
       const slot = modelFor(ctx, typeof b.model === 'string' ? b.model : undefined);
-      const m = slot.service!.model;
+      const service = slot.service!;
+      const m = service.model;
       const texts = parseInputs(b.inputs).map((t) => (typeof t === 'string' ? t : ''));
+      const prefix = service.prefixFor(promptName(b.prompt_name, slot));
       const specials = new Set(m.encode('').ids);
-      send(
-        res,
-        200,
-        texts.map((t) => {
-          const enc = m.encode(t);
-          return enc.ids.map((id) => ({ id, text: m.tokenText(id) ?? '', special: specials.has(id), start: null, stop: null }));
-        }),
-      );
+      const breathe = slicer(req);
+      const out: Array<Array<{ id: number; text: string; special: boolean; start: null; stop: null }>> = [];
+      for (const t of texts) {
+        // The tokens the model sees, cut to its max tokens as /embed does with truncate: the text
+        // is cut by characters first, so a 4 MB input costs what a 16 KB one does.
+        const enc = service.encodeVisible(t, prefix);
+        out.push(enc.ids.map((id) => ({ id, text: m.tokenText(id) ?? '', special: specials.has(id), start: null, stop: null })));
+        if (!(await breathe())) return;
+      }
+      send(res, 200, out);
     },
   },
   {
