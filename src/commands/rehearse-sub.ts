@@ -65,11 +65,13 @@ export const REHEARSAL_INSTANCE = 'mi-0000000000000000';
  * hybrid client reads.
  */
 export function rehearsalDriver(ctx: Context, work: string, gatewayUrl: string | undefined): { opts: RolloutOpts; adapters: Partial<Context['adapters']>; env: Record<string, string> } {
-  if (!gatewayUrl) return { opts: { driver: 'env', trafficEnv: join(work, '.embedctl', 'traffic.env') }, adapters: {}, env: {} };
+  // The rehearsal's own rollout.json (where rehearse reads it), not the project's $EMBEDCTL_STATE_DIR.
+  const stateFile = join(work, '.embedctl', 'rollout.json');
+  if (!gatewayUrl) return { opts: { driver: 'env', trafficEnv: join(work, '.embedctl', 'traffic.env'), stateFile }, adapters: {}, env: {} };
   const paths = localPaths(work);
   const instance = localInstance({ root: join(paths.dir, 'rehearsal-instance'), deployDir: dirname(paths.prefix), prefix: paths.prefix, instanceId: REHEARSAL_INSTANCE, path: ctx.env.PATH, nginxBin: nginxBinary(ctx.env) });
   return {
-    opts: { driver: 'ssm', ssmInstance: REHEARSAL_INSTANCE, ssmRegion: 'local', gatewayUrl, samples: '400', tolerance: '8' },
+    opts: { driver: 'ssm', ssmInstance: REHEARSAL_INSTANCE, ssmRegion: 'local', gatewayUrl, samples: '400', tolerance: '8', stateFile },
     adapters: { ssmClient: localSsmClient(instance) },
     // The local instance answers at once: poll its result every 50 ms instead of every second.
     env: { EMBEDCTL_SSM_POLL_MS: '50' },

@@ -19,11 +19,11 @@ const VERBS: Array<{ verb: Verb; args?: string; help: string; groups: OptionGrou
   { verb: 'status', help: 'timeline, current step, dwell left, latest gates, next step, history (the default)', groups: ['plan'] },
   { verb: 'check', help: 'evaluate the gates; exit 0 when all pass, 3 otherwise; nothing moves', groups: ['plan', 'gates', 'signals'] },
   { verb: 'next', help: 'move one step forward, after the dwell and when the gates pass', groups: ['plan', 'move', 'gates', 'signals', 'driver'] },
-  { verb: 'to', args: '<percent>', help: 'move to this step of the plan (0 = roll back)', groups: ['plan', 'move', 'gates', 'signals', 'driver'] },
-  { verb: 'rollback', help: 'put 0 % on self-hosted now, whatever state the files are in, and record why (--reason)', groups: ['plan', 'move', 'driver'] },
+  { verb: 'to', args: '<percent>', help: 'move to this step of the plan (0 = roll back)', groups: ['plan', 'move', 'gates', 'signals', 'driver', 'confirm'] },
+  { verb: 'rollback', help: 'put 0 % on self-hosted now, whatever state the files are in, and record why (--reason)', groups: ['plan', 'move', 'driver', 'confirm'] },
   { verb: 'pause', help: 'block moving forward until resume', groups: ['plan', 'move'] },
   { verb: 'resume', help: 'lift a pause', groups: ['plan', 'move'] },
-  { verb: 'watch', help: 'poll a live traffic signal and roll back by itself after --failure-limit bad intervals (exit 4)', groups: ['plan', 'gates', 'signals', 'driver', 'watch'] },
+  { verb: 'watch', help: 'poll a live traffic signal and roll back by itself after --failure-limit bad intervals (exit 4)', groups: ['plan', 'gates', 'signals', 'driver', 'watch', 'confirm'] },
 ];
 
 const LEGACY = ['percent', 'next', 'rollback', 'pause', 'resume', 'status', 'plan', 'check', 'watch'] as const;
@@ -53,7 +53,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--plan', 'deprecated: `rollout plan`')
     .option('--check', 'deprecated: `rollout check`')
     .option('--watch', 'deprecated: `rollout watch`');
-  addOptions(cmd, ['plan', 'move', 'gates', 'signals', 'driver', 'watch']);
+  addOptions(cmd, ['plan', 'move', 'gates', 'signals', 'driver', 'watch', 'confirm']);
   examples(cmd, [
     'embedctl rollout plan',
     'embedctl rollout check                        # gates only; exit 3 when one fails or evidence is missing',

@@ -1,5 +1,5 @@
 import { fmtValue } from '../core/rollout/gates.js';
-import { verdict } from '../core/rollout/machine.js';
+import { unconfirmedMove, verdict } from '../core/rollout/machine.js';
 import { fmtDuration, timeline, type StateSummary } from '../core/rollout/plan.js';
 import type { GateResult, RolloutState } from '../core/rollout/types.js';
 import { table } from './output.js';
@@ -37,6 +37,7 @@ export function timelineTable(state: RolloutState, now: Date): string {
 
 /** What `rollout status` says comes next, with the command that does it. */
 export function nextStepText(state: RolloutState, s: StateSummary): string {
+  if (unconfirmedMove(state)) return `the ${state.percent}% move was not confirmed, so its dwell has not started: embedctl rollout to ${state.percent} (re-applies and confirms)`;
   if (s.nextPercent === null) return `complete: ${state.percent}% self-hosted`;
   if (state.paused) return `paused (${state.pausedReason}): embedctl rollout resume`;
   if (s.dwellRemainingMs > 0) return `${s.nextPercent}% after ${s.dwellEndsAt} (in ${fmtDuration(s.dwellRemainingMs)}), when gates pass: embedctl rollout next`;

@@ -63,10 +63,13 @@ export function buildDriver(ctx: Context, opts: RolloutOpts, name: DriverName, d
   }
 }
 
-export const sampleOptions = (opts: RolloutOpts) => ({
-  samples: opts.samples === undefined ? undefined : parseFlag('--samples', opts.samples, parsers.number({ min: 0, max: 100_000, integer: true })),
-  tolerance: opts.tolerance === undefined ? undefined : parseFlag('--tolerance', opts.tolerance, parsers.number({ min: 0, max: 100 })),
-});
+export function sampleOptions(opts: RolloutOpts): { samples?: number; tolerance?: number } {
+  if (opts.confirm === false && opts.samples !== undefined) throw new UsageError('cannot be used with --no-confirm, which samples nothing', { field: '--samples', hint: 'drop one of them' });
+  return {
+    samples: opts.confirm === false ? 0 : opts.samples === undefined ? undefined : parseFlag('--samples', opts.samples, parsers.number({ min: 0, max: 100_000, integer: true })),
+    tolerance: opts.tolerance === undefined ? undefined : parseFlag('--tolerance', opts.tolerance, parsers.number({ min: 0, max: 100 })),
+  };
+}
 
 function ssmFromDeployment(ctx: Context, opts: RolloutOpts, d: DeploymentRecord | undefined): TrafficDriver {
   const instanceId = opts.ssmInstance ?? d?.instance?.id;

@@ -12,6 +12,8 @@ import { UsageError } from '../../errors.js';
 export interface RolloutOpts {
   reason?: string;
   force?: boolean;
+  /** false with --no-confirm. */
+  confirm?: boolean;
   dryRun?: boolean;
   json?: boolean;
   driver?: string;
@@ -65,7 +67,7 @@ export const OPTION_GROUPS = {
   plan: [
     ['--steps <list>', 'plan steps in percent (default 10,25,50,75,100; rollout.steps)'],
     ['--dwell <duration>', 'minimum time on a step before the next (default 7d; rollout.dwell)'],
-    ['--state-file <path>', 'rollout state (default .embedctl/rollout.json)'],
+    ['--state-file <path>', 'rollout state (default .embedctl/rollout.json, or rollout.json in $EMBEDCTL_STATE_DIR)'],
   ],
   move: [
     ['--reason <text>', 'why: required with --force, recorded in the history'],
@@ -86,7 +88,7 @@ export const OPTION_GROUPS = {
     ['--metrics-url <url>', "self-hosted runtime's Prometheus /metrics: live error rate and p95"],
     ['--metrics-api-key <key>', 'Bearer key for --metrics-url (or EMBEDCTL_METRICS_API_KEY)'],
     ['--nginx-access-log <path>', "the gateway's JSON access log: live error rate and p95 of the self-hosted side"],
-    ['--window <duration>', 'how far back --nginx-access-log looks for one-off checks (default 5m; watch uses --interval)'],
+    ['--window <duration>', 'how far back --nginx-access-log and --metrics-url look for one-off checks (default 5m; watch uses --interval)'],
     ['--cloudwatch', "read error rate and p95 from the runtime's CloudWatch EMF metrics (rollout.cloudwatch.*)"],
     ['--cloudwatch-region <region>', 'CloudWatch region (default AWS_REGION)'],
     ['--cloudwatch-namespace <ns>', 'CloudWatch namespace (default Embedctl)'],
@@ -112,6 +114,7 @@ export const OPTION_GROUPS = {
     ['--samples <n>', 'requests sampled to confirm the share (default 200; 0 = do not sample)'],
     ['--tolerance <points>', 'allowed gap between observed and expected share (default 5)'],
   ],
+  confirm: [['--no-confirm', 'rollback: do not sample the gateway, and accept 0 % unconfirmed (exit 0; recorded as unconfirmed)']],
   watch: [
     ['--interval <duration>', 'polling interval (default 30s)'],
     ['--max-duration <duration>', 'stop after this long (default: the dwell)'],

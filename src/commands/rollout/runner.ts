@@ -1,10 +1,11 @@
+import { dirname } from 'node:path';
 import type { Context } from '../../context.js';
 import { collectEvidence } from '../../adapters/evidence.js';
 import type { ApplyResult } from '../../adapters/traffic/types.js';
 import { describeProblems, evaluateGates, PRODUCERS } from '../../core/rollout/gates.js';
 import { verdict } from '../../core/rollout/machine.js';
 import type { TrafficSnapshot } from '../../core/rollout/prometheus.js';
-import type { GateResult } from '../../core/rollout/types.js';
+import type { DriverName, GateResult } from '../../core/rollout/types.js';
 import { ExitCode, ExternalError, GateFailed } from '../../errors.js';
 import type { Logger } from '../../ui/output.js';
 import type { RolloutOpts, Settings } from './options.js';
@@ -19,7 +20,13 @@ export interface Runner {
   store: RolloutStore;
 }
 
-export async function gatesNow(r: Runner, previous?: TrafficSnapshot, windowMs = r.settings.windowMs, accessLogOffset?: number): Promise<{ gates: GateResult[]; snapshot?: TrafficSnapshot; accessLogOffset?: number }> {
+export async function gatesNow(
+  r: Runner,
+  previous?: TrafficSnapshot,
+  windowMs = r.settings.windowMs,
+  accessLogOffset?: number,
+  opts: { baseline?: boolean } = {},
+): Promise<{ gates: GateResult[]; snapshot?: TrafficSnapshot; accessLogOffset?: number }> {
   const { evidence, snapshot, accessLogOffset: offset } = await collectEvidence({
     nginxAccessLog: r.settings.nginxAccessLog,
     windowMs,
@@ -31,6 +38,14 @@ export async function gatesNow(r: Runner, previous?: TrafficSnapshot, windowMs =
     previous,
     accessLogOffset,
     now: r.ctx.now(),
+    // /metrics scrapes are kept beside the rollout state, so a one-off check measures a rate
+    // since an earlier scrape instead of the runtime's lifetime counters (adapters/prometheus.ts).
+    stateDir: dirname(r.store.statePath),
+    sleep: r.ctx.sleep,
+    signal: r.ctx.signal,
+    expected: { deployment: r.opts.deployment },
+    // The watch's first read only sets the baseline for its next tick: no pause for a second scrape.
+    ...(opts.baseline ? { settleMs: 0 } : {}),
   });
   return { gates: evaluateGates(evidence, r.settings.gates, r.ctx.now()), snapshot, accessLogOffset: offset };
 }
@@ -48,12 +63,30 @@ export function gateError(gates: GateResult[], what: string): GateFailed {
   });
 }
 
-/** A move the driver could not confirm is recorded (it happened) and then reported as exit 1. */
-export function unconfirmed(a: ApplyResult, target: number): number {
-  if (a.confirmed === false) {
-    throw new ExternalError('traffic', `the driver applied ${target}% but could not confirm it: ${a.detail}`, {
-      hint: 'the new share is recorded; check the gateway, then re-run the same command (it re-applies) or `embedctl rollout rollback`',
+/** How to let a driver confirm a share it could not observe. */
+const HOW_TO_CONFIRM: Record<DriverName, string> = {
+  nginx: 'let it sample the gateway (--nginx-url, --samples above 0)',
+  ssm: 'let it sample the public gateway (--gateway-url, --samples above 0)',
+  env: 'check that the env file is writable and readable',
+  k8s: 'check the canary Ingress (kubectl get ingress)',
+};
+
+/**
+ * A move the driver did not confirm is recorded (it happened) and then reported as exit 1,
+ * whether it saw another share (false) or could not look (null: no gateway to sample,
+ * --samples 0). A forward step is not done until confirmed; only a rollback may be accepted
+ * unconfirmed, and only when asked for with --no-confirm.
+ */
+export function unconfirmed(a: ApplyResult, target: number, o: { driver: DriverName; acceptUnconfirmed?: boolean }): number {
+  if (a.confirmed === true || (a.confirmed === null && target === 0 && o.acceptUnconfirmed)) return ExitCode.ok;
+  const message = `the driver applied ${target}% but could not confirm it: ${a.detail}`;
+  const fix = a.confirmed === null ? HOW_TO_CONFIRM[o.driver] : 'check the gateway';
+  if (target === 0) {
+    throw new ExternalError('traffic', message, {
+      hint: `recorded as not confirmed; ${fix}, then run \`embedctl rollout rollback\` again${a.confirmed === null ? ', or accept 0% unconfirmed with --no-confirm' : ''}`,
     });
   }
-  return ExitCode.ok;
+  throw new ExternalError('traffic', message, {
+    hint: `recorded as not confirmed: the step's dwell has not started and nothing moves further; ${fix}, then re-run \`embedctl rollout to ${target}\` (it re-applies) or \`embedctl rollout rollback\``,
+  });
 }

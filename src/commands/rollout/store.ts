@@ -1,18 +1,33 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { resolve } from 'node:path';
+import { hostname } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { rolloutFile, rolloutHistory } from '../../contracts/rollout.js';
 import { applyChange, type Change } from '../../core/rollout/machine.js';
 import { initialState, stepIndexOf } from '../../core/rollout/plan.js';
 import type { DriverName, RolloutState } from '../../core/rollout/types.js';
-import { acquireLock, currentUser, type HeldLock } from '../../util/fs.js';
+import { statePaths } from '../../core/state.js';
+import { acquireLock, currentUser, staleReason, writeFileAtomic, type HeldLock } from '../../util/fs.js';
 import type { Settings } from './options.js';
 
 /** A state read without throwing: what the emergency path works from. */
 export type Tolerant = { state?: RolloutState; problem?: string };
 
+/** A rollback under way: announced before it touches traffic, withdrawn once it is recorded. */
+export interface RollbackRequest {
+  path: string;
+  pid: number;
+  host: string;
+  user: string;
+  since: string;
+  reason: string;
+}
+
 /**
- * Owns `.embedctl/rollout.json`: loading (validated), "load or start fresh" (once, here), the
- * lock, atomic saves and the append-only history file next to it.
+ * Owns `.embedctl/rollout.json` (`$EMBEDCTL_STATE_DIR/rollout.json` when that is set, where
+ * status and teardown read it): loading (validated), "load or start fresh" (once, here), the
+ * lock, atomic saves, the append-only history file next to it, and the rollback requests a
+ * forward move checks before and after it touches traffic.
  */
 export class RolloutStore {
   readonly statePath: string;
@@ -24,7 +39,7 @@ export class RolloutStore {
     private readonly settings: Settings,
     private readonly env: Record<string, string | undefined>,
   ) {
-    this.statePath = resolve(cwd, stateFile ?? '.embedctl/rollout.json');
+    this.statePath = resolve(cwd, stateFile ?? statePaths(cwd, env).rollout);
     this.historyPath = this.statePath.replace(/\.json$/, '') + '.history.jsonl';
   }
 
@@ -90,6 +105,45 @@ export class RolloutStore {
     await rolloutFile.write(this.statePath, next);
     const added = next.history.slice(before?.history.length ?? 0);
     for (const h of added) await rolloutHistory.append(this.historyPath, h);
+  }
+
+  /**
+   * Announces a rollback before it moves traffic, outside the lock (a rollback never waits to act):
+   * `<state>.rollback-<id>`, written atomically. A forward move holding the lock refuses to apply
+   * while one is present, and says so if one appeared while it applied.
+   */
+  async requestRollback(reason: string, now: Date): Promise<string> {
+    const path = `${this.statePath}.rollback-${randomBytes(6).toString('hex')}`;
+    const body = { pid: process.pid, host: hostname(), user: currentUser(this.env), since: now.toISOString(), reason };
+    await writeFileAtomic(path, `${JSON.stringify(body)}\n`);
+    return path;
+  }
+
+  async withdrawRollback(path: string): Promise<void> {
+    await fsp.rm(path, { force: true });
+  }
+
+  /**
+   * Rollbacks announced and not yet recorded. One whose process is gone (or, from another host,
+   * older than the lock's bound) crashed: it is removed, as a stale lock is.
+   */
+  async pendingRollbacks(): Promise<RollbackRequest[]> {
+    const dir = dirname(this.statePath);
+    const prefix = `${basename(this.statePath)}.rollback-`;
+    const names = await fsp.readdir(dir).catch(() => [] as string[]);
+    const out: RollbackRequest[] = [];
+    for (const name of names.filter((n) => n.startsWith(prefix) && !n.endsWith('.tmp'))) {
+      const path = join(dir, name);
+      const [text, st] = await Promise.all([fsp.readFile(path, 'utf8'), fsp.stat(path)]).catch(() => [undefined, undefined] as const);
+      if (text === undefined || !st) continue;
+      if (staleReason(text, st.mtimeMs, Date.now(), 15 * 60_000)) {
+        await fsp.rm(path, { force: true });
+        continue;
+      }
+      const r = JSON.parse(text) as Omit<RollbackRequest, 'path'>;
+      out.push({ ...r, path });
+    }
+    return out;
   }
 
   /** Moves a damaged state file aside (never deletes it) and says where it went. */

@@ -28,7 +28,7 @@ export async function watch(r: Runner): Promise<number> {
   const staleAfter = opts.staleAfter ? parseFlag('--stale-after', opts.staleAfter, parsers.number({ min: 1, max: 1000, integer: true })) : 3;
   const source = liveSource(r);
 
-  const first = await gatesNow(r, undefined, interval);
+  const first = await gatesNow(r, undefined, interval, undefined, { baseline: true });
   const unreadable = signalError(first.gates);
   if (unreadable) {
     throw new UsageError(`cannot read the live signal ${source}: ${unreadable}`, { hint: 'check the path or URL; the watch does not start blind' });
