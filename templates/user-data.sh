@@ -143,8 +143,10 @@ if [ "${1:-}" = --reload ]; then
     exit 0
   fi
   # nginx -t first: a refused config keeps the running one and fails here.
-  docker compose exec -T gateway nginx -t -q
-  docker compose exec -T gateway nginx -s reload
+  # -p/-c as compose starts it: the pid file is relative to -p.
+  N="-p /var/cache/nginx/ -c /etc/nginx/nginx.conf"
+  docker compose exec -T gateway nginx -t -q $N
+  docker compose exec -T gateway nginx -s reload $N
   echo "embedctl gateway-keys: the gateway reloaded with the keys of ${PARAMETER}"
 fi
 EMBEDCTL_KEYS_EOF
@@ -168,7 +170,7 @@ retry certbot certonly --standalone --non-interactive --agree-tos --keep-until-e
 install -d /etc/letsencrypt/renewal-hooks/deploy
 cat > /etc/letsencrypt/renewal-hooks/deploy/embedctl-nginx-reload.sh <<'EMBEDCTL_HOOK_EOF'
 #!/bin/sh
-cd /opt/embedctl/deploy && docker compose exec -T gateway nginx -s reload
+cd /opt/embedctl/deploy && docker compose exec -T gateway nginx -s reload -p /var/cache/nginx/ -c /etc/nginx/nginx.conf
 EMBEDCTL_HOOK_EOF
 chmod 0755 /etc/letsencrypt/renewal-hooks/deploy/embedctl-nginx-reload.sh
 systemctl enable --now certbot.timer || echo "embedctl user-data: warning: no certbot.timer; renew with cron" >&2

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuthorizeSecurityGroupIngressCommand, DescribeInstancesCommand, DescribeSecurityGroupsCommand, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
-import { DeleteParameterCommand, DescribeParametersCommand, GetCommandInvocationCommand, GetParameterCommand, PutParameterCommand, SendCommandCommand } from '@aws-sdk/client-ssm';
+import { DeleteParameterCommand, DescribeParametersCommand, GetCommandInvocationCommand, GetParameterCommand, PutParameterCommand, SendCommandCommand, SSMServiceException } from '@aws-sdk/client-ssm';
 import { DescribeAlarmsCommand, GetDashboardCommand, PutDashboardCommand } from '@aws-sdk/client-cloudwatch';
 import { parseGatewayKeys } from '../src/core/gateway-keys.js';
 import { runCli } from './helpers/cli.js';
@@ -14,7 +14,7 @@ import { ec2, cw, fakeSleep, happyAccount, readState, resetAws, ssm, tempProject
 const CIDR = '203.0.113.7/32';
 const base = ['provision', '--region', 'us-east-1', '--allow-cidr', CIDR, '--allow-demo-model', '--yes'];
 const TLS = ['--tls', 'letsencrypt', '--domain', 'embed.example.com', '--email', 'ops@example.com'];
-const PARAM = '/embedctl/gateway-keys';
+const PARAM = '/embedctl/main/gateway-keys';
 const MARKER = 'embedctl gateway keys for deployment main';
 const TAGS = [
   { Key: 'Name', Value: PARAM },
@@ -61,8 +61,9 @@ describe('provision: HTTPS at the gateway and the gateway keys parameter', () =>
       IpProtocol: 'tcp',
       FromPort: 80,
       ToPort: 80,
-      IpRanges: [{ CidrIp: '0.0.0.0/0', Description: "Let's Encrypt HTTP-01 (certbot --standalone only)" }],
-      Ipv6Ranges: [{ CidrIpv6: '::/0', Description: "Let's Encrypt HTTP-01 (certbot --standalone only)" }],
+      // No apostrophe: EC2 refuses one in a rule description (test/provision-plan.test.ts).
+      IpRanges: [{ CidrIp: '0.0.0.0/0', Description: 'ACME HTTP-01 for Lets Encrypt (certbot --standalone only)' }],
+      Ipv6Ranges: [{ CidrIpv6: '::/0', Description: 'ACME HTTP-01 for Lets Encrypt (certbot --standalone only)' }],
     });
     const raw = Buffer.from(inputs(ec2.commandCalls(RunInstancesCommand))[0]!.UserData!, 'base64');
     const script = (raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw).toString('utf8');
@@ -137,6 +138,76 @@ describe('provision: HTTPS at the gateway and the gateway keys parameter', () =>
     expect(old.stderr).toMatch(/gateway-keys\.sh is missing: provisioned by an older embedctl/);
     expect(old.stderr).toMatch(/replace it \(embedctl teardown, then provision\) to rotate its keys/);
     expect(old.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('each deployment gets its own parameter by default; one whose state records the old shared one keeps it; the flag wins', async () => {
+    happyAccount();
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [] });
+    ssm.on(PutParameterCommand).resolves({ Version: 1 });
+    const userDataParameter = () => {
+      const raw = Buffer.from(inputs(ec2.commandCalls(RunInstancesCommand)).at(-1)!.UserData!, 'base64');
+      return /^GATEWAY_KEYS_PARAMETER=(.*)$/m.exec((raw[0] === 0x1f ? gunzipSync(raw) : raw).toString('utf8'))![1];
+    };
+    const cwd = tempProject();
+    const blue = await runCli([...base, '--name', 'blue'], { cwd, sleep: fakeSleep().sleep });
+    expect(blue.code, blue.stderr).toBe(0);
+    expect(inputs(ssm.commandCalls(PutParameterCommand)).map((p) => p.Name)).toEqual(['/embedctl/blue/gateway-keys']);
+    expect(userDataParameter()).toBe('/embedctl/blue/gateway-keys');
+    expect(readState(cwd).deployments.blue.gatewayKeys).toEqual({ parameter: '/embedctl/blue/gateway-keys', createdByUs: true });
+
+    // A deployment provisioned when every --name defaulted to /embedctl/gateway-keys: its
+    // instance reads that one, so provision keeps using it.
+    const state = JSON.parse(readFileSync(join(cwd, '.embedctl', 'state.json'), 'utf8'));
+    state.deployments.legacy = { ...state.deployments.blue, name: 'legacy', instance: undefined, gatewayKeys: { parameter: '/embedctl/gateway-keys', createdByUs: true } };
+    writeFileSync(join(cwd, '.embedctl', 'state.json'), JSON.stringify(state));
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: '/embedctl/gateway-keys', Type: 'SecureString', Description: 'embedctl gateway keys for deployment legacy' }] });
+    const legacy = await runCli([...base, '--name', 'legacy'], { cwd, sleep: fakeSleep().sleep });
+    expect(legacy.code, legacy.stderr).toBe(0);
+    expect(inputs(ssm.commandCalls(DescribeParametersCommand)).at(-1)).toEqual({ ParameterFilters: [{ Key: 'Name', Option: 'Equals', Values: ['/embedctl/gateway-keys'] }] });
+    expect(userDataParameter()).toBe('/embedctl/gateway-keys');
+    expect(readState(cwd).deployments.legacy.gatewayKeys).toEqual({ parameter: '/embedctl/gateway-keys', createdByUs: true });
+
+    // The plans (offline): a new name gets its own; --gateway-keys-parameter wins over the record.
+    ssm.on(GetParameterCommand).rejects(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }));
+    const plan = async (...extra: string[]) => (await runCli(['provision', '--region', 'us-east-1', '--allow-cidr', CIDR, '--allow-demo-model', '--dry-run', ...extra], { cwd })).stdout;
+    expect(await plan('--name', 'green')).toContain('gateway keys    SSM SecureString /embedctl/green/gateway-keys:');
+    expect(await plan('--name', 'legacy')).toContain('gateway keys    SSM SecureString /embedctl/gateway-keys:');
+    expect(await plan('--name', 'legacy', '--gateway-keys-parameter', '/team/keys')).toContain('gateway keys    SSM SecureString /team/keys:');
+  });
+
+  it('a rotation on an instance SSM does not manage (InvalidInstanceId) names AmazonSSMManagedInstanceCore, as the guidance does', async () => {
+    happyAccount();
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [] });
+    ssm.on(PutParameterCommand).resolves({ Version: 1 });
+    const cwd = tempProject();
+    const first = await runCli(base, { cwd, sleep: fakeSleep().sleep });
+    expect(first.code, first.stderr).toBe(0);
+    // Without a profile: the warning says what the role needs, Run Command included.
+    expect(first.stderr).toMatch(/warning: no --iam-instance-profile: .*SSM Run Command .*AmazonSSMManagedInstanceCore .*CloudWatchAgentServerPolicy/);
+    expect((await runCli(['provision', '--help'], { cwd })).stdout).toMatch(/--iam-instance-profile <name-or-arn> +instance profile; its role needs\s+AmazonSSMManagedInstanceCore/);
+
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: PARAM, Type: 'SecureString', Description: MARKER }] });
+    // What SSM answers for an instance whose agent never registered (a role without the policy).
+    ssm.on(SendCommandCommand).rejects(new SSMServiceException({ name: 'InvalidInstanceId', $fault: 'client', $metadata: { httpStatusCode: 400 }, message: '' }));
+    writeFileSync(join(cwd, 'keys.txt'), 'operator ek_operator_rotated_0123456789\nclient ek_client_rotated_0123456789\n', { mode: 0o600 });
+    const r = await runCli([...base, '--gateway-keys', 'keys.txt', '--iam-instance-profile', 'embedctl-instance'], { cwd, sleep: fakeSleep().sleep });
+    expect(r.code).toBe(1);
+    const id = readState(cwd).deployments.main.instance!.id;
+    const [error, hint] = r.stderr.trim().split('\n').slice(-2);
+    expect(error).toBe(`embedctl: error: AWS SSM (us-east-1): ssm:SendCommand: ${id} is not a managed instance (InvalidInstanceId), so it still enforces the previous gateway keys`);
+    expect(hint).toMatch(/^  hint: attach AmazonSSMManagedInstanceCore to the role of its instance profile \(--iam-instance-profile\), wait until `aws ssm describe-instance-information --region us-east-1` lists/);
+    expect(ssm.commandCalls(GetCommandInvocationCommand)).toHaveLength(0);
+  });
+
+  it('--no-wait with HTTPS records the gateway (its DNS name) at launch, for status to probe', async () => {
+    happyAccount();
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [] });
+    ssm.on(PutParameterCommand).resolves({ Version: 1 });
+    const cwd = tempProject();
+    const r = await runCli([...base, ...TLS, '--no-wait', '--https-port', '8443'], { cwd, sleep: fakeSleep().sleep });
+    expect(r.code, r.stderr).toBe(0);
+    expect(ec2.commandCalls(DescribeInstancesCommand)).toHaveLength(0);
+    expect(readState(cwd).deployments.main.gateway).toBe('https://embed.example.com:8443');
   });
 
   it('an existing parameter and no file: kept as it is (no PutParameter), and teardown leaves it', async () => {

@@ -2,6 +2,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { DeleteParameterCommand, DescribeParametersCommand } from '@aws-sdk/client-ssm';
 import {
   CreateLaunchTemplateCommand,
+  CreateSecurityGroupCommand,
   DeleteLaunchTemplateCommand,
   DeleteSecurityGroupCommand,
   DescribeLaunchTemplatesCommand,
@@ -208,6 +209,33 @@ describe('provision --min 2 --max 6: launch template, ALB with HTTPS, Auto Scali
     expect(asg.commandCalls(CreateAutoScalingGroupCommand)).toHaveLength(1);
   });
 
+  it('in given subnets (which may not assign public IPs) each instance gets a public IP on its primary interface, the group there; the dry run checks the same template', async () => {
+    scaleAccount();
+    const inSubnets = [...args, '--subnet', 'subnet-0a', '--subnet', 'subnet-0b'];
+    const r = await runCli(inSubnets, { cwd: tempProject(), sleep: fakeSleep().sleep });
+    expect(r.code, r.stderr).toBe(0);
+    const data = input(ec2.commandCalls(CreateLaunchTemplateCommand))[0]!.LaunchTemplateData!;
+    // Without a public address an instance cannot pull the image or reach SSM, never turns
+    // healthy behind the ALB, and the group (ELB health checks) replaces it in a loop.
+    expect(data.NetworkInterfaces).toEqual([{ DeviceIndex: 0, AssociatePublicIpAddress: true, DeleteOnTermination: true, Groups: ['sg-0new'] }]);
+    // EC2 refuses a template with both; the subnet comes from the group's VPCZoneIdentifier.
+    expect(data.SecurityGroupIds).toBeUndefined();
+    expect(data.NetworkInterfaces![0]!.SubnetId).toBeUndefined();
+    expect(input(asg.commandCalls(CreateAutoScalingGroupCommand))[0]!.VPCZoneIdentifier).toBe('subnet-0a,subnet-0b');
+
+    // --dry-run before the group exists: the same interface, without a group.
+    resetAws();
+    scaleAccount();
+    ec2.on(CreateLaunchTemplateCommand).rejects(awsError('DryRunOperation', 'Request would have succeeded'));
+    ec2.on(CreateSecurityGroupCommand).rejects(awsError('DryRunOperation', 'Request would have succeeded'));
+    const dry = await runCli([...inSubnets.filter((a) => a !== '--yes'), '--dry-run'], { cwd: tempProject() });
+    expect(dry.code, dry.stderr).toBe(0);
+    const checked = input(ec2.commandCalls(CreateLaunchTemplateCommand))[0]!;
+    expect(checked.DryRun).toBe(true);
+    expect(checked.LaunchTemplateData!.NetworkInterfaces).toEqual([{ DeviceIndex: 0, AssociatePublicIpAddress: true, DeleteOnTermination: true }]);
+    expect(checked.LaunchTemplateData!.SecurityGroupIds).toBeUndefined();
+  });
+
   it('--scale-metric p95 tracks the runtime latency metric; a pending certificate is refused before anything is created', async () => {
     scaleAccount();
     const r = await runCli([...args.filter((a) => a !== '--certificate-arn' && a !== CERT), '--scale-metric', 'p95'], { cwd: tempProject(), sleep: fakeSleep().sleep });
@@ -296,13 +324,13 @@ describe('teardown and status of a scale-out deployment', () => {
     ec2.on(DeleteLaunchTemplateCommand).callsFake(track('lt'));
     ec2.on(DeleteSecurityGroupCommand).callsFake(track('sg'));
     // The gateway keys parameter provision created (with its marker).
-    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: '/embedctl/gateway-keys', Type: 'SecureString', Description: 'embedctl gateway keys for deployment main' }] });
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: '/embedctl/main/gateway-keys', Type: 'SecureString', Description: 'embedctl gateway keys for deployment main' }] });
     ssm.on(DeleteParameterCommand).callsFake(track('keys'));
 
     const r = await runCli(['teardown', '--yes'], { cwd, sleep: fakeSleep().sleep });
     expect(r.code, r.stderr).toBe(0);
     expect(order).toEqual(['alarms', 'dashboard', 'budget', 'keys', 'asg', 'listener', 'lb', 'tg', 'lt', 'sg']);
-    expect(input(ssm.commandCalls(DeleteParameterCommand))).toEqual([{ Name: '/embedctl/gateway-keys' }]);
+    expect(input(ssm.commandCalls(DeleteParameterCommand))).toEqual([{ Name: '/embedctl/main/gateway-keys' }]);
     expect(input(asg.commandCalls(DeleteAutoScalingGroupCommand))).toEqual([{ AutoScalingGroupName: 'embedctl-main', ForceDelete: true }]);
     expect(input(elb.commandCalls(DeleteListenerCommand))).toEqual([{ ListenerArn: LISTENER }]);
     expect(input(elb.commandCalls(DeleteLoadBalancerCommand))).toEqual([{ LoadBalancerArn: LB }]);
@@ -311,7 +339,7 @@ describe('teardown and status of a scale-out deployment', () => {
     expect(input(budgets.commandCalls(DeleteBudgetCommand))).toEqual([{ AccountId: ACCOUNT, BudgetName: 'embedctl-main-monthly' }]);
     expect(input(cw.commandCalls(DeleteDashboardsCommand))).toEqual([{ DashboardNames: ['embedctl-main'] }]);
     expect(r.stdout).toMatch(/Teardown of "main" in us-east-1: 17 removed, 0 already gone, 0 skipped/);
-    expect(r.stdout).toContain('removed  parameter /embedctl/gateway-keys');
+    expect(r.stdout).toContain('removed  parameter /embedctl/main/gateway-keys');
     expect(readState(cwd).deployments).toEqual({});
   });
 

@@ -156,7 +156,7 @@ describe('embedctl render', () => {
       ].join('\n'),
     );
     // The keys parameter as provision stores it: an operator, a named client with a limit, an anonymous client.
-    stub('aws', 'while [ $# -gt 0 ]; do [ "$1" = --name ] && { [ "$2" = "$FAIL_PARAM" ] && exit 255; [ "$2" = /embedctl/gateway-keys ] && { printf "# keys\\noperator op-key-0123456789abcdef\\nclient team-a-key-0123456789 name=team-a rpm=600\\nclient ${CLIENT_KEY:-client-key-0123456789ab}\\n"; exit 0; }; echo "secret-for-$2"; exit 0; }; shift; done; exit 1');
+    stub('aws', 'while [ $# -gt 0 ]; do [ "$1" = --name ] && { [ "$2" = "$FAIL_PARAM" ] && exit 255; [ "$2" = /embedctl/main/gateway-keys ] && { printf "# keys\\noperator op-key-0123456789abcdef\\nclient team-a-key-0123456789 name=team-a rpm=600\\nclient ${CLIENT_KEY:-client-key-0123456789ab}\\n"; exit 0; }; echo "secret-for-$2"; exit 0; }; shift; done; exit 1');
     for (const name of ['nvidia-ctk', 'nvidia-smi', 'systemctl', 'apt-get', 'dpkg', 'sleep', 'chown']) stub(name, 'exit 0');
     stub('amazon-cloudwatch-agent-ctl', 'exit 0', join(root, 'opt/aws/amazon-cloudwatch-agent/bin'));
     // Same script, with its absolute system paths moved under a scratch root.
@@ -205,8 +205,9 @@ describe('embedctl render', () => {
     // of the running gateway; with no gateway running, the files only.
     writeFileSync(join(root, 'calls.log'), '');
     const reloaded = execFileSync('bash', [keysScript, '--reload'], { env: { ...env, GATEWAY_RUNNING: 'c0ffee' }, encoding: 'utf8' });
-    expect(reloaded).toContain('embedctl gateway-keys: the gateway reloaded with the keys of /embedctl/gateway-keys');
-    expect(readFileSync(join(root, 'calls.log'), 'utf8')).toMatch(/aws ssm get-parameter --with-decryption --name \/embedctl\/gateway-keys[^\n]*\ndocker run [^\n]*\ndocker-run-env[^\n]*\ndocker compose ps --status running --quiet gateway\ndocker compose exec -T gateway nginx -t -q\ndocker compose exec -T gateway nginx -s reload\n$/);
+    expect(reloaded).toContain('embedctl gateway-keys: the gateway reloaded with the keys of /embedctl/main/gateway-keys');
+    // With compose's -p and -c (test/render-reload.test.ts runs them against a real nginx).
+    expect(readFileSync(join(root, 'calls.log'), 'utf8')).toMatch(/aws ssm get-parameter --with-decryption --name \/embedctl\/main\/gateway-keys[^\n]*\ndocker run [^\n]*\ndocker-run-env[^\n]*\ndocker compose ps --status running --quiet gateway\ndocker compose exec -T gateway nginx -t -q -p \/var\/cache\/nginx\/ -c \/etc\/nginx\/nginx\.conf\ndocker compose exec -T gateway nginx -s reload -p \/var\/cache\/nginx\/ -c \/etc\/nginx\/nginx\.conf\n$/);
     expect(execFileSync('bash', [keysScript, '--reload'], { env, encoding: 'utf8' })).toContain('the gateway is not running (it reads them when it starts)');
     // The nginx.conf includes all three, and the runtimes believe the caller the gateway names.
     for (const inc of ['keys/gateway-keys.conf', 'keys/gateway-callers.conf', 'keys/gateway-limits.conf']) expect(arrived).toContain(`include ${inc};`);

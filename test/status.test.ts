@@ -42,6 +42,18 @@ function writeLocal(cwd: string, doc: unknown) {
 }
 
 const closers: Array<() => Promise<void>> = [];
+
+/** A gateway answering /health as the instance's nginx does, closed after the test. */
+async function gatewayStandin(percent = 40) {
+  const gw = createServer((req, res) => {
+    if (req.url === '/health') return res.writeHead(200).end(`{"status":"ok","component":"nginx","config":"abc","selfHostedPercent":${percent}}\n`);
+    res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => gw.listen(0, '127.0.0.1', r));
+  closers.push(() => new Promise<void>((r) => gw.close(() => r())));
+  const port = (gw.address() as AddressInfo).port;
+  return { port, url: `http://127.0.0.1:${port}` };
+}
 beforeEach(() => resetAws());
 afterEach(async () => {
   while (closers.length) await closers.pop()!();
@@ -81,15 +93,19 @@ describe('status', () => {
     );
     // A rollout state as rollout writes it (src/contracts/rollout.ts), at 25%.
     writeFileSync(join(cwd, '.embedctl', 'rollout.json'), JSON.stringify({ ...initialState(DEFAULT_STEPS, DEFAULT_DWELL_MS, 'env'), percent: 25, stepIndex: 0 }));
+    // The instance's public address is loopback here, where its gateway answers (on the port
+    // EMBEDCTL_GATEWAY_PORT says: the state records none).
+    const gw = await gatewayStandin();
     ec2.on(DescribeInstancesCommand).resolves({
-      Reservations: [{ Instances: [{ InstanceId: 'i-0abc', State: { Name: 'running' }, PublicDnsName: 'ec2-1.eu-west-1.compute.amazonaws.com' }] }],
+      Reservations: [{ Instances: [{ InstanceId: 'i-0abc', State: { Name: 'running' }, PublicDnsName: '', PublicIpAddress: '127.0.0.1' }] }],
     });
+    const env = { EMBEDCTL_GATEWAY_PORT: String(gw.port) };
 
-    const r = await runCli(['status', '--json'], { cwd });
-    expect(r.code).toBe(0);
+    const r = await runCli(['status', '--json'], { cwd, env });
+    expect(r.code, r.stdout).toBe(0);
     const doc = r.json<any>();
     expect(doc.deployments).toEqual([
-      { name: 'main', region: 'eu-west-1', instanceId: 'i-0abc', instanceType: 'g5.xlarge', market: 'spot', state: 'running', publicDns: 'ec2-1.eu-west-1.compute.amazonaws.com' },
+      { name: 'main', region: 'eu-west-1', instanceId: 'i-0abc', instanceType: 'g5.xlarge', market: 'spot', state: 'running', publicIp: '127.0.0.1' },
     ]);
     expect(doc.backends).toHaveLength(1);
     const be = doc.backends[0];
@@ -98,8 +114,8 @@ describe('status', () => {
     expect(be.metrics).toEqual({ window: 'since-start', requests: 100, errors: 2, errorRate: 0.02, p95Ms: 75 });
     expect(doc.split).toEqual({ percent: 25, source: join(cwd, '.embedctl', 'rollout.json') });
 
-    const human = await runCli(['status'], { cwd });
-    expect(human.stdout).toMatch(/deployment "main" in eu-west-1: i-0abc \(g5\.xlarge, spot\) running, ec2-1/);
+    const human = await runCli(['status'], { cwd, env });
+    expect(human.stdout).toMatch(/deployment "main" in eu-west-1: i-0abc \(g5\.xlarge, spot\) running, 127\.0\.0\.1/);
     expect(human.stdout).toMatch(new RegExp(`${b.url.replace(/\./g, '\\.')} +ok +503 +100 +2 +2\\.00% +75 +since start`));
     expect(human.stdout).toMatch(/traffic split: 25% self-hosted, 75% hosted/);
   });
@@ -170,7 +186,7 @@ describe('status', () => {
       join(cwd, '.embedctl', 'state.json'),
       JSON.stringify({ version: 1, attempts: {}, deployments: { main: { name: 'main', region: 'us-east-1', createdAt: 'x', updatedAt: 'x', attempt: 1, alarms: [], endpoints: [], gateway: url, instance: { id: 'i-1', instanceType: 'g4dn.xlarge', market: 'on-demand' } } } }),
     );
-    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', State: { Name: 'running' } }] }] });
+    ec2.on(DescribeInstancesCommand).resolves({ Reservations: [{ Instances: [{ InstanceId: 'i-1', State: { Name: 'running' }, PublicIpAddress: '127.0.0.1' }] }] });
     const r = await runCli(['status', '--json'], { cwd });
     expect(r.code).toBe(0);
     const doc = r.json<any>();

@@ -10,8 +10,9 @@ import {
   TerminateInstancesCommand,
 } from '@aws-sdk/client-ec2';
 import { DeleteAlarmsCommand, DescribeAlarmsCommand, ListTagsForResourceCommand } from '@aws-sdk/client-cloudwatch';
+import { DeleteParameterCommand, DescribeParametersCommand } from '@aws-sdk/client-ssm';
 import { runCli } from './helpers/cli.js';
-import { awsError, cw, ec2, fakeSleep, readHistory, readState, resetAws, tempProject } from './provision-fakes.js';
+import { awsError, cw, ec2, fakeSleep, readHistory, readState, resetAws, ssm, tempProject } from './provision-fakes.js';
 
 const ALARMS = ['embedctl-main-cpu-high', 'embedctl-main-gpu-high'];
 const TAGS = [
@@ -231,5 +232,40 @@ describe('teardown', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--name: no deployment "blue"/);
     expect(r.stderr).toMatch(/known: main/);
+  });
+
+  it('keeps a gateway keys parameter another deployment still reads (the old shared default), and says so; deletes it when both go', async () => {
+    const SHARED = '/embedctl/gateway-keys';
+    const dep = (name: string, createdByUs: boolean) => ({
+      name, region: 'eu-west-1', createdAt: 'x', updatedAt: 'x', attempt: 1, alarms: [], endpoints: [],
+      gatewayKeys: { parameter: SHARED, createdByUs },
+    });
+    const cwd = tempProject();
+    mkdirSync(join(cwd, '.embedctl'), { recursive: true });
+    // blue created it; green, provisioned later with the same default, found it and uses it too.
+    writeFileSync(join(cwd, '.embedctl', 'state.json'), JSON.stringify({ version: 1, attempts: {}, deployments: { blue: dep('blue', true), green: dep('green', false) } }));
+    ssm.on(DescribeParametersCommand).resolves({ Parameters: [{ Name: SHARED, Type: 'SecureString', Description: 'embedctl gateway keys for deployment blue' }] });
+    ssm.on(DeleteParameterCommand).resolves({});
+
+    const dry = await runCli(['teardown', '--name', 'blue', '--dry-run'], { cwd });
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`parameter ${SHARED} (deployment "green" still uses it): will be kept`);
+
+    const r = await runCli(['teardown', '--name', 'blue', '--yes'], { cwd });
+    expect(r.code, r.stderr).toBe(0);
+    expect(ssm.commandCalls(DeleteParameterCommand)).toHaveLength(0);
+    expect(r.stdout).toContain('Teardown of "blue" in eu-west-1: 0 removed, 0 already gone, 0 skipped, 1 kept');
+    expect(r.stdout).toContain(`  kept     parameter ${SHARED}: deployment "green" still uses it`);
+    // green found it rather than made it: its teardown leaves it, so the way to remove it is said now.
+    expect(r.stderr).toContain(`once no deployment uses ${SHARED}: aws ssm delete-parameter --name ${SHARED} --region eu-west-1`);
+    expect(Object.keys(readState(cwd).deployments)).toEqual(['green']);
+    expect(readHistory(cwd).map((h) => h.action)).toEqual(['keep-gateway-keys', 'forget-deployment']);
+
+    // Both at once: nothing stays that reads it, so the one that created it deletes it.
+    writeFileSync(join(cwd, '.embedctl', 'state.json'), JSON.stringify({ version: 1, attempts: {}, deployments: { blue: dep('blue', true), green: dep('green', false) } }));
+    const both = await runCli(['teardown', '--yes', '--json'], { cwd });
+    expect(both.code, both.stderr).toBe(0);
+    expect(ssm.commandCalls(DeleteParameterCommand).map((c) => c.args[0].input)).toEqual([{ Name: SHARED }]);
+    expect(readState(cwd).deployments).toEqual({});
   });
 });

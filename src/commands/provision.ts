@@ -5,6 +5,7 @@ import { buildCreateSecurityGroup, buildIngress, isGpuInstanceType } from '../co
 import { buildLaunchTemplate, listenerPort } from '../core/provision-scale.js';
 import { readState, statePaths, StateStore, type DeploymentRecord } from '../core/state.js';
 import { requireProductionModel } from '../core/deploy-config.js';
+import { gatewayKeysParameterFor } from '../core/gateway-config.js';
 import { renderUserData, userDataBytes } from '../core/render.js';
 import type { DryRunResult, Waiter } from '../adapters/aws/ec2.js';
 import { awsErrorCode, offlineReason } from '../adapters/aws/errors.js';
@@ -21,6 +22,10 @@ import { gatewayKeysApplyStep, gatewayKeysStep } from './provision/gateway-keys-
 
 export { PROVISION_DEPLOY_FLAGS };
 
+/** What the instance's role needs, as the help, the warning and the README say it. */
+export const INSTANCE_ROLE_POLICIES =
+  'AmazonSSMManagedInstanceCore (SSM agent: the parameters, Run Command for key rotation and rollout --driver ssm) and CloudWatchAgentServerPolicy (metrics, logs); kms:Decrypt too if the parameters use a customer-managed key';
+
 export function register(program: Command, ctx: Context, holder: ExitHolder): void {
   const cmd = program
     .command('provision')
@@ -34,7 +39,7 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
     .option('--key-name <name>', 'EC2 key pair for SSH (opens port 22 to --allow-cidr; needed for up --docker-host ssh://)')
     .option('--name <name>', 'deployment name, used in tags and resource names (default "main")')
     .option('--volume-size <GiB>', 'encrypted gp3 root volume size (default 125)')
-    .option('--iam-instance-profile <name-or-arn>', 'instance profile (e.g. with CloudWatchAgentServerPolicy for GPU metrics)')
+    .option('--iam-instance-profile <name-or-arn>', `instance profile; its role needs ${INSTANCE_ROLE_POLICIES}`)
     .option('--alarm-topic <sns-arn>', 'SNS topic the alarms and the budget notify')
     .option('--min <n>', 'scale-out: at least this many instances in an Auto Scaling group behind an ALB')
     .option('--max <n>', 'scale-out: at most this many instances')
@@ -61,11 +66,16 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
       // Everything that can be refused without asking AWS is refused here, before any call.
       const o = resolveOptions(ctx, opts);
       if (!o.dryRun) requireProductionModel(o.deploy);
+      // What the state records of this deployment: a resumed run's ClientToken, and the gateway
+      // keys parameter its instances read (named in the user data, so resolved before rendering).
+      const known = await readState(statePaths(ctx.cwd, ctx.env).state);
+      const dep0 = known.deployments[o.name];
+      o.deploy.gatewayKeysParameter = gatewayKeysParameterFor(o.deploy.gatewayKeysParameter, o.name, dep0?.gatewayKeys?.parameter);
       const userData = loadUserData(o);
       if (!isGpuInstanceType(o.instanceType)) log.warn(`${o.instanceType} has no NVIDIA GPU; the runtime will fall back to CPU`);
       if (!o.iamInstanceProfile) {
         log.warn(
-          `no --iam-instance-profile: the instance cannot read ${o.deploy.hostedKeyParameter} from SSM or publish CloudWatch metrics, so its user data stops before starting the gateway (attach a profile with ssm:GetParameter and CloudWatchAgentServerPolicy)`,
+          `no --iam-instance-profile: the instance cannot read ${o.deploy.hostedKeyParameter} from SSM, take SSM Run Command (key rotation, rollout --driver ssm) or publish CloudWatch metrics, so its user data stops before starting the gateway (attach a profile whose role has ${INSTANCE_ROLE_POLICIES})`,
         );
       }
       const aws = awsClients(o);
@@ -81,8 +91,6 @@ export function register(program: Command, ctx: Context, holder: ExitHolder): vo
         log.warn(`${offline}: printing the plan without checking it against the account`);
       }
       // The token a real run would send: a resumed run's recorded one, else the next attempt's.
-      const known = await readState(statePaths(ctx.cwd, ctx.env).state);
-      const dep0 = known.deployments[o.name];
       const plan = buildPlan(o, d, userData, { clientToken: dep0?.clientToken, attempt: dep0?.attempt ?? known.attempts[o.name] ?? 1 }, offline);
 
       if (o.dryRun) return dryRun(ctx, globals.json, o, plan, aws, d, userData);
@@ -173,9 +181,8 @@ async function dryRunChecks(aws: AwsClients, o: Resolved, d: Discovery, plan: Pl
     await check('ec2:AuthorizeSecurityGroupIngress', () => ec2.client.send(new AuthorizeSecurityGroupIngressCommand({ ...buildIngress(o, sgId), DryRun: true })));
   }
   if (o.scale) {
-    const lt = buildLaunchTemplate(o, { amiId: d.amiId, securityGroupId: sgId ?? '', userData });
     // Before the group exists EC2 checks the template without one.
-    if (!sgId) delete lt.LaunchTemplateData!.SecurityGroupIds;
+    const lt = buildLaunchTemplate(o, { amiId: d.amiId, securityGroupId: sgId, userData });
     await check('ec2:CreateLaunchTemplate', () => ec2.client.send(new CreateLaunchTemplateCommand({ ...lt, DryRun: true })));
   } else {
     const { UserData: _shown, ...run } = plan.runInstances!;
@@ -198,7 +205,7 @@ function renderResult(d: DeploymentRecord, o: Resolved): string {
     lines.push(
       `  instance        ${d.instance?.id} (${d.instance?.instanceType}, ${d.instance?.market}) ${d.instance?.state ?? ''}${o.wait ? ', status checks ok' : ''}`,
       `  public address  ${host ?? '(not yet known: run embedctl status)'}`,
-      `  gateway         ${d.gateway ?? '(once running)'}`,
+      `  gateway         ${d.gateway ?? '(once running: embedctl status finds it and records it)'}`,
     );
   }
   lines.push(

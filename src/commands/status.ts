@@ -3,7 +3,11 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { ExitCode, UsageError } from '../errors.js';
 import { rolloutFile } from '../contracts/rollout.js';
 import { delta, histogramQuantile, parsePrometheus, snapshot, type TrafficSnapshot } from '../core/rollout/prometheus.js';
-import type { DeploymentRecord } from '../core/state.js';
+import { StateStore, type DeploymentRecord } from '../core/state.js';
+import { liveGatewayUrl } from '../core/provision-plan.js';
+import { FIELDS } from '../core/deploy-config.js';
+import { resolveOption } from '../config.js';
+import type { Context } from '../context.js';
 import { renderScaleOut, scaleOutStatus, type ScaleOutStatus } from '../adapters/aws/scale.js';
 import { Ec2, ec2Client } from '../adapters/aws/ec2.js';
 import { breakerLines, localBreakers, type ReplicaBreaker } from '../adapters/nginx-breaker.js';
@@ -46,6 +50,7 @@ export interface InstanceStatus {
   market?: string;
   state?: string;
   publicDns?: string;
+  publicIp?: string;
   /** Scale-out deployments: the Auto Scaling group's instances and their target health. */
   scale?: ScaleOutStatus;
   error?: string;
@@ -57,6 +62,19 @@ export interface GatewayStatus {
   health: Probe;
   /** The share the running nginx reports in its /health answer. */
   selfHostedPercent?: number;
+  /** What to look at when a deployment's gateway is not healthy. */
+  hint?: string;
+}
+
+/** A gateway to probe: a deployment's (from its live instance) or the local stack's. */
+interface GatewayTarget {
+  url?: string;
+  source: string;
+  /** Set for a single-instance deployment: where its address came from, and the fix if it fails. */
+  deployment?: DeploymentRecord;
+  instance?: InstanceStatus;
+  /** Why there is nothing to probe (no public address). */
+  unreachable?: string;
 }
 
 export interface SplitStatus {
@@ -81,16 +99,18 @@ export const register = defineCommand({
         ...deployments.flatMap((d) => d.endpoints.map((url) => ({ url, source: `deployment ${d.name}` }))),
         ...local.backends.map((url) => ({ url, source: 'up --local' })),
       ];
-      const gatewayTargets = [
-        ...deployments.filter((d) => d.gateway).map((d) => ({ url: d.gateway!, source: `deployment ${d.name}` })),
+      const gatewayTargets: GatewayTarget[] = [
+        ...deployments.flatMap((d, i) => deploymentGateway(ctx, d, instances[i]!)),
         ...(local.gateway ? [{ url: local.gateway, source: 'up --local' }] : []),
       ];
+      const probed = gatewayTargets.filter((g): g is GatewayTarget & { url: string } => Boolean(g.url));
       const [backends, gateways, certificates] = await Promise.all([
         Promise.all(targets.map((t) => backendStatus(t.url, t.source, timeoutMs, previous))),
-        Promise.all(gatewayTargets.map((g) => gatewayStatus(g.url, g.source, timeoutMs))),
+        Promise.all(gatewayTargets.map((g) => gatewayStatusOf(g, timeoutMs))),
         // Certificate expiry (serve's status-tls.ts): served certificates and rendered ones found here.
-        certificateStatuses({ gateways: gatewayTargets, localConf: local.nginxConf }, { cwd: ctx.cwd, now: ctx.now(), timeoutMs }),
+        certificateStatuses({ gateways: probed, localConf: local.nginxConf }, { cwd: ctx.cwd, now: ctx.now(), timeoutMs }),
       ]);
+      await recordGateways(ctx, gatewayTargets, gateways, log);
       const live = gateways.find((g) => g.selfHostedPercent !== undefined);
       const split =
         (await trafficSplitFromRollout(paths.rollout, log)) ??
@@ -161,7 +181,9 @@ async function instanceStatus(d: DeploymentRecord): Promise<InstanceStatus> {
   if (!d.instance) return { ...base, state: 'none' };
   try {
     const inst = await new Ec2(ec2Client(d.region), d.region).describeInstance(d.instance.id);
-    return { ...base, state: inst?.State?.Name ?? 'not found', publicDns: inst?.PublicDnsName || d.instance.publicDns };
+    // The live addresses only: a stopped and started instance has new ones.
+    if (inst) return { ...base, state: inst.State?.Name ?? 'unknown', publicDns: inst.PublicDnsName || undefined, publicIp: inst.PublicIpAddress || undefined };
+    return { ...base, state: 'not found', publicDns: d.instance.publicDns };
   } catch (err) {
     return { ...base, publicDns: d.instance.publicDns, error: (err as Error).message };
   }
@@ -207,6 +229,80 @@ async function backendStatus(url: string, source: string, timeoutMs: number, pre
   }
   return out;
 }
+
+/**
+ * What to probe for a deployment's gateway. A scale-out one is its load balancer, as recorded. A
+ * single instance's is derived from what EC2 says now (its address changes with a stop and start,
+ * and `provision --no-wait` records none) plus the recorded scheme and port (else the gateway
+ * port from EMBEDCTL_GATEWAY_PORT / embedctl.yaml, default 8000). A stopped instance is not
+ * probed: its state already reports it.
+ */
+function deploymentGateway(ctx: Context, d: DeploymentRecord, inst: InstanceStatus): GatewayTarget[] {
+  const source = `deployment ${d.name}`;
+  if (d.scale || !d.instance || inst.error) return d.gateway ? [{ url: d.gateway, source }] : [];
+  if (inst.state !== 'running') return [];
+  const host = inst.publicDns || inst.publicIp;
+  const url = liveGatewayUrl(d.gateway, host, defaultGatewayPort(ctx));
+  if (!url) return [{ source, deployment: d, instance: inst, unreachable: `${d.instance.id} has no public address` }];
+  return [{ url, source, deployment: d, instance: inst }];
+}
+
+function defaultGatewayPort(ctx: Context): number {
+  const f = FIELDS.gatewayPort;
+  try {
+    return resolveOption<number>(ctx, { flag: f.flag, flagValue: undefined, env: f.env, file: 'deploy.gatewayPort', default: f.default, parse: (raw) => f.schema.parse(raw) }).value;
+  } catch {
+    return f.default;
+  }
+}
+
+async function gatewayStatusOf(g: GatewayTarget, timeoutMs: number): Promise<GatewayStatus> {
+  if (!g.url) {
+    return {
+      url: '(no address)',
+      source: g.source,
+      health: { ok: false, error: g.unreachable ?? 'no address' },
+      hint: `launched in a subnet that assigns no public IPs by hand? (provision --subnet asks for one); from inside the VPC, or over SSM: aws ssm start-session --target ${g.deployment?.instance?.id}`,
+    };
+  }
+  const out = await gatewayStatus(g.url, g.source, timeoutMs);
+  if (g.deployment && !out.health.ok) {
+    out.hint = `the instance runs but its gateway does not answer: user data may still be working (minutes after launch) or have failed; see /var/log/embedctl-user-data.log on ${g.deployment.instance?.id} (CloudWatch log group /embedctl/user-data)`;
+  }
+  return out;
+}
+
+/**
+ * Writes a gateway address that answered back to the state, where rollout and the --deployment
+ * evidence commands read it. Best effort: with another command holding the state lock it waits
+ * for the next status.
+ */
+async function recordGateways(ctx: Context, targets: GatewayTarget[], probes: GatewayStatus[], log: Logger): Promise<void> {
+  const changed = targets.filter((t, i) => t.deployment && t.url && probes[i]!.health.ok && (t.url !== t.deployment.gateway || addressChanged(t)));
+  if (changed.length === 0) return;
+  try {
+    await StateStore.locked({ cwd: ctx.cwd, env: ctx.env, command: 'status', now: () => ctx.now() }, async (store) => {
+      for (const t of changed) {
+        const d = store.state.deployments[t.deployment!.name];
+        // Torn down or replaced meanwhile: not ours to touch.
+        if (!d?.instance || d.instance.id !== t.deployment!.instance?.id) continue;
+        const url = t.url!;
+        await store.update(d.name, 'gateway', () => {
+          d.gateway = url;
+          d.instance = { ...d.instance!, publicDns: t.instance?.publicDns, publicIp: t.instance?.publicIp };
+        }, { gateway: url, from: t.deployment!.gateway ?? null });
+        log.info(`deployment "${d.name}": recorded its gateway ${url}`);
+        // --watch keeps the deployments it read: the next frame must not record it again.
+        t.deployment!.gateway = url;
+        t.deployment!.instance = d.instance;
+      }
+    });
+  } catch (err) {
+    log.info(`gateway address not recorded: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+const addressChanged = (t: GatewayTarget) => t.deployment!.instance?.publicDns !== t.instance?.publicDns || t.deployment!.instance?.publicIp !== t.instance?.publicIp;
 
 async function gatewayStatus(url: string, source: string, timeoutMs: number): Promise<GatewayStatus> {
   const base = url.replace(/\/+$/, '');
@@ -314,7 +410,7 @@ function renderFrame(
   }
   const out: string[] = [`embedctl status at ${f.at}`, ''];
   for (const i of f.instances) {
-    const where = i.publicDns ? `, ${i.publicDns}` : '';
+    const where = i.publicDns || i.publicIp ? `, ${i.publicDns || i.publicIp}` : '';
     const what = i.instanceId ? `${i.instanceId} (${i.instanceType}, ${i.market}) ${i.state ?? 'unknown'}${where}` : 'no instance';
     out.push(`deployment "${i.name}" in ${i.region}: ${i.scale ? 'scale-out' : what}${i.error ? `  [${i.error}]` : ''}`);
     if (i.scale) out.push(...renderScaleOut(i.scale));
@@ -322,6 +418,7 @@ function renderFrame(
   for (const g of f.gateways) {
     const share = g.selfHostedPercent !== undefined ? `, serving ${g.selfHostedPercent}% self-hosted` : '';
     out.push(`gateway ${g.url} (${g.source}): ${probeText(g.health)}${g.health.ms !== undefined ? ` in ${g.health.ms} ms` : ''}${share}`);
+    if (g.hint && !g.health.ok) out.push(`  hint: ${g.hint}`);
   }
   out.push(...certificateLines(f.certificates ?? []));
   if (f.instances.length || f.gateways.length) out.push('');

@@ -32,9 +32,11 @@ export const register = defineCommand({
 
     return StateStore.locked({ cwd: ctx.cwd, env: ctx.env, command: 'teardown', now: () => ctx.now() }, async (store) => {
       const surveys: Survey[] = [];
+      // What stays after this run: a resource one of them records (a shared keys parameter) is kept.
+      const staying = Object.values(store.state.deployments).filter((d) => !names.includes(d.name));
       for (const n of names) {
         const dep = store.state.deployments[n];
-        if (dep) surveys.push(await survey(dep));
+        if (dep) surveys.push(await survey(dep, staying));
       }
       const planText = surveys.map(renderSurvey).join('');
 

@@ -25,9 +25,11 @@ export const GATEWAY_FIELDS = {
   gatewayKeysParameter: {
     flag: '--gateway-keys-parameter',
     env: 'EMBEDCTL_GATEWAY_KEYS_PARAMETER',
-    default: '/embedctl/gateway-keys',
-    schema: z.string().regex(/^\/?[\w./-]+$/, 'expected an SSM parameter name'),
-    help: 'SSM SecureString with the gateway keys ("client <key>" / "operator <key>" lines) the instance enforces',
+    // Empty: one per deployment (gatewayKeysParameterFor). A shared default let `teardown --name
+    // blue` delete the keys every other deployment's gateway reads.
+    default: '',
+    schema: z.string().regex(/^$|^\/?[\w./-]+$/, 'expected an SSM parameter name'),
+    help: 'SSM SecureString with the gateway keys ("client <key>" / "operator <key>" lines) the instance enforces; empty: /embedctl/<name>/gateway-keys, one per deployment (an existing deployment keeps the one its state records)',
   },
   tls: {
     flag: '--tls',
@@ -45,6 +47,17 @@ export const GATEWAY_FIELDS = {
 } as const;
 
 export const GATEWAY_FLAGS = Object.keys(GATEWAY_FIELDS) as Array<keyof typeof GATEWAY_FIELDS>;
+
+/** Where a deployment's gateway keys live when --gateway-keys-parameter does not say. */
+export const perDeploymentKeysParameter = (name: string) => `/embedctl/${name}/gateway-keys`;
+
+/**
+ * The gateway keys parameter of deployment `name`: the one asked for, else the one its state
+ * records (instances already running read that one), else its own.
+ */
+export function gatewayKeysParameterFor(asked: string | undefined, name: string, recorded?: string): string {
+  return asked || recorded || perDeploymentKeysParameter(name);
+}
 
 export interface GatewayDeploy {
   sameModel?: boolean;

@@ -174,6 +174,12 @@ export function buildCreateSecurityGroup(o: ProvisionOptions, vpcId: string): Cr
   };
 }
 
+/**
+ * EC2 takes only a-z, A-Z, 0-9, spaces and ._-:/()#,@[]+=&;{}!$* in group and rule descriptions:
+ * one apostrophe fails the whole AuthorizeSecurityGroupIngress (InvalidParameterValue).
+ */
+export const ACME_HTTP01_DESCRIPTION = 'ACME HTTP-01 for Lets Encrypt (certbot --standalone only)';
+
 export interface IngressRule {
   port: number;
   cidr: string;
@@ -195,8 +201,8 @@ export function ingressRules(o: ProvisionOptions): IngressRule[] {
   }
   // Let's Encrypt validates from addresses it does not publish: port 80 must be open to all.
   if (o.acmeHttp01) {
-    rules.push({ port: 80, cidr: '0.0.0.0/0', ipv6: false, description: "Let's Encrypt HTTP-01 (certbot --standalone only)" });
-    rules.push({ port: 80, cidr: '::/0', ipv6: true, description: "Let's Encrypt HTTP-01 (certbot --standalone only)" });
+    rules.push({ port: 80, cidr: '0.0.0.0/0', ipv6: false, description: ACME_HTTP01_DESCRIPTION });
+    rules.push({ port: 80, cidr: '::/0', ipv6: true, description: ACME_HTTP01_DESCRIPTION });
   }
   return rules;
 }
@@ -289,6 +295,32 @@ export function buildRunInstances(o: ProvisionOptions, r: RunInputs): RunInstanc
 }
 
 export { alarmName, buildAlarms } from './provision-monitoring.js';
+
+/**
+ * A single instance's gateway: its DNS name over HTTPS when TLS is on (known before launch; the
+ * certificate is for that name), else http on its public address, once it has one.
+ */
+export function instanceGatewayUrl(o: { gatewayPort: number; httpsPort?: number; domain?: string }, host: string | undefined): string | undefined {
+  if (o.httpsPort && o.domain) return `https://${o.domain}${o.httpsPort === 443 ? '' : `:${o.httpsPort}`}`;
+  return host ? `http://${host}:${o.gatewayPort}` : undefined;
+}
+
+/**
+ * The gateway of a running instance now: an HTTPS name as recorded (DNS is its owner's to move),
+ * else the recorded scheme and port (else http and `port`) on the instance's current address,
+ * which changes with every stop and start.
+ */
+export function liveGatewayUrl(recorded: string | undefined, host: string | undefined, port: number): string | undefined {
+  let url: URL | undefined;
+  try {
+    url = recorded ? new URL(recorded) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (url?.protocol === 'https:') return recorded;
+  if (!host) return undefined;
+  return `http://${host}:${url?.port || port}`;
+}
 
 /**
  * Approximate us-east-1 on-demand list prices (USD/hour) for the usual embedding GPUs, shown in

@@ -58,7 +58,14 @@ export function listenerPort(s: ScaleOptions): number {
   return s.certificateArn ? 443 : 80;
 }
 
-export function buildLaunchTemplate(o: ProvisionOptions, r: { amiId: string; securityGroupId: string; userData: Uint8Array }): CreateLaunchTemplateCommandInput {
+/**
+ * `securityGroupId` is undefined only in a dry run before the group exists. With --subnet the
+ * instances get a public address on their primary interface, as the single instance does
+ * (buildRunInstances): a custom subnet may not assign one, and without it they cannot pull the
+ * image or reach SSM, so the load balancer never sees them healthy and the group replaces them
+ * in a loop. The subnet itself comes from the group's VPCZoneIdentifier, not from here.
+ */
+export function buildLaunchTemplate(o: ProvisionOptions, r: { amiId: string; securityGroupId?: string; userData: Uint8Array }): CreateLaunchTemplateCommandInput {
   const root: LaunchTemplateBlockDeviceMappingRequest = {
     DeviceName: ROOT_DEVICE,
     Ebs: { VolumeSize: o.volumeSize, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true },
@@ -74,7 +81,11 @@ export function buildLaunchTemplate(o: ProvisionOptions, r: { amiId: string; sec
       // The same metadata rules as the single instance: IMDSv2 only, tags readable (Deployment dimension).
       MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 2, HttpEndpoint: 'enabled', InstanceMetadataTags: 'enabled' },
       BlockDeviceMappings: [root],
-      SecurityGroupIds: [r.securityGroupId],
+      ...(o.subnetId
+        ? { NetworkInterfaces: [{ DeviceIndex: 0, AssociatePublicIpAddress: true, DeleteOnTermination: true, ...(r.securityGroupId ? { Groups: [r.securityGroupId] } : {}) }] }
+        : r.securityGroupId
+          ? { SecurityGroupIds: [r.securityGroupId] }
+          : {}),
       UserData: Buffer.from(r.userData).toString('base64'),
       TagSpecifications: (['instance', 'volume', 'network-interface'] as const).map((ResourceType) => ({ ResourceType, Tags: tags })),
       ...(o.keyName ? { KeyName: o.keyName } : {}),

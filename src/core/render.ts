@@ -1,5 +1,5 @@
 import { gzipSync } from 'node:zlib';
-import { tlsPlan, type GatewayDeploy } from './gateway-config.js';
+import { perDeploymentKeysParameter, tlsPlan, type GatewayDeploy } from './gateway-config.js';
 import { DEPLOY_SPLIT_DIR, renderNginxConf, type NginxConfOptions, type SplitKey } from './nginx-conf.js';
 import { renderTemplate, type TemplateVars } from './template.js';
 import { K8S_FILES, k8sVars } from './render-k8s.js';
@@ -161,7 +161,8 @@ function userDataFrom(c: DeployRenderInput, f: { compose: string; nginxConf: str
       model: c.model,
       hubModel: String(isHubModel(c.model)),
       hostedKeyParameter: c.hostedKeyParameter,
-      gatewayKeysParameter: c.gatewayKeysParameter ?? '/embedctl/gateway-keys',
+      // provision always names one; render's default is that of provision's default --name.
+      gatewayKeysParameter: c.gatewayKeysParameter || perDeploymentKeysParameter('main'),
       letsencrypt: letsEncryptVars(c),
       hfTokenParameter: c.hfTokenParameter,
       gatewayPort: c.gatewayPort,

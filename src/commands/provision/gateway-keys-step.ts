@@ -8,6 +8,8 @@ import { describeParameter, putSecureString } from '../../adapters/aws/parameter
 import { writeFileAtomic } from '../../util/fs.js';
 import { step, type StepEnv } from './steps.js';
 import { runShell } from '../../adapters/aws/ssm-traffic.js';
+import { awsErrorCode } from '../../adapters/aws/errors.js';
+import { ExternalError } from '../../errors.js';
 
 /**
  * The gateway keys the instance's nginx enforces live in an SSM SecureString (user data reads it
@@ -95,6 +97,19 @@ export const gatewayKeysStep = step<GatewayKeysOutcome>({
   },
 });
 
+/**
+ * SendCommand answers a bare InvalidInstanceId when the instance's SSM agent never registered:
+ * almost always a role without AmazonSSMManagedInstanceCore (or no instance profile at all),
+ * otherwise an instance that is not running. The rotated keys are in SSM either way.
+ */
+function notManagedBySsm(err: unknown, id: string, region: string): ExternalError | undefined {
+  if (awsErrorCode((err as { cause?: unknown }).cause ?? err) !== 'InvalidInstanceId') return undefined;
+  return new ExternalError(`AWS SSM (${region})`, `ssm:SendCommand: ${id} is not a managed instance (InvalidInstanceId), so it still enforces the previous gateway keys`, {
+    cause: err,
+    hint: `attach AmazonSSMManagedInstanceCore to the role of its instance profile (--iam-instance-profile), wait until \`aws ssm describe-instance-information --region ${region}\` lists ${id} (and that it is running), then provision --gateway-keys again`,
+  });
+}
+
 /** Where user data puts the keys script on the instance (templates/user-data.sh). */
 export const INSTANCE_KEYS_SCRIPT = '/opt/embedctl/deploy/gateway-keys.sh';
 
@@ -132,7 +147,9 @@ export const gatewayKeysApplyStep = step<GatewayKeysApplied>({
       [`test -x ${INSTANCE_KEYS_SCRIPT} || { echo "${INSTANCE_KEYS_SCRIPT} is missing: provisioned by an older embedctl" >&2; exit 3; }`, `${INSTANCE_KEYS_SCRIPT} --reload`],
       'embedctl provision: apply the rotated gateway keys',
       e.w.signal,
-    );
+    ).catch((err: unknown) => {
+      throw notManagedBySsm(err, id, e.o.region) ?? err;
+    });
     return { applied: true, detail: out.trim().split('\n').filter(Boolean).pop() ?? 'applied' };
   },
   async record(e, r, found) {

@@ -6,7 +6,7 @@ import type { ACMClient } from '@aws-sdk/client-acm';
 import type { Instance } from '@aws-sdk/client-ec2';
 import type { Context } from '../../context.js';
 import { UsageError } from '../../errors.js';
-import { buildCreateSecurityGroup, buildIngress, buildRunInstances, clientToken, securityGroupName } from '../../core/provision-plan.js';
+import { buildCreateSecurityGroup, buildIngress, buildRunInstances, clientToken, instanceGatewayUrl, securityGroupName } from '../../core/provision-plan.js';
 import { buildScaleIngress } from '../../core/provision-scale.js';
 import { newDeployment, type DeploymentRecord, type StateStore } from '../../core/state.js';
 import { Ec2, ec2Client, type Waiter } from '../../adapters/aws/ec2.js';
@@ -227,11 +227,18 @@ export const instanceStep = step<Instance>({
       return;
     }
     e.log.info(`launched ${inst.InstanceId} (${e.o.instanceType}, ${e.o.market})`);
+    // Recorded now, not only after the wait: with --no-wait an HTTPS gateway is already known,
+    // and `status` takes the scheme and port from it (and the address from EC2).
+    const gateway = gatewayOf(e, inst.PublicDnsName || inst.PublicIpAddress);
     await update(e, 'instance', () => {
       e.dep.instance = { id: inst.InstanceId!, instanceType: e.o.instanceType, market: e.o.market, state: inst.State?.Name, launchedAt: new Date(e.w.now()).toISOString() };
+      if (gateway) e.dep.gateway = gateway;
     }, { id: inst.InstanceId });
   },
 });
+
+const gatewayOf = (e: StepEnv, host: string | undefined) =>
+  instanceGatewayUrl({ gatewayPort: e.o.gatewayPort, httpsPort: e.o.httpsPort, domain: e.o.deploy.domain || undefined }, host || undefined);
 
 /** Waits for running, then for both status checks; skipped with --no-wait. */
 export const waitStep = step<boolean>({
@@ -251,10 +258,8 @@ export const waitStep = step<boolean>({
         publicIp: running.PublicIpAddress,
         availabilityZone: running.Placement?.AvailabilityZone,
       };
-      const host = running.PublicDnsName || running.PublicIpAddress;
       // With HTTPS the gateway is its DNS name (the certificate's); status then reads its expiry.
-      const domain = e.o.httpsPort ? e.o.deploy.domain : undefined;
-      d.gateway = domain ? `https://${domain}${e.o.httpsPort === 443 ? '' : `:${e.o.httpsPort}`}` : host ? `http://${host}:${e.o.gatewayPort}` : undefined;
+      d.gateway = gatewayOf(e, running.PublicDnsName || running.PublicIpAddress) ?? d.gateway;
     });
     await e.aws.ec2.waitStatusOk(id, e.w, e.o.waitTimeoutMs);
     return true;

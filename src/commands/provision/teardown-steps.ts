@@ -18,7 +18,8 @@ import { awsClients, type AwsClients } from './steps.js';
  * for this deployment are touched.
  */
 
-export type Verdict = 'remove' | 'gone' | 'untagged';
+/** 'shared': ours, but another deployment in the state still uses it: kept, and forgotten here. */
+export type Verdict = 'remove' | 'gone' | 'untagged' | 'shared';
 
 interface Item {
   /** "instance i-0abc", as messages and the report name it. */
@@ -40,6 +41,8 @@ export interface Survey {
   aws: AwsClients;
   alarms: AlarmCheck;
   items: Item[];
+  /** Something left for the user to do later (a kept shared parameter). */
+  note?: string;
 }
 
 export interface Outcome {
@@ -48,11 +51,17 @@ export interface Outcome {
   removed: string[];
   alreadyGone: string[];
   skipped: Array<{ resource: string; reason: string }>;
+  /** Left in place on purpose (another deployment uses it); not a failure. */
+  kept: Array<{ resource: string; reason: string }>;
 }
 
 const judge = (exists: boolean, ours: boolean): Verdict => (!exists ? 'gone' : ours ? 'remove' : 'untagged');
 
-export async function survey(dep: DeploymentRecord): Promise<Survey> {
+/**
+ * `others`: the deployments in the state that stay (not torn down in this run); a resource one of
+ * them also records is kept.
+ */
+export async function survey(dep: DeploymentRecord, others: DeploymentRecord[] = []): Promise<Survey> {
   const aws = awsClients({ region: dep.region });
   const { ec2, scale, cw, budgets } = aws;
   const s: Survey = { dep, aws, alarms: await checkAlarms(cw, dep.region, dep.alarms, dep.name), items: [] };
@@ -68,11 +77,22 @@ export async function survey(dep: DeploymentRecord): Promise<Survey> {
     const b = await findBudget(budgets, accountId, name);
     add({ label: `budget ${name}`, verdict: judge(Boolean(b), budgetIsOurs(b, `user:${DEPLOYMENT_TAG}$${dep.name}`)), action: 'delete-budget', remove: () => deleteBudget(budgets, accountId, name), forget: (d) => void (d.budget = undefined) });
   }
-  // A gateway keys parameter provision found (shared, hand-made) is left for its owner.
+  // A gateway keys parameter provision found (shared, hand-made) is left for its owner. One it
+  // created is kept too while another deployment reads it: before parameters were per deployment,
+  // every --name defaulted to /embedctl/gateway-keys.
   if (dep.gatewayKeys?.createdByUs) {
     const { parameter } = dep.gatewayKeys;
-    const p = await describeParameter(aws.ssm, dep.region, parameter);
-    add({ label: `parameter ${parameter}`, verdict: judge(Boolean(p), p?.description === gatewayKeysMarker(dep.name)), action: 'delete-gateway-keys', remove: () => deleteParameter(aws.ssm, dep.region, parameter), forget: (d) => void (d.gatewayKeys = undefined) });
+    const users = others.filter((o) => o.name !== dep.name && o.region === dep.region && o.gatewayKeys?.parameter === parameter).map((o) => `"${o.name}"`);
+    const forget = (d: DeploymentRecord) => void (d.gatewayKeys = undefined);
+    if (users.length) {
+      const reason = users.length > 1 ? `deployments ${users.join(', ')} still use it` : `deployment ${users[0]} still uses it`;
+      add({ label: `parameter ${parameter}`, verdict: 'shared', state: reason, action: 'keep-gateway-keys', remove: async () => 'gone', forget });
+      // Nobody is left to delete it (the others found it, they did not create it).
+      s.note = `once no deployment uses ${parameter}: aws ssm delete-parameter --name ${parameter} --region ${dep.region}`;
+    } else {
+      const p = await describeParameter(aws.ssm, dep.region, parameter);
+      add({ label: `parameter ${parameter}`, verdict: judge(Boolean(p), p?.description === gatewayKeysMarker(dep.name)), action: 'delete-gateway-keys', remove: () => deleteParameter(aws.ssm, dep.region, parameter), forget });
+    }
   }
   const sc = dep.scale;
   if (sc?.autoScalingGroup) {
@@ -176,7 +196,7 @@ const UNTAGGED = 'its tags do not say embedctl:managed=true for this deployment'
 /** Removes in dependency order, dropping each resource from the state right after it is gone. */
 export async function remove(store: StateStore, s: Survey, w: Waiter, log: Logger): Promise<Outcome> {
   const d = s.dep;
-  const o: Outcome = { name: d.name, region: d.region, removed: [], alreadyGone: [], skipped: [] };
+  const o: Outcome = { name: d.name, region: d.region, removed: [], alreadyGone: [], skipped: [], kept: [] };
 
   if (s.alarms.confirmed.length) {
     await deleteAlarms(s.aws.cw, d.region, s.alarms.confirmed);
@@ -210,6 +230,12 @@ export async function remove(store: StateStore, s: Survey, w: Waiter, log: Logge
       left.add(i.label);
       continue;
     }
+    if (i.verdict === 'shared') {
+      log.info(`${i.label} kept: ${i.state}${s.note ? `; ${s.note}` : ''}`);
+      o.kept.push({ resource: i.label, reason: i.state ?? 'shared' });
+      await store.update(d.name, i.action, () => i.forget(d), { resource: i.label, result: 'kept' });
+      continue;
+    }
     const r = i.verdict === 'remove' ? await i.remove(w, log) : 'gone';
     (r === 'deleted' ? o.removed : o.alreadyGone).push(i.label);
     await store.update(d.name, i.action, () => i.forget(d), { resource: i.label, result: r });
@@ -227,6 +253,7 @@ const verdictText: Record<Verdict, string> = {
   remove: 'will be removed',
   gone: 'already gone',
   untagged: 'NOT embedctl-tagged: will be left alone',
+  shared: 'will be kept',
 };
 
 export function renderSurvey(s: Survey): string {
@@ -248,9 +275,11 @@ export function surveyDoc(s: Survey) {
 }
 
 export function renderOutcome(o: Outcome): string {
-  const lines = [`Teardown of "${o.name}" in ${o.region}: ${o.removed.length} removed, ${o.alreadyGone.length} already gone, ${o.skipped.length} skipped`];
+  const kept = o.kept.length ? `, ${o.kept.length} kept` : '';
+  const lines = [`Teardown of "${o.name}" in ${o.region}: ${o.removed.length} removed, ${o.alreadyGone.length} already gone, ${o.skipped.length} skipped${kept}`];
   for (const r of o.removed) lines.push(`  removed  ${r}`);
   for (const r of o.alreadyGone) lines.push(`  gone     ${r}`);
+  for (const r of o.kept) lines.push(`  kept     ${r.resource}: ${r.reason}`);
   for (const r of o.skipped) lines.push(`  SKIPPED  ${r.resource}: ${r.reason}`);
   return lines.join('\n') + '\n';
 }

@@ -10,7 +10,7 @@ MODEL=default
 HUB_MODEL=false
 FETCH_OPTIMIZE=fp16
 HOSTED_KEY_PARAMETER=/embedctl/hosted-api-key
-GATEWAY_KEYS_PARAMETER=/embedctl/gateway-keys
+GATEWAY_KEYS_PARAMETER=/embedctl/main/gateway-keys
 HF_TOKEN_PARAMETER=''
 GATEWAY_PORT=8000
 DEPLOY_DIR=/opt/embedctl/deploy
@@ -229,8 +229,10 @@ if [ "${1:-}" = --reload ]; then
     exit 0
   fi
   # nginx -t first: a refused config keeps the running one and fails here.
-  docker compose exec -T gateway nginx -t -q
-  docker compose exec -T gateway nginx -s reload
+  # -p/-c as compose starts it: the pid file is relative to -p.
+  N="-p /var/cache/nginx/ -c /etc/nginx/nginx.conf"
+  docker compose exec -T gateway nginx -t -q $N
+  docker compose exec -T gateway nginx -s reload $N
   echo "embedctl gateway-keys: the gateway reloaded with the keys of ${PARAMETER}"
 fi
 EMBEDCTL_KEYS_EOF
