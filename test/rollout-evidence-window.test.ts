@@ -129,3 +129,47 @@ describe('one-off check against /metrics', () => {
     expect(slept).toEqual([]);
   });
 });
+
+describe('a window with no live requests', () => {
+  // A runtime nobody calls: 0 % self-hosted before the first step, or a breaker holding clients off it.
+  let idle: Server;
+  let idleUrl: string;
+  beforeAll(async () => {
+    idle = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(
+        [
+          'embedctl_requests_total{route="/v1/embeddings",status="200"} 500',
+          'embedctl_request_duration_seconds_bucket{route="/v1/embeddings",le="0.05"} 500',
+          'embedctl_request_duration_seconds_bucket{route="/v1/embeddings",le="+Inf"} 500',
+          '',
+        ].join('\n'),
+      );
+    });
+    await new Promise<void>((r) => idle.listen(0, '127.0.0.1', r));
+    idleUrl = `http://127.0.0.1:${(idle.address() as AddressInfo).port}/metrics`;
+  });
+  afterAll(() => new Promise<void>((r) => idle.close(() => r())));
+
+  it('a one-off check judges the load-test report instead, and says so', async () => {
+    const sleep = async () => {};
+    const a = await live({ metricsUrl: idleUrl, settleMs: 1000, sleep, windowMs: 300_000 });
+    expect(a.errorRate).toMatchObject({ status: 'pass', value: 0.002 });
+    expect(a.p95).toMatchObject({ status: 'pass', value: 45 });
+    expect(a.observed.note).toMatch(/no requests at .* in the window; from the load-test report/);
+    expect(a.observed.source).toMatch(/load-test\.json$/);
+  });
+
+  it('without a load-test report it stays inconclusive', async () => {
+    rmSync(join(evidenceDir, 'load-test.json'));
+    const a = await live({ metricsUrl: idleUrl, settleMs: 1000, sleep: async () => {}, windowMs: 300_000 });
+    expect(a.errorRate).toMatchObject({ status: 'inconclusive', value: null });
+  });
+
+  it("a watch's silent interval stays silent: no load-test figure stands in for live traffic", async () => {
+    const first = await collectEvidence({ evidenceDir, metricsUrl: idleUrl, now: t0, settleMs: 0 });
+    const tick = await live({ metricsUrl: idleUrl, previous: first.snapshot, now: new Date(t0.getTime() + 1000), windowMs: 1000 });
+    expect(tick.errorRate.value).toBeNull();
+    expect(tick.observed.note).toBe('no requests in the window');
+  });
+});

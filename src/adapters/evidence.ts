@@ -138,10 +138,12 @@ export async function collectEvidence(opts: EvidenceOptions): Promise<CollectedE
     } else {
       snap = live.snapshot;
       const window = live.window;
-      // No live request in the window (0 % self-hosted before the first step, a quiet night):
-      // the load-test report, if there is one, is the evidence, judged by its own age and labelled.
+      // No live request in a one-off check's window (0 % self-hosted before the first step, a
+      // quiet night): the load-test report, if there is one, is the evidence, judged by its own
+      // age and labelled. Never in a watch (a previous snapshot): there a silent interval must stay
+      // "no new traffic", since a breaker or fallback leaves only re-probes reaching a failing side.
       const fromLoad = (o: Observation | undefined): Observation | undefined =>
-        o && o.value !== null ? { ...o, note: `no requests at ${src} in the window; from the load-test report${o.note ? ` (${o.note})` : ''}` } : undefined;
+        !opts.previous && o && o.value !== null ? { ...o, note: `no requests at ${src} in the window; from the load-test report${o.note ? ` (${o.note})` : ''}` } : undefined;
       const loadErrorRate = evidence.errorRate;
       const loadP95 = evidence.p95LatencyMs;
       if (!snap.found.requests) {
