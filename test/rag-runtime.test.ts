@@ -84,7 +84,7 @@ describe('verify-consistency against real runtimes', () => {
 });
 
 describe('rag-overlap against real runtimes', () => {
-  it('default vs default: overlap 1.0, RBO 1, exit 0; a re-run with --cache all sends no request', async () => {
+  it('default vs default: overlap 1.0, RBO 1, exit 0; a re-run with --cache all serves the reference from the cache and still asks the candidate', async () => {
     const args = ['rag-overlap', '--reference', def.url, '--candidate', def.url, '--corpus', corpus, '--queries', queries, '--json', '--cache', 'all'];
     const r = await runCli(args, { env: env() });
     expect(r.code, r.stderr).toBe(0);
@@ -101,8 +101,14 @@ describe('rag-overlap against real runtimes', () => {
     expect(before).toBeGreaterThan(0);
     const again = await runCli(args, { env: env() });
     expect(again.code).toBe(0);
-    expect(await requestsTotal(def.url)).toBe(before);
-    expect(again.json<Record<string, any>>().reference.cached).toBe(300 + j.queries);
+    const a = again.json<Record<string, any>>();
+    expect(a.reference.cached).toBe(300 + j.queries);
+    // The candidate is what is being verified: never read from a cache (not even the reference's own vectors).
+    expect(a.candidate.cached ?? 0).toBe(0);
+    expect(a.candidate.answeredBy).not.toBe('cache');
+    const after = await requestsTotal(def.url);
+    expect(after).toBeGreaterThan(before);
+    expect(a.overlap.mean).toBe(1);
   });
 
   it('default vs tiny-bert: a re-index, gated on nDCG against the qrels, fails with exit 3', async () => {
