@@ -70,6 +70,17 @@ describe('one-off check against /metrics', () => {
     expect(scrapes).toBe(2);
   });
 
+  it('--metrics-settle 0: one scrape and no pause, so the live gates are inconclusive (exit 3), never a pass; a bad value is exit 2', async () => {
+    const r = await runCli(['rollout', 'check', '--json', '--metrics-url', metricsUrl, '--metrics-settle', '0'], { cwd });
+    expect(r.code, r.stderr).toBe(3);
+    const gates = r.json<{ gates: Array<{ name: string; status: string }> }>().gates;
+    expect(gates.find((g) => g.name === 'errorRate')!.status).toBe('inconclusive');
+    expect(scrapes).toBe(1);
+    const bad = await runCli(['rollout', 'check', '--metrics-url', metricsUrl, '--metrics-settle', 'soon'], { cwd });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--metrics-settle/);
+  });
+
   it('without an earlier scrape, a second one after the settle pause gives the rate; the pause is bounded by the window and by 60 s', async () => {
     const slept: number[] = [];
     const sleep = async (ms: number) => void slept.push(ms);

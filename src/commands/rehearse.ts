@@ -81,7 +81,7 @@ async function rehearse(env: RunEnv<RehearseOptions>): Promise<number> {
   /** The gateway's traffic driver, set once the stack is up: ssm through the local instance, or env. */
   let driver: ReturnType<typeof rehearsalDriver> | undefined;
   const rollout = (verb: Verb, arg?: string, extra: RolloutOpts = {}) =>
-    subRun((c, l) => runRollout(verb, { json: true, evidenceDir: evidence, metricsUrl: `${candUrl()}/metrics`, ...driver!.opts, ...extra }, c, l, arg), { adapters: driver!.adapters, env: driver!.env });
+    subRun((c, l) => runRollout(verb, { json: true, evidenceDir: evidence, metricsUrl: `${candUrl()}/metrics`, metricsSettle: '1s', ...driver!.opts, ...extra }, c, l, arg), { adapters: driver!.adapters, env: driver!.env });
   /** Keeps a copy of what the stage's command wrote as the stage's report. */
   const keepCopy = (path: string) => {
     if (!current) return;

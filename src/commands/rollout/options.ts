@@ -30,6 +30,7 @@ export interface RolloutOpts {
   metricsApiKey?: string;
   nginxAccessLog?: string;
   window?: string;
+  metricsSettle?: string;
   cloudwatch?: boolean;
   cloudwatchRegion?: string;
   cloudwatchNamespace?: string;
@@ -89,6 +90,7 @@ export const OPTION_GROUPS = {
     ['--metrics-api-key <key>', 'Bearer key for --metrics-url (or EMBEDCTL_METRICS_API_KEY)'],
     ['--nginx-access-log <path>', "the gateway's JSON access log: live error rate and p95 of the self-hosted side"],
     ['--window <duration>', 'how far back --nginx-access-log and --metrics-url look for one-off checks (default 5m; watch uses --interval)'],
+    ['--metrics-settle <duration>', 'with --metrics-url and no scrape kept inside --window: pause before the second scrape that gives the rate (default 10s, at most 1m; 0 = inconclusive instead)'],
     ['--cloudwatch', "read error rate and p95 from the runtime's CloudWatch EMF metrics (rollout.cloudwatch.*)"],
     ['--cloudwatch-region <region>', 'CloudWatch region (default AWS_REGION)'],
     ['--cloudwatch-namespace <ns>', 'CloudWatch namespace (default Embedctl)'],
@@ -146,6 +148,8 @@ export interface Settings {
   metricsApiKey?: string;
   nginxAccessLog?: string;
   windowMs: number;
+  /** Pause before a second /metrics scrape when none is kept inside the window (adapters/prometheus.ts). */
+  metricsSettleMs?: number;
   lockWaitMs: number;
 }
 
@@ -189,6 +193,7 @@ export function resolveSettings(ctx: Context, o: RolloutOpts): Settings {
     metricsApiKey: o.metricsApiKey ?? ctx.env.EMBEDCTL_METRICS_API_KEY,
     nginxAccessLog: accessLog ? resolve(ctx.cwd, accessLog) : undefined,
     windowMs: o.window ? parseFlag('--window', o.window, durationParser) : 300_000,
+    ...(o.metricsSettle !== undefined ? { metricsSettleMs: parseFlag('--metrics-settle', o.metricsSettle, durationParser) } : {}),
     lockWaitMs: o.lockWait ? parseFlag('--lock-wait', o.lockWait, durationParser) : 0,
   };
   if (o.cloudwatch) s.cloudwatch = cloudwatchSource(ctx, o);

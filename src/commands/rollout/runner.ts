@@ -45,7 +45,7 @@ export async function gatesNow(
     signal: r.ctx.signal,
     expected: { deployment: r.opts.deployment },
     // The watch's first read only sets the baseline for its next tick: no pause for a second scrape.
-    ...(opts.baseline ? { settleMs: 0 } : {}),
+    ...(opts.baseline ? { settleMs: 0 } : r.settings.metricsSettleMs !== undefined ? { settleMs: r.settings.metricsSettleMs } : {}),
   });
   return { gates: evaluateGates(evidence, r.settings.gates, r.ctx.now()), snapshot, accessLogOffset: offset };
 }
