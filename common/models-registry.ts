@@ -82,6 +82,8 @@ const manifestSchema = z.object({
   /** LoRA task adapters picked by a task_id input (jina-embeddings-v3), in id order. */
   loraTasks: z.array(z.string()).optional(),
   defaultTask: z.string().optional(),
+  /** Files beside model.onnx that hold its weights (ONNX external data), named as the graph names them. */
+  externalData: z.array(z.object({ file: z.string().min(1), bytes: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) })).optional(),
 });
 
 /** Reads and checks `<dir>/embedctl-model.json`; a bad file names the field at fault. */

@@ -31,7 +31,8 @@ beforeAll(async () => {
     'acme/private': repoFiles,
     'acme/corrupt': repoFiles,
     'BAAI/bge-small-en-v1.5': repoFiles,
-    'jinaai/jina-embeddings-v3': repoFiles,
+    // jina-embeddings-v3 keeps its weights in onnx/model.onnx_data (ONNX external data).
+    'jinaai/jina-embeddings-v3': { ...repoFiles, 'onnx/model.onnx_data': { data: Buffer.alloc(4096, 1), lfs: true } },
   });
   hub.privateRepos.add('acme/private');
   hub.wrongEtag.add('acme/corrupt');
@@ -170,6 +171,8 @@ describe('models fetch', () => {
     expect(yes.code, yes.stderr).toBe(0);
     const m = JSON.parse(readFileSync(join(cache, 'jinaai--jina-embeddings-v3', 'embedctl-model.json'), 'utf8'));
     expect(m).toMatchObject({ license: 'CC-BY-NC-4.0', inputs: ['input_ids', 'attention_mask', 'task_id'], defaultTask: 'retrieval.passage' });
+    expect(m.externalData).toEqual([{ file: 'model.onnx_data', bytes: 4096, sha256: sha256(Buffer.alloc(4096, 1)) }]);
+    expect(readFileSync(join(cache, 'jinaai--jina-embeddings-v3', 'model.onnx_data')).equals(Buffer.alloc(4096, 1))).toBe(true);
   });
 
   it('--dry-run prints the plan and downloads nothing', async () => {

@@ -161,7 +161,8 @@ const transient = (status: number) => status === 408 || status === 429 || status
 /**
  * Downloads one file to `dest` via `dest.part`. A dropped connection resumes from what arrived
  * (Range), as does a `.part` left by an earlier run. The result is checked against the hub's hash
- * (sha256 for LFS files, the git blob sha1 for small files) and `sha256` when given.
+ * (sha256 for LFS files, the git blob sha1 for small files) and `sha256` when given; a failed check
+ * after resuming an earlier run's `.part` downloads the file once more from the start.
  */
 export async function downloadFile(o: DownloadOptions): Promise<Downloaded | undefined> {
   const part = `${o.dest}.part`;
@@ -174,121 +175,140 @@ export async function downloadFile(o: DownloadOptions): Promise<Downloaded | und
   let lastProblem = '';
   let started = false;
 
-  for (let attempt = 1; ; attempt++) {
-    if (o.signal?.aborted) throw new Interrupted('download interrupted; run the same command again to resume');
-    if (attempt > maxAttempts) {
-      throw new ExternalError(HUB, `download of ${describe(o)} failed after ${maxAttempts} attempts: ${lastProblem}`, {
-        hint: `run the same command again: it resumes from ${part}`,
-      });
-    }
-    const have = await fileSize(part);
-    firstResume ??= have;
-    let res: http.IncomingMessage;
-    try {
-      res = await get(url, o, have, meta);
-    } catch (err) {
+  // A `.part` left by an earlier run may hold bytes of another revision (the repo moved on, or
+  // --revision changed): resuming splices them onto the new file. When the result then fails the
+  // hub's check, the old bytes are to blame, not the hub: start once more from nothing.
+  for (let pass = 1; ; pass++) {
+    for (let attempt = 1; ; attempt++) {
       if (o.signal?.aborted) throw new Interrupted('download interrupted; run the same command again to resume');
-      if (err instanceof ExternalError) throw err;
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      lastProblem = `cannot reach ${new URL(url).host}: ${code}`;
-      if (attempt === 1 && (code === 'ENOTFOUND' || code === 'ECONNREFUSED' || code === 'EAI_AGAIN')) {
-        throw new ExternalError(HUB, lastProblem, { cause: err, hint: 'check network access, or set HF_ENDPOINT to a reachable mirror' });
+      if (attempt > maxAttempts) {
+        throw new ExternalError(HUB, `download of ${describe(o)} failed after ${maxAttempts} attempts: ${lastProblem}`, {
+          hint: `run the same command again: it resumes from ${part}`,
+        });
       }
-      o.onNote?.(`${o.file}: ${lastProblem}; retrying`);
-      await sleep(250 * attempt, o.signal);
-      continue;
-    }
-    const status = res.statusCode ?? 0;
-    if (status === 416 && have > 0) {
-      // Nothing left to send: the .part may already be whole; the hash check below decides.
-      res.resume();
-      if (meta.linkedSize === undefined || meta.linkedSize === have) break;
-      await fsp.rm(part, { force: true });
-      continue;
-    }
-    if (status === 404 && o.optional) {
-      res.resume();
-      return undefined;
-    }
-    if (transient(status)) {
-      res.resume();
-      lastProblem = `HTTP ${status}`;
-      const retryAfter = Number(header(res, 'retry-after'));
-      o.onNote?.(`${o.file}: HTTP ${status} from the hub; retrying`);
-      await sleep(Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 30) * 1000 : 250 * attempt, o.signal);
-      continue;
-    }
-    if (status !== 200 && status !== 206) {
-      res.resume();
-      throw statusError(status, o);
-    }
-    let offset = 0;
-    if (status === 206) {
-      const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header(res, 'content-range') ?? '');
-      if (!m || Number(m[1]) !== have) {
-        // A range we did not ask for: start over rather than splice wrong bytes together.
-        res.resume();
-        await fsp.rm(part, { force: true });
-        lastProblem = 'server sent an unexpected range';
+      const have = await fileSize(part);
+      firstResume ??= have;
+      let res: http.IncomingMessage;
+      try {
+        res = await get(url, o, have, meta);
+      } catch (err) {
+        if (o.signal?.aborted) throw new Interrupted('download interrupted; run the same command again to resume');
+        if (err instanceof ExternalError) throw err;
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        lastProblem = `cannot reach ${new URL(url).host}: ${code}`;
+        if (attempt === 1 && (code === 'ENOTFOUND' || code === 'ECONNREFUSED' || code === 'EAI_AGAIN')) {
+          throw new ExternalError(HUB, lastProblem, { cause: err, hint: 'check network access, or set HF_ENDPOINT to a reachable mirror' });
+        }
+        o.onNote?.(`${o.file}: ${lastProblem}; retrying`);
+        await sleep(250 * attempt, o.signal);
         continue;
       }
-      offset = have;
-    } else if (have > 0) {
-      o.onNote?.(`${o.file}: server ignored the resume request; downloading from the start`);
-    }
-    const length = Number(header(res, 'content-length'));
-    const total = Number.isFinite(length) ? offset + length : meta.linkedSize;
-    if (!started) {
-      o.onStart?.({ total, resumedFrom: offset });
-      if (offset > 0) o.onBytes?.(offset);
-      started = true;
-    }
-    let got = 0;
-    // Each chunk is written synchronously as it arrives: a chunk still queued in a stream buffer
-    // is lost when the connection drops, and the next Range must start exactly at what is on disk.
-    const fd = openSync(part, offset > 0 ? 'a' : 'w');
-    try {
-      await new Promise<void>((resolve, reject) => {
-        res.on('data', (chunk: Buffer) => {
-          try {
-            writeSync(fd, chunk);
-          } catch (err) {
-            res.destroy(err as Error);
-            return;
-          }
-          got += chunk.length;
-          o.onBytes?.(chunk.length);
+      const status = res.statusCode ?? 0;
+      if (status === 416 && have > 0) {
+        // Nothing left to send: the .part may already be whole; the hash check below decides.
+        res.resume();
+        if (meta.linkedSize === undefined || meta.linkedSize === have) break;
+        await fsp.rm(part, { force: true });
+        continue;
+      }
+      if (status === 404 && o.optional) {
+        res.resume();
+        return undefined;
+      }
+      if (transient(status)) {
+        res.resume();
+        lastProblem = `HTTP ${status}`;
+        const retryAfter = Number(header(res, 'retry-after'));
+        o.onNote?.(`${o.file}: HTTP ${status} from the hub; retrying`);
+        await sleep(Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter, 30) * 1000 : 250 * attempt, o.signal);
+        continue;
+      }
+      if (status !== 200 && status !== 206) {
+        res.resume();
+        throw statusError(status, o);
+      }
+      let offset = 0;
+      if (status === 206) {
+        const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(header(res, 'content-range') ?? '');
+        if (!m || Number(m[1]) !== have) {
+          // A range we did not ask for: start over rather than splice wrong bytes together.
+          res.resume();
+          await fsp.rm(part, { force: true });
+          lastProblem = 'server sent an unexpected range';
+          continue;
+        }
+        offset = have;
+      } else if (have > 0) {
+        o.onNote?.(`${o.file}: server ignored the resume request; downloading from the start`);
+      }
+      const length = Number(header(res, 'content-length'));
+      const total = Number.isFinite(length) ? offset + length : meta.linkedSize;
+      if (!started) {
+        o.onStart?.({ total, resumedFrom: offset });
+        if (offset > 0) o.onBytes?.(offset);
+        started = true;
+      }
+      let got = 0;
+      // Each chunk is written synchronously as it arrives: a chunk still queued in a stream buffer
+      // is lost when the connection drops, and the next Range must start exactly at what is on disk.
+      const fd = openSync(part, offset > 0 ? 'a' : 'w');
+      try {
+        await new Promise<void>((resolve, reject) => {
+          res.on('data', (chunk: Buffer) => {
+            try {
+              writeSync(fd, chunk);
+            } catch (err) {
+              res.destroy(err as Error);
+              return;
+            }
+            got += chunk.length;
+            o.onBytes?.(chunk.length);
+          });
+          res.on('end', resolve);
+          res.on('error', reject);
+          res.on('close', () => reject(new Error('connection closed')));
         });
-        res.on('end', resolve);
-        res.on('error', reject);
-        res.on('close', () => reject(new Error('connection closed')));
-      });
-      if (Number.isFinite(length) && got < length) throw new Error(`connection closed after ${offset + got} of ${offset + length} bytes`);
-      break;
-    } catch (err) {
-      if (o.signal?.aborted) throw new Interrupted(`download interrupted; ${offset + got} bytes kept in ${part}, run the same command again to resume`);
-      if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new ExternalError('filesystem', `no space left writing ${part}`, { cause: err });
-      lastProblem = (err as Error).message;
-      o.onNote?.(`${o.file}: connection dropped at ${offset + got} bytes; resuming`);
-      await sleep(100 * attempt, o.signal);
-    } finally {
-      closeSync(fd);
+        if (Number.isFinite(length) && got < length) throw new Error(`connection closed after ${offset + got} of ${offset + length} bytes`);
+        break;
+      } catch (err) {
+        if (o.signal?.aborted) throw new Interrupted(`download interrupted; ${offset + got} bytes kept in ${part}, run the same command again to resume`);
+        if ((err as NodeJS.ErrnoException).code === 'ENOSPC') throw new ExternalError('filesystem', `no space left writing ${part}`, { cause: err });
+        lastProblem = (err as Error).message;
+        o.onNote?.(`${o.file}: connection dropped at ${offset + got} bytes; resuming`);
+        await sleep(100 * attempt, o.signal);
+      } finally {
+        closeSync(fd);
+      }
     }
-  }
 
-  const sums = await hashFile(part);
-  const hubHash = hashFromEtag(meta.linkedEtag) ?? hashFromEtag(meta.etag);
-  const fail = async (what: string) => {
-    await fsp.rm(part, { force: true });
-    return new ExternalError(HUB, `${describe(o)}: ${what}; the partial file was deleted`, { hint: 'run the command again; if it repeats, the mirror (HF_ENDPOINT) may serve a different file' });
-  };
-  if (meta.linkedSize !== undefined && meta.linkedSize !== sums.bytes) throw await fail(`size ${sums.bytes} bytes, the hub says ${meta.linkedSize}`);
-  if (hubHash?.kind === 'sha256' && hubHash.value !== sums.sha256) throw await fail(`sha256 ${sums.sha256} does not match the hub's ${hubHash.value}`);
-  if (hubHash?.kind === 'git-sha1' && hubHash.value !== sums.gitSha1) throw await fail(`git hash ${sums.gitSha1} does not match the hub's ${hubHash.value}`);
-  if (o.sha256 && o.sha256.toLowerCase() !== sums.sha256) {
-    await fsp.rm(part, { force: true });
-    throw new UsageError(`${describe(o)} has sha256 ${sums.sha256}, not the expected ${o.sha256}; the download was deleted`, { field: '--sha256' });
+    const sums = await hashFile(part);
+    const hubHash = hashFromEtag(meta.linkedEtag) ?? hashFromEtag(meta.etag);
+    const problem =
+      meta.linkedSize !== undefined && meta.linkedSize !== sums.bytes
+        ? `size ${sums.bytes} bytes, the hub says ${meta.linkedSize}`
+        : hubHash?.kind === 'sha256' && hubHash.value !== sums.sha256
+          ? `sha256 ${sums.sha256} does not match the hub's ${hubHash.value}`
+          : hubHash?.kind === 'git-sha1' && hubHash.value !== sums.gitSha1
+            ? `git hash ${sums.gitSha1} does not match the hub's ${hubHash.value}`
+            : o.sha256 && o.sha256.toLowerCase() !== sums.sha256
+              ? 'flag'
+              : undefined;
+    if (problem && pass === 1 && (firstResume ?? 0) > 0) {
+      await fsp.rm(part, { force: true });
+      o.onNote?.(`${o.file}: the ${firstResume} bytes kept from an earlier run belong to another version (${problem === 'flag' ? 'sha256 differs from --sha256' : problem}); downloading it again from the start`);
+      firstResume = undefined;
+      started = false;
+      continue;
+    }
+    if (problem === 'flag') {
+      await fsp.rm(part, { force: true });
+      throw new UsageError(`${describe(o)} has sha256 ${sums.sha256}, not the expected ${o.sha256}; the download was deleted`, { field: '--sha256' });
+    }
+    if (problem) {
+      await fsp.rm(part, { force: true });
+      throw new ExternalError(HUB, `${describe(o)}: ${problem}; the partial file was deleted`, { hint: 'run the command again; if it repeats, the mirror (HF_ENDPOINT) may serve a different file' });
+    }
+    await fsp.rename(part, o.dest);
+    return { path: o.dest, bytes: sums.bytes, sha256: sums.sha256, hubHash, commit: meta.commit, resumedFrom: firstResume ?? 0 };
   }
-  await fsp.rename(part, o.dest);
-  return { path: o.dest, bytes: sums.bytes, sha256: sums.sha256, hubHash, commit: meta.commit, resumedFrom: firstResume ?? 0 };
 }

@@ -1,6 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BUILTIN_MODELS, hubCacheDir, hubDirName, isHubId, listModels, readManifest } from '../../common/models-registry.js';
 import { DEFAULT_ENDPOINT, downloadFile, resolveUrl } from '../adapters/hub.js';
@@ -8,7 +8,7 @@ import type { Context } from '../context.js';
 import { findPreset, manifestFromPreset, MODEL_PRESETS, type ModelPreset } from '../core/model-presets.js';
 import { UsageError } from '../errors.js';
 import { printJson, progress, table, type Logger } from '../ui/output.js';
-import { writeJsonAtomic } from '../util/fs.js';
+import { acquireLock, writeJsonAtomic } from '../util/fs.js';
 import { action, examples, type ExitHolder } from './shared.js';
 import { confirmOrRefuse } from '../ui/prompts.js';
 import { addOptions, resolveTable } from './define.js';
@@ -159,6 +159,8 @@ async function acceptLicense(ctx: Context, log: Logger, preset: ModelPreset, yes
 function complete(dir: string): boolean {
   try {
     const m = readManifest(dir);
+    const ext = (m.externalData as Array<{ file: string; bytes: number }> | undefined) ?? [];
+    if (!ext.every((e) => existsSync(join(dir, e.file)) && statSync(join(dir, e.file)).size === e.bytes)) return false;
     return existsSync(join(dir, 'tokenizer.json')) && createHash('sha256').update(readFileSync(join(dir, 'model.onnx'))).digest('hex') === m.sha256;
   } catch {
     return false;
@@ -185,6 +187,9 @@ async function fetchAction(ctx: Context, log: Logger, repoIdIn: string, o: Fetch
   const fetchDir = optimize ? sourceDirFor(dir) : dir;
   const files = [
     { file: preset.file, local: 'model.onnx', optional: false, sha256: o.sha256 },
+    // ONNX external data (jina-embeddings-v3, any export over 2 GB): the graph names the file
+    // `<its own name>_data` and onnxruntime looks for it beside model.onnx under that name.
+    { file: `${preset.file}_data`, local: `${basename(preset.file)}_data`, optional: !preset.externalData, externalData: true },
     { file: 'tokenizer.json', local: 'tokenizer.json', optional: false },
     { file: 'tokenizer_config.json', local: 'tokenizer_config.json', optional: true },
   ];
@@ -205,6 +210,41 @@ async function fetchAction(ctx: Context, log: Logger, repoIdIn: string, o: Fetch
 
   await acceptLicense(ctx, log, preset, Boolean(o.yes));
 
+  // One fetch per bundle at a time (user data at boot and a manual run share the same `.part`
+  // files): a second one waits, then finds the bundle present.
+  const lockOpts = { what: `models fetch ${repoId}`, command: `models fetch ${repoId}`, env: ctx.env };
+  const lock = await acquireLock(dir, lockOpts).catch(async (err: Error) => {
+    // A live holder is a UsageError; a lock that cannot be made at all (filesystem) is not waited on.
+    if (!(err instanceof UsageError)) throw err;
+    log.info(`${err.message}; waiting for it to finish`);
+    return acquireLock(dir, { ...lockOpts, waitMs: FETCH_LOCK_WAIT_MS });
+  });
+  try {
+    return await fetchLocked(ctx, log, { o, json, optimize, minCosine, preset, repoId, endpoint, token, dir, fetchDir, files });
+  } finally {
+    await lock.release();
+  }
+}
+
+/** A fetch waits this long for another fetch of the same model (a few GB on a slow link). */
+const FETCH_LOCK_WAIT_MS = 60 * 60_000;
+
+interface Fetch {
+  o: FetchOpts;
+  json: boolean;
+  optimize: ReturnType<typeof parseFetchOptimize>;
+  minCosine: number | undefined;
+  preset: ModelPreset;
+  repoId: string;
+  endpoint: string;
+  token: string | undefined;
+  dir: string;
+  fetchDir: string;
+  files: DownloadPlan['files'];
+}
+
+async function fetchLocked(ctx: Context, log: Logger, f: Fetch): Promise<number> {
+  const { o, json, optimize, minCosine, preset, repoId, endpoint, token, dir, fetchDir, files } = f;
   // Present = complete and made the way asked (an int8 bundle is not what a plain fetch asked for).
   if (!o.force && complete(dir) && sameSteps(recordedSteps(dir), optimize?.steps ?? [])) {
     const m = readManifest(dir);
@@ -243,7 +283,7 @@ interface DownloadPlan {
   endpoint: string;
   token: string | undefined;
   dir: string;
-  files: Array<{ file: string; local: string; optional: boolean; sha256?: string }>;
+  files: Array<{ file: string; local: string; optional: boolean; sha256?: string; externalData?: boolean }>;
 }
 
 /** Downloads the files (resumable, verified) and writes the manifest last. */
@@ -288,12 +328,13 @@ async function download(ctx: Context, log: Logger, d: DownloadPlan) {
       continue;
     }
     commit ??= got.commit;
-    results.push({ file: f.file, path: got.path, bytes: got.bytes, sha256: got.sha256, verifiedAgainst: got.hubHash?.kind ?? (f.sha256 ? 'sha256 flag' : null), resumedFrom: got.resumedFrom });
+    results.push({ file: f.file, local: f.local, externalData: Boolean(f.externalData), path: got.path, bytes: got.bytes, sha256: got.sha256, verifiedAgainst: got.hubHash?.kind ?? (f.sha256 ? 'sha256 flag' : null), resumedFrom: got.resumedFrom });
     log.verbose(`${f.file}: ${got.bytes} bytes, sha256 ${got.sha256}${got.hubHash ? ` (matches the hub's ${got.hubHash.kind})` : ''}`);
   }
-  const model = results.find((r) => r.path.endsWith('model.onnx'))!;
+  const model = results.find((r) => r.local === 'model.onnx')!;
   const manifest = manifestFromPreset(preset, {
     sha256: model.sha256,
+    externalData: results.filter((r) => r.externalData).map((r) => ({ file: r.local, bytes: r.bytes, sha256: r.sha256 })),
     source: `${endpoint.replace(/\/+$/, '')}/${repoId} revision ${d.revision}${commit ? ` (commit ${commit})` : ''}, file ${preset.file}`,
   });
   // Written last: a bundle counts as present only once its manifest exists.

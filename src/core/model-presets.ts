@@ -20,6 +20,11 @@ export interface ModelPreset {
   notes?: string;
   /** LoRA task adapters selected by a `task_id` input (jina-embeddings-v3), in id order. */
   loraTasks?: string[];
+  /**
+   * The weights live in `<file>_data` (ONNX external data: exports over 2 GB, jina-embeddings-v3),
+   * so that file is required. Without this flag it is still fetched when the repo has it.
+   */
+  externalData?: boolean;
 }
 
 const BERT_INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'];
@@ -121,6 +126,7 @@ export const MODEL_PRESETS: ModelPreset[] = [
     output: 'text_embeds',
     inputs: ['input_ids', 'attention_mask', 'task_id'],
     loraTasks: ['retrieval.query', 'retrieval.passage', 'separation', 'classification', 'text-matching'],
+    externalData: true,
     notes: 'tasks select LoRA adapters through the task_id input, per request (the batcher groups by task; default retrieval.passage); any dimensions up to 1024 (Matryoshka)',
   },
 ];
@@ -130,7 +136,10 @@ export function findPreset(repoId: string): ModelPreset | undefined {
 }
 
 /** The embedctl-model.json a fetched bundle gets. */
-export function manifestFromPreset(p: ModelPreset, extra: { sha256: string; source: string }): ModelManifest & Record<string, unknown> {
+export function manifestFromPreset(
+  p: ModelPreset,
+  extra: { sha256: string; source: string; externalData?: Array<{ file: string; bytes: number; sha256: string }> },
+): ModelManifest & Record<string, unknown> {
   return {
     name: p.repoId,
     dimensions: p.dimensions,
@@ -146,5 +155,6 @@ export function manifestFromPreset(p: ModelPreset, extra: { sha256: string; sour
     sha256: extra.sha256,
     source: extra.source,
     ...(p.loraTasks ? { loraTasks: p.loraTasks, defaultTask: 'retrieval.passage' } : {}),
+    ...(extra.externalData?.length ? { externalData: extra.externalData } : {}),
   };
 }
