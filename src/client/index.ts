@@ -29,7 +29,10 @@ export interface EndpointConfig {
   model: string;
   /** Request body shape; both answer in the OpenAI list shape. */
   shape?: 'openai' | 'jina';
-  /** Jina task (retrieval.query, retrieval.passage, ...), sent with shape 'jina'. */
+  /**
+   * Jina task (retrieval.query, retrieval.passage, ...), sent whenever set, with either shape (the
+   * self-hosted runtime takes it on its OpenAI-shaped route too). Leave it unset for OpenAI itself.
+   */
   task?: string;
 }
 
@@ -131,6 +134,25 @@ export function createHybridClient(o: HybridClientOptions): HybridClient {
   const maxRetryAfter = o.maxRetryAfterMs ?? 30_000;
   const refreshMs = o.refreshMs ?? 1_000;
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  // The caller's abort ends a backoff or Retry-After wait at once (it can be up to maxRetryAfterMs).
+  const pause = (ms: number, signal?: AbortSignal): Promise<void> => {
+    if (!signal) return sleep(ms);
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      };
+      const settle = (fn: () => void) => () => {
+        signal.removeEventListener('abort', onAbort);
+        fn();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (o.sleep) o.sleep(ms).then(settle(resolve), (e: unknown) => settle(() => reject(e))());
+      else timer = setTimeout(settle(resolve), ms);
+    });
+  };
   const random = o.random ?? Math.random;
   const sameModel = o.sameModel ?? (Array.isArray(o.selfHosted) ? o.selfHosted : [o.selfHosted]).every((e) => e.model === o.hosted.model);
   const replicas = (Array.isArray(o.selfHosted) ? o.selfHosted : [o.selfHosted]).map((e) => ({ e, breaker: new CircuitBreaker(o.breaker) }));
@@ -169,22 +191,22 @@ export function createHybridClient(o: HybridClientOptions): HybridClient {
   const endpointUrl = (e: EndpointConfig) => (/\/embed(dings)?\/?$/.test(e.url) ? e.url : `${e.url.replace(/\/+$/, '')}/v1/embeddings`);
 
   async function call(side: Backend, e: EndpointConfig, texts: string[], signal?: AbortSignal, maxRetries = retries): Promise<number[][]> {
-    const body =
-      e.shape === 'jina'
-        ? { model: e.model, input: texts, ...(e.task ? { task: e.task } : {}) }
-        : { model: e.model, input: texts, encoding_format: 'float' };
+    // A configured task goes out with either shape: the runtime takes it on its OpenAI-shaped route,
+    // and dropping it would embed one side without the task's adapter or prefix.
+    const body = {
+      model: e.model,
+      input: texts,
+      ...(e.shape === 'jina' ? {} : { encoding_format: 'float' }),
+      ...(e.task ? { task: e.task } : {}),
+    };
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' };
     if (e.apiKey) headers.authorization = `Bearer ${e.apiKey}`;
     for (let attempt = 0; ; attempt++) {
       let failure: HybridClientError;
       let delay: number | undefined;
+      const deadline = attemptSignal(timeoutMs, signal);
       try {
-        const res = await f(endpointUrl(e), {
-          method: 'POST',
-          headers,
-          body: JSON.stringify(body),
-          signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
-        });
+        const res = await f(endpointUrl(e), { method: 'POST', headers, body: JSON.stringify(body), signal: deadline.signal });
         if (res.ok) return parseVectors(side, await res.json(), texts.length);
         const text = (await res.text().catch(() => '')).slice(0, 200);
         const retryable = res.status === 408 || res.status === 429 || res.status >= 500;
@@ -197,10 +219,12 @@ export function createHybridClient(o: HybridClientOptions): HybridClient {
         if (err instanceof HybridClientError) throw err;
         if (signal?.aborted) throw signal.reason;
         failure = new HybridClientError(side, (err as Error).message, { serverSide: true, cause: err });
+      } finally {
+        deadline.done();
       }
       if (attempt >= maxRetries) throw failure;
       stats.retries++;
-      await sleep(delay ?? random() * Math.min(maxBackoff, base * 2 ** attempt));
+      await pause(delay ?? random() * Math.min(maxBackoff, base * 2 ** attempt), signal);
     }
   }
 
@@ -272,6 +296,28 @@ export function createHybridClient(o: HybridClientOptions): HybridClient {
         stats.errors.hosted++;
         throw err;
       }
+    },
+  };
+}
+
+/**
+ * One attempt's signal: the caller's abort or the per-attempt timeout, whichever comes first.
+ * Not AbortSignal.any([signal, AbortSignal.timeout(ms)]): the composite holds the timeout signal
+ * only weakly, so once the GC collects it the timeout never fires and a hung server blocks the
+ * call for as long as the caller's signal lives (Node 20). Here the timer holds the controller,
+ * and done() drops the listener, so a long-lived caller signal does not collect one per call.
+ */
+function attemptSignal(timeoutMs: number, caller?: AbortSignal): { signal: AbortSignal; done(): void } {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
+  const onAbort = () => ac.abort(caller!.reason);
+  if (caller?.aborted) ac.abort(caller.reason);
+  else caller?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: ac.signal,
+    done: () => {
+      clearTimeout(timer);
+      caller?.removeEventListener('abort', onAbort);
     },
   };
 }
