@@ -302,6 +302,20 @@ export async function deployWithDocker(o: DeployOptions): Promise<{ containers: 
       } catch (err) {
         fail(`inspecting ${c.name}`, err);
       }
+      // Under the restart policy an engine restarts a runtime that exits and resets its health to
+      // "starting" on each start (moby initHealthMonitor), so a crash loop never reads "unhealthy"
+      // or "exited": only RestartCount tells. Stop it (not remove: `docker logs` stays readable),
+      // or unless-stopped keeps it looping on the GPU, across reboots too.
+      if ((info.RestartCount ?? 0) > 0 || info.State.Restarting) {
+        await docker
+          .getContainer(c.id)
+          .stop({ t: 10 })
+          .catch(() => {});
+        const code = info.State.ExitCode ? `, last exit code ${info.State.ExitCode}` : '';
+        throw new ExternalError('Docker', `${c.name} exited while starting and was restarted ${info.RestartCount ?? 0} time(s)${code}; stopped it`, {
+          hint: `look at its logs: docker logs ${c.name}`,
+        });
+      }
       const status = info.State.Health?.Status ?? (info.State.Running ? 'running (no healthcheck)' : info.State.Status);
       if (last.get(c.id) !== status) {
         say(`${c.name}: ${status}`);
