@@ -51,6 +51,9 @@ export interface EmbedResult {
  */
 export const CUT_CHARS_PER_TOKEN = 32;
 
+/** Synchronous tokenising runs at most this long before a loop over inputs lets the event loop run. */
+export const YIELD_AFTER_MS = 4;
+
 /** Default padding cap on the CPU provider (BatcherOptions.maxPadding). */
 export const CPU_MAX_PADDING = 0.3;
 
@@ -161,7 +164,7 @@ export class ModelService {
     for (let i = 0; i < call.texts.length; i++) {
       const text = call.texts[i]!;
       const cut = typeof text === 'string' && text.length > this.cutChars;
-      const enc = typeof text === 'string' ? m.encode(prefix + (cut ? text.slice(0, this.cutChars) : text)) : this.encodeIds(text, i);
+      const enc = typeof text === 'string' ? this.encodeVisible(text, prefix) : this.encodeIds(text, i);
       if (!call.truncate && enc.fullLength > m.manifest.maxTokens) {
         throw new InferenceError(
           'input_too_long',
@@ -185,7 +188,7 @@ export class ModelService {
         );
       }
       // Tokenising a 2,048-input request takes a while; let other requests and probes through.
-      if ((i & 15) === 15 && performance.now() - slice > 4) {
+      if ((i & 15) === 15 && performance.now() - slice > YIELD_AFTER_MS) {
         await new Promise<void>((r) => setImmediate(r));
         if (call.signal?.aborted) throw call.signal.reason;
         slice = performance.now();

@@ -5,7 +5,7 @@ import { ApiError } from './errors.js';
 import { admitRequest, embed, modelFor } from './pipeline.js';
 import { checkDimensions, parseInputs } from './request.js';
 import type { ModelSlot } from '../inference/models.js';
-import type { ModelService } from '../inference/service.js';
+import { YIELD_AFTER_MS, type ModelService } from '../inference/service.js';
 import type { Route, RouteContext } from './types.js';
 
 /**
@@ -31,17 +31,11 @@ function teiError(err: ApiError): { status: number; body: unknown } {
  */
 export const MAX_EMBED_ALL_VALUES = 4_194_304;
 
-/**
- * Tokenising is synchronous: past this much time in one go, a loop over inputs lets the event
- * loop run (probes, other requests), as ModelService.embedEach does.
- */
-const SLICE_MS = 4;
-
-/** A yield to the event loop every SLICE_MS of work; false once the client has gone. */
+/** A yield to the event loop every YIELD_AFTER_MS of tokenising, as ModelService.embed does; false once the client has gone. */
 function slicer(req: Parameters<Route['handle']>[0]) {
   let since = performance.now();
   return async (): Promise<boolean> => {
-    if (performance.now() - since <= SLICE_MS) return true;
+    if (performance.now() - since <= YIELD_AFTER_MS) return true;
     await new Promise<void>((r) => setImmediate(r));
     since = performance.now();
     return !req.socket.destroyed;
